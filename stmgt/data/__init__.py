@@ -1,0 +1,1 @@
+"""Datasets: the embedded simulator, the generic folder format, importers, windows and splits."""

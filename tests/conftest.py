@@ -1,0 +1,32 @@
+"""Shared fixtures: an empty workspace per test, and the dashboard under AppTest."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP_TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
+def isolated_workspace(tmp_path, monkeypatch):
+    """Imported datasets and runs go to a temporary workspace, never the user's."""
+    root = tmp_path / "workspace"
+    monkeypatch.setenv("STMGT_WORKSPACE", str(root))
+    return root
+
+
+@pytest.fixture
+def app():
+    """Return a function that opens the dashboard on a page and runs it."""
+
+    def open_page(page: str = "pages/overview.py", **session) -> AppTest:
+        at = AppTest.from_file("app.py", default_timeout=APP_TIMEOUT)
+        for key, value in session.items():
+            at.session_state[key] = value
+        at.run()
+        if page != "pages/overview.py":
+            at.switch_page(page)
+            at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        return at
+
+    return open_page
