@@ -1,0 +1,150 @@
+"""STMGT: the spatio-temporal multi-modal graph transformer (STMGT_SPEC.md §9.3)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import dropout_edge
+
+from stmgt.model.config import STMGTConfig
+from stmgt.model.embedding import InputEmbedding, TimeEncoding
+from stmgt.model.fusion import STBlock
+from stmgt.model.head import GaussianMixtureHead
+from stmgt.model.spatial import StepGraphs
+from stmgt.model.weather import WeatherCrossAttention
+
+
+@dataclass
+class Diagnostics:
+    """What the model attended to, detached. E' counts the per-step edges plus the one
+    self loop per node that GATv2Conv adds; `attention_edge_index` [2, E'] names them."""
+
+    alpha: Tensor                   # [blocks, B, T, N] fusion gate averaged over channels
+    spatial_attention: Tensor       # [blocks, B, T, E', heads] weight of edge j→i for target i
+    attention_edge_index: Tensor    # [2, E'] per-step (not batched) edges, self loops last
+    temporal_attention: Tensor      # [blocks, B, N, heads, T, T] query step × key step
+    weather_attention: Tensor | None  # [B, N, heads, T, horizon]; None without weather
+
+
+class STMGT(nn.Module):
+    """Embedding (+ observed flag, + clock) → num_blocks × STBlock → weather
+    cross-attention → Gaussian-mixture head. Works for any number of nodes N.
+
+    Inputs: x [B, T, N] z-scored speed (values where `mask` is False are ignored, NaN
+    included), mask [B, T, N] bool True = observed (None = all observed), edge_index [2, E]
+    long over the N nodes, weather [B, horizon, 3] z-scored forecast-step weather (unused and
+    may be None without `use_weather`), time_of_day [B, T] fraction of the day in [0, 1),
+    day_of_week [B, T] long 0=Monday (both may be None without `time_encoding`).
+    Outputs means, stds, weights each [B, horizon, N, K]; position i is horizon step i+1."""
+
+    def __init__(self, config: STMGTConfig | None = None):
+        super().__init__()
+        self.config = config = config or STMGTConfig()
+        D = config.hidden_dim
+        self.embedding = InputEmbedding(2 if config.use_mask else 1, D)
+        self.time_encoding = TimeEncoding(D) if config.time_encoding else None
+        self.blocks = nn.ModuleList(
+            STBlock(D, config.heads, config.dropout, config.seq_len, config.gat_layout)
+            for _ in range(config.num_blocks)
+        )
+        self.weather_attn = (WeatherCrossAttention(D, config.heads, config.dropout, config.horizon)
+                             if config.use_weather else None)
+        self.mixture_head = GaussianMixtureHead(D, config.num_mixtures)
+        # Per-horizon σ multiplier fitted on the validation split after training
+        # (stmgt.calibration); ones until then. A buffer, so checkpoints carry it.
+        self.register_buffer("sigma_scale", torch.ones(config.horizon))
+        self.step_graphs = StepGraphs()
+
+    def count_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, x: Tensor, mask: Tensor | None, edge_index: Tensor, weather: Tensor | None = None,
+                time_of_day: Tensor | None = None, day_of_week: Tensor | None = None):
+        """-> (means, stds, weights), each [B, horizon, N, K]. No attention weights are
+        computed on this path."""
+        means, stds, weights, _ = self._run(x, mask, edge_index, weather, time_of_day, day_of_week,
+                                            diagnose=False)
+        return means, stds, weights
+
+    def forward_with_diagnostics(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
+                                 weather: Tensor | None = None, time_of_day: Tensor | None = None,
+                                 day_of_week: Tensor | None = None):
+        """-> (means, stds, weights, Diagnostics). Meant for eval mode: attention is reported
+        on the full graph (no DropEdge here), and in train mode GATv2's weights would include
+        its attention dropout."""
+        return self._run(x, mask, edge_index, weather, time_of_day, day_of_week, diagnose=True)
+
+    def embed(self, x: Tensor, mask: Tensor | None, time_of_day: Tensor | None,
+              day_of_week: Tensor | None) -> Tensor:
+        """[B, T, N] inputs -> [B, T, N, D]. Values under a False mask are zeroed here, so
+        whatever the caller left there (even NaN) cannot reach the output."""
+        if mask is None:
+            mask = torch.ones_like(x, dtype=torch.bool)
+        x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        features = [x, mask.to(x.dtype)] if self.config.use_mask else [x]
+        h = self.embedding(torch.stack(features, dim=-1))
+        if self.time_encoding is not None:
+            if time_of_day is None or day_of_week is None:
+                raise ValueError("time_of_day and day_of_week are required when time_encoding is on")
+            h = h + self.time_encoding(time_of_day, day_of_week)
+        return h
+
+    def batched_edges(self, edge_index: Tensor, num_nodes: int, copies: int) -> Tensor:
+        """The step-graph repeated `copies` times as one disjoint graph, with DropEdge
+        (each step-graph loses different edges) when training; untouched in eval."""
+        batched = self.step_graphs.batch(edge_index, num_nodes, copies)
+        return dropout_edge(batched, p=self.config.drop_edge, training=self.training)[0]
+
+    def _check_inputs(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
+                      weather: Tensor | None) -> None:
+        cfg = self.config
+        if x.dim() != 3 or x.shape[1] != cfg.seq_len:
+            raise ValueError(f"x must be [batch, {cfg.seq_len}, nodes], got {list(x.shape)}")
+        if mask is not None and mask.shape != x.shape:
+            raise ValueError(f"mask shape {list(mask.shape)} differs from x shape {list(x.shape)}")
+        if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+            raise ValueError(f"edge_index must be [2, edges], got {list(edge_index.shape)}")
+        if cfg.use_weather:
+            expected = [x.shape[0], cfg.horizon, 3]
+            if weather is None or list(weather.shape) != expected:
+                got = None if weather is None else list(weather.shape)
+                raise ValueError(f"weather must be {expected} when use_weather is on, got {got}")
+
+    def _run(self, x, mask, edge_index, weather, time_of_day, day_of_week, diagnose: bool):
+        self._check_inputs(x, mask, edge_index, weather)
+        B, T, N = x.shape
+        h = self.embed(x, mask, time_of_day, day_of_week)
+        if diagnose:
+            edges = self.step_graphs.batch(edge_index, N, B * T)
+        else:
+            edges = self.batched_edges(edge_index, N, B * T)
+
+        alphas, spatial, temporal = [], [], []
+        for block in self.blocks:
+            h, alpha, spatial_attention, temporal_attention = block(h, edges, diagnose)
+            if diagnose:
+                alphas.append(alpha.mean(dim=-1))
+                spatial.append(spatial_attention)
+                temporal.append(temporal_attention)
+
+        weather_attention = None
+        if self.weather_attn is not None:
+            h, weather_attention = self.weather_attn(h, weather, diagnose)
+
+        means, stds, weights = self.mixture_head(h)
+        stds = stds * self.sigma_scale.view(1, -1, 1, 1)
+        if not diagnose:
+            return means, stds, weights, None
+
+        step_edges = self.step_graphs.step_edge_index(edge_index)
+        per_step = [StepGraphs.unbatch_attention(step_edges, a, N, B * T) for a in spatial]
+        diagnostics = Diagnostics(
+            alpha=torch.stack(alphas).detach(),
+            spatial_attention=torch.stack([a.reshape(B, T, *a.shape[1:]) for a, _ in per_step]).detach(),
+            attention_edge_index=per_step[0][1],
+            temporal_attention=torch.stack(temporal).detach(),
+            weather_attention=None if weather_attention is None else weather_attention.detach(),
+        )
+        return means, stds, weights, diagnostics

@@ -1,0 +1,310 @@
+"""STMGT model: shapes, parameter counts, the weather fix, DropEdge, masking, diagnostics."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch_geometric.nn import GATv2Conv
+from torch_geometric.utils import scatter
+
+from stmgt.model import STMGT, Diagnostics, STMGTConfig
+from stmgt.model.weather import WeatherCrossAttention
+
+SPEC_PARAMS = {"concat": 487_791, "mean": 656_271}
+EXTRAS = 96 + 192 + 672  # observed-flag channel, time-of-day projection, day-of-week embedding
+
+
+def ring_graph(n: int) -> torch.Tensor:
+    """Two-way ring plus a few chords, so nodes have different in-degrees."""
+    src = torch.arange(n)
+    dst = (src + 1) % n
+    chords = torch.tensor([[0, n // 2], [n // 2, 1]]) if n > 3 else torch.empty(2, 0, dtype=torch.long)
+    return torch.cat([torch.stack([src, dst]), torch.stack([dst, src]), chords], dim=1)
+
+
+def inputs(batch=2, nodes=7, steps=12, seed=0, missing=0.2):
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        x=torch.randn(batch, steps, nodes, generator=g),
+        mask=torch.rand(batch, steps, nodes, generator=g) > missing,
+        edge_index=ring_graph(nodes),
+        weather=torch.randn(batch, steps, 3, generator=g),
+        time_of_day=torch.rand(batch, steps, generator=g),
+        day_of_week=torch.randint(0, 7, (batch, steps), generator=g),
+    )
+
+
+def model(**overrides) -> STMGT:
+    torch.manual_seed(0)
+    return STMGT(STMGTConfig(**overrides)).eval()
+
+
+def mixture_nll(y, means, stds, weights):
+    z = (y.unsqueeze(-1) - means) / stds
+    log_p = -0.5 * z**2 - stds.log() - 0.5 * math.log(2 * math.pi) + weights.log()
+    return -torch.logsumexp(log_p, dim=-1).mean()
+
+
+# ---- shapes and the mixture ------------------------------------------------------------
+
+def test_output_shapes_and_valid_mixture():
+    net = model()
+    batch = inputs(batch=3, nodes=62)
+    means, stds, weights = net(**batch)
+    for t in (means, stds, weights):
+        assert t.shape == (3, 12, 62, 5)
+        assert torch.isfinite(t).all()
+    assert (stds >= 0.01).all()
+    assert (weights > 0).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 12, 62))
+
+
+@pytest.mark.parametrize("nodes", [1, 7])
+def test_other_node_counts_and_no_weather(nodes):
+    net = model(use_weather=False)
+    batch = inputs(nodes=nodes)
+    batch["weather"] = None
+    means, stds, weights = net(**batch)
+    assert means.shape == stds.shape == weights.shape == (2, 12, nodes, 5)
+    *_, diag = net.forward_with_diagnostics(**batch)
+    assert diag.weather_attention is None
+    assert net.weather_attn is None
+
+
+def test_missing_required_inputs_are_clear_errors():
+    net = model()
+    batch = inputs()
+    with pytest.raises(ValueError, match="weather"):
+        net(**{**batch, "weather": None})
+    with pytest.raises(ValueError, match="time_of_day"):
+        net(**{**batch, "time_of_day": None})
+    with pytest.raises(ValueError, match="x must be"):
+        net(**{**batch, "x": batch["x"][:, :6]})
+
+
+# ---- parameter counts -------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["concat", "mean"])
+def test_parameter_count_matches_spec_code(layout):
+    bare = STMGT(STMGTConfig(gat_layout=layout, use_mask=False, time_encoding=False))
+    assert bare.count_parameters() == SPEC_PARAMS[layout]
+    assert STMGT(STMGTConfig(gat_layout=layout)).count_parameters() == SPEC_PARAMS[layout] + EXTRAS
+
+
+def test_default_is_mean_layout_with_657231_parameters():
+    assert STMGTConfig().gat_layout == "mean"
+    assert STMGT().count_parameters() == 657_231
+
+
+# ---- the weather cross-attention fix -----------------------------------------------------
+
+def test_weather_attention_is_not_uniform_and_depends_on_traffic():
+    torch.manual_seed(0)
+    attn = WeatherCrossAttention(96, 4, dropout=0.0, horizon=12).eval()
+    traffic, weather = torch.randn(2, 12, 5, 96), torch.randn(2, 12, 3)
+    contexts = []
+    attn.cross_attn.register_forward_hook(lambda m, i, o: contexts.append(o[0]))
+
+    out, weights = attn(traffic, weather, need_weights=True)
+    assert weights.shape == (2, 5, 4, 12, 12)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 5, 4, 12))
+    # The specification's broadcast layout gives exactly 1/12 everywhere.
+    assert (weights - 1 / 12).abs().amax() > 0.05
+    assert not torch.allclose(weights[:, 0], weights[:, 1])  # same weather, different road state
+
+    # The weather context read out (before the residual) changes with the traffic ...
+    other_traffic = traffic.clone()
+    other_traffic[:, :, 0] += 3.0
+    attn(other_traffic, weather)
+    assert (contexts[1][0] - contexts[0][0]).abs().amax() > 1e-3   # node 0 of sample 0
+    torch.testing.assert_close(contexts[1][1], contexts[0][1])      # untouched node 1 unchanged
+    # ... and with the weather.
+    out_wet, _ = attn(traffic, weather + 2.0)
+    assert (out_wet - out).abs().amax() > 1e-3
+
+
+def test_model_output_and_weather_attention_respond_to_weather_and_traffic():
+    net = model()
+    batch = inputs()
+    means, _, _, diag = net.forward_with_diagnostics(**batch)
+    means_rain, *_ = net(**{**batch, "weather": batch["weather"] + 2.0})
+    assert (means_rain - means).abs().amax() > 1e-4
+    *_, diag_traffic = net.forward_with_diagnostics(**{**batch, "x": batch["x"] + 1.0})
+    assert (diag_traffic.weather_attention - diag.weather_attention).abs().amax() > 1e-4
+
+
+# ---- DropEdge ----------------------------------------------------------------------------
+
+def test_eval_is_deterministic_and_keeps_every_edge():
+    net = model(drop_edge=0.5)
+    batch = inputs()
+    first, second = net(**batch), net(**batch)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    edges = net.batched_edges(batch["edge_index"], 7, copies=24)
+    assert edges.shape[1] == 24 * batch["edge_index"].shape[1]
+
+
+def test_drop_edge_only_in_training():
+    net = model(drop_edge=0.6)
+    ei = ring_graph(7)
+    full = 100 * ei.shape[1]
+    net.train()
+    assert net.batched_edges(ei, 7, copies=100).shape[1] < 0.6 * full
+    net.eval()
+    assert net.batched_edges(ei, 7, copies=100).shape[1] == full
+
+
+def test_dropped_edges_reach_the_graph_attention():
+    """drop_edge=1 in training leaves GATv2 only its self loops: the same as an empty graph."""
+    batch = inputs()
+    net = model(dropout=0.0, drop_edge=1.0).train()
+    dropped = net(**batch)
+    isolated = net.eval()(**{**batch, "edge_index": torch.empty(2, 0, dtype=torch.long)})
+    with_edges = net(**batch)
+    for a, b in zip(dropped, isolated):
+        torch.testing.assert_close(a, b)
+    assert (with_edges[0] - dropped[0]).abs().amax() > 1e-4
+
+
+def test_batched_edges_are_cached_but_follow_graph_changes():
+    net = model()
+    ei = ring_graph(7)
+    assert net.batched_edges(ei, 7, 4) is net.batched_edges(ei, 7, 4)
+    ei[1, 0] = 3  # in-place edit of the caller's graph must not be hidden by the cache
+    assert net.batched_edges(ei, 7, 4)[1, 0] == 3
+    other = ring_graph(7)[:, :5]
+    assert net.batched_edges(other, 7, 4).shape[1] == 20
+
+
+def test_batched_spatial_branch_equals_one_graph_at_a_time():
+    net = model()
+    batch = inputs(batch=2, nodes=7)
+    h = net.embed(batch["x"], batch["mask"], batch["time_of_day"], batch["day_of_week"])
+    spatial = net.blocks[0].spatial
+    out, _ = spatial(h, net.batched_edges(batch["edge_index"], 7, 24))
+    gat_one = spatial.gat(h[1, 5], batch["edge_index"])
+    torch.testing.assert_close(out[1, 5], spatial.norm(gat_one + h[1, 5]))
+
+
+# ---- masking -----------------------------------------------------------------------------
+
+def test_values_under_a_false_mask_are_ignored():
+    net = model()
+    batch = inputs(missing=0.3)
+    hidden = ~batch["mask"]
+    changed = batch["x"].clone()
+    changed[hidden] = 50.0
+    changed[0, 0, 0] = float("nan") if hidden[0, 0, 0] else changed[0, 0, 0]
+    for a, b in zip(net(**batch), net(**{**batch, "x": changed})):
+        assert torch.equal(a, b)
+    visible = batch["x"].clone()
+    visible[batch["mask"]] += 1.0
+    assert (net(**{**batch, "x": visible})[0] - net(**batch)[0]).abs().amax() > 1e-4
+
+
+def test_observed_flag_and_clock_reach_the_output():
+    net = model()
+    batch = inputs()
+    base = net(**batch)[0]
+    zero_observed = batch["x"].clone()
+    zero_observed[~batch["mask"]] = 0.0
+    flipped = net(**{**batch, "x": zero_observed, "mask": torch.ones_like(batch["mask"])})[0]
+    assert (flipped - base).abs().amax() > 1e-4  # a real 0 differs from a missing value
+    later = net(**{**batch, "time_of_day": (batch["time_of_day"] + 0.25) % 1})[0]
+    assert (later - base).abs().amax() > 1e-4
+    weekend = net(**{**batch, "day_of_week": torch.full_like(batch["day_of_week"], 6)})[0]
+    assert (weekend - base).abs().amax() > 1e-4
+
+
+# ---- diagnostics -------------------------------------------------------------------------
+
+def test_diagnostics_shapes_and_normalisation():
+    net = model()
+    batch = inputs(batch=2, nodes=7)
+    means, stds, weights, diag = net.forward_with_diagnostics(**batch)
+    plain = net(**batch)
+    for a, b in zip((means, stds, weights), plain):
+        torch.testing.assert_close(a, b)
+
+    assert isinstance(diag, Diagnostics)
+    n_edges = batch["edge_index"].shape[1] + 7  # the ring has no self loops; GATv2 adds 7
+    assert diag.alpha.shape == (3, 2, 12, 7)
+    assert ((diag.alpha >= 0) & (diag.alpha <= 1)).all()
+    assert diag.spatial_attention.shape == (3, 2, 12, n_edges, 4)
+    assert diag.attention_edge_index.shape == (2, n_edges)
+    assert diag.temporal_attention.shape == (3, 2, 7, 4, 12, 12)
+    assert diag.weather_attention.shape == (2, 7, 4, 12, 12)
+    for t in vars(diag).values():
+        assert not t.requires_grad
+
+    loops = diag.attention_edge_index[:, -7:]
+    assert torch.equal(loops[0], torch.arange(7)) and torch.equal(loops[1], torch.arange(7))
+    per_target = scatter(diag.spatial_attention, diag.attention_edge_index[1], dim=3, dim_size=7, reduce="sum")
+    torch.testing.assert_close(per_target, torch.ones_like(per_target))
+    torch.testing.assert_close(diag.temporal_attention.sum(-1), torch.ones(3, 2, 7, 4, 12))
+    torch.testing.assert_close(diag.weather_attention.sum(-1), torch.ones(2, 7, 4, 12))
+
+
+def test_spatial_attention_is_reported_per_step_and_edge():
+    """Block 0's reported weights for sample 1, step 5 equal GATv2 run on that step alone."""
+    net = model()
+    batch = inputs(batch=2, nodes=7)
+    *_, diag = net.forward_with_diagnostics(**batch)
+    h = net.embed(batch["x"], batch["mask"], batch["time_of_day"], batch["day_of_week"])
+    _, (edge_index, attention) = net.blocks[0].spatial.gat(h[1, 5], batch["edge_index"],
+                                                         return_attention_weights=True)
+    assert torch.equal(edge_index, diag.attention_edge_index)
+    torch.testing.assert_close(diag.spatial_attention[0, 1, 5], attention)
+
+
+def test_plain_forward_computes_no_attention_weights():
+    net = model()
+    seen = []
+    for module in net.modules():
+        if isinstance(module, torch.nn.MultiheadAttention):
+            module.register_forward_hook(lambda m, i, o: seen.append(o[1]))
+        if isinstance(module, GATv2Conv):
+            module.register_forward_hook(lambda m, i, o: seen.append(o if isinstance(o, tuple) else None))
+    net(**inputs())
+    assert len(seen) == 3 + 3 + 1 and all(s is None for s in seen)
+
+
+# ---- training ----------------------------------------------------------------------------
+
+def test_tiny_overfit_loss_decreases():
+    torch.manual_seed(0)
+    net = STMGT(STMGTConfig(hidden_dim=32, num_blocks=2, dropout=0.0, drop_edge=0.0)).train()
+    batch = inputs(batch=4, nodes=7)
+    target = torch.randn(4, 12, 7, generator=torch.Generator().manual_seed(1))
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss = mixture_nll(target, *net(**batch))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.3
+    assert all(math.isfinite(v) for v in losses)
+
+
+# ---- config ------------------------------------------------------------------------------
+
+def test_config_round_trip_through_json():
+    config = STMGTConfig(hidden_dim=64, gat_layout="mean", use_weather=False, dropout=0.1)
+    restored = STMGTConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored == config
+    assert STMGT(restored).count_parameters() == STMGT(config).count_parameters()
+
+
+def test_config_rejects_unknown_keys_and_bad_values():
+    with pytest.raises(ValueError, match="unknown STMGT config key.*hidden_size"):
+        STMGTConfig.from_dict({**STMGTConfig().to_dict(), "hidden_size": 96})
+    with pytest.raises(ValueError, match="gat_layout"):
+        STMGTConfig(gat_layout="sum")
+    with pytest.raises(ValueError, match="divisible"):
+        STMGTConfig(hidden_dim=90, heads=4)
+    with pytest.raises(ValueError, match="horizon"):
+        STMGTConfig(horizon=6)
