@@ -27,6 +27,7 @@ def write_folder(dataset: TrafficDataset, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o755)              # mkdtemp makes it private; the dataset is meant to be shared
     try:
         dataset.graph.write(tmp)
         stamps = [t.isoformat() for t in dataset.timestamps]
