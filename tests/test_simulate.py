@@ -190,3 +190,17 @@ def test_counterfactual_heavy_rain(sim, data):
     congested = data.speed[window] < np.nanpercentile(data.speed[window], 25)
     free = data.speed[window] > np.nanpercentile(data.speed[window], 75)
     assert np.nanmean(ratio[congested]) < np.nanmean(ratio[free]) - 0.03
+
+
+def test_true_change_of_a_scenario(sim, data):
+    """`true_change` edits only the anchor's horizon weather: heavy rain slows traffic, and the
+    unchanged weather changes nothing."""
+    from stmgt.evaluate import true_change
+    from stmgt.forecast import WeatherScenario
+
+    anchors = np.array([1000, 3000])
+    wet = true_change(sim, anchors, 12, WeatherScenario(precipitation_mm=20.0))
+    assert wet.shape == (2, 12, data.num_nodes)
+    assert np.nanmean(wet) < -2
+    same = true_change(sim, anchors, 12, WeatherScenario())
+    assert np.nanmax(np.abs(same)) == 0

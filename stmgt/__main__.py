@@ -1,0 +1,5 @@
+import sys
+
+from stmgt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,45 @@
+"""Where a dataset comes from, as a small JSON-able spec that run folders record, so a run can
+always be re-evaluated (and forecast) on the data it was trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stmgt.data.dataset import TrafficDataset
+from stmgt.data.folder import read_folder
+from stmgt.data.simulate import simulate
+from stmgt.errors import DataError
+
+EMBEDDED = {"kind": "simulator", "seed": 0, "weeks": 8}
+
+
+def parse_data_arg(arg: str | None) -> dict:
+    """`sim` (the embedded default), `sim:seed=1,weeks=2`, or a folder in the generic format."""
+    if arg is None or arg == "sim":
+        return dict(EMBEDDED)
+    if arg.startswith("sim:"):
+        spec = dict(EMBEDDED)
+        for part in filter(None, arg[4:].split(",")):
+            key, _, value = part.partition("=")
+            if key not in ("seed", "weeks") or not value:
+                raise DataError(f"unknown simulator option {part!r}; use seed=INT,weeks=NUMBER", "--data")
+            try:
+                spec[key] = int(value) if key == "seed" else float(value)
+            except ValueError as exc:
+                raise DataError(f"{key} must be a number, got {value!r}", "--data") from exc
+        return spec
+    return {"kind": "folder", "path": str(Path(arg).resolve())}
+
+
+def describe(spec: dict) -> str:
+    if spec["kind"] == "simulator":
+        return f"simulated HCMC, seed {spec['seed']}, {spec['weeks']:g} weeks"
+    return f"folder {spec['path']}"
+
+
+def load_dataset(spec: dict) -> TrafficDataset:
+    if spec.get("kind") == "simulator":
+        return simulate(weeks=spec.get("weeks", 8), seed=spec.get("seed", 0))
+    if spec.get("kind") == "folder":
+        return read_folder(spec["path"])
+    raise DataError(f"unknown data source {spec!r}")

@@ -1,0 +1,170 @@
+"""Forecaster -> Forecast: the predictive mixtures for chosen anchor times, in km/h, with exact
+quantiles, P(congested), diagnostics, and weather what-if scenarios."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stmgt.checkpoint import LoadedModel
+from stmgt.data.dataset import TrafficDataset, Windows, split_anchors
+from stmgt.errors import DataError
+from stmgt.mixture import GaussianMixture
+from stmgt.model import Diagnostics
+from stmgt.predict import predict
+
+QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass(frozen=True)
+class WeatherScenario:
+    """An edit of the forecast-horizon weather: absolute values, shifts, and/or a rain event of
+    `rain_mm` mm/h over horizon steps `rain_start`..`rain_start + rain_steps - 1` (1-based)."""
+
+    temperature_c: float | None = None
+    wind_kmh: float | None = None
+    precipitation_mm: float | None = None
+    temperature_shift: float = 0.0
+    wind_shift: float = 0.0
+    precipitation_shift: float = 0.0
+    rain_mm: float = 0.0
+    rain_start: int = 1
+    rain_steps: int = 0
+
+    def apply(self, weather: np.ndarray) -> np.ndarray:
+        """`weather` [..., H, 3] (°C, km/h, mm/h) -> the scenario's weather, same shape."""
+        out = np.array(weather, dtype=np.float32, copy=True)
+        for col, (value, shift) in enumerate(((self.temperature_c, self.temperature_shift),
+                                              (self.wind_kmh, self.wind_shift),
+                                              (self.precipitation_mm, self.precipitation_shift))):
+            if value is not None:
+                out[..., col] = value
+            out[..., col] += shift
+        if self.rain_steps > 0:
+            start = self.rain_start - 1
+            out[..., start:start + self.rain_steps, 2] = np.maximum(out[..., start:start + self.rain_steps, 2],
+                                                                    self.rain_mm)
+        out[..., 1:] = np.maximum(out[..., 1:], 0.0)
+        return out
+
+
+@dataclass
+class Forecast:
+    """Forecasts for B anchors (the last observed steps) × H horizon steps × N nodes."""
+
+    node_ids: list[str]
+    anchor_times: pd.DatetimeIndex
+    freq: pd.Timedelta
+    mixture: GaussianMixture          # [B, H, N, K] km/h
+    history: np.ndarray               # [B, S, N] observed input speeds km/h, NaN = missing
+    truth: np.ndarray                 # [B, H, N] km/h, NaN = unknown (future or missing)
+    weather: np.ndarray | None        # [B, H, 3] the horizon weather used
+    diagnostics: Diagnostics | None = None
+
+    @property
+    def horizon(self) -> int:
+        return self.truth.shape[1]
+
+    def target_times(self, b: int = 0) -> pd.DatetimeIndex:
+        return self.anchor_times[b] + pd.TimedeltaIndex(self.freq * np.arange(1, self.horizon + 1))
+
+    def input_times(self, b: int = 0) -> pd.DatetimeIndex:
+        lags = np.arange(self.history.shape[1] - 1, -1, -1)
+        return self.anchor_times[b] - pd.TimedeltaIndex(self.freq * lags)
+
+    def mean(self) -> np.ndarray:
+        return self.mixture.mean().numpy()
+
+    def quantiles(self, levels=QUANTILE_LEVELS) -> np.ndarray:
+        """Exact mixture quantiles, [B, H, N, L]."""
+        return self.mixture.quantiles(list(levels)).numpy()
+
+    def prob_below(self, threshold: float) -> np.ndarray:
+        return self.mixture.prob_below(threshold).numpy()
+
+    def to_frame(self, levels=QUANTILE_LEVELS) -> pd.DataFrame:
+        """Long format: one row per anchor × node × horizon step."""
+        q, mean = self.quantiles(levels), self.mean()
+        B, H, N = mean.shape
+        frame = pd.DataFrame({
+            "anchor_time": np.repeat(self.anchor_times, H * N),
+            "node_id": np.tile(np.repeat(np.array(self.node_ids, dtype=object), H), B),
+            "horizon_step": np.tile(np.arange(1, H + 1), B * N),
+            "target_time": np.concatenate([np.repeat(self.target_times(b)[None], N, 0).ravel() for b in range(B)]),
+            "mean": mean.transpose(0, 2, 1).ravel(),
+        })
+        for i, level in enumerate(levels):
+            frame[f"q{round(100 * level)}"] = q[..., i].transpose(0, 2, 1).ravel()
+        return frame
+
+
+class Forecaster:
+    """A loaded model bound to a dataset of the same graph."""
+
+    def __init__(self, loaded: LoadedModel, dataset: TrafficDataset, device="cpu"):
+        if loaded.fingerprint != dataset.graph.fingerprint():
+            raise DataError(f"the model was trained on another road graph ({len(loaded.node_ids)} nodes); "
+                            f"this dataset has {dataset.num_nodes} nodes")
+        self.loaded, self.dataset, self.device = loaded, dataset, torch.device(device)
+        self.model = loaded.model.to(self.device).eval()
+        self.windows = Windows(dataset, loaded.scaler, loaded.config.seq_len, loaded.config.horizon)
+        self.edge_index = dataset.graph.edge_index.to(self.device)
+
+    @property
+    def seq_len(self) -> int:
+        return self.loaded.config.seq_len
+
+    @property
+    def horizon(self) -> int:
+        return self.loaded.config.horizon
+
+    def test_anchors(self) -> np.ndarray:
+        return split_anchors(self.dataset)["test"]
+
+    def anchor_at(self, timestamp) -> int:
+        """Index of the last observed step `timestamp`, checked to have a full input window."""
+        try:
+            ts = pd.Timestamp(timestamp)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{timestamp!r} is not a timestamp (use ISO 8601, e.g. 2025-08-20T08:00+07:00)") from exc
+        if ts.tz is None:
+            ts = ts.tz_localize(self.dataset.timestamps.tz)
+        index = self.dataset.timestamps.get_indexer([ts])[0]
+        first, last = self.dataset.timestamps[self.seq_len - 1], self.dataset.timestamps[-1]
+        if index < 0:
+            raise DataError(f"{ts.isoformat()} is not a time step of the data "
+                            f"({first.isoformat()} … {last.isoformat()} every {self.dataset.freq})")
+        if index < self.seq_len - 1:
+            raise DataError(f"{ts.isoformat()} has fewer than {self.seq_len} observed steps before it; "
+                            f"the earliest anchor is {first.isoformat()}")
+        return int(index)
+
+    def horizon_weather(self, anchors) -> np.ndarray | None:
+        """The dataset's weather over each anchor's horizon ([B, H, 3]); past the data's end the
+        last observed weather persists."""
+        if self.dataset.weather is None:
+            return None
+        steps = np.asarray(anchors)[:, None] + np.arange(1, self.horizon + 1)
+        return self.dataset.weather[np.minimum(steps, self.dataset.num_steps - 1)]
+
+    @torch.no_grad()
+    def forecast(self, anchors, scenario: WeatherScenario | None = None, diagnostics: bool = False) -> Forecast:
+        anchors = np.atleast_1d(np.asarray(anchors, dtype=np.int64))
+        if ((anchors < self.seq_len - 1) | (anchors >= self.dataset.num_steps)).any():
+            raise DataError("anchor outside the data or without a full input window")
+        weather = self.horizon_weather(anchors)
+        override = None
+        if scenario is not None:
+            if weather is None or not self.loaded.config.use_weather:
+                raise DataError("this dataset or model has no weather, so a weather scenario cannot be applied")
+            weather = scenario.apply(weather)
+            override = torch.from_numpy(weather)
+        batch = self.windows.batch(anchors, weather=override).to(self.device)
+        mixture, diag = predict(self.model, batch, self.edge_index, self.loaded.scaler, diagnostics=True) \
+            if diagnostics else (predict(self.model, batch, self.edge_index, self.loaded.scaler), None)
+        inputs = anchors[:, None] + np.arange(-self.seq_len + 1, 1)
+        return Forecast(self.dataset.graph.node_ids, self.dataset.timestamps[anchors], self.dataset.freq,
+                        mixture.to("cpu"), self.dataset.speed[inputs], batch.y.cpu().numpy(), weather, diag)

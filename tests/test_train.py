@@ -1,0 +1,264 @@
+"""Training, checkpoints, evaluation and forecasting on a small simulated dataset with a small
+model, so the whole path runs in seconds on a CPU."""
+
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from stmgt.baselines import HistoricalAverage, persistence
+from stmgt.checkpoint import load_checkpoint, save_checkpoint
+from stmgt.data.dataset import Scaler, Windows, split_ranges
+from stmgt.data.simulate import simulate
+from stmgt.errors import DataError
+from stmgt.evaluate import evaluate
+from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
+from stmgt.graph import RoadGraph
+from stmgt.model import STMGTConfig
+from stmgt.runs import Run
+from stmgt.train import TrainConfig, fit, mixture_loss, resolve_device
+
+SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
+QUICK = TrainConfig(epochs=1, batch_size=16, max_batches=4, device="cpu")
+SPEC = {"kind": "simulator", "seed": 2, "weeks": 2}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate(weeks=2, seed=2)
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "small"
+    batches, epochs = [], []
+    result = fit(data, SMALL, TrainConfig(epochs=2, batch_size=16, max_batches=4, device="cpu"), run_dir,
+                 SPEC, on_batch=batches.append, on_epoch=epochs.append)
+    return result, batches, epochs
+
+
+def test_smoke_train_writes_a_complete_run(trained):
+    result, batches, epochs = trained
+    assert [b.batch for b in batches] == [1, 2, 3, 4, 1, 2, 3, 4]
+    assert [e.epoch for e in epochs] == [1, 2] and np.isfinite(epochs[0].train_loss)
+    files = sorted(p.name for p in result.run.path.iterdir())
+    assert files == ["checkpoint.pt", "config.json", "history.csv"]
+    history = result.run.history()
+    assert list(history.epoch) == [1, 2] and history.val_mae.notna().all()
+    config = result.run.config
+    assert config["data"] == SPEC and config["model"]["hidden_dim"] == 16
+    assert config["parameters"] == result.model.count_parameters()
+    assert result.stopped == "max_epochs"
+
+
+def test_training_is_reproducible_for_a_seed(data, tmp_path):
+    a = fit(data, SMALL, QUICK)
+    b = fit(data, SMALL, QUICK)
+    for (k, v), w in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        torch.testing.assert_close(v, w, msg=k)
+
+
+def test_cancel_stops_after_the_current_batch_and_keeps_the_best(data, tmp_path):
+    cancel = threading.Event()
+    seen = []
+
+    def on_batch(progress):
+        seen.append((progress.epoch, progress.batch))
+        if progress.epoch == 2 and progress.batch == 2:
+            cancel.set()
+
+    result = fit(data, SMALL, TrainConfig(epochs=5, batch_size=16, max_batches=4, device="cpu"),
+                 tmp_path / "run", SPEC, on_batch=on_batch, cancel=cancel)
+    assert result.stopped == "cancelled" and seen[-1] == (2, 2)
+    assert result.best_epoch == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").meta["epoch"] == 1
+
+
+def test_early_stopping_on_validation_mae(data, monkeypatch):
+    import stmgt.train as train
+    maes = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
+    monkeypatch.setattr(train, "validate", lambda *a, **k: (next(maes), 1.0))
+    result = fit(data, SMALL, TrainConfig(epochs=6, batch_size=16, max_batches=1, patience=3, device="cpu"))
+    assert result.stopped == "early_stopping" and result.best_epoch == 2 and len(result.history) == 5
+
+
+def test_loss_masks_missing_targets():
+    from stmgt.mixture import GaussianMixture
+    mix = GaussianMixture(torch.zeros(2, 1), torch.ones(2, 1), torch.ones(2, 1))
+    y = torch.tensor([0.5, 1000.0])
+    mask = torch.tensor([True, False])
+    masked = mixture_loss(mix, y, mask, TrainConfig())
+    only_first = mixture_loss(mix[:1], y[:1], mask[:1], TrainConfig())
+    assert masked.item() == pytest.approx(only_first.item(), rel=1e-6)
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert resolve_device("auto").type == "cpu"
+        with pytest.raises(DataError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_checkpoint_round_trip(trained, data, tmp_path):
+    result = trained[0]
+    path = tmp_path / "again.pt"
+    save_checkpoint(path, result.model, result.scaler, data.graph, {"note": "x"})
+    loaded = load_checkpoint(path, data.graph)
+    assert loaded.config == SMALL and loaded.scaler == result.scaler and loaded.meta == {"note": "x"}
+    batch = Windows(data, result.scaler).batch([200])
+    with torch.no_grad():
+        a = result.model(**batch.model_inputs(), edge_index=data.graph.edge_index)
+        b = loaded.model(**batch.model_inputs(), edge_index=data.graph.edge_index)
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y)
+    assert "weights_only=True" in open(load_checkpoint.__code__.co_filename).read()
+
+
+def test_checkpoint_of_another_graph_is_refused(trained):
+    result = trained[0]
+    nodes = pd.DataFrame({"node_id": ["a", "b"], "lat": [10.7, 10.71], "lon": [106.7, 106.7]})
+    other = RoadGraph(nodes, pd.DataFrame({"source": ["a", "b"], "target": ["b", "a"]}))
+    with pytest.raises(DataError, match="trained on another road graph .*62 nodes.*2 nodes"):
+        load_checkpoint(result.run.path / "checkpoint.pt", other)
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda raw: raw[: len(raw) // 2], "damaged"),
+    (lambda raw: b"not a checkpoint at all", "damaged"),
+])
+def test_damaged_checkpoint_is_refused(trained, tmp_path, damage, message):
+    raw = (trained[0].run.path / "checkpoint.pt").read_bytes()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(damage(raw))
+    with pytest.raises(DataError, match=message) as err:
+        load_checkpoint(bad)
+    assert str(bad) in str(err.value)
+    with pytest.raises(DataError, match=message):
+        load_checkpoint(damage(raw))
+
+
+def test_foreign_pickle_is_not_executed(tmp_path):
+    torch.save({"state_dict": {}, "format": "something else"}, tmp_path / "x.pt")
+    with pytest.raises(DataError, match="not an STMGT checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_baselines(data):
+    ranges = split_ranges(data.num_steps)
+    ha = HistoricalAverage(data, ranges["train"])
+    step = ranges["test"].start + 20
+    pred = ha.predict(torch.tensor([[step]]))[0, 0].numpy()
+    slot_mates = np.arange(step % 672, ranges["train"].stop, 672)
+    np.testing.assert_allclose(pred, np.nanmean(data.speed[slot_mates], axis=0), rtol=1e-5)
+    scaler = Scaler.fit(data, ranges["train"])
+    batch = Windows(data, scaler).batch([step])
+    held = persistence(batch, scaler, torch.zeros(1, 12, data.num_nodes))[0].numpy()
+    last = data.speed[step]
+    observed = ~np.isnan(last)
+    np.testing.assert_allclose(held[:, observed], np.broadcast_to(last[observed], (12, observed.sum())), atol=1e-4)
+
+
+def test_evaluate_writes_metrics_with_baselines(trained, data):
+    run = trained[0].run
+    metrics = evaluate(run, data)
+    assert run.metrics()["models"]["stmgt"]["mae"] == pytest.approx(metrics["models"]["stmgt"]["mae"])
+    assert set(metrics["models"]) == {"stmgt", "persistence", "historical_average"}
+    assert metrics["horizon_minutes"] == [15 * k for k in range(1, 13)]
+    stmgt = metrics["models"]["stmgt"]
+    assert len(stmgt["mae"]) == 12 and all(v > 0 for v in stmgt["crps"])
+    assert all(0 <= c <= 1 for c in stmgt["coverage"]["80"])
+    widths = stmgt["overall"]["width"]
+    assert widths["50"] < widths["80"] < widths["90"]
+    assert sum(stmgt["pit_histogram"]["density"]) == pytest.approx(10)
+    assert metrics["models"]["persistence"]["mae"][0] < metrics["models"]["persistence"]["mae"][-1]
+    assert "what_if" in metrics and metrics["what_if"]["mean_true_change_kmh"] < -2
+    again = evaluate(run, data)                    # deterministic: re-running reproduces it
+    assert again["models"] == metrics["models"]
+
+
+def test_forecast_quantiles_and_what_if(trained, data):
+    forecaster = Forecaster(trained[0].run.load(data.graph), data)
+    anchor = forecaster.test_anchors()[5]
+    forecast = forecaster.forecast(anchor)
+    q = forecast.quantiles()
+    assert q.shape == (1, 12, data.num_nodes, len(QUANTILE_LEVELS))
+    assert (np.diff(q, axis=-1) > 0).all()
+    cdf = forecast.mixture.cdf(torch.from_numpy(q[..., 2])).numpy()
+    np.testing.assert_allclose(cdf, 0.5, atol=1e-4)
+    frame = forecast.to_frame()
+    assert len(frame) == 12 * data.num_nodes
+    assert list(frame.columns[:5]) == ["anchor_time", "node_id", "horizon_step", "target_time", "mean"]
+    assert (frame.target_time - frame.anchor_time == frame.horizon_step * pd.Timedelta("15min")).all()
+    wet = forecaster.forecast(anchor, WeatherScenario(precipitation_mm=30.0))
+    assert (wet.weather[..., 2] == 30).all()
+    assert not np.allclose(wet.mean(), forecast.mean())
+
+
+def test_anchor_validation(trained, data):
+    forecaster = Forecaster(trained[0].run.load(data.graph), data)
+    assert forecaster.anchor_at(data.timestamps[100].isoformat()) == 100
+    with pytest.raises(DataError, match="not a time step"):
+        forecaster.anchor_at("2031-01-01T00:00+07:00")
+    with pytest.raises(DataError, match="fewer than 12 observed steps"):
+        forecaster.anchor_at(data.timestamps[3])
+    with pytest.raises(DataError, match="not a timestamp"):
+        forecaster.anchor_at("tomorrow-ish")
+
+
+def test_what_if_needs_weather(trained, data):
+    no_weather = type(data)(data.timestamps, data.speed, None, data.graph)
+    forecaster = Forecaster(trained[0].run.load(data.graph), no_weather)
+    with pytest.raises(DataError, match="no weather"):
+        forecaster.forecast(200, WeatherScenario(precipitation_mm=5))
+
+
+def test_weather_scenario_edits():
+    base = np.tile(np.array([[28.0, 10.0, 0.0]], dtype=np.float32), (12, 1))
+    out = WeatherScenario(temperature_shift=2, rain_mm=12, rain_start=3, rain_steps=4).apply(base)
+    assert (out[:, 0] == 30).all() and (out[:, 1] == 10).all()
+    assert out[:, 2].tolist() == [0, 0, 12, 12, 12, 12, 0, 0, 0, 0, 0, 0]
+    assert (WeatherScenario(precipitation_shift=-5).apply(base)[:, 2] == 0).all()     # never negative
+    np.testing.assert_array_equal(base, np.tile([[28.0, 10.0, 0.0]], (12, 1)))        # input untouched
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_forward_matches_cpu(trained, data):
+    model = trained[0].model
+    batch = Windows(data, trained[0].scaler).batch([200, 300])
+    with torch.no_grad():
+        cpu = model.cpu()(**batch.model_inputs(), edge_index=data.graph.edge_index)
+        gpu = model.cuda()(**batch.to("cuda").model_inputs(), edge_index=data.graph.edge_index.cuda())
+    model.cpu()
+    for a, b in zip(cpu, gpu):
+        torch.testing.assert_close(a, b.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_sigma_calibration_fits_the_validation_split(trained, data):
+    """The σ scale fitted at the end of training minimises the validation NLL over its grid, and
+    the saved checkpoint carries it."""
+    from stmgt.calibration import SCALE_GRID, fit_sigma_scale
+    from stmgt.data.dataset import split_anchors
+    from stmgt.predict import predict
+
+    result = trained[0]
+    saved = load_checkpoint(result.run.path / "checkpoint.pt")
+    torch.testing.assert_close(saved.model.sigma_scale, result.model.sigma_scale)
+    assert saved.meta["sigma_scale"] == pytest.approx(result.model.sigma_scale.tolist())
+    windows = Windows(data, result.scaler)
+    val = split_anchors(data)["val"]
+    scale = fit_sigma_scale(result.model, windows, val, data.graph.edge_index, "cpu")
+    assert set(scale.tolist()) <= set(SCALE_GRID.astype(np.float32).tolist())
+
+    def val_nll(factor):
+        result.model.sigma_scale.copy_(scale * factor)
+        batch = windows.batch(val)
+        mix, y = predict(result.model, batch, data.graph.edge_index, result.scaler), batch.y
+        mask = ~torch.isnan(y)
+        return ((mix.nll(torch.nan_to_num(y)) * mask).sum() / mask.sum()).item()
+
+    best = val_nll(1.0)
+    assert best <= val_nll(1.1) and best <= val_nll(0.9)
+    result.model.sigma_scale.copy_(scale)
