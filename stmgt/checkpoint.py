@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,7 @@ import torch
 from stmgt.data.dataset import Scaler
 from stmgt.errors import DataError
 from stmgt.graph import RoadGraph
+from stmgt.jsonfile import atomic_write_bytes
 from stmgt.model import STMGT, STMGTConfig
 
 FORMAT = "stmgt-checkpoint"
@@ -30,23 +29,6 @@ class LoadedModel:
     fingerprint: str
     node_ids: list[str]
     meta: dict
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename over it: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)      # mkstemp makes it private; a run folder is meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path, model: STMGT, scaler: Scaler, graph: RoadGraph, meta: dict | None = None) -> None:

@@ -3,7 +3,6 @@ trained model's page in the dashboard reads. Every file is written atomically.""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -11,28 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from stmgt.checkpoint import LoadedModel, atomic_write_bytes, load_checkpoint
+from stmgt.checkpoint import LoadedModel, load_checkpoint
 from stmgt.errors import DataError
 from stmgt.graph import RoadGraph
+from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
 
 CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.json", "history.csv", "metrics.json"
 BUNDLED_RUN = Path(__file__).resolve().parent.parent / "assets" / "model"
-
-
-def write_json(path: Path, data: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
-
-
-def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError("file not found", str(path))
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"is not valid JSON ({exc})", str(path)) from exc
-    if not isinstance(data, dict):
-        raise DataError("must hold a JSON object", str(path))
-    return data
 
 
 @dataclass(frozen=True)

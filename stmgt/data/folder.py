@@ -16,6 +16,7 @@ import pandas as pd
 
 from stmgt.data.dataset import WEATHER_COLUMNS, TrafficDataset
 from stmgt.errors import DataError
+from stmgt.jsonfile import read_json
 from stmgt.graph import RoadGraph, read_csv_table
 
 PROVENANCE_FILE = "dataset.json"
@@ -161,12 +162,4 @@ def numeric_frame(values: pd.DataFrame, where: str, first_line: int = 2) -> pd.D
 
 
 def _read_provenance(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"is not valid JSON ({exc})", str(path)) from exc
-    if not isinstance(data, dict):
-        raise DataError("must hold a JSON object", str(path))
-    return data
+    return read_json(path) if path.is_file() else {}
