@@ -1,9 +1,12 @@
 """Shared fixtures: an empty workspace per test, and the dashboard under AppTest."""
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 APP_TIMEOUT = 120
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +22,7 @@ def app():
     """Return a function that opens the dashboard on a page and runs it."""
 
     def open_page(page: str = "pages/overview.py", **session) -> AppTest:
-        at = AppTest.from_file("app.py", default_timeout=APP_TIMEOUT)
+        at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
         for key, value in session.items():
             at.session_state[key] = value
         at.run()

@@ -1,0 +1,87 @@
+"""pydeck maps of the road graph: nodes and segments coloured on fixed, legible scales, so frames
+compare while scrubbing. Without a basemap (offline) the layers still draw."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pydeck as pdk
+
+from stmgt.graph import RoadGraph
+
+NODE_LAYER = "nodes"
+# Speed colours (km/h): jammed red → orange → yellow → free-flowing green; fixed, not per frame.
+SPEED_STOPS = [(5, (178, 24, 43)), (12, (239, 101, 72)), (18, (253, 191, 71)), (26, (145, 207, 96)),
+               (35, (26, 152, 80))]
+# Probability colours: light grey-blue (unlikely) → deep purple (likely).
+PROB_STOPS = [(0.0, (222, 235, 247)), (0.5, (158, 154, 200)), (1.0, (84, 39, 143))]
+DELTA_STOPS = [(-8, (178, 24, 43)), (-2, (244, 165, 130)), (0, (247, 247, 247)), (2, (146, 197, 222)),
+               (8, (33, 102, 172))]
+MISSING = (160, 160, 160)
+CARTO_LIGHT = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
+
+
+def ramp(values, stops) -> np.ndarray:
+    """Linear colour interpolation between stops; NaN gets grey. Returns [n, 3] uint8."""
+    values = np.asarray(values, dtype=float)
+    xs = [x for x, _ in stops]
+    out = np.stack([np.interp(values, xs, [c[i] for _, c in stops]) for i in range(3)], axis=-1)
+    out[np.isnan(values)] = MISSING
+    return out.round().astype(np.uint8)
+
+
+def legend_html(stops, unit: str, fmt: str = "{:g}") -> str:
+    """A horizontal gradient bar with tick labels, for st.html / st.markdown."""
+    lo, hi = stops[0][0], stops[-1][0]
+    grad = ", ".join(f"rgb{c} {100 * (x - lo) / (hi - lo):.0f}%" for x, c in stops)
+    ticks = "".join(f"<span style='position:absolute;left:{100 * (x - lo) / (hi - lo):.0f}%;"
+                    f"transform:translateX(-50%);font-size:0.75rem'>{fmt.format(x)}</span>" for x, _ in stops)
+    return (f"<div style='max-width:420px;margin:4px 0 18px 0'>"
+            f"<div style='height:12px;border-radius:3px;background:linear-gradient(to right,{grad})'></div>"
+            f"<div style='position:relative;height:14px'>{ticks}</div>"
+            f"<div style='font-size:0.75rem;color:#666;margin-top:2px'>{unit}</div></div>")
+
+
+def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basemap: bool = True,
+             tooltip_html: str, highlight: str | None = None, arrows: pd.DataFrame | None = None,
+             edge_colour: np.ndarray | None = None) -> pdk.Deck:
+    """`nodes`: one row per graph node (any extra columns feed the tooltip); `colour` [N, 3].
+    Segments take the mean colour of their two ends unless `edge_colour` [E, 3] is given.
+    `arrows` (source/target lat lon, width, colour) draws weighted arrows, e.g. attention."""
+    pos = graph.positions()
+    nodes = nodes.reset_index(drop=True).assign(lat=pos.lat, lon=pos.lon,
+                                               r=colour[:, 0], g=colour[:, 1], b=colour[:, 2])
+    nodes["radius"] = np.where(nodes["node_id"] == highlight, 110, 55)
+    nodes["line"] = np.where(nodes["node_id"] == highlight, 4, 1)
+    index = graph.index_of
+    src = graph.edges["source"].map(index).to_numpy()
+    dst = graph.edges["target"].map(index).to_numpy()
+    ecol = edge_colour if edge_colour is not None else ((colour[src].astype(float) + colour[dst]) / 2).round()
+    edges = pd.DataFrame({"from_lon": pos.lon.to_numpy()[src], "from_lat": pos.lat.to_numpy()[src],
+                          "to_lon": pos.lon.to_numpy()[dst], "to_lat": pos.lat.to_numpy()[dst],
+                          "r": ecol[:, 0], "g": ecol[:, 1], "b": ecol[:, 2],
+                          "road_name": graph.edges["road_name"].to_numpy()})
+    layers = [
+        pdk.Layer("LineLayer", edges, id="segments", get_source_position=["from_lon", "from_lat"],
+                  get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 220], get_width=5,
+                  width_min_pixels=3, pickable=False),
+        pdk.Layer("ScatterplotLayer", nodes, id=NODE_LAYER, get_position=["lon", "lat"],
+                  get_fill_color=["r", "g", "b", 255], get_line_color=[30, 30, 30], get_radius="radius",
+                  radius_min_pixels=5, radius_max_pixels=16, get_line_width="line",
+                  line_width_units='"pixels"', stroked=True,
+                  pickable=True, auto_highlight=True),
+    ]
+    if arrows is not None and len(arrows):
+        layers.append(pdk.Layer("LineLayer", arrows, id="arrows", get_source_position=["from_lon", "from_lat"],
+                                get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
+                                get_width="width", width_units='"pixels"', pickable=False))
+    view = pdk.ViewState(latitude=float(pos.lat.mean()), longitude=float(pos.lon.mean()), zoom=_zoom(pos),
+                         pitch=0)
+    return pdk.Deck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
+                    map_style=CARTO_LIGHT if basemap else None,
+                    tooltip={"html": tooltip_html, "style": {"fontSize": "12px"}})
+
+
+def _zoom(pos: pd.DataFrame) -> float:
+    span = max(float(pos.lat.max() - pos.lat.min()), float(pos.lon.max() - pos.lon.min()), 1e-3)
+    return float(np.clip(np.log2(360 / span) - 1.2, 2, 17))

@@ -1,0 +1,228 @@
+"""What every page shares: the sidebar choices (dataset, model, device, node), the cached data,
+models and forecasts. Pages read these and draw; all numbers come from `stmgt`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from stmgt.checkpoint import LoadedModel
+from stmgt.data.dataset import TrafficDataset
+from stmgt.data.sources import EMBEDDED, describe, load_dataset
+from stmgt.errors import DataError
+from stmgt.forecast import Forecast, Forecaster, WeatherScenario
+from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.workspace import Workspace
+from ui.maps import NODE_LAYER
+
+EMBEDDED_LABEL = "Simulated HCMC (embedded)"
+BUNDLED_LABEL = "Bundled model"
+NODE_KEY = "node_id"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    run: Run
+
+
+def workspace() -> Workspace:
+    return Workspace.default()
+
+
+# ---- cached resources (shared across sessions; keyed by plain strings) ------------------------
+@st.cache_resource(show_spinner="Loading data…", max_entries=4)
+def _dataset(spec_json: str) -> TrafficDataset:
+    return load_dataset(json.loads(spec_json))
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=4)
+def _model(checkpoint: str, mtime: float, fingerprint: str, device: str) -> LoadedModel:
+    run = Run(Path(checkpoint).parent)
+    loaded = run.load(device=device)
+    if loaded.fingerprint != fingerprint:
+        raise DataError(f"this model was trained on another road graph ({len(loaded.node_ids)} nodes); "
+                        "pick a model trained on the selected dataset", str(run.path))
+    return loaded
+
+
+def dataset_choices() -> dict[str, dict]:
+    choices = {EMBEDDED_LABEL: dict(EMBEDDED)}
+    for name, path in workspace().datasets().items():
+        choices[f"Imported: {name}"] = {"kind": "folder", "path": str(path)}
+    return choices
+
+
+def model_choices(fingerprint: str) -> tuple[list[ModelChoice], int]:
+    """Runs trained on this graph (bundled first), and how many others were left out."""
+    candidates = [ModelChoice(BUNDLED_LABEL, Run(BUNDLED_RUN))] if (BUNDLED_RUN / "checkpoint.pt").is_file() else []
+    candidates += [ModelChoice(f"Run: {r.name}", r) for r in workspace().runs()]
+    fitting, hidden = [], 0
+    for choice in candidates:
+        try:
+            matches = choice.run.config.get("graph_fingerprint") == fingerprint
+        except DataError:
+            matches = False
+        if matches:
+            fitting.append(choice)
+        else:
+            hidden += 1
+    return fitting, hidden
+
+
+# ---- the current selection ---------------------------------------------------------------------
+def sidebar() -> None:
+    """Dataset, model and device pickers; they persist across pages via session state."""
+    with st.sidebar:
+        st.subheader("Data & model")
+        choices = dataset_choices()
+        if st.session_state.get("dataset") not in choices:
+            st.session_state["dataset"] = EMBEDDED_LABEL
+        st.selectbox("Dataset", list(choices), key="dataset")
+        try:
+            dataset = current_dataset()
+        except DataError as exc:
+            st.error(f"This dataset cannot be loaded: {exc}")
+            return
+        models, hidden = model_choices(dataset.graph.fingerprint())
+        labels = [m.label for m in models]
+        if labels:
+            if st.session_state.get("model") not in labels:
+                st.session_state["model"] = labels[0]
+            st.selectbox("Model", labels, key="model")
+        else:
+            st.session_state.pop("model", None)
+            st.info("No model for this dataset yet — train one on **Train & load**.")
+        if hidden:
+            st.caption(f"{hidden} saved model(s) for other road graphs are not listed.")
+        devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+        if st.session_state.get("device") not in devices:
+            st.session_state["device"] = devices[0]
+        st.radio("Device", devices, key="device", horizontal=True,
+                 help="Where forecasts and training run. CUDA is offered when a GPU is present.")
+
+
+def forget_dataset(path: Path) -> None:
+    """After an imported dataset is replaced or deleted, drop its cached copy and the forecasts
+    made on it (both are keyed by the folder's path, which stays the same)."""
+    _dataset.clear(json.dumps({"kind": "folder", "path": str(path)}, sort_keys=True))
+    _forecast.clear()
+
+
+def current_dataset() -> TrafficDataset:
+    spec = dataset_choices().get(st.session_state.get("dataset", EMBEDDED_LABEL), EMBEDDED)
+    return _dataset(json.dumps(spec, sort_keys=True))
+
+
+def current_dataset_spec() -> dict:
+    return dataset_choices().get(st.session_state.get("dataset", EMBEDDED_LABEL), EMBEDDED)
+
+
+def dataset_label() -> str:
+    return describe(current_dataset_spec())
+
+
+def device() -> str:
+    return st.session_state.get("device", "cpu")
+
+
+def current_model_choice() -> ModelChoice | None:
+    dataset = current_dataset()
+    models, _ = model_choices(dataset.graph.fingerprint())
+    by_label = {m.label: m for m in models}
+    return by_label.get(st.session_state.get("model")) or (models[0] if models else None)
+
+
+def current_model() -> LoadedModel | None:
+    choice = current_model_choice()
+    if choice is None:
+        return None
+    checkpoint = choice.run.path / "checkpoint.pt"
+    return _model(str(checkpoint), checkpoint.stat().st_mtime, current_dataset().graph.fingerprint(), device())
+
+
+def current_forecaster() -> Forecaster | None:
+    loaded = current_model()
+    return None if loaded is None else Forecaster(loaded, current_dataset(), device())
+
+
+def require_forecaster() -> Forecaster:
+    """The forecaster, or a clear message with the way forward (and the page stops)."""
+    try:
+        forecaster = current_forecaster()
+    except DataError as exc:
+        st.error(f"The selected model cannot be used: {exc}")
+        st.page_link("pages/train.py", label="Train or load another model", icon=":material/model_training:")
+        st.stop()
+    if forecaster is None:
+        st.warning("There is no model for this dataset yet.")
+        st.page_link("pages/train.py", label="Train one on Train & load", icon=":material/model_training:")
+        st.stop()
+    return forecaster
+
+
+def model_key() -> str:
+    """Identifies the selected model + dataset + device for cached forecasts."""
+    choice = current_model_choice()
+    checkpoint = choice.run.path / "checkpoint.pt"
+    return json.dumps([str(checkpoint), checkpoint.stat().st_mtime, current_dataset_spec(), device()])
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _forecast(key: str, anchor: int, scenario: WeatherScenario | None, diagnostics: bool) -> Forecast:
+    return current_forecaster().forecast(anchor, scenario, diagnostics)
+
+
+def forecast(anchor: int, scenario: WeatherScenario | None = None, diagnostics: bool = False) -> Forecast:
+    """A cached forecast for one anchor of the current model and dataset."""
+    return _forecast(model_key(), int(anchor), scenario, diagnostics)
+
+
+# ---- selected node and anchor -------------------------------------------------------------------
+def selected_node(dataset: TrafficDataset) -> str:
+    ids = dataset.graph.node_ids
+    if st.session_state.get(NODE_KEY) not in ids:
+        st.session_state[NODE_KEY] = ids[0]
+    return st.session_state[NODE_KEY]
+
+
+def node_picker(dataset: TrafficDataset, label: str = "Node") -> str:
+    """A select box over the nodes, shared with map clicks through session state."""
+    selected_node(dataset)
+    names = dict(zip(dataset.graph.node_ids, dataset.graph.nodes["name"]))
+    return st.selectbox(label, dataset.graph.node_ids, key=NODE_KEY,
+                        format_func=lambda n: f"{n} · {names[n]}" if names[n] else n)
+
+
+def anchor_picker(forecaster: Forecaster, key: str = "anchor", label: str = "Forecast made at") -> int:
+    """A slider over the test period's anchors (the last observed step), shared by pages."""
+    anchors = forecaster.test_anchors()
+    times = forecaster.dataset.timestamps[anchors]
+    if st.session_state.get(key) not in set(anchors.tolist()):
+        # Start on a morning rush hour in the middle of the test period: the interesting case.
+        rush = np.flatnonzero((times.hour == 7) & (times.minute == 0) & (times.day_of_week < 5))
+        middle = rush[np.searchsorted(rush, len(anchors) // 2) % len(rush)] if len(rush) else len(anchors) // 2
+        st.session_state[key] = int(anchors[middle])
+    labels = dict(zip(anchors.tolist(), _time_labels(times.to_series())))
+    return st.select_slider(label, options=anchors.tolist(), key=key, format_func=labels.__getitem__)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _time_labels(times: pd.Series) -> list[str]:
+    """Slider labels, formatted once: formatting a thousand options on every rerun cost more than
+    the rest of a scrubber move (~100 ms). A Series because st.cache_data hashes those, not indexes."""
+    return times.dt.strftime("%a %d %b %H:%M").tolist()
+
+
+def select_clicked_node(map_key: str) -> None:
+    """`on_select` callback of the road map keyed `map_key` (bind it with functools.partial):
+    a clicked node becomes the selected node on every page."""
+    objects = st.session_state[map_key].selection.get("objects", {}).get(NODE_LAYER, [])
+    if objects:
+        st.session_state[NODE_KEY] = objects[0]["node_id"]
