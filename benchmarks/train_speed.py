@@ -2,7 +2,7 @@
 optimiser step on the CPU (the baseline) and, where a GPU is present, on CUDA in fp32 and with the
 bf16 autocast that `fit` uses there. Prints one JSON object.
 
-    python benchmarks/train_speed.py [--steps 20] [--cpu-steps 3]
+    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py [--steps 20] [--cpu-steps 3]
 """
 
 from __future__ import annotations

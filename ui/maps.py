@@ -84,4 +84,4 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
 
 def _zoom(pos: pd.DataFrame) -> float:
     span = max(float(pos.lat.max() - pos.lat.min()), float(pos.lon.max() - pos.lon.min()), 1e-3)
-    return float(np.clip(np.log2(360 / span) - 1.2, 2, 17))
+    return float(np.clip(np.log2(360 / span) - 0.4, 2, 17))

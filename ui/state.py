@@ -147,9 +147,20 @@ def current_model() -> LoadedModel | None:
     return _model(str(checkpoint), checkpoint.stat().st_mtime, current_dataset().graph.fingerprint(), device())
 
 
+@st.cache_resource(max_entries=4)
+def _forecaster(checkpoint: str, mtime: float, spec_json: str, device: str) -> Forecaster:
+    dataset = _dataset(spec_json)
+    return Forecaster(_model(checkpoint, mtime, dataset.graph.fingerprint(), device), dataset, device)
+
+
 def current_forecaster() -> Forecaster | None:
-    loaded = current_model()
-    return None if loaded is None else Forecaster(loaded, current_dataset(), device())
+    """The selected model bound to the selected dataset; built once per (model, data, device)."""
+    choice = current_model_choice()
+    if choice is None:
+        return None
+    checkpoint = choice.run.path / "checkpoint.pt"
+    return _forecaster(str(checkpoint), checkpoint.stat().st_mtime,
+                       json.dumps(current_dataset_spec(), sort_keys=True), device())
 
 
 def require_forecaster() -> Forecaster:

@@ -1,0 +1,140 @@
+"""Forecast map: every node's predictive speed (or congestion probability) at one horizon step of
+one forecast. The two scrubbers live in a fragment, so moving them redraws only the map."""
+
+import threading
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+from stmgt.errors import DataError
+from ui import state
+from ui.fan_chart import horizon_bars, horizon_label
+from ui.maps import PROB_STOPS, SPEED_STOPS, legend_html, ramp, road_map
+
+MEDIAN, PROBABILITY = "Median speed", "Congestion probability"
+PICK_KEY = "forecast_map_pick"
+ANCHOR_KEY = "anchor"
+PREFETCH_KEY = "forecast_map_prefetch"
+PREFETCH_THREAD = "stmgt-prefetch"
+PREFETCH_STEPS = (1, -1, 2, -2)     # neighbouring forecast times computed in the background
+INTERVAL = (0.1, 0.5, 0.9)          # q10, median, q90: the 80 % interval shown in tooltips
+
+
+def prefetch_neighbours(anchors: np.ndarray) -> None:
+    """Forecast the neighbours of the selected forecast time in a background thread, so stepping it
+    (arrow keys on the slider) finds them cached: the model's forward pass is most of an anchor move.
+    One thread per session; it follows the slider until the neighbours of where it rests are done."""
+    running = st.session_state.get(PREFETCH_KEY)
+    if running is not None and running.is_alive():
+        return
+
+    def work() -> None:
+        done = set()
+        while (anchor := st.session_state.get(ANCHOR_KEY)) is not None:     # None: the user left the page
+            i = int(np.searchsorted(anchors, anchor))
+            todo = [int(anchors[i + step]) for step in PREFETCH_STEPS if 0 <= i + step < len(anchors)]
+            todo = [a for a in todo if a not in done]
+            if not todo:
+                return
+            done.add(todo[0])
+            try:
+                state.forecast(todo[0])
+            except DataError:           # the page itself shows the error for the selected time
+                return
+
+    # Not a daemon (which it would inherit from the script thread): exit waits instead of aborting torch.
+    thread = threading.Thread(target=work, name=PREFETCH_THREAD, daemon=False)
+    add_script_run_ctx(thread, get_script_run_ctx())
+    thread.start()
+    st.session_state[PREFETCH_KEY] = thread
+
+
+@st.fragment
+def scrubbed_map(forecaster, colour_by: str, threshold: float, basemap: bool) -> None:
+    dataset = forecaster.dataset
+    graph = dataset.graph
+    left, right = st.columns([3, 2])
+    with left:
+        anchor = state.anchor_picker(forecaster, key=ANCHOR_KEY)
+    forecast = state.forecast(anchor)
+    targets = forecast.target_times(0)
+    with right:
+        step = st.select_slider(
+            "Forecast horizon", options=list(range(1, forecast.horizon + 1)), value=min(4, forecast.horizon),
+            key="map_horizon", format_func=lambda s: f"{horizon_label(s, forecast.freq)} · {targets[s - 1]:%H:%M}",
+            help="How far ahead of the forecast time; the clock time is the target time.")
+    h = step - 1
+    target = targets[h]
+
+    # One forecast (cached); the frame only slices it: quantiles for this step, P(congested) for all steps.
+    mixture = forecast.mixture[0, h]
+    q10, median, q90 = mixture.quantiles(INTERVAL).double().numpy().T     # float64: tooltips print short
+    p_all = forecast.prob_below(threshold)[0].astype(float)                  # [H, N]
+    p_congested = p_all[h]
+    names = graph.nodes["name"].fillna("").astype(str)
+    nodes = graph.nodes[["node_id", "road_class"]].assign(
+        name=np.where(names != "", names, graph.nodes["node_id"]), median=median.round(1), q10=q10.round(1),
+        q90=q90.round(1), p_congested=p_congested.round(3), p_text=[f"{100 * p:.0f} %" for p in p_congested])
+
+    if colour_by == MEDIAN:
+        colour = ramp(median, SPEED_STOPS)
+        legend = legend_html(SPEED_STOPS, f"Median forecast speed, km/h · {target:%a %d %b %H:%M}")
+    else:
+        colour = ramp(p_congested, PROB_STOPS)
+        legend = legend_html(PROB_STOPS, f"P(speed < {threshold:g} km/h) · {target:%a %d %b %H:%M}",
+                             fmt="{:.0%}")
+    tooltip = ("<b>{name}</b><br/>{node_id} · {road_class}<br/>"
+               f"{target:%H:%M} ({horizon_label(step, forecast.freq)}): median <b>{{median}} km/h</b><br/>"
+               "80 % interval {q10}–{q90} km/h<br/>"
+               f"P(speed &lt; {threshold:g} km/h): <b>{{p_text}}</b>")
+    node_id = state.selected_node(dataset)
+    deck = road_map(graph, nodes, colour, basemap=basemap, tooltip_html=tooltip, highlight=node_id)
+
+    map_col, side = st.columns([3, 1])
+    with map_col:
+        st.pydeck_chart(deck, height=540, on_select=partial(state.select_clicked_node, PICK_KEY),
+                        selection_mode="single-object", key=PICK_KEY)
+        st.html(legend)
+    with side:
+        now = np.nanmedian(forecast.history[0, -1])
+        network = float(np.median(median))
+        st.metric("Network median speed", f"{network:.1f} km/h",
+                  delta=f"{network - now:+.1f} km/h vs {forecast.anchor_times[0]:%H:%M}" if np.isfinite(now) else None,
+                  help="Median over nodes of each node's median forecast; the change is against the median "
+                       "speed observed when the forecast was made.")
+        likely = (p_all > 0.5).sum(-1)
+        st.metric("Likely congested", f"{likely[h]} of {graph.num_nodes} nodes",
+                  help=f"Nodes whose forecast gives P(speed < {threshold:g} km/h) above 50 %.")
+        slowest = int(np.argmin(median))
+        st.metric("Slowest node", f"{median[slowest]:.1f} km/h", delta=nodes["name"][slowest], delta_color="off",
+                  delta_arrow="off")
+        minutes = (np.arange(1, forecast.horizon + 1) * (forecast.freq / pd.Timedelta(minutes=1))).astype(int)
+        st.plotly_chart(horizon_bars(minutes, likely, h, "Likely congested nodes by horizon", "nodes"),
+                        config={"displayModeBar": False}, key="map_congested_bars")
+
+        i = graph.index_of[node_id]
+        with st.container(border=True):
+            st.markdown(f"**{nodes['name'][i]}** · `{node_id}`  \n"
+                        f"Median **{median[i]:.1f} km/h**, 80 % interval {q10[i]:.1f}–{q90[i]:.1f} km/h  \n"
+                        f"P(speed < {threshold:g} km/h): **{100 * p_congested[i]:.0f} %**")
+            st.page_link("pages/node_forecast.py", label="Open its forecast", icon=":material/show_chart:")
+            st.caption("Selected node · click another on the map to change it.")
+    prefetch_neighbours(forecaster.test_anchors())
+
+
+st.title("Forecast map")
+forecaster = state.require_forecaster()
+st.caption(f"{state.dataset_label()} · {state.current_model_choice().label}. Pick when the forecast is made and "
+           "how far ahead to look; colours use fixed scales so frames compare while you scrub. "
+           "Hover a node for its forecast.")
+options = st.columns([2, 1.2, 1.2])
+colour_by = options[0].radio("Colour nodes and roads by", [MEDIAN, PROBABILITY], horizontal=True, key="map_layer")
+threshold = options[1].number_input(
+    "Congestion threshold (km/h)", min_value=1.0, max_value=120.0, value=15.0, step=1.0, format="%g",
+    key="map_threshold", help="A node counts as congested while its speed is below this.")
+basemap = options[2].toggle("Basemap tiles (needs internet)", value=True, key="map_basemap",
+                            help="Carto street tiles; switch off when offline — the roads and nodes still draw.")
+scrubbed_map(forecaster, colour_by, threshold, basemap)

@@ -1,0 +1,47 @@
+"""Shared by page tests: reading what a page drew under AppTest (plotly specs by widget key, with
+plotly's base64 typed arrays decoded; pydeck layers by layer id) and a tiny trained run."""
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stmgt.data.simulate import simulate
+from stmgt.model import STMGTConfig
+from stmgt.train import TrainConfig, fit
+
+
+def plotly(at, key: str) -> dict:
+    """The spec of the one plotly chart whose widget key is `key`."""
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(key)]
+    assert len(charts) == 1, f"expected one plotly chart keyed {key!r}, found {len(charts)}"
+    return json.loads(charts[0].proto.spec)
+
+
+def array(value) -> np.ndarray:
+    """A trace's data as floats: a plain list, or plotly's {"dtype", "bdata", "shape"} encoding."""
+    if isinstance(value, dict) and "bdata" in value:
+        data = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).astype(float)
+        shape = value.get("shape")
+        return data.reshape([int(s) for s in str(shape).split(",")]) if shape else data
+    return np.array(value, dtype=float)
+
+
+def trace(spec: dict, name: str) -> dict:
+    return next(t for t in spec["data"] if t.get("name") == name)
+
+
+def deck_layers(at, index: int = 0) -> dict:
+    """The layers of the index-th pydeck map, by layer id."""
+    deck = json.loads(at.get("deck_gl_json_chart")[index].proto.json)
+    return {layer["id"]: layer for layer in deck["layers"]}
+
+
+def tiny_run(run_dir: Path, **model) -> Path:
+    """A run folder with a barely trained small model on two simulated weeks of the embedded graph
+    (seconds on a CPU): enough for pages to load and forecast with it."""
+    config = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, **model)
+    train = TrainConfig(epochs=1, max_batches=1, batch_size=16, calibrate=False)
+    fit(simulate(weeks=2), config, train, run_dir=run_dir, data_spec={"kind": "simulator", "seed": 0, "weeks": 2})
+    return run_dir

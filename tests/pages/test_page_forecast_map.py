@@ -1,0 +1,162 @@
+"""Forecast map page under AppTest: the bundled model draws, scrubbers and toggles change what the
+deck holds, a map click selects a node, and a dataset without a model gets a message, not a crash."""
+
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
+
+import stmgt.forecast
+from stmgt.data.folder import write_folder
+from stmgt.data.simulate import simulate
+from stmgt.graph import RoadGraph
+from tests.pages.page_helpers import deck_layers
+
+PAGE = "pages/forecast_map.py"
+
+
+def nodes(at) -> pd.DataFrame:
+    return pd.DataFrame(deck_layers(at)["nodes"]["data"]).set_index("node_id")
+
+
+def tooltip(at) -> str:
+    return json.loads(at.get("deck_gl_json_chart")[0].proto.tooltip)["html"]
+
+
+def colours(at) -> np.ndarray:
+    return nodes(at)[["r", "g", "b"]].to_numpy()
+
+
+def legend(at) -> str:
+    return " ".join(h.proto.body for h in at.get("html"))
+
+
+def metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_renders_the_bundled_forecast(app):
+    at = app(PAGE)
+    frame = nodes(at)
+    assert len(frame) == 62 and frame.index[0] == "n01"
+    assert (frame["q10"] <= frame["median"]).all() and (frame["median"] <= frame["q90"]).all()
+    assert frame["p_congested"].between(0, 1).all()
+    assert "80 % interval {q10}–{q90}" in tooltip(at) and "P(speed &lt; 15 km/h)" in tooltip(at)
+    assert "Median forecast speed, km/h" in legend(at)
+    assert f"{np.median(frame['median']):.1f} km/h" == metric(at, "Network median speed")
+    assert metric(at, "Likely congested") == f"{(frame['p_congested'] > 0.5).sum()} of 62 nodes"
+
+
+def count_forecasts(monkeypatch) -> list[int]:
+    """The anchors the model forecasts from now on (the page's cache misses)."""
+    calls, forecast = [], stmgt.forecast.Forecaster.forecast
+    monkeypatch.setattr(stmgt.forecast.Forecaster, "forecast",
+                        lambda self, anchors, *a, **k: calls.append(int(anchors)) or forecast(self, anchors, *a, **k))
+    return calls
+
+
+def settle() -> None:
+    """Wait for the page's background prefetch of neighbouring forecast times."""
+    for thread in threading.enumerate():
+        if thread.name == "stmgt-prefetch":
+            thread.join()
+
+
+def test_horizon_scrubber_recolours_without_recomputing(app, monkeypatch):
+    at = app(PAGE)
+    before, median_before = colours(at), nodes(at)["median"]
+    calls = count_forecasts(monkeypatch)
+    at.select_slider(key="map_horizon").set_value(12).run()
+    assert not at.exception
+    assert at.session_state["anchor"] not in calls, "moving the horizon must reuse the cached forecast"
+    assert (colours(at) != before).any(axis=1).sum() > 10
+    assert not np.allclose(nodes(at)["median"], median_before)
+    assert "+3 h" in tooltip(at)
+
+
+def test_neighbouring_forecast_times_are_prefetched(app, monkeypatch):
+    at = app(PAGE)
+    settle()
+    calls = count_forecasts(monkeypatch)
+    anchor = at.session_state["anchor"]
+    at.select_slider(key="anchor").set_value(anchor + 1).run()
+    assert not at.exception
+    assert anchor + 1 not in calls, "the next forecast time should come from the background prefetch"
+    settle()
+    assert anchor + 3 in calls                  # the prefetch follows the slider
+
+
+def test_anchor_scrubber_makes_a_new_forecast(app):
+    at = app(PAGE)
+    slider = at.select_slider(key="anchor")
+    before, anchor = nodes(at)["median"], slider.value
+    slider.set_value(anchor - 10).run()                   # 2 h 30 min earlier: before the morning rush
+    assert not at.exception
+    assert at.session_state["anchor"] == anchor - 10
+    assert not np.allclose(nodes(at)["median"], before)
+
+
+def test_layer_toggle_colours_by_probability(app):
+    at = app(PAGE)
+    speed_colours = colours(at)
+    at.radio(key="map_layer").set_value("Congestion probability").run()
+    assert not at.exception
+    assert (colours(at) != speed_colours).any()
+    assert "P(speed < 15 km/h)" in legend(at)
+    assert "Median forecast speed" not in legend(at)
+    # the most likely congested node gets the darkest purple of the probability scale
+    frame = nodes(at)
+    darkest = frame.loc[frame["p_congested"].idxmax(), ["r", "g", "b"]].to_numpy(float)
+    lightest = frame.loc[frame["p_congested"].idxmin(), ["r", "g", "b"]].to_numpy(float)
+    assert darkest.sum() < lightest.sum()
+
+
+def test_threshold_changes_congestion_probabilities(app):
+    at = app(PAGE)
+    low = nodes(at)["p_congested"]
+    at.number_input(key="map_threshold").set_value(30.0).run()
+    assert not at.exception
+    high = nodes(at)["p_congested"]
+    assert (high >= low - 1e-6).all() and (high > low + 0.05).sum() > 10
+    assert "P(speed &lt; 30 km/h)" in tooltip(at)
+
+
+def test_selected_node_is_shown_and_click_selects(app):
+    at = app(PAGE, node_id="n07")
+    assert nodes(at).loc["n07", "line"] == 4                # highlighted ring on the map
+    assert any("`n07`" in m.value for m in at.markdown)
+    # A click on node n12 (what the browser sends for a single-object pick on layer "nodes").
+    chart = at.get("deck_gl_json_chart")[0]
+    states = at._tree.get_widget_states()
+    click = states.widgets.add()
+    click.id = chart.proto.id
+    click.string_value = json.dumps({"selection": {"indices": {"nodes": [11]},
+                                                   "objects": {"nodes": [{"node_id": "n12"}]}}})
+    at._run(WidgetStates(widgets=states.widgets))
+    assert not at.exception
+    assert at.session_state["node_id"] == "n12"
+    assert nodes(at).loc["n12", "line"] == 4
+    at.switch_page("pages/node_forecast.py").run()
+    assert not at.exception
+    assert at.selectbox(key="node_id").value == "n12"
+
+
+def tiny_dataset(workspace) -> None:
+    """An imported 3-node dataset: no saved model fits its graph."""
+    graph = RoadGraph(pd.DataFrame({"node_id": ["a", "b", "c"], "name": ["A", "B", "C"], "lat": [10.77, 10.78, 10.79],
+                                    "lon": [106.70, 106.71, 106.70], "road_class": ["primary"] * 3}),
+                      pd.DataFrame({"source": ["a", "b", "b", "c"], "target": ["b", "a", "c", "b"],
+                                    "length_m": [1200.0] * 4, "road_name": ["AB", "AB", "BC", "BC"]}))
+    write_folder(simulate(weeks=1, seed=5, graph=graph), workspace / "datasets" / "tiny")
+
+
+@pytest.mark.parametrize("page", [PAGE, "pages/node_forecast.py"])
+def test_dataset_without_model_shows_the_way_forward(app, isolated_workspace, page):
+    tiny_dataset(isolated_workspace)
+    at = app(page, dataset="Imported: tiny")
+    assert not at.exception
+    assert any("no model for this dataset" in w.value.lower() for w in at.warning)
+    assert not at.get("deck_gl_json_chart") and not at.get("plotly_chart")

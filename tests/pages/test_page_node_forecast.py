@@ -1,0 +1,89 @@
+"""Node forecast page under AppTest: the fan chart's traces, the density slider, the quantile table and
+its CSV download, and the node chosen elsewhere (session state) carrying over."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+from tests.pages.page_helpers import array, plotly, trace
+
+PAGE = "pages/node_forecast.py"
+QUANTILES = ["q10", "q25", "q50", "q75", "q90"]
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Files handed to st.download_button, by file name."""
+    files = {}
+    add = MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data
+        return add(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    return files
+
+
+def test_fan_chart_has_bands_median_observed_and_truth(app):
+    at = app(PAGE, node_id="n05")
+    fig = plotly(at, "node_fan")
+    names = {t.get("name") for t in fig["data"]}
+    assert {"80 % interval (q10–q90)", "50 % interval (q25–q75)", "Median forecast (q50)",
+            "Observed (model input)", "Actual speed"} <= names
+    lo80, lo50 = trace(fig, "80 % interval (q10–q90)"), trace(fig, "50 % interval (q25–q75)")
+    hi80, hi50 = trace(fig, "80 % interval (q10–q90) upper"), trace(fig, "50 % interval (q25–q75) upper")
+    median = array(trace(fig, "Median forecast (q50)")["y"])
+    assert lo80["fill"] == "tonexty" and lo50["fill"] == "tonexty"
+    assert (array(lo80["y"]) <= array(lo50["y"]) + 1e-6).all() and (array(lo50["y"]) <= median + 1e-6).all()
+    assert (median <= array(hi50["y"]) + 1e-6).all() and (array(hi50["y"]) <= array(hi80["y"]) + 1e-6).all()
+    assert (array(hi80["y"])[1:] > array(lo80["y"])[1:]).all()          # a real spread after the anchor
+    assert len(array(trace(fig, "Observed (model input)")["y"])) == 12
+    assert np.isfinite(array(trace(fig, "Actual speed")["y"])).sum() >= 10      # test period: truth known
+
+
+def test_density_slider_redraws_the_density(app):
+    at = app(PAGE)
+    first = array(trace(plotly(at, "node_density"), "Predictive density")["y"])
+    assert first.min() >= 0 and first.max() > 0
+    at.select_slider(key="density_step").set_value(12).run()
+    assert not at.exception
+    last = array(trace(plotly(at, "node_density"), "Predictive density")["y"])
+    assert not np.allclose(first, last)
+    names = {t.get("name") for t in plotly(at, "node_density")["data"]}
+    assert {"q10", "q50", "q90", "Mixture components (weighted)"} <= names
+
+
+def test_table_and_csv_hold_ordered_quantiles(app, downloads):
+    at = app(PAGE, node_id="n09")
+    table = at.dataframe[0].value
+    assert len(table) == 12 and set(QUANTILES) <= set(table.columns)
+    (name, data), = [(k, v) for k, v in downloads.items() if k.endswith(".csv")]
+    assert name.startswith("forecast_n09_")
+    csv = pd.read_csv(io.BytesIO(data if isinstance(data, bytes) else data.encode()))
+    assert len(csv) == 12
+    assert {"target_time", "mean", *QUANTILES, "truth"} <= set(csv.columns)
+    q = csv[QUANTILES].to_numpy()
+    assert (np.diff(q, axis=1) > 0).all()
+    assert pd.to_datetime(csv["target_time"]).is_monotonic_increasing
+    np.testing.assert_allclose(q, table[QUANTILES].to_numpy(), atol=1e-3)
+
+
+def test_node_selected_elsewhere_is_shown(app):
+    at = app(PAGE, node_id="n33")
+    assert at.selectbox(key="node_id").value == "n33"
+    assert any("`n33`" in c.value for c in at.caption)
+    other = app(PAGE, node_id="n34")
+    assert not np.allclose(at.dataframe[0].value["q50"], other.dataframe[0].value["q50"])
+
+
+def test_anchor_change_moves_the_forecast(app):
+    at = app(PAGE)
+    slider = at.select_slider(key="anchor")
+    before = at.dataframe[0].value["target_time"].iloc[0]
+    slider.set_value(slider.value + 4).run()
+    assert not at.exception
+    assert at.dataframe[0].value["target_time"].iloc[0] - before == pd.Timedelta(hours=1)
