@@ -108,6 +108,9 @@ class Forecaster:
         if loaded.fingerprint != dataset.graph.fingerprint():
             raise DataError(f"the model was trained on another road graph ({len(loaded.node_ids)} nodes); "
                             f"this dataset has {dataset.num_nodes} nodes")
+        if loaded.config.use_weather and not dataset.has_weather:
+            raise DataError("the model was trained with weather, but this dataset has no weather; "
+                            "train a model on this dataset (it will train without weather)")
         self.loaded, self.dataset, self.device = loaded, dataset, torch.device(device)
         self.model = loaded.model.to(self.device).eval()
         self.windows = Windows(dataset, loaded.scaler, loaded.config.seq_len, loaded.config.horizon)

@@ -210,9 +210,18 @@ def test_anchor_validation(trained, data):
 
 def test_what_if_needs_weather(trained, data):
     no_weather = type(data)(data.timestamps, data.speed, None, data.graph)
-    forecaster = Forecaster(trained[0].run.load(data.graph), no_weather)
+    with pytest.raises(DataError, match="trained with weather, but this dataset has no weather"):
+        Forecaster(trained[0].run.load(data.graph), no_weather)
+    blind = fit(no_weather, SMALL, QUICK)              # trains without weather instead
+    assert not blind.model.config.use_weather
     with pytest.raises(DataError, match="no weather"):
-        forecaster.forecast(200, WeatherScenario(precipitation_mm=5))
+        Forecaster(_loaded(blind, data), data).forecast(200, WeatherScenario(precipitation_mm=5))
+
+
+def _loaded(result, data):
+    from stmgt.checkpoint import LoadedModel
+    return LoadedModel(result.model, result.model.config, result.scaler, data.graph.fingerprint(),
+                       data.graph.node_ids, {})
 
 
 def test_weather_scenario_edits():

@@ -1,0 +1,117 @@
+"""Interpretability page: gate α on a fixed [0, 1] range, attention views that follow the block /
+head / step selectors, arrows on the map for the selected road, and the no-weather case."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from stmgt.graph import RoadGraph
+from tests.pages.page_helpers import array, deck_layers, plotly, tiny_run
+
+PAGE = "pages/interpretability.py"
+ARROW_MAX_PX = 24
+
+
+def heatmap(at, key: str) -> np.ndarray:
+    return array(plotly(at, key)["data"][0]["z"])
+
+
+def test_gate_heatmaps_are_in_unit_range_on_a_fixed_scale(app):
+    at = app(PAGE)
+    spec = plotly(at, "interp_gate")
+    axis = spec["layout"]["coloraxis"]
+    assert (axis["cmin"], axis["cmax"]) == (0.0, 1.0)
+    traces = [t for t in spec["data"] if t["type"] == "heatmap"]
+    assert len(traces) == 3                                    # the bundled model's blocks
+    for trace in traces:
+        z = array(trace["z"])
+        assert z.shape == (12, 62)
+        assert ((z >= 0) & (z <= 1)).all() and z.std() > 0
+        assert trace["coloraxis"] == "coloraxis" and len(trace["x"]) == 62
+    assert "%{customdata}" in traces[0]["hovertemplate"]        # street names on hover
+
+
+def test_attention_matrix_is_sparse_over_the_graph(app):
+    at = app(PAGE)
+    spec = plotly(at, "interp_attention")
+    trace = spec["data"][0]
+    assert (trace["zmin"], trace["zmax"]) == (0.0, 1.0)
+    z = array(trace["z"])
+    graph = RoadGraph.hcmc()
+    allowed = np.eye(62, dtype=bool)
+    index = graph.index_of
+    allowed[graph.edges["target"].map(index), graph.edges["source"].map(index)] = True
+    assert (z[~allowed] == 0).all()                             # zero where there is no edge
+    assert (np.diag(z) > 0).all()                               # self loops on the diagonal
+    np.testing.assert_allclose(z.sum(axis=1), 1.0, atol=1e-4)   # softmax over each target's sources
+    for key in ("interp_temporal", "interp_weather"):
+        step = plotly(at, key)["data"][0]
+        assert (step["zmin"], step["zmax"]) == (0.0, 1.0)
+        np.testing.assert_allclose(array(step["z"]).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_block_head_and_step_change_the_attention(app):
+    at = app(PAGE)
+    assert at.radio(key="interp_block").value == 2 and at.radio(key="interp_head").value == 0
+    first, temporal = heatmap(at, "interp_attention"), heatmap(at, "interp_temporal")
+    at.radio(key="interp_block").set_value(0).run()
+    block_1 = heatmap(at, "interp_attention")
+    assert not np.allclose(block_1, first)
+    assert not np.allclose(heatmap(at, "interp_temporal"), temporal)
+    at.radio(key="interp_head").set_value(2).run()
+    head_2 = heatmap(at, "interp_attention")
+    assert not np.allclose(head_2, block_1)
+    np.testing.assert_allclose(head_2.sum(axis=1), 1.0, atol=1e-4)   # one head is a distribution too
+    weather = heatmap(at, "interp_weather")
+    at.radio(key="interp_head").set_value(3).run()
+    assert not np.allclose(heatmap(at, "interp_weather"), weather)
+    earliest = at.select_slider(key="interp_step").options[0]     # its label, e.g. "04:15"
+    at.select_slider(key="interp_step").set_value(0).run()
+    assert not np.allclose(heatmap(at, "interp_attention"), head_2)
+    assert any(f"at {earliest} in block 1" in c.value for c in at.caption)
+    assert not at.exception
+
+
+def test_arrows_point_into_the_selected_road_with_widths_proportional_to_attention(app):
+    at = app(PAGE, node_id="n05")
+    graph = RoadGraph.hcmc()
+    target = graph.index_of["n05"]
+    row = heatmap(at, "interp_attention")[target]
+    layers = deck_layers(at)
+    arrows = layers["arrows"]["data"]
+    pos = graph.positions()
+    upstream = set(graph.edges.loc[graph.edges["target"] == "n05", "source"])
+    assert len(arrows) == len(upstream) > 1
+    by_source = {}
+    for arrow in arrows:
+        assert (arrow["to_lat"], arrow["to_lon"]) == pytest.approx((pos.lat[target], pos.lon[target]))
+        source = int(np.argmin((pos.lat - arrow["from_lat"]) ** 2 + (pos.lon - arrow["from_lon"]) ** 2))
+        by_source[graph.node_ids[source]] = arrow["width"]
+    assert set(by_source) == upstream
+    widths = np.array([by_source[n] for n in sorted(upstream)])
+    weights = np.array([row[graph.index_of[n]] for n in sorted(upstream)])
+    np.testing.assert_allclose(widths, ARROW_MAX_PX * weights, rtol=1e-4)
+    nodes = {n["node_id"]: n for n in layers["nodes"]["data"]}
+    assert nodes["n05"]["radius"] > nodes["n01"]["radius"]          # the selected road is highlighted
+    listing = next(c.value for c in at.caption if c.value.startswith("Weights:"))
+    strongest = graph.node_ids[int(np.argmax(np.where(np.arange(62) == target, 0, row)))]
+    assert strongest in listing and "itself" in listing
+    # Another road: the arrows follow it.
+    at.selectbox(key="node_id").set_value("n01").run()
+    moved = deck_layers(at)["arrows"]["data"]
+    assert len(moved) == (graph.edges["target"] == "n01").sum()
+    assert all(a["to_lat"] == pytest.approx(pos.lat[0]) for a in moved)
+
+
+@pytest.fixture(scope="module")
+def no_weather_run(tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("runs") / "dry", use_weather=False)
+
+
+def test_model_without_weather_says_so(app, isolated_workspace, no_weather_run):
+    shutil.copytree(no_weather_run, isolated_workspace / "runs" / "dry")
+    at = app(PAGE, model="Run: dry")
+    assert any("without weather" in i.value for i in at.info)
+    assert len(plotly(at, "interp_gate")["data"]) == 1             # its single block
+    assert at.radio(key="interp_head").options == ["mean", "1", "2"]
