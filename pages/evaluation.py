@@ -1,0 +1,134 @@
+"""Evaluation: the selected model against persistence and the historical average on the test split,
+accuracy and calibration per horizon. Everything is read from the run's saved metrics.json."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from stmgt.data.sources import describe
+from stmgt.errors import DataError
+from ui import state
+from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, horizon_figure, pit_figure, reliability_figure,
+                            training_figure, width_figure)
+from ui.training import evaluate_button
+
+
+def gain(model: float, baseline: float) -> str:
+    """How much smaller the model's error is than a baseline's, e.g. '22.1 %' (negative = worse)."""
+    return f"{100 * (baseline - model) / baseline:.1f} %"
+
+
+def headline(metrics: dict) -> None:
+    models, minutes = metrics["models"], metrics["horizon_minutes"]
+    step = minutes.index(60) if 60 in minutes else len(minutes) - 1
+    stmgt, overall = models["stmgt"], models["stmgt"]["overall"]
+    cols = st.columns(5)
+    cols[0].metric(f"MAE at +{minutes[step]} min", f"{stmgt['mae'][step]:.2f} km/h",
+                   help="Mean absolute error of the forecast mean at this horizon, over all test windows and nodes.")
+    for col, key in zip(cols[1:], ("persistence", "historical_average")):
+        base = models[key]["mae"][step]
+        col.metric(f"Gain vs {MODEL_NAMES[key].lower()}", gain(stmgt["mae"][step], base),
+                   help=f"How much smaller STMGT's MAE at +{minutes[step]} min is than the {MODEL_NAMES[key].lower()} "
+                        f"baseline's ({base:.2f} km/h) on the same windows. Negative means worse.")
+    cols[3].metric("80 % interval coverage", f"{100 * overall['coverage']['80']:.1f} %",
+                   delta=f"{100 * (overall['coverage']['80'] - 0.8):+.1f} pts vs nominal", delta_color="off",
+                   help="Share of observed speeds inside the forecast's central 80 % interval; 80 % is ideal.")
+    cols[4].metric("Calibration error", f"{100 * overall['calibration_error']:.1f} pts",
+                   help="Mean absolute gap between observed and nominal coverage over the 50–95 % intervals "
+                        "(the reliability diagram's distance from the diagonal). 0 is perfect.")
+
+
+def per_horizon(metrics: dict) -> None:
+    st.subheader("Accuracy by forecast horizon", anchor=False)
+    metric = st.segmented_control("Metric", list(METRICS), format_func=lambda m: METRICS[m][0], default="mae",
+                                  key="eval_metric", required=True)
+    name, unit = METRICS[metric]
+    left, right = st.columns([3, 2])
+    left.plotly_chart(horizon_figure(metrics, metric), key="eval_horizon")
+    models = metrics["models"]
+    table = pd.DataFrame({MODEL_NAMES.get(k, k): v[metric] + [v["overall"][metric]] for k, v in models.items()},
+                         index=[f"+{m} min" for m in metrics["horizon_minutes"]] + ["All horizons"])
+    right.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3,
+                    column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns})
+    right.caption(f"{name} in {unit}; lower is better. " + (
+        "MAPE ignores observed speeds below 1 km/h." if metric == "mape" else
+        "The baselines are point forecasts, so their CRPS is their MAE." if metric == "crps" else ""))
+
+
+def calibration(metrics: dict) -> None:
+    stmgt = metrics["models"]["stmgt"]
+    st.subheader("Calibration: are the intervals honest?", anchor=False)
+    st.caption("A calibrated forecast's 80 % interval holds 80 % of the observed speeds, at every horizon.")
+    left, right = st.columns(2)
+    left.plotly_chart(reliability_figure(stmgt), key="eval_reliability")
+    right.plotly_chart(coverage_figure(metrics), key="eval_coverage")
+    left, right = st.columns(2)
+    left.plotly_chart(pit_figure(stmgt), key="eval_pit")
+    left.caption("Flat at 1 when calibrated; a U shape means intervals too narrow, a hump too wide, "
+                 "a slope a biased mean.")
+    right.plotly_chart(width_figure(metrics), key="eval_width")
+    right.caption("Narrower is sharper, as long as the coverage above holds.")
+
+
+def what_if(result: dict) -> None:
+    st.subheader("Weather what-if, checked against the simulator", anchor=False)
+    st.caption(f"Scenario: {result['scenario']}, on {result['anchors']} test forecasts. The simulator knows the "
+               "true effect of the scenario, so the model's predicted change can be scored.")
+    cols = st.columns(3)
+    cols[0].metric("True mean change", f"{result['mean_true_change_kmh']:+.2f} km/h")
+    cols[1].metric("Predicted mean change", f"{result['mean_predicted_change_kmh']:+.2f} km/h")
+    cols[2].metric("Error of the change (MAE)", f"{result['mae_of_change_kmh']:.2f} km/h",
+                   help="Mean absolute error of the predicted change per node and step against the true one.")
+
+
+def history(run) -> None:
+    frame = run.history()
+    if frame.empty:
+        return
+    st.subheader("Training history", anchor=False)
+    st.plotly_chart(training_figure(frame), key="eval_history")
+    best = frame.loc[frame["val_mae"].idxmin()]
+    st.caption(f"{len(frame)} epoch{'s' if len(frame) != 1 else ''}; the saved checkpoint is epoch {int(best['epoch'])} "
+               f"(validation MAE {best['val_mae']:.2f} km/h).")
+
+
+st.title("Evaluation")
+try:
+    dataset = state.current_dataset()
+except DataError as exc:
+    st.error(f"The selected dataset cannot be loaded: {exc}")
+    st.page_link("pages/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+    st.stop()
+choice = state.current_model_choice()
+if choice is None:
+    st.warning("There is no model for this dataset yet, so there is nothing to evaluate.")
+    st.page_link("pages/train.py", label="Train or upload one on Train & load", icon=":material/model_training:")
+    st.stop()
+
+run = choice.run
+try:
+    metrics = run.metrics() if run.has_metrics else None
+except DataError as exc:
+    st.error(f"The saved metrics of {choice.label} cannot be read: {exc}. Evaluating again replaces them.")
+    metrics = None
+if metrics is None:
+    if not run.has_metrics:
+        st.info(f"**{choice.label}** has no saved test metrics yet. Evaluating scores it and both baselines on "
+                f"the test split of {state.dataset_label()} and saves the result with the model.",
+                icon=":material/info:")
+    evaluate_button(run, dataset, state.device(), key="eval_now")
+    history(run)
+    st.stop()
+
+data = describe(metrics["data"]) if metrics.get("data") else state.dataset_label()
+st.caption(f"**{choice.label}** · test split of {data}: {metrics['windows']:,} forecast windows, "
+           f"horizons +{metrics['horizon_minutes'][0]}…+{metrics['horizon_minutes'][-1]} min · "
+           f"evaluated {metrics.get('evaluated', '?')}. Baselines: persistence (the last observed speed) and "
+           "the historical average for the time of week.")
+headline(metrics)
+per_horizon(metrics)
+calibration(metrics)
+if metrics.get("what_if"):
+    what_if(metrics["what_if"])
+history(run)

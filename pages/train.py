@@ -1,0 +1,365 @@
+"""Train & load: train STMGT in the background with live progress, or pick or upload a trained model."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from stmgt.data.dataset import split_anchors
+from stmgt.data.sources import describe
+from stmgt.errors import DataError
+from stmgt.model import STMGTConfig
+from stmgt.model.config import GAT_LAYOUTS
+from stmgt.runs import Run, import_checkpoint
+from stmgt.train import TrainConfig
+from ui import state, training
+from ui.eval_charts import training_figure
+
+DISMISSED_KEY = "train_dismissed"   # the id of the finished job whose panel was closed
+UPLOADS_KEY = "train_uploads"  # upload file id -> run name, so a rerun never saves an upload twice
+POLL_S = 1.5
+STOP_REASONS = {"early_stopping": "stopped early: validation MAE stopped improving",
+                "max_epochs": "ran all epochs", "cancelled": "cancelled"}
+
+# Form fields: attribute -> (label, help, number_input options). Defaults come from the dataclasses.
+SCHEDULE = {
+    "epochs": ("Epochs", "Upper limit; early stopping usually ends sooner.", dict(min_value=1, max_value=1000)),
+    "patience": ("Early-stopping patience", "Stop after this many epochs without a better validation MAE.",
+                 dict(min_value=1, max_value=1000)),
+}
+OPTIMISER = {
+    "batch_size": ("Batch size", "Windows per gradient step.", dict(min_value=1, max_value=1024)),
+    "lr": ("Learning rate", "AdamW peak learning rate (cosine annealing with warm restarts).",
+           dict(min_value=1e-6, max_value=1.0, step=1e-4, format="%.1e")),
+    "weight_decay": ("Weight decay", "AdamW decoupled weight decay.",
+                     dict(min_value=0.0, max_value=1.0, step=1e-4, format="%.1e")),
+    "grad_clip": ("Gradient clip (norm)", "Gradients are rescaled to at most this L2 norm.",
+                  dict(min_value=0.01, max_value=100.0, step=0.1)),
+}
+SEED = {"seed": ("Seed", "Fixes initial weights and batch order: the same seed trains the same model.",
+                 dict(min_value=0, step=1))}
+ARCHITECTURE = {
+    "hidden_dim": ("Hidden size", "Width of every block; must be divisible by the number of heads.",
+                   dict(min_value=4, max_value=512, step=4)),
+    "num_blocks": ("Blocks", "Parallel spatial/temporal blocks stacked.", dict(min_value=1, max_value=8)),
+    "heads": ("Attention heads", "GATv2 and temporal attention heads.", dict(min_value=1, max_value=16)),
+    "num_mixtures": ("Mixture components", "Gaussians in each forecast distribution.",
+                     dict(min_value=1, max_value=10)),
+    "dropout": ("Dropout", None, dict(min_value=0.0, max_value=0.9, step=0.05)),
+    "drop_edge": ("DropEdge", "Share of road segments dropped at random in each training step.",
+                  dict(min_value=0.0, max_value=0.9, step=0.01)),
+}
+ADVANCED_TRAIN = {
+    "restart_epochs": ("Epochs to first LR restart", None, dict(min_value=1)),
+    "restart_mult": ("Restart period multiplier", None, dict(min_value=1)),
+    "min_lr": ("Minimum learning rate", None, dict(min_value=0.0, step=1e-6, format="%.1e")),
+    "beta1": ("Adam β1", None, dict(min_value=0.0, max_value=0.999, step=0.01, format="%.3f")),
+    "beta2": ("Adam β2", None, dict(min_value=0.0, max_value=0.9999, step=0.001, format="%.4f")),
+    "variance_weight": ("Variance regulariser weight", None, dict(min_value=0.0, step=0.001, format="%.4f")),
+    "entropy_weight": ("Entropy regulariser weight", None, dict(min_value=0.0, step=0.001, format="%.4f")),
+}
+MODEL_SWITCHES = {
+    "use_weather": ("Weather cross-attention", "Off for data without weather."),
+    "use_mask": ("Observed-flag input channel", "Tells a filled-in gap from a real reading."),
+    "time_encoding": ("Time-of-day and weekday encoding", None),
+}
+
+
+def number_fields(fields: dict, defaults) -> dict:
+    return {name: st.number_input(label, value=getattr(defaults, name), help=help_text, key=f"train_{name}", **options)
+            for name, (label, help_text, options) in fields.items()}
+
+
+def run_label(run: Run, dataset) -> str | None:
+    """The sidebar's label for `run`, or None when it was made for another road graph."""
+    choices, _ = state.model_choices(dataset.graph.fingerprint())
+    return next((c.label for c in choices if c.run.path == run.path), None)
+
+
+def _select(label: str) -> None:
+    st.session_state["model"] = label
+
+
+def _dismiss(job_id: str) -> None:
+    st.session_state[DISMISSED_KEY] = job_id
+
+
+def use_button(run: Run, dataset, key: str) -> None:
+    """Select `run` in the sidebar (through a callback: the sidebar's widget is drawn already)."""
+    label = run_label(run, dataset)
+    if label is None:
+        st.caption("This model was made for another road graph: switch the sidebar's dataset to use it.")
+    elif st.session_state.get("model") == label:
+        st.button("Selected in the sidebar", key=key, disabled=True, icon=":material/check:")
+    else:
+        st.button("Use this model", key=key, type="primary", icon=":material/check_circle:",
+                  on_click=_select, args=(label,), help=f"Selects '{label}' in the sidebar for every page.")
+
+
+def next_steps(run: Run, dataset, key: str) -> None:
+    """Use the run, and evaluate it or see its evaluation."""
+    cols = st.columns([1, 1, 3], vertical_alignment="center")
+    with cols[0]:
+        use_button(run, dataset, key=f"{key}_use")
+    with cols[1]:
+        if run.has_metrics:
+            st.page_link("pages/evaluation.py", label="See its evaluation", icon=":material/analytics:")
+        else:
+            training.evaluate_button(run, dataset, state.device(), key=f"{key}_evaluate")
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def best_val_mae(run: Run) -> float | None:
+    history = run.history()
+    if "val_mae" in history and history["val_mae"].notna().any():
+        return float(history["val_mae"].min())
+    return run.config.get("checkpoint", {}).get("val_mae")   # an uploaded checkpoint's own record
+
+
+# ---- a training job -------------------------------------------------------------------------------
+def progress_view(snap: training.JobSnapshot) -> None:
+    """Progress bars, headline numbers and curves of a job, running or done."""
+    done = len(snap.history)
+    in_epoch = snap.epoch > done and snap.num_batches
+    share = (done + (snap.batch / snap.num_batches if in_epoch else 0)) / snap.epochs
+    st.progress(min(share, 1.0), text=f"{done} of at most {snap.epochs} epochs done")
+    if snap.phase in ("training", "validating") and in_epoch:
+        st.progress(snap.batch / snap.num_batches, text=f"Validating epoch {snap.epoch}…"
+                    if snap.phase == "validating" else f"Epoch {snap.epoch}: batch {snap.batch} of {snap.num_batches}")
+    elif snap.active:
+        st.caption(":material/hourglass_top: " + {
+            "starting": "Preparing data and model…",
+            "evaluating": "Scoring the best checkpoint on the test split against both baselines…",
+        }.get(snap.phase, f"Starting epoch {done + 1}…" if done < snap.epochs else "Wrapping up…"))
+    cols = st.columns(4)
+    cols[0].metric("Last batch loss", f"{snap.batch_losses[-1][1]:.3f}" if snap.batch_losses else "–")
+    best = snap.best
+    cols[1].metric("Best validation MAE", f"{best['val_mae']:.2f} km/h" if best else "–",
+                   help="Mean absolute error of the forecast mean on the validation split; "
+                        "the checkpoint keeps the best epoch.")
+    cols[2].metric("Best epoch", best["epoch"] if best else "–")
+    cols[3].metric("Elapsed", duration(snap.elapsed),
+                   help=f"Last epoch took {duration(snap.history[-1]['seconds'])} (training + validation)."
+                   if snap.history else None)
+    if snap.batch_losses:
+        st.plotly_chart(training_figure(snap.history_frame(), snap.batches_frame()), key=f"train_curves_{snap.id}")
+
+
+@st.fragment(run_every=POLL_S)
+def live_job(job_id: str) -> None:
+    """Redraws itself every POLL_S seconds while the job runs; reruns the page when it ends so the
+    sidebar lists the new model."""
+    job = training.registry().get(job_id)
+    if job is None or not job.snapshot().active:   # ended (or the registry was cleared with the caches)
+        st.rerun()
+    snap = job.snapshot()
+    head, button = st.columns([4, 1], vertical_alignment="center")
+    head.subheader(f"Training **{snap.id}**", anchor=False)
+    head.caption(f"On {describe(snap.data_spec)} · {snap.device.upper()} · the other pages stay usable "
+                 "while it runs.")
+    if snap.status == "running":
+        button.button("Stopping…" if snap.cancel_requested else "Cancel", key="train_cancel",
+                      icon=":material/stop_circle:", on_click=job.cancel, disabled=snap.cancel_requested,
+                      help="Stops after the current batch; the best checkpoint so far is kept.")
+    progress_view(snap)
+
+
+def job_result(snap: training.JobSnapshot, dataset) -> None:
+    """How a finished, cancelled or failed job ended, and what to do next."""
+    run = Run(snap.run_dir)
+    best = snap.best
+    st.subheader(f"Training **{snap.id}**", anchor=False)
+    if snap.status == "finished":
+        scores = run.metrics()["models"]
+        st.success(f"Finished in {duration(snap.elapsed)} ({STOP_REASONS[snap.stopped]}). Best validation MAE "
+                   f"**{best['val_mae']:.2f} km/h** at epoch {best['epoch']}; on the test split MAE "
+                   f"**{scores['stmgt']['overall']['mae']:.2f} km/h** against "
+                   f"{scores['persistence']['overall']['mae']:.2f} for persistence. The model is now in the "
+                   f"sidebar's model list as **Run: {snap.id}**.", icon=":material/task_alt:")
+    elif snap.status == "cancelled" and snap.has_checkpoint:
+        st.warning(f"Cancelled during epoch {snap.epoch}. The best checkpoint (epoch {best['epoch']}, validation "
+                   f"MAE {best['val_mae']:.2f} km/h) is kept as **Run: {snap.id}**; it has no test metrics yet.",
+                   icon=":material/stop_circle:")
+    elif snap.status == "cancelled":
+        st.info("Cancelled before the first epoch ended, so there was no model to keep; nothing was saved.",
+                icon=":material/stop_circle:")
+    else:
+        st.error(f"Training failed: {snap.error}", icon=":material/error:")
+    if snap.has_checkpoint:
+        next_steps(run, dataset, key="train_job")
+    if snap.batch_losses:
+        with st.expander("Training curves", expanded=snap.status == "finished"):
+            progress_view(snap)
+    st.button("Dismiss", key="train_dismiss", on_click=_dismiss, args=(snap.id,))
+
+
+# ---- the three tabs -----------------------------------------------------------------------------
+def training_form(dataset, busy: bool) -> None:
+    anchors = split_anchors(dataset)
+    train_defaults, model_defaults = TrainConfig(), STMGTConfig()
+    per_epoch = math.ceil(len(anchors["train"]) / train_defaults.batch_size)
+    st.markdown(f"Trains on **{state.dataset_label()}**: {len(anchors['train']):,} training windows "
+                f"({per_epoch} batches of {train_defaults.batch_size} per epoch), early stopping on "
+                f"{len(anchors['val']):,} validation windows, then scored on {len(anchors['test']):,} test "
+                "windows against persistence and the historical average.")
+    devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    with st.form("train_form", border=True):
+        schedule, optimiser, model, run = st.columns(4, gap="medium")
+        with schedule:
+            st.markdown("**Schedule**")
+            train_values = number_fields(SCHEDULE, train_defaults)
+            max_batches = st.number_input(
+                "Max batches per epoch (optional)", value=None, min_value=1, step=1, key="train_max_batches",
+                placeholder=f"all {per_epoch}",
+                help="For a quick look on a CPU: a full epoch of the default model takes minutes there. "
+                     "Leave empty to use every training window.")
+        with optimiser:
+            st.markdown("**Optimiser**")
+            train_values |= number_fields(OPTIMISER, train_defaults)
+        with model:
+            st.markdown("**Model**")
+            layout = st.radio("GATv2 head layout", GAT_LAYOUTS, index=GAT_LAYOUTS.index(model_defaults.gat_layout),
+                              key="train_gat_layout", horizontal=True,
+                              help="concat: the heads split the hidden size (the specification's code, fewer "
+                                   "parameters); mean: every head is full width and they are averaged.")
+            model_values = number_fields(ARCHITECTURE, model_defaults) | {"gat_layout": layout}
+        with run:
+            st.markdown("**Run**")
+            name = st.text_input("Run name", value="stmgt", max_chars=40, key="train_name",
+                                 help="The run folder is this name plus the start time.")
+            train_values |= number_fields(SEED, train_defaults)
+            device = st.radio("Device", devices, index=devices.index(state.device()) if state.device() in devices
+                              else 0, key="train_device", horizontal=True,
+                              help="CUDA is offered when a GPU is present.")
+            if device == "cpu":
+                st.caption("On a CPU a full epoch of the default model takes minutes: set *Max batches per "
+                           "epoch* for a quick look.")
+        with st.expander("More options: LR schedule, Adam, regularisers, model inputs"):
+            cols = st.columns(2)
+            with cols[0]:
+                train_values |= number_fields(ADVANCED_TRAIN, train_defaults)
+            with cols[1]:
+                for field, (label, help_text) in MODEL_SWITCHES.items():
+                    no_weather = field == "use_weather" and not dataset.has_weather
+                    model_values[field] = st.checkbox(label, value=getattr(model_defaults, field) and not no_weather,
+                                                      key=f"train_{field}", help=help_text, disabled=no_weather)
+        submitted = st.form_submit_button("Start training", key="train_start", type="primary",
+                                          icon=":material/play_arrow:", disabled=busy)
+    if busy:
+        st.caption("A training is running: wait for it or cancel it to start another.")
+    if submitted:
+        start_job(dataset, model_values, train_values | {"max_batches": max_batches, "device": device}, name)
+
+
+def start_job(dataset, model_values: dict, train_values: dict, name: str) -> None:
+    try:
+        model_config = STMGTConfig(**model_values)
+    except ValueError as exc:
+        st.error(f"These model settings do not fit together: {exc}")
+        return
+    try:
+        training.registry().start(dataset, model_config, TrainConfig(**train_values),
+                                  state.workspace().new_run_dir(name or "stmgt"), state.current_dataset_spec())
+    except DataError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()
+
+
+def saved_runs(dataset) -> None:
+    runs = state.workspace().runs()
+    if not runs:
+        st.info("No saved runs yet: train one in the first tab or upload a checkpoint. "
+                "The bundled model is always in the sidebar.")
+        return
+    fingerprint = dataset.graph.fingerprint()
+    rows = []
+    for run in runs:
+        try:
+            config = run.config
+            test_mae = run.metrics()["models"]["stmgt"]["overall"]["mae"] if run.has_metrics else None
+        except (DataError, KeyError) as exc:
+            rows.append({"Run": run.name, "Source": f"damaged: {exc}"})
+            continue
+        rows.append({"Run": run.name, "Data": describe(config["data"]) if config.get("data") else "–",
+                     "Best val MAE (km/h)": best_val_mae(run), "Test MAE (km/h)": test_mae,
+                     "Parameters": config.get("parameters"), "Device": config.get("device"),
+                     "Created": pd.to_datetime(config.get("created")), "Source": config.get("source", "trained"),
+                     "This graph": config.get("graph_fingerprint") == fingerprint})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
+                                "Best val MAE (km/h)": st.column_config.NumberColumn(format="%.2f"),
+                                "Test MAE (km/h)": st.column_config.NumberColumn(format="%.2f"),
+                                "Parameters": st.column_config.NumberColumn(format="localized")})
+    st.caption("Newest first. Test MAE is over all horizons of the test split, empty until the run is evaluated; "
+               "*This graph*: made for the selected dataset's road graph, so it can be used with it.")
+    fitting = [r for r in runs if run_label(r, dataset)]
+    if not fitting:
+        st.info("None of these runs was made for the selected dataset's road graph.")
+        return
+    pick = st.selectbox("Run", fitting, format_func=lambda r: r.name, key="train_pick")
+    next_steps(pick, dataset, key="train_pick")
+
+
+def upload(dataset) -> None:
+    st.markdown("Add an STMGT `checkpoint.pt` trained on this dataset's road graph "
+                f"({dataset.num_nodes} nodes). It is checked before anything is saved.")
+    file = st.file_uploader("STMGT checkpoint", type=["pt"], key="train_upload")
+    if file is None:
+        return
+    saved = st.session_state.setdefault(UPLOADS_KEY, {})
+    if file.file_id not in saved:
+        stem = file.name.rsplit(".", 1)[0]
+        try:
+            run = import_checkpoint(file.getvalue(), state.workspace().new_run_dir(
+                "uploaded" if stem == "checkpoint" else stem), dataset.graph, state.current_dataset_spec())
+        except DataError as exc:
+            st.error(f"**{file.name}** cannot be used: {exc.problem}", icon=":material/error:")
+            return
+        saved[file.file_id] = run.name
+        st.rerun()                      # so the sidebar lists the new run
+    run = Run(state.workspace().runs_dir / saved[file.file_id])
+    config, meta = run.config, run.config["checkpoint"]
+    st.success(f"**{file.name}** is saved as **Run: {run.name}**: {config['parameters']:,} parameters, "
+               f"{config['model']['gat_layout']} heads, hidden size {config['model']['hidden_dim']}"
+               + (f", best validation MAE {meta['val_mae']:.2f} km/h at epoch {meta['epoch']}"
+                  if "val_mae" in meta else "") + ".", icon=":material/task_alt:")
+    next_steps(run, dataset, key="train_upload")
+
+
+# ---- the page -------------------------------------------------------------------------------------
+st.title("Train & load")
+st.caption("Train STMGT on the selected dataset in the background, or pick or upload a trained model. "
+           "Every model made here joins the sidebar's model list.")
+try:
+    data = state.current_dataset()
+    split_anchors(data)
+except DataError as exc:
+    st.error(f"The selected dataset cannot be used for training: {exc}")
+    st.page_link("pages/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+    st.stop()
+
+jobs = training.registry()
+shown = jobs.latest()
+if shown is not None and shown.id != st.session_state.get(DISMISSED_KEY):
+    with st.container(border=True):
+        current = shown.snapshot()
+        if current.active:
+            live_job(shown.id)
+        else:
+            job_result(current, data)
+
+train_tab, runs_tab, upload_tab = st.tabs(["New training", "Saved runs", "Upload a checkpoint"])
+with train_tab:
+    training_form(data, busy=jobs.active() is not None)
+with runs_tab:
+    saved_runs(data)
+with upload_tab:
+    upload(data)

@@ -1,0 +1,103 @@
+"""Evaluation page: every number is the bundled run's metrics.json, the metric selector redraws the
+chart, and a run without metrics offers (and runs) 'Evaluate now'."""
+
+import json
+import runpy
+
+import pytest
+from streamlit.runtime.scriptrunner import script_runner
+
+from stmgt.data.dataset import TrafficDataset
+from stmgt.data.folder import write_folder
+from stmgt.data.simulate import simulate
+from stmgt.graph import RoadGraph
+from stmgt.model import STMGTConfig
+from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.train import TrainConfig, fit
+
+PAGE = "pages/evaluation.py"
+
+
+@pytest.fixture(autouse=True)
+def run_app_py_on_every_page(monkeypatch):
+    """After switch_page AppTest runs the page file alone (a v1 multipage app, no sidebar); run
+    app.py instead, as the server does once st.navigation has run."""
+    monkeypatch.setattr(script_runner, "_mpa_v1", lambda main: runpy.run_path(main, run_name="__main__"))
+
+
+@pytest.fixture
+def unscored_run(isolated_workspace):
+    """A tiny run on two simulated weeks (imported as a dataset), trained but not evaluated."""
+    data = simulate(weeks=2, seed=3)
+    folder = write_folder(data, isolated_workspace / "datasets" / "small")
+    fit(data, STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3),
+        TrainConfig(epochs=2, batch_size=8, max_batches=2, device="cpu"), isolated_workspace / "runs" / "tiny",
+        {"kind": "folder", "path": str(folder)})
+    return Run(isolated_workspace / "runs" / "tiny")
+
+
+def test_the_bundled_models_numbers_are_its_saved_metrics(app):
+    at = app(PAGE)
+    metrics = json.loads((BUNDLED_RUN / "metrics.json").read_text())
+    models, minutes = metrics["models"], metrics["horizon_minutes"]
+    table = at.dataframe[0].value
+    assert list(table.index) == [f"+{m} min" for m in minutes] + ["All horizons"]
+    for column, key in (("STMGT", "stmgt"), ("Persistence", "persistence"),
+                        ("Historical average", "historical_average")):
+        assert list(table[column]) == models[key]["mae"] + [models[key]["overall"]["mae"]]
+    headline = {m.label: m.value for m in at.metric}
+    hour = minutes.index(60)
+    assert headline["MAE at +60 min"] == f"{models['stmgt']['mae'][hour]:.2f} km/h"
+    gain = 100 * (1 - models["stmgt"]["mae"][hour] / models["persistence"]["mae"][hour])
+    assert headline["Gain vs persistence"] == f"{gain:.1f} %"
+    assert headline["80 % interval coverage"] == f"{100 * models['stmgt']['overall']['coverage']['80']:.1f} %"
+    assert headline["True mean change"] == f"{metrics['what_if']['mean_true_change_kmh']:+.2f} km/h"
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    reliability = next(f for f in figures if "Reliability" in f["layout"]["title"]["text"])
+    stmgt_curve = next(t for t in reliability["data"] if t["name"] == "STMGT")
+    assert stmgt_curve["y"] == pytest.approx([100 * v for v in models["stmgt"]["reliability"]["observed"]])
+    pit = next(f for f in figures if "PIT" in f["layout"]["title"]["text"])
+    assert pit["data"][0]["y"] == pytest.approx(models["stmgt"]["pit_histogram"]["density"])
+    assert any(f["layout"]["title"]["text"] == "" for f in figures)    # the training history
+
+
+def test_the_metric_selector_redraws_the_chart_and_table(app):
+    at = app(PAGE)
+    metrics = json.loads((BUNDLED_RUN / "metrics.json").read_text())
+
+    def horizon_chart():
+        return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+    assert horizon_chart()["data"][0]["y"] == pytest.approx(metrics["models"]["stmgt"]["mae"])
+    at.get("button_group")[0].set_value("rmse").run()
+    chart = horizon_chart()
+    assert chart["data"][0]["y"] == pytest.approx(metrics["models"]["stmgt"]["rmse"])
+    assert chart["layout"]["yaxis"]["title"]["text"] == "RMSE (km/h)"
+    assert list(at.dataframe[0].value["Persistence"])[:12] == metrics["models"]["persistence"]["rmse"]
+
+
+@pytest.mark.slow
+def test_a_run_without_metrics_offers_evaluate_now(app, unscored_run):
+    at = app(PAGE, dataset="Imported: small", model="Run: tiny")
+    assert "no saved test metrics" in " ".join(i.value for i in at.info)
+    assert not at.dataframe                                        # nothing to show yet...
+    assert len(at.get("plotly_chart")) == 1                        # ...but the training history
+    at.button(key="eval_now").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert unscored_run.has_metrics
+    saved = unscored_run.metrics()
+    assert list(at.dataframe[0].value["STMGT"])[:12] == saved["models"]["stmgt"]["mae"]
+    assert "what_if" not in saved and not any(m.label == "True mean change" for m in at.metric)
+
+
+def test_a_dataset_without_a_model_points_to_train_and_load(app, isolated_workspace):
+    """Three nodes of the simulated data: another road graph, so no saved model fits it."""
+    data = simulate(weeks=1, seed=1)
+    nodes = data.graph.nodes.iloc[:3]
+    edges = data.graph.edges[data.graph.edges.source.isin(nodes.node_id) & data.graph.edges.target.isin(nodes.node_id)]
+    three = TrafficDataset(data.timestamps, data.speed[:, :3], data.weather, RoadGraph(nodes, edges))
+    write_folder(three, isolated_workspace / "datasets" / "three")
+    at = app(PAGE, dataset="Imported: three")
+    assert "no model for this dataset" in " ".join(w.value for w in at.warning)
+    assert "Train or upload one" in at.get("page_link")[-1].value
+    assert not at.get("plotly_chart") and not at.dataframe

@@ -1,0 +1,160 @@
+"""Train & load page: the form's defaults, a tiny training run to the end and into the sidebar,
+refused settings, and uploads (damaged, another graph, valid) through the page and the saving
+function, which must write nothing unless the checkpoint loads."""
+
+import runpy
+import time
+
+import pytest
+import torch
+from streamlit.runtime.scriptrunner import script_runner
+
+from stmgt.checkpoint import save_checkpoint
+from stmgt.data.dataset import Scaler, split_ranges
+from stmgt.data.folder import write_folder
+from stmgt.data.simulate import simulate
+from stmgt.errors import DataError
+from stmgt.graph import RoadGraph
+from stmgt.model import STMGT, STMGTConfig
+from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
+from stmgt.train import TrainConfig
+
+PAGE = "pages/train.py"
+TINY = {"epochs": 1, "batch_size": 8, "max_batches": 2, "hidden_dim": 16, "num_blocks": 1, "heads": 2,
+        "num_mixtures": 3}
+SPEC = {"kind": "simulator", "seed": 3, "weeks": 2}
+
+
+@pytest.fixture(autouse=True)
+def run_app_py_on_every_page(monkeypatch):
+    """After switch_page AppTest runs the page file alone (a v1 multipage app, no sidebar); run
+    app.py instead, as the server does once st.navigation has run."""
+    monkeypatch.setattr(script_runner, "_mpa_v1", lambda main: runpy.run_path(main, run_name="__main__"))
+
+
+@pytest.fixture(scope="module")
+def small():
+    return simulate(weeks=2, seed=3)
+
+
+@pytest.fixture
+def small_dataset(isolated_workspace, small):
+    """Two simulated weeks as an imported dataset, so training and scoring take seconds."""
+    write_folder(small, isolated_workspace / "datasets" / "small")
+    return "Imported: small"
+
+
+@pytest.fixture(scope="module")
+def other_graph_checkpoint(tmp_path_factory, small) -> bytes:
+    """A valid STMGT checkpoint for a 3-node graph, not the HCMC one."""
+    graph = RoadGraph.hcmc()
+    keep = graph.node_ids[:3]
+    small_graph = RoadGraph(graph.nodes[graph.nodes.node_id.isin(keep)],
+                            graph.edges[graph.edges.source.isin(keep) & graph.edges.target.isin(keep)])
+    path = tmp_path_factory.mktemp("other") / "checkpoint.pt"
+    save_checkpoint(path, STMGT(STMGTConfig(hidden_dim=8, num_blocks=1, heads=2)),
+                    Scaler.fit(small, split_ranges(small.num_steps)["train"]), small_graph)
+    return path.read_bytes()
+
+
+def runs_in(workspace):
+    folder = workspace / "runs"
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def messages(elements):
+    return " ".join(e.value for e in elements)
+
+
+# ---- the form ------------------------------------------------------------------------------------
+def test_the_form_is_prefilled_with_the_specification_defaults(app):
+    at = app(PAGE)
+    train, model = TrainConfig(), STMGTConfig()
+    for name in ("epochs", "batch_size", "patience", "seed", "lr", "weight_decay", "grad_clip", "restart_epochs",
+                 "restart_mult", "min_lr", "beta1", "beta2", "variance_weight", "entropy_weight"):
+        assert at.number_input(key=f"train_{name}").value == pytest.approx(getattr(train, name)), name
+    for name in ("hidden_dim", "num_blocks", "heads", "num_mixtures", "dropout", "drop_edge"):
+        assert at.number_input(key=f"train_{name}").value == pytest.approx(getattr(model, name)), name
+    for name in ("use_weather", "use_mask", "time_encoding"):
+        assert at.checkbox(key=f"train_{name}").value is getattr(model, name)
+    assert at.radio(key="train_gat_layout").value == model.gat_layout
+    assert at.number_input(key="train_max_batches").value is None
+    assert at.radio(key="train_device").options == (["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"])
+    assert "No saved runs yet" in messages(at.info)
+
+
+def test_settings_that_do_not_fit_together_start_nothing(app, isolated_workspace):
+    at = app(PAGE)
+    at.number_input(key="train_hidden_dim").set_value(18)
+    at.button(key="train_start").click().run()
+    assert "do not fit together" in messages(at.error) and "divisible" in messages(at.error)
+    assert runs_in(isolated_workspace) == [] and not at.get("progress")
+
+
+@pytest.mark.slow
+def test_a_tiny_training_runs_in_the_background_and_joins_the_model_list(app, small_dataset, isolated_workspace):
+    at = app(PAGE, dataset=small_dataset)
+    for name, value in TINY.items():
+        at.number_input(key=f"train_{name}").set_value(value)
+    at.text_input(key="train_name").input("tiny")
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (name,) = runs_in(isolated_workspace)
+    assert name.startswith("tiny-")
+    seen_progress, deadline = False, time.time() + 240
+    while "Finished" not in messages(at.success) and time.time() < deadline:
+        seen_progress |= bool(at.get("progress"))
+        assert not at.error, messages(at.error)
+        time.sleep(2)                                   # leave the CPU to the worker between polls
+        at.run()
+    assert "Finished" in messages(at.success), "the job did not finish in time"
+    assert seen_progress or at.get("progress")          # progress bars while running (kept in the result)
+    assert f"Run: {name}" in messages(at.success)
+    assert f"Run: {name}" in at.selectbox(key="model").options          # the sidebar lists it
+    assert name in list(at.dataframe[0].value["Run"])                    # and the Saved runs table
+    at.button(key="train_job_use").click().run()
+    assert at.session_state["model"] == f"Run: {name}" and at.selectbox(key="model").value == f"Run: {name}"
+    assert Run(isolated_workspace / "runs" / name).has_metrics
+
+
+# ---- uploads -------------------------------------------------------------------------------------
+def test_import_checkpoint_writes_nothing_unless_it_loads(tmp_path, other_graph_checkpoint):
+    graph = RoadGraph.hcmc()
+    for data, reason in ((b"not a checkpoint", "damaged"), (other_graph_checkpoint, "another road graph")):
+        with pytest.raises(DataError, match=reason):
+            import_checkpoint(data, tmp_path / "run", graph, SPEC)
+        assert not (tmp_path / "run").exists()
+    good = (BUNDLED_RUN / "checkpoint.pt").read_bytes()
+    run = import_checkpoint(good, tmp_path / "run", graph, SPEC)
+    assert (run.path / "checkpoint.pt").read_bytes() == good
+    config = run.config
+    assert config["source"] == "uploaded" and config["data"] == SPEC
+    assert config["graph_fingerprint"] == graph.fingerprint() and config["model"] == run.load().config.to_dict()
+    with pytest.raises(DataError, match="already exists"):
+        import_checkpoint(good, tmp_path / "run", graph, SPEC)
+
+
+@pytest.mark.parametrize("damage, reason", [("garbage", "damaged or is not a PyTorch checkpoint"),
+                                            ("other graph", "another road graph")])
+def test_a_bad_upload_shows_why_and_writes_nothing(app, isolated_workspace, other_graph_checkpoint, damage, reason):
+    at = app(PAGE)
+    data = b"\x00garbage" * 100 if damage == "garbage" else other_graph_checkpoint
+    at.file_uploader(key="train_upload").set_value(("checkpoint.pt", data, "application/octet-stream")).run()
+    assert not at.exception
+    assert "checkpoint.pt** cannot be used" in messages(at.error) and reason in messages(at.error)
+    assert runs_in(isolated_workspace) == []
+
+
+def test_a_valid_upload_becomes_a_selectable_run_once(app, isolated_workspace):
+    at = app(PAGE)
+    data = (BUNDLED_RUN / "checkpoint.pt").read_bytes()
+    at.file_uploader(key="train_upload").set_value(("hcmc-mean.pt", data, "application/octet-stream")).run()
+    assert not at.exception and not at.error
+    (name,) = runs_in(isolated_workspace)
+    assert name.startswith("hcmc-mean-") and f"Run: {name}" in messages(at.success)
+    assert f"Run: {name}" in at.selectbox(key="model").options
+    at.run()                                              # a rerun must not save the same upload again
+    assert runs_in(isolated_workspace) == [name]
+    at.button(key="train_upload_use").click().run()
+    assert at.session_state["model"] == f"Run: {name}"
+    assert at.button(key="train_upload_evaluate")         # no metrics yet: offered
