@@ -7,14 +7,14 @@ from ui import state
 st.set_page_config(page_title="STMGT · traffic forecasts", page_icon=":material/traffic:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-    st.Page("pages/forecast_map.py", title="Forecast map", icon=":material/map:"),
-    st.Page("pages/node_forecast.py", title="Node forecast", icon=":material/show_chart:"),
-    st.Page("pages/interpretability.py", title="Interpretability", icon=":material/hub:"),
-    st.Page("pages/what_if.py", title="Weather what-if", icon=":material/rainy:"),
-    st.Page("pages/train.py", title="Train & load", icon=":material/model_training:"),
-    st.Page("pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
-    st.Page("pages/data.py", title="Data", icon=":material/database:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/forecast_map.py", title="Forecast map", icon=":material/map:"),
+    st.Page("views/node_forecast.py", title="Node forecast", icon=":material/show_chart:"),
+    st.Page("views/interpretability.py", title="Interpretability", icon=":material/hub:"),
+    st.Page("views/what_if.py", title="Weather what-if", icon=":material/rainy:"),
+    st.Page("views/train.py", title="Train & load", icon=":material/model_training:"),
+    st.Page("views/evaluation.py", title="Evaluation", icon=":material/analytics:"),
+    st.Page("views/data.py", title="Data", icon=":material/database:"),
 ]
 
 page = st.navigation(PAGES)

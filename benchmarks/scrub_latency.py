@@ -41,8 +41,8 @@ from stmgt.forecast import Forecaster
 from stmgt.runs import BUNDLED_RUN, Run
 
 ROOT = Path(__file__).resolve().parent.parent
-PREFETCH_THREAD = "stmgt-prefetch"      # the name pages/forecast_map.py gives its prefetch thread
-APP, PAGE = str(ROOT / "app.py"), "pages/forecast_map.py"
+PREFETCH_THREAD = "stmgt-prefetch"      # the name views/forecast_map.py gives its prefetch thread
+APP, PAGE = str(ROOT / "app.py"), "views/forecast_map.py"
 TARGET_MOVE_MS, TARGET_COLD_S = 150, 8
 COLD_START = """
 import sys, time

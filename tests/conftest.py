@@ -21,12 +21,12 @@ def isolated_workspace(tmp_path, monkeypatch):
 def app():
     """Return a function that opens the dashboard on a page and runs it."""
 
-    def open_page(page: str = "pages/overview.py", **session) -> AppTest:
+    def open_page(page: str = "views/overview.py", **session) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
         for key, value in session.items():
             at.session_state[key] = value
         at.run()
-        if page != "pages/overview.py":
+        if page != "views/overview.py":
             at.switch_page(page)
             at.run()
         assert not at.exception, [e.message for e in at.exception]

@@ -169,11 +169,11 @@ def require_forecaster() -> Forecaster:
         forecaster = current_forecaster()
     except DataError as exc:
         st.error(f"The selected model cannot be used: {exc}")
-        st.page_link("pages/train.py", label="Train or load another model", icon=":material/model_training:")
+        st.page_link("views/train.py", label="Train or load another model", icon=":material/model_training:")
         st.stop()
     if forecaster is None:
         st.warning("There is no model for this dataset yet.")
-        st.page_link("pages/train.py", label="Train one on Train & load", icon=":material/model_training:")
+        st.page_link("views/train.py", label="Train one on Train & load", icon=":material/model_training:")
         st.stop()
     return forecaster
 

@@ -106,7 +106,7 @@ def next_steps(run: Run, dataset, key: str) -> None:
         use_button(run, dataset, key=f"{key}_use")
     with cols[1]:
         if run.has_metrics:
-            st.page_link("pages/evaluation.py", label="See its evaluation", icon=":material/analytics:")
+            st.page_link("views/evaluation.py", label="See its evaluation", icon=":material/analytics:")
         else:
             training.evaluate_button(run, dataset, state.device(), key=f"{key}_evaluate")
 
@@ -343,7 +343,7 @@ try:
     split_anchors(data)
 except DataError as exc:
     st.error(f"The selected dataset cannot be used for training: {exc}")
-    st.page_link("pages/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
     st.stop()
 
 jobs = training.registry()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from stmgt.graph import RoadGraph
-from tests.pages.page_helpers import array, deck_layers, plotly, tiny_run
+from tests.views.page_helpers import array, deck_layers, plotly, tiny_run
 
-PAGE = "pages/interpretability.py"
+PAGE = "views/interpretability.py"
 ARROW_MAX_PX = 24
 
 

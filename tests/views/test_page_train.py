@@ -2,12 +2,10 @@
 refused settings, and uploads (damaged, another graph, valid) through the page and the saving
 function, which must write nothing unless the checkpoint loads."""
 
-import runpy
 import time
 
 import pytest
 import torch
-from streamlit.runtime.scriptrunner import script_runner
 
 from stmgt.checkpoint import save_checkpoint
 from stmgt.data.dataset import Scaler, split_ranges
@@ -19,17 +17,10 @@ from stmgt.model import STMGT, STMGTConfig
 from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
 from stmgt.train import TrainConfig
 
-PAGE = "pages/train.py"
+PAGE = "views/train.py"
 TINY = {"epochs": 1, "batch_size": 8, "max_batches": 2, "hidden_dim": 16, "num_blocks": 1, "heads": 2,
         "num_mixtures": 3}
 SPEC = {"kind": "simulator", "seed": 3, "weeks": 2}
-
-
-@pytest.fixture(autouse=True)
-def run_app_py_on_every_page(monkeypatch):
-    """After switch_page AppTest runs the page file alone (a v1 multipage app, no sidebar); run
-    app.py instead, as the server does once st.navigation has run."""
-    monkeypatch.setattr(script_runner, "_mpa_v1", lambda main: runpy.run_path(main, run_name="__main__"))
 
 
 @pytest.fixture(scope="module")

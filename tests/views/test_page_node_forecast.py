@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
-from tests.pages.page_helpers import array, plotly, trace
+from tests.views.page_helpers import array, plotly, trace
 
-PAGE = "pages/node_forecast.py"
+PAGE = "views/node_forecast.py"
 QUANTILES = ["q10", "q25", "q50", "q75", "q90"]
 
 

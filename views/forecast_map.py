@@ -120,7 +120,7 @@ def scrubbed_map(forecaster, colour_by: str, threshold: float, basemap: bool) ->
             st.markdown(f"**{nodes['name'][i]}** · `{node_id}`  \n"
                         f"Median **{median[i]:.1f} km/h**, 80 % interval {q10[i]:.1f}–{q90[i]:.1f} km/h  \n"
                         f"P(speed < {threshold:g} km/h): **{100 * p_congested[i]:.0f} %**")
-            st.page_link("pages/node_forecast.py", label="Open its forecast", icon=":material/show_chart:")
+            st.page_link("views/node_forecast.py", label="Open its forecast", icon=":material/show_chart:")
             st.caption("Selected node · click another on the map to change it.")
     prefetch_neighbours(forecaster.test_anchors())
 

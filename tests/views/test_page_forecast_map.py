@@ -13,9 +13,9 @@ import stmgt.forecast
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
 from stmgt.graph import RoadGraph
-from tests.pages.page_helpers import deck_layers
+from tests.views.page_helpers import deck_layers
 
-PAGE = "pages/forecast_map.py"
+PAGE = "views/forecast_map.py"
 
 
 def nodes(at) -> pd.DataFrame:
@@ -139,7 +139,7 @@ def test_selected_node_is_shown_and_click_selects(app):
     assert not at.exception
     assert at.session_state["node_id"] == "n12"
     assert nodes(at).loc["n12", "line"] == 4
-    at.switch_page("pages/node_forecast.py").run()
+    at.switch_page("views/node_forecast.py").run()
     assert not at.exception
     assert at.selectbox(key="node_id").value == "n12"
 
@@ -153,7 +153,7 @@ def tiny_dataset(workspace) -> None:
     write_folder(simulate(weeks=1, seed=5, graph=graph), workspace / "datasets" / "tiny")
 
 
-@pytest.mark.parametrize("page", [PAGE, "pages/node_forecast.py"])
+@pytest.mark.parametrize("page", [PAGE, "views/node_forecast.py"])
 def test_dataset_without_model_shows_the_way_forward(app, isolated_workspace, page):
     tiny_dataset(isolated_workspace)
     at = app(page, dataset="Imported: tiny")

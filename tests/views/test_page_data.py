@@ -6,13 +6,11 @@ archive guards. Fixtures are built in tmp_path with the importer tests' builders
 import base64
 import io
 import json
-import runpy
 import sys
 import zipfile
 
 import numpy as np
 import pytest
-from streamlit.runtime.scriptrunner import script_runner
 
 from stmgt.data.folder import read_folder, write_folder
 from stmgt.errors import DataError
@@ -20,15 +18,7 @@ from tests.test_importers import (ADJ, MATRIX_ADJ, MATRIX_SPEED, SENSORS, assert
                                   small_dataset, snapshot_run, write)
 from ui.data_import import extract_zip
 
-PAGE = "pages/data.py"
-
-
-@pytest.fixture(autouse=True)
-def run_app_py_on_every_page(monkeypatch):
-    """AppTest resets Streamlit's "app has a pages/ folder" flag before every run, so after
-    switch_page it runs the page file alone, as a v1 multipage app: no app.py, no sidebar.
-    Run app.py instead, as the server does once st.navigation has run."""
-    monkeypatch.setattr(script_runner, "_mpa_v1", lambda main: runpy.run_path(main, run_name="__main__"))
+PAGE = "views/data.py"
 
 
 # ---- helpers ---------------------------------------------------------------------------------

@@ -55,21 +55,21 @@ try:
     dataset = state.current_dataset()
 except DataError as exc:
     st.error(f"The selected dataset cannot be loaded: {exc}")
-    st.page_link("pages/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
     st.stop()
 if dataset.weather is None:
     st.warning(f"This page needs weather, and the selected dataset ({state.dataset_label()}) has none "
                "(no `weather.csv`). A what-if edits the weather the model reads, so both the data and the model "
                "must have it.")
-    st.page_link("pages/data.py", label="Import a dataset with weather on the Data page", icon=":material/database:")
-    st.page_link("pages/train.py", label="Then train a model with weather on Train & load",
+    st.page_link("views/data.py", label="Import a dataset with weather on the Data page", icon=":material/database:")
+    st.page_link("views/train.py", label="Then train a model with weather on Train & load",
                  icon=":material/model_training:")
     st.stop()
 forecaster = state.require_forecaster()
 if not forecaster.loaded.config.use_weather:
     st.warning("This page needs weather, but the selected model was trained without it (use_weather off), so "
                "changing the weather cannot change its forecast.")
-    st.page_link("pages/train.py", label="Train a model with weather on Train & load",
+    st.page_link("views/train.py", label="Train a model with weather on Train & load",
                  icon=":material/model_training:")
     st.stop()
 

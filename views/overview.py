@@ -13,7 +13,7 @@ try:
     dataset = state.current_dataset()
 except DataError as exc:
     st.error(f"The selected dataset cannot be loaded: {exc}")
-    st.page_link("pages/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
     st.stop()
 
 summary = dataset.summary()
@@ -56,7 +56,7 @@ with right:
     choice = state.current_model_choice()
     if choice is None:
         st.warning("No model for this dataset yet.")
-        st.page_link("pages/train.py", label="Train one on Train & load", icon=":material/model_training:")
+        st.page_link("views/train.py", label="Train one on Train & load", icon=":material/model_training:")
     else:
         try:
             config = choice.run.config
@@ -84,7 +84,7 @@ with right:
             cover = metrics["models"]["stmgt"]["overall"]["coverage"]["80"]
             st.caption(f"Test split, {metrics['windows']} windows, km/h. The 80 % interval covers "
                        f"{100 * cover:.1f} % of observed speeds.")
-            st.page_link("pages/evaluation.py", label="Full evaluation", icon=":material/analytics:")
+            st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
         else:
             st.info("This run has no saved metrics yet: evaluate it with "
                     f"`python -m stmgt evaluate --run {choice.run.path}`.")

@@ -9,10 +9,10 @@ from stmgt.data.folder import write_folder
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
 from stmgt.evaluate import true_change
 from stmgt.forecast import WeatherScenario
-from tests.pages.page_helpers import array, deck_layers, plotly, tiny_run, trace
+from tests.views.page_helpers import array, deck_layers, plotly, tiny_run, trace
 from tests.test_importers import small_dataset
 
-PAGE = "pages/what_if.py"
+PAGE = "views/what_if.py"
 MODEL_MEDIAN, BASE_MEDIAN = "Median forecast (q50)", "Baseline median (actual weather)"
 
 

@@ -98,12 +98,12 @@ try:
     dataset = state.current_dataset()
 except DataError as exc:
     st.error(f"The selected dataset cannot be loaded: {exc}")
-    st.page_link("pages/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
     st.stop()
 choice = state.current_model_choice()
 if choice is None:
     st.warning("There is no model for this dataset yet, so there is nothing to evaluate.")
-    st.page_link("pages/train.py", label="Train or upload one on Train & load", icon=":material/model_training:")
+    st.page_link("views/train.py", label="Train or upload one on Train & load", icon=":material/model_training:")
     st.stop()
 
 run = choice.run

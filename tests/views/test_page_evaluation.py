@@ -2,10 +2,8 @@
 chart, and a run without metrics offers (and runs) 'Evaluate now'."""
 
 import json
-import runpy
 
 import pytest
-from streamlit.runtime.scriptrunner import script_runner
 
 from stmgt.data.dataset import TrafficDataset
 from stmgt.data.folder import write_folder
@@ -15,14 +13,7 @@ from stmgt.model import STMGTConfig
 from stmgt.runs import BUNDLED_RUN, Run
 from stmgt.train import TrainConfig, fit
 
-PAGE = "pages/evaluation.py"
-
-
-@pytest.fixture(autouse=True)
-def run_app_py_on_every_page(monkeypatch):
-    """After switch_page AppTest runs the page file alone (a v1 multipage app, no sidebar); run
-    app.py instead, as the server does once st.navigation has run."""
-    monkeypatch.setattr(script_runner, "_mpa_v1", lambda main: runpy.run_path(main, run_name="__main__"))
+PAGE = "views/evaluation.py"
 
 
 @pytest.fixture
