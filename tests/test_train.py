@@ -17,7 +17,6 @@ from stmgt.evaluate import evaluate
 from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
 from stmgt.model import STMGTConfig
-from stmgt.runs import Run
 from stmgt.train import TrainConfig, fit, mixture_loss, resolve_device
 
 SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)

@@ -120,6 +120,16 @@ def current_dataset() -> TrafficDataset:
     return _dataset(json.dumps(spec, sort_keys=True))
 
 
+def require_dataset() -> TrafficDataset:
+    """The selected dataset, or a clear message with the way to the Data page (and the page stops)."""
+    try:
+        return current_dataset()
+    except DataError as exc:
+        st.error(f"The selected dataset cannot be loaded: {exc}")
+        st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+        st.stop()
+
+
 def current_dataset_spec() -> dict:
     return dataset_choices().get(st.session_state.get("dataset", EMBEDDED_LABEL), EMBEDDED)
 

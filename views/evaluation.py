@@ -94,12 +94,7 @@ def history(run) -> None:
 
 
 st.title("Evaluation")
-try:
-    dataset = state.current_dataset()
-except DataError as exc:
-    st.error(f"The selected dataset cannot be loaded: {exc}")
-    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
-    st.stop()
+dataset = state.require_dataset()
 choice = state.current_model_choice()
 if choice is None:
     st.warning("There is no model for this dataset yet, so there is nothing to evaluate.")

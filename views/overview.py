@@ -9,12 +9,7 @@ from ui import state
 from ui.maps import SPEED_STOPS, legend_html, ramp, road_map
 
 st.title("Overview")
-try:
-    dataset = state.current_dataset()
-except DataError as exc:
-    st.error(f"The selected dataset cannot be loaded: {exc}")
-    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
-    st.stop()
+dataset = state.require_dataset()
 
 summary = dataset.summary()
 st.caption(state.dataset_label())

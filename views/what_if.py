@@ -7,7 +7,6 @@ import numpy as np
 import streamlit as st
 
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator
-from stmgt.errors import DataError
 from stmgt.evaluate import true_change
 from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
@@ -51,12 +50,7 @@ def fmt_change(values) -> list[str]:
 st.title("Weather what-if")
 st.caption("Change the weather over the forecast horizon and see how the forecast responds. The model reads the "
            "horizon's weather through its weather attention; everything else stays as observed.")
-try:
-    dataset = state.current_dataset()
-except DataError as exc:
-    st.error(f"The selected dataset cannot be loaded: {exc}")
-    st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
-    st.stop()
+dataset = state.require_dataset()
 if dataset.weather is None:
     st.warning(f"This page needs weather, and the selected dataset ({state.dataset_label()}) has none "
                "(no `weather.csv`). A what-if edits the weather the model reads, so both the data and the model "
