@@ -56,7 +56,7 @@ def read_checkpoint(source) -> dict:
         state = torch.load(stream, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
         raise DataError("the file is damaged or is not a PyTorch checkpoint "
-                        f"({str(exc).splitlines()[0][:160]})", where) from exc
+                        f"({type(exc).__name__})", where) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise DataError("this is not an STMGT checkpoint (no STMGT header)", where)
     if state.get("version") != VERSION:

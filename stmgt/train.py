@@ -174,6 +174,9 @@ def fit(dataset: TrafficDataset, model_config: STMGTConfig | None = None,
     if train_config.max_batches:
         num_batches = min(num_batches, train_config.max_batches)
     for epoch in range(1, train_config.epochs + 1):
+        if cancel is not None and cancel.is_set():   # asked during the last validation
+            stopped = "cancelled"
+            break
         model.train()
         started, losses, skipped = time.perf_counter(), [], 0
         for i, batch in enumerate(windows.iterate(anchors["train"], train_config.batch_size, True, shuffle_gen)):

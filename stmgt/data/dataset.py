@@ -222,17 +222,18 @@ class Batch:
 
 class Windows:
     """All of a dataset's series as tensors, cut into windows by fancy indexing (fast, no copies
-    per item). `weather_override` replaces the weather series, e.g. for what-if scenarios."""
+    per item). `batch(..., weather=)` replaces the horizon weather, e.g. for what-if scenarios.
+    The series are copied: a dataset read from files may hold read-only arrays."""
 
     def __init__(self, dataset: TrafficDataset, scaler: Scaler, seq_len: int = SEQ_LEN,
                  horizon: int = HORIZON):
         self.seq_len, self.horizon = seq_len, horizon
-        speed = torch.from_numpy(dataset.speed)
+        speed = torch.tensor(dataset.speed)
         self.mask = ~torch.isnan(speed)
         self.speed = speed
         self.x = torch.nan_to_num(scaler.scale_speed(speed), nan=0.0)
         self.weather = (None if dataset.weather is None or scaler.weather_mean is None
-                        else scaler.scale_weather(torch.from_numpy(dataset.weather)))
+                        else scaler.scale_weather(torch.tensor(dataset.weather)))
         tod, dow = dataset.time_features()
         self.tod, self.dow = torch.from_numpy(tod), torch.from_numpy(dow)
         self.scaler = scaler
