@@ -93,9 +93,9 @@ class Forecast:
             "anchor_time": np.repeat(self.anchor_times, H * N),
             "node_id": np.tile(np.repeat(np.array(self.node_ids, dtype=object), H), B),
             "horizon_step": np.tile(np.arange(1, H + 1), B * N),
-            "target_time": np.concatenate([np.repeat(self.target_times(b)[None], N, 0).ravel() for b in range(B)]),
-            "mean": mean.transpose(0, 2, 1).ravel(),
         })
+        frame.insert(3, "target_time", frame["anchor_time"] + frame["horizon_step"] * self.freq)
+        frame["mean"] = mean.transpose(0, 2, 1).ravel()
         for i, level in enumerate(levels):
             frame[f"q{round(100 * level)}"] = q[..., i].transpose(0, 2, 1).ravel()
         return frame
@@ -139,7 +139,8 @@ class Forecaster:
         first, last = self.dataset.timestamps[self.seq_len - 1], self.dataset.timestamps[-1]
         if index < 0:
             raise DataError(f"{ts.isoformat()} is not a time step of the data "
-                            f"({first.isoformat()} … {last.isoformat()} every {self.dataset.freq})")
+                            f"({first.isoformat()} … {last.isoformat()}, "
+                            f"every {self.dataset.freq / pd.Timedelta(minutes=1):g} min)")
         if index < self.seq_len - 1:
             raise DataError(f"{ts.isoformat()} has fewer than {self.seq_len} observed steps before it; "
                             f"the earliest anchor is {first.isoformat()}")

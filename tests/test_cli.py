@@ -1,0 +1,52 @@
+"""`python -m stmgt`: each command end to end on small inputs, and plain errors with exit code 2."""
+
+import pandas as pd
+import pytest
+
+from stmgt.cli import main
+from stmgt.data.folder import read_folder
+from stmgt.runs import BUNDLED_RUN
+
+
+def test_simulate_writes_the_generic_folder(tmp_path, capsys):
+    assert main(["simulate", "--weeks", "1", "--seed", "4", "--out", str(tmp_path / "sim")]) == 0
+    files = {p.name for p in (tmp_path / "sim").iterdir()}
+    assert {"nodes.csv", "edges.csv", "speed.csv", "weather.csv"} <= files
+    data = read_folder(tmp_path / "sim")
+    assert data.num_steps == 7 * 96 and data.provenance["seed"] == 4
+    assert "62 nodes" in capsys.readouterr().out
+
+
+def test_forecast_writes_quantiles_and_applies_what_if(tmp_path):
+    at = "2025-08-25T07:00+07:00"
+    assert main(["forecast", "--run", str(BUNDLED_RUN), "--at", at, "--out", str(tmp_path / "base.csv")]) == 0
+    assert main(["forecast", "--run", str(BUNDLED_RUN), "--at", at, "--precipitation", "25",
+                 "--out", str(tmp_path / "wet.csv")]) == 0
+    base, wet = pd.read_csv(tmp_path / "base.csv"), pd.read_csv(tmp_path / "wet.csv")
+    assert list(base.columns) == ["node_id", "horizon_step", "target_time", "mean", "q10", "q25", "q50", "q75", "q90"]
+    assert len(base) == 62 * 12 and base.horizon_step.between(1, 12).all()
+    assert (base.q10 < base.q25).all() and (base.q25 < base.q50).all() and (base.q75 < base.q90).all()
+    assert base.target_time.iloc[0] == "2025-08-25T07:15:00+07:00"
+    assert wet["mean"].mean() < base["mean"].mean() - 1
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["forecast", "--run", str(BUNDLED_RUN), "--at", "2031-01-01", "--out", "x.csv"], "not a time step of the data"),
+    (["forecast", "--run", str(BUNDLED_RUN), "--at", "2025-08-25T07:00+07:00", "--precipitation", "-3",
+      "--out", "x.csv"], "--precipitation must not be negative"),
+    (["forecast", "--run", "no/such/run", "--at", "2025-08-25T07:00", "--out", "x.csv"], "not a finished run"),
+    (["evaluate", "--run", "no/such/run"], "not a finished run"),
+    (["train", "--data", "sim:speed=3", "--out", "r"], "unknown simulator option"),
+    (["import", "generic", "no/such/folder", "--out", "o"], "no/such/folder"),
+])
+def test_bad_arguments_get_a_plain_message(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_argparse_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--out", "r", "--epochs", "0"])
+    assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
