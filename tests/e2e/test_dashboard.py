@@ -1,0 +1,173 @@
+"""Every page in a real browser: it renders its main content without an error, it is saved as a
+screenshot for a human to look at, and its main control changes what is drawn."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from e2e_helpers import (RUN_MS, assert_healthy, keyed, metric, nudge, open_page, plotly_traces, screenshot,
+                         settle)
+from PIL import Image
+from playwright.sync_api import Locator, Page, expect
+
+# pytest-playwright 0.10 defines its base_url fixture in a way pytest 9 warns about; not ours to fix.
+pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods")]
+
+
+def changed_screenshot(element, before: bytes, timeout_s: float = 20) -> bytes:
+    """The element's screenshot once it differs from `before` (WebGL redraws a moment after the
+    rerun); fails after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = element.screenshot()
+        if after != before or time.monotonic() > deadline:
+            return after
+        time.sleep(0.5)
+
+
+def node_marks(shot: bytes, cell: int = 12) -> list[tuple[float, float]]:
+    """Where the map draws node outlines (its only near-black pixels), as (x, y) centres of
+    `cell`-pixel groups, fullest first."""
+    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+    ys, xs = np.nonzero(pixels.max(axis=2) < 70)
+    groups = defaultdict(list)
+    for x, y in zip(xs, ys):
+        groups[x // cell, y // cell].append((x, y))
+    return [tuple(np.mean(g, axis=0)) for g in sorted(groups.values(), key=len, reverse=True)]
+
+
+def hover_other_node(page: Page, deck: Locator, shot: bytes, selected: str) -> tuple[str, float, float, str]:
+    """Hover node marks until the tooltip names a node other than `selected`; returns that node's
+    id, where it is, and the tooltip's text."""
+    box = deck.bounding_box()
+    tooltip = page.locator(".deck-tooltip")
+    for x, y in node_marks(shot)[:20]:
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.wait_for_timeout(500)
+        if tooltip.count() and tooltip.first.is_visible():
+            text = tooltip.first.inner_text()
+            node_id = text.splitlines()[1].split(" · ")[0]
+            if node_id != selected:
+                return node_id, box["x"] + x, box["y"] + y, text
+    pytest.fail("no node of the map showed a tooltip")
+
+
+def test_overview(page: Page, dashboard: str):
+    open_page(page, dashboard, "", "Overview")
+    for label in ("Span", "Nodes", "Road segments", "Mean speed"):
+        expect(page.get_by_test_id("stMetric").filter(has_text=label)).to_be_visible()
+    expect(page.get_by_test_id("stDeckGlJsonChart").locator("canvas").first).to_be_visible()
+    expect(page.get_by_test_id("stMain").get_by_role("heading", name="Model", exact=True)).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()          # STMGT vs the baselines
+    screenshot(page, "overview")
+
+
+def test_forecast_map_follows_the_horizon_and_a_clicked_node(page: Page, dashboard: str):
+    open_page(page, dashboard, "forecast_map", "Forecast map")
+    deck = page.get_by_test_id("stDeckGlJsonChart")
+    expect(deck.locator("canvas").first).to_be_visible()
+    expect(page.get_by_text("Median forecast speed, km/h", exact=False)).to_be_visible()      # the legend
+    for label in ("Network median speed", "Likely congested", "Slowest node"):
+        expect(page.get_by_test_id("stMetric").filter(has_text=label)).to_be_visible()
+    screenshot(page, "forecast_map")
+
+    card = page.get_by_test_id("stMarkdownContainer").filter(has_text="80 % interval")   # the selected node
+    card_before, map_before = card.inner_text(), deck.screenshot()
+    nudge(page, "Forecast horizon")
+    expect(card).not_to_have_text(card_before, timeout=RUN_MS)
+    settle(page)
+    assert_healthy(page)
+    map_after = changed_screenshot(deck, map_before)
+    assert map_after != map_before, "the map did not change with the horizon"
+
+    # A node's tooltip has its forecast; clicking the node selects it.
+    selected = re.search(r"· (\S+)\n", card.inner_text()).group(1)
+    node_id, x, y, tooltip = hover_other_node(page, deck, map_after, selected)
+    for part in ("median", "80 % interval", "P(speed <"):
+        assert part in tooltip
+    page.mouse.click(x, y)
+    expect(card).to_contain_text(f"· {node_id}", timeout=RUN_MS)
+    settle(page)
+    assert_healthy(page)
+
+
+def test_node_forecast_fan_chart_follows_the_node(page: Page, dashboard: str):
+    open_page(page, dashboard, "node_forecast", "Node forecast")
+    fan = keyed(page, "node_fan")
+    expect(fan).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame")).to_be_visible()          # the forecast table
+    screenshot(page, "node_forecast")
+
+    def drawn() -> tuple[dict, str]:
+        traces = {t["name"]: t["y"] for t in plotly_traces(fan)}
+        return traces, metric(page, "Observed at")
+
+    before, observed = drawn()
+    assert {"Median forecast (q50)", "Observed (model input)"} <= set(before)
+    assert observed == f"{before['Observed (model input)'][-1]:.1f} km/h"
+    page.get_by_test_id("stSelectbox").filter(has_text="Node").click()
+    page.keyboard.type("n30")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("stCaptionContainer").filter(has_text="n30")).to_be_visible(timeout=RUN_MS)
+    settle(page)
+    assert_healthy(page)
+    after, observed = drawn()
+    assert after["Median forecast (q50)"] != before["Median forecast (q50)"]
+    # The chart and the headline numbers show the same, newly selected node.
+    assert observed == f"{after['Observed (model input)'][-1]:.1f} km/h"
+
+
+def test_interpretability(page: Page, dashboard: str):
+    open_page(page, dashboard, "interpretability", "Interpretability")
+    for heading in ("fusion gate", "GATv2 attention", "Which past steps matter", "Which forecast weather matters"):
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    expect(page.get_by_test_id("stDeckGlJsonChart").locator("canvas").first).to_be_visible()
+    assert page.get_by_test_id("stPlotlyChart").count() >= 3
+    screenshot(page, "interpretability")
+
+
+def test_what_if_precipitation_changes_the_forecast(page: Page, dashboard: str):
+    open_page(page, dashboard, "what_if", "Weather what-if")
+    expect(keyed(page, "whatif_weather")).to_be_visible()
+    expect(page.get_by_test_id("stDeckGlJsonChart").first.locator("canvas").first).to_be_visible()
+    screenshot(page, "what_if")
+
+    change = metric(page, "Network · model")
+    shift = float(nudge(page, "Precipitation shift (mm/h)", times=10))
+    assert shift == pytest.approx(15.0)
+    network = page.get_by_test_id("stMetric").filter(has_text="Network · model").get_by_test_id("stMetricValue")
+    expect(network).not_to_have_text(change, timeout=RUN_MS)
+    settle(page)
+    assert_healthy(page)
+    # The weather the model read is the observed rain plus the new shift (panels: temperature, wind, rain).
+    traces = plotly_traces(keyed(page, "whatif_weather"))
+    observed, scenario = traces[4]["y"], traces[5]["y"]
+    assert [s - o for s, o in zip(scenario, observed)] == pytest.approx([shift] * len(observed), abs=1e-3)
+
+
+def test_evaluation(page: Page, dashboard: str):
+    open_page(page, dashboard, "evaluation", "Evaluation")
+    for label in ("MAE at +60 min", "Gain vs persistence", "80 % interval coverage"):
+        expect(page.get_by_test_id("stMetric").filter(has_text=label)).to_be_visible()
+    for heading in ("Accuracy by forecast horizon", "Calibration: are the intervals honest?"):
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    assert page.get_by_test_id("stPlotlyChart").count() >= 5
+    screenshot(page, "evaluation")
+
+
+def test_data(page: Page, dashboard: str):
+    open_page(page, dashboard, "data", "Data")
+    expect(page.get_by_role("tab", name="Import a dataset")).to_be_visible()
+    expect(page.get_by_role("tab", name="Imported datasets")).to_be_visible()
+    screenshot(page, "data")
+
+
+def test_deep_link_on_a_fresh_server(page: Page, fresh_dashboard: str):
+    """A bookmarked page is the first thing a restarted server serves: it must come with the
+    app's navigation and sidebar, not as a bare script."""
+    open_page(page, fresh_dashboard, "data", "Data")
