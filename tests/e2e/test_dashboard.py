@@ -19,9 +19,9 @@ from playwright.sync_api import Locator, Page, expect
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods")]
 
 
-def changed_screenshot(element, before: bytes, timeout_s: float = 20) -> bytes:
+def changed_screenshot(element: Locator, before: bytes, timeout_s: float = 20) -> bytes:
     """The element's screenshot once it differs from `before` (WebGL redraws a moment after the
-    rerun); fails after `timeout_s`."""
+    rerun), or the last one taken after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
         after = element.screenshot()
@@ -90,8 +90,14 @@ def test_forecast_map_follows_the_horizon_and_a_clicked_node(page: Page, dashboa
     node_id, x, y, tooltip = hover_other_node(page, deck, map_after, selected)
     for part in ("median", "80 % interval", "P(speed <"):
         assert part in tooltip
-    page.mouse.click(x, y)
-    expect(card).to_contain_text(f"· {node_id}", timeout=RUN_MS)
+    for _ in range(3):          # deck.gl drops a click now and then while a loaded CPU redraws the map
+        page.mouse.click(x, y)
+        try:
+            expect(card).to_contain_text(f"· {node_id}", timeout=15_000)
+            break
+        except AssertionError:
+            settle(page)
+    expect(card).to_contain_text(f"· {node_id}")
     settle(page)
     assert_healthy(page)
 

@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 # pytest-playwright 0.10 defines its base_url fixture in a way pytest 9 warns about; not ours to fix.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods")]
 
-TRAIN_MS = 480_000      # 2 batches, then validation, σ calibration and test-split scoring over whole splits
+TRAIN_MS = 480_000      # 2 batches, then validation, σ calibration and scoring on the whole test split
 TINY = {"Epochs": 1, "Batch size": 8, "Max batches per epoch (optional)": 2, "Hidden size": 16, "Blocks": 1,
         "Attention heads": 2}
 
@@ -35,6 +35,9 @@ def test_train_a_tiny_model_then_cancel_another(page: Page, dashboard: str):
     expect(finished).to_contain_text("Run: e2e-tiny")
     assert_healthy(page)
     screenshot(page, "train_finished")
+    page.get_by_role("button", name="Use this model").click()
+    expect(page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model")).to_have_value(
+        re.compile(r"^Run: e2e-tiny"), timeout=RUN_MS)
 
     # A second one over every batch of the epoch, long enough to cancel.
     form.get_by_role("spinbutton", name="Max batches per epoch (optional)", exact=True).fill("")
