@@ -68,7 +68,7 @@ def test_cancel_before_the_first_epoch_ends_keeps_nothing(data, tmp_path):
     assert job.snapshot().cancel_requested
     snap = wait(job)
     assert snap.status == "cancelled" and snap.stopped == "cancelled" and snap.error is None
-    assert snap.batch == 1 and not snap.history          # stopped after the batch under way
+    assert snap.batch <= 1 and not snap.history          # stopped before or after the batch under way
     assert not (tmp_path / "cancelled").exists()         # no model came of it: no empty run folder
 
 
