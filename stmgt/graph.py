@@ -105,7 +105,12 @@ class RoadGraph:
 
     def positions(self) -> pd.DataFrame:
         """`lat, lon` per node: the real coordinates, or (without them) a deterministic
-        spring layout of the graph placed in a small box so maps still draw."""
+        spring layout of the graph placed in a small box so maps still draw. A copy of a frame
+        computed once: every map frame needs it."""
+        return self._positions.copy()
+
+    @cached_property
+    def _positions(self) -> pd.DataFrame:
         if self.has_coordinates:
             return self.nodes[["lat", "lon"]].astype(float).reset_index(drop=True)
         layout = nx.spring_layout(self.to_networkx().to_undirected(), seed=0)
