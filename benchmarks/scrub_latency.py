@@ -10,7 +10,8 @@ Each move is an AppTest `run()` after one scrubber moved:
 fragment, so "fragment" (the fragment function alone, timed by wrapping `st.fragment`) is what a
 move costs there. The baseline makes the same moves with caching off (`st.cache_data.clear()`
 before each run); "forward_pass" times `Forecaster.forecast` alone (in a worker thread, as
-Streamlit runs scripts) to show where an anchor jump's time goes. Cold start is a new Python
+Streamlit runs scripts) to show where an anchor jump's time goes, with the allocator settings the app
+makes (stmgt/allocator.py) and, as their baseline, with glibc's defaults. Cold start is a new Python
 process opening the dashboard straight onto the map, until the map is drawn (and how much of that
 is importing torch, PyG and streamlit).
 
@@ -28,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PREFETCH_THREAD = "stmgt-prefetch"      # the name views/forecast_map.py gives its prefetch thread
 APP, PAGE = str(ROOT / "app.py"), "views/forecast_map.py"
 TARGET_MOVE_MS, TARGET_COLD_S = 150, 8
+WARM_UP = 2                             # forward passes left out of the statistics: a fresh process warms up
 COLD_START = """
 import sys, time
 import ui.state                      # what app.py imports first: torch, PyG, streamlit, pydeck, plotly
@@ -119,16 +120,33 @@ def moves(at: AppTest, anchors: list[tuple[int, int]], clear_cache: bool) -> dic
             for move, runs in times.items()}
 
 
-def forward_pass(forecaster: Forecaster, anchors: list[int]) -> list[float]:
-    """Seconds per `Forecaster.forecast`, run in a worker thread like a Streamlit script (torch's
-    intra-op threads behave differently on the main thread of a busy machine)."""
-    def one(anchor: int) -> float:
-        start = time.perf_counter()
-        forecaster.forecast(anchor)
-        return time.perf_counter() - start
+FORWARD_PASS = """
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+from stmgt.allocator import reuse_freed_memory
+from stmgt.data.sources import EMBEDDED, load_dataset
+from stmgt.forecast import Forecaster
+from stmgt.runs import BUNDLED_RUN, Run
+if sys.argv[1] == "tuned":
+    reuse_freed_memory()
+forecaster = Forecaster(Run(BUNDLED_RUN).load(), load_dataset(dict(EMBEDDED)))
 
-    with ThreadPoolExecutor(1) as worker:
-        return list(worker.map(one, anchors))
+def one(anchor):
+    start = time.perf_counter()
+    forecaster.forecast(anchor)
+    return time.perf_counter() - start
+
+with ThreadPoolExecutor(1) as worker:       # a worker thread, as Streamlit runs scripts
+    print(json.dumps(list(worker.map(one, map(int, sys.argv[2:])))))
+"""
+
+
+def forward_pass(anchors: list[int], allocator: str) -> list[float]:
+    """Seconds per `Forecaster.forecast` in a fresh process, with the app's allocator settings
+    ("tuned") or glibc's defaults ("default")."""
+    out = subprocess.run([sys.executable, "-c", FORWARD_PASS, allocator, *map(str, anchors)], capture_output=True,
+                         text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def cold_start(workspace: str) -> tuple[float, float]:
@@ -155,14 +173,15 @@ def main() -> None:
         fresh = ((int(test[i]), int(test[i + 1])) for i in range(0, len(test) - 1, 7))
         cached_anchors = [next(fresh) for _ in range(args.repeats)]
         baseline_anchors = [next(fresh) for _ in range(args.repeats)]
-        forward_anchors = [next(fresh) for _ in range(args.repeats)]
+        forward_anchors = [next(fresh) for _ in range(WARM_UP + max(20, args.repeats))]
 
         at = AppTest.from_file(APP, default_timeout=600)
         at.switch_page(PAGE)
         at.run()
         cached = moves(at, cached_anchors, clear_cache=False)
         baseline = moves(at, baseline_anchors, clear_cache=True)
-        forward = forward_pass(forecaster, [jump for jump, _ in forward_anchors])
+        forward = {allocator: forward_pass([jump for jump, _ in forward_anchors], allocator)
+                   for allocator in ("tuned", "default")}
         cold = [cold_start(workspace) for _ in range(args.cold_starts)]
 
     model = Run(BUNDLED_RUN).config["model"]
@@ -172,7 +191,8 @@ def main() -> None:
         "model": {k: model[k] for k in ("hidden_dim", "num_blocks", "heads", "gat_layout")},
         "cached": cached,
         "baseline_no_cache": baseline,
-        "forward_pass": stats(forward),
+        "forward_pass": stats(forward["tuned"][WARM_UP:]),
+        "forward_pass_default_allocator (baseline)": stats(forward["default"][WARM_UP:]),
         "cold_start_s": {"median": round(float(np.median([c[1] for c in cold])), 2),
                          "runs": [round(c[1], 2) for c in cold], "of_which_imports": [round(c[0], 2) for c in cold]},
         "targets": {"move_ms": TARGET_MOVE_MS, "cold_start_s": TARGET_COLD_S,

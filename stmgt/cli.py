@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
@@ -174,6 +175,7 @@ def _forecast(args) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()
     try:
         if args.command == "simulate":
             dataset = simulate(weeks=args.weeks, seed=args.seed)
