@@ -42,12 +42,17 @@ def ramp(values, stops) -> np.ndarray:
     return out.round().astype(np.uint8)
 
 
-def legend_html(stops, unit: str, fmt: str = "{:g}") -> str:
-    """A horizontal gradient bar with tick labels, for st.html / st.markdown."""
+def signed(x: float) -> str:
+    """A tick label for a change: '+2', '−8', and a plain '0'."""
+    return f"{x:+g}".replace("-", "−") if x else "0"
+
+
+def legend_html(stops, unit: str, fmt=lambda x: f"{x:g}") -> str:
+    """A horizontal gradient bar with tick labels (`fmt(x)`), for st.html / st.markdown."""
     lo, hi = stops[0][0], stops[-1][0]
     grad = ", ".join(f"rgb{c} {100 * (x - lo) / (hi - lo):.0f}%" for x, c in stops)
     ticks = "".join(f"<span style='position:absolute;left:{100 * (x - lo) / (hi - lo):.0f}%;"
-                    f"transform:translateX(-50%);font-size:0.75rem'>{fmt.format(x)}</span>" for x, _ in stops)
+                    f"transform:translateX(-50%);font-size:0.75rem'>{fmt(x)}</span>" for x, _ in stops)
     return (f"<div style='max-width:420px;margin:4px 0 18px 0'>"
             f"<div style='height:12px;border-radius:3px;background:linear-gradient(to right,{grad})'></div>"
             f"<div style='position:relative;height:14px'>{ticks}</div>"
@@ -56,10 +61,11 @@ def legend_html(stops, unit: str, fmt: str = "{:g}") -> str:
 
 def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basemap: bool = True,
              tooltip_html: str, highlight: str | None = None, arrows: pd.DataFrame | None = None,
-             edge_colour: np.ndarray | None = None) -> CompactDeck:
+             edge_colour: np.ndarray | None = None, size: tuple[int, int] = (440, 420)) -> CompactDeck:
     """`nodes`: one row per graph node (any extra columns feed the tooltip); `colour` [N, 3].
     Segments take the mean colour of their two ends unless `edge_colour` [E, 3] is given.
-    `arrows` (source/target lat lon, width, colour) draws weighted arrows, e.g. attention."""
+    `arrows` (source/target lat lon, width, colour) draws weighted arrows, e.g. attention.
+    `size` is the map's approximate width and height on screen (px): the view fits the graph in it."""
     pos = graph.positions()
     lat, lon = pos["lat"].to_numpy(), pos["lon"].to_numpy()
     chosen = nodes["node_id"].to_numpy() == highlight
@@ -87,8 +93,7 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
         layers.append(pdk.Layer("LineLayer", arrows, id="arrows", get_source_position=["from_lon", "from_lat"],
                                 get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
                                 get_width="width", width_units='"pixels"', pickable=False))
-    view = pdk.ViewState(latitude=float(pos.lat.mean()), longitude=float(pos.lon.mean()), zoom=_zoom(pos),
-                         pitch=0)
+    view = fitted_view(lat, lon, *size)
     return CompactDeck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
                        map_style=CARTO_LIGHT if basemap else None,
                        tooltip={"html": tooltip_html, "style": {"fontSize": "12px"}})
@@ -108,6 +113,13 @@ def _json_values(column) -> list:
     return column.tolist()
 
 
-def _zoom(pos: pd.DataFrame) -> float:
-    span = max(float(pos.lat.max() - pos.lat.min()), float(pos.lon.max() - pos.lon.min()), 1e-3)
-    return float(np.clip(np.log2(360 / span) - 0.4, 2, 17))
+def fitted_view(lat: np.ndarray, lon: np.ndarray, width_px: int, height_px: int) -> pdk.ViewState:
+    """The view centred on the nodes' bounding box, zoomed so the box fills at most 85 % of a map of
+    the given size (Web Mercator, 512-px tiles as deck.gl uses them)."""
+    y = np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))             # Mercator northing
+    lon_span = max(float(np.ptp(lon)), 1e-4) / 360
+    y_span = max(float(np.ptp(y)), 1e-4) / (2 * np.pi)
+    zoom = np.log2(0.85 * min(width_px / lon_span, height_px / y_span) / 512)
+    centre_y = (y.min() + y.max()) / 2
+    return pdk.ViewState(latitude=float(np.degrees(2 * np.arctan(np.exp(centre_y)) - np.pi / 2)),
+                         longitude=float((lon.min() + lon.max()) / 2), zoom=float(np.clip(zoom, 1, 18)), pitch=0)

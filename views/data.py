@@ -155,7 +155,7 @@ def preview_map(dataset, missing: pd.Series) -> None:
     basemap = graph.has_coordinates and st.toggle("Basemap tiles (needs internet)", value=True, key="data_basemap")
     st.pydeck_chart(road_map(graph, nodes, ramp(mean.to_numpy(), SPEED_STOPS), basemap=basemap,
                              tooltip_html="<b>{name}</b><br/>{node_id}<br/>mean {mean_speed} km/h · "
-                                          "{missing} % missing"), height=420)
+                                          "{missing} % missing", size=(460, 420)), height=420)
     st.html(legend_html(SPEED_STOPS, "mean speed over the whole span, km/h (grey = never observed)"))
     if not graph.has_coordinates:
         st.caption(":material/scatter_plot: No node locations in this data: the map shows a layout computed "
@@ -180,10 +180,9 @@ def missing_chart(missing: pd.Series, dataset, limit: int = 20) -> None:
 
 def speed_chart(dataset) -> None:
     ids = dataset.graph.node_ids
-    names = dict(zip(ids, dataset.graph.nodes["name"]))
     default = [ids[i] for i in sorted({0, len(ids) // 2, len(ids) - 1})]
     picked = st.multiselect("Nodes", ids, default=default, key="data_nodes", max_selections=8,
-                            format_func=lambda n: names[n] if n in names[n] else f"{n} · {names[n]}".strip(" ·"))
+                            format_func=dataset.graph.label)
     frame = dataset.speed_frame()
     fig = go.Figure([go.Scattergl(x=frame.index, y=frame[n], name=n, mode="lines",
                                   hovertemplate=f"{n}<br>%{{x|%a %d %b %H:%M}}<br>%{{y:.1f}} km/h<extra></extra>")

@@ -74,9 +74,8 @@ def scrubbed_map(forecaster, colour_by: str, threshold: float, basemap: bool) ->
     q10, median, q90 = mixture.quantiles(INTERVAL).double().numpy().T     # float64: tooltips print short
     p_all = forecast.prob_below(threshold)[0].astype(float)                  # [H, N]
     p_congested = p_all[h]
-    names = graph.nodes["name"].fillna("").astype(str)
     nodes = graph.nodes[["node_id", "road_class"]].assign(
-        name=np.where(names != "", names, graph.nodes["node_id"]), median=median.round(1), q10=q10.round(1),
+        name=list(graph.names.values()), median=median.round(1), q10=q10.round(1),
         q90=q90.round(1), p_congested=p_congested.round(3), p_text=[f"{100 * p:.0f} %" for p in p_congested])
 
     if colour_by == MEDIAN:
@@ -85,13 +84,13 @@ def scrubbed_map(forecaster, colour_by: str, threshold: float, basemap: bool) ->
     else:
         colour = ramp(p_congested, PROB_STOPS)
         legend = legend_html(PROB_STOPS, f"P(speed < {threshold:g} km/h) · {target:%a %d %b %H:%M}",
-                             fmt="{:.0%}")
+                             fmt=lambda p: f"{p:.0%}")
     tooltip = ("<b>{name}</b><br/>{node_id} · {road_class}<br/>"
                f"{target:%H:%M} ({horizon_label(step, forecast.freq)}): median <b>{{median}} km/h</b><br/>"
                "80 % interval {q10}–{q90} km/h<br/>"
                f"P(speed &lt; {threshold:g} km/h): <b>{{p_text}}</b>")
     node_id = state.selected_node(dataset)
-    deck = road_map(graph, nodes, colour, basemap=basemap, tooltip_html=tooltip, highlight=node_id)
+    deck = road_map(graph, nodes, colour, basemap=basemap, tooltip_html=tooltip, highlight=node_id, size=(700, 540))
 
     map_col, side = st.columns([3, 1])
     with map_col:

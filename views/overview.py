@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from stmgt.data.sources import describe
 from stmgt.errors import DataError
 from ui import state
+from ui.labels import attention_heads, moment
 from ui.maps import SPEED_STOPS, legend_html, ramp, road_map
 
 st.title("Overview")
@@ -30,7 +32,7 @@ with left:
         speed=np.round(latest.astype(float), 1))
     basemap = st.toggle("Basemap tiles (needs internet)", value=True, key="overview_basemap")
     deck = road_map(dataset.graph, nodes, ramp(latest, SPEED_STOPS), basemap=basemap,
-                    tooltip_html="<b>{name}</b><br/>{node_id} · {road_class}<br/>speed {speed} km/h")
+                    tooltip_html="<b>{name}</b><br/>{node_id} · {road_class}<br/>speed {speed} km/h", size=(580, 460))
     st.pydeck_chart(deck, height=460)
     st.html(legend_html(SPEED_STOPS, f"km/h at {dataset.timestamps[-1]:%a %d %b %H:%M} (grey = no reading)"))
     if not dataset.graph.has_coordinates:
@@ -61,11 +63,11 @@ with right:
         model = config.get("model", {})
         st.markdown(
             f"**{choice.label}**  \n"
-            f"{config.get('parameters', 0):,} parameters · GATv2 heads `{model.get('gat_layout')}` · "
-            f"hidden {model.get('hidden_dim')} · {model.get('num_blocks')} blocks · "
-            f"weather {'on' if model.get('use_weather') else 'off'}  \n"
-            f"Trained on {config.get('device_name') or config.get('device')} ({config.get('device')}), "
-            f"data: {config.get('data', {}).get('kind', '?')} · created {config.get('created', '?')}  \n"
+            f"{config.get('parameters', 0):,} parameters · {model.get('num_blocks')} blocks · "
+            f"{attention_heads(model)} · weather {'on' if model.get('use_weather') else 'off'}  \n"
+            f"Trained on {config.get('device_name') or config.get('device')} ({config.get('device')}) "
+            f"on {describe(config['data']) if config.get('data') else 'unrecorded data'}, "
+            f"{moment(config.get('created'))}  \n"
             f"Forecasts run on **{state.device()}** here.")
         if choice.run.has_metrics:
             metrics = choice.run.metrics()

@@ -12,7 +12,7 @@ from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison
-from ui.maps import DELTA_STOPS, legend_html, ramp, road_map
+from ui.maps import DELTA_STOPS, legend_html, ramp, road_map, signed
 
 MAP_KEY, TRUE_MAP_KEY = "whatif_map", "whatif_true_map"
 MEDIAN = QUANTILE_LEVELS.index(0.5)
@@ -28,16 +28,16 @@ def simulator(seed: int, weeks: float) -> TrafficSimulator:
 def change_map(graph, nodes, change, node: str, key: str, tooltip: str) -> None:
     """A road map coloured by a speed change (km/h); clicking a road selects it."""
     deck = road_map(graph, nodes, ramp(change, DELTA_STOPS), highlight=node, tooltip_html=tooltip,
-                    basemap=st.session_state.get("whatif_basemap", True))
+                    basemap=st.session_state.get("whatif_basemap", True), size=(460, 420))
     st.pydeck_chart(deck, height=420, key=key, on_select=partial(state.select_clicked_node, key))
 
 
 def scenario_fan(base, q_base, q_scen, target: int, node: str) -> None:
     """The selected road's scenario forecast as a fan chart, with the baseline over it."""
     times = base.target_times(0)
-    st.subheader(f"Forecast for {node}")
-    st.caption("Scenario forecast (blue: median, 50 % and 80 % intervals) against the baseline forecast with the "
-               "observed weather (grey), in km/h.")
+    st.subheader("Scenario vs baseline forecast")
+    st.caption(f"**{dataset.graph.label(node)}**: the scenario forecast (blue: median, 50 % and 80 % intervals) "
+               "against the baseline forecast with the observed weather (grey), in km/h.")
     fig = fan_chart(base.input_times(0), base.history[0, :, target], times, q_scen[:, target],
                     np.full(base.horizon, np.nan), base.anchor_times[0])
     st.plotly_chart(add_baseline(fig, times, q_base[:, target]), key="whatif_fan")
@@ -119,17 +119,17 @@ def what_if() -> None:
     model_help = f"Scenario − baseline forecast mean speed, averaged over the {base.horizon} steps"
     true_help = (f"The simulator re-run with the scenario's weather, minus what it simulated, averaged over the "
                  f"{base.horizon} steps")
-    headline = [("Network · model", f"{change.mean():+.2f}", f"{model_help} and all roads."),
-                (f"{node} · model", f"{change[:, target].mean():+.2f}", f"{model_help}.")]
+    headline = [("Network · model", f"{change.mean():+.2f} km/h", f"{model_help} and all roads."),
+                (f"{node} · model", f"{change[:, target].mean():+.2f} km/h", f"{model_help}.")]
     if truth is not None:
-        headline[1:1] = [("Network · true", f"{np.nanmean(truth):+.2f}", f"{true_help} and all roads.")]
-        headline += [(f"{node} · true", f"{np.nanmean(truth[:, target]):+.2f}", f"{true_help}."),
-                     ("Error (MAE)", f"{np.nanmean(np.abs(change - truth)):.2f}",
+        headline[1:1] = [("Network · true", f"{np.nanmean(truth):+.2f} km/h", f"{true_help} and all roads.")]
+        headline += [(f"{node} · true", f"{np.nanmean(truth[:, target]):+.2f} km/h", f"{true_help}."),
+                     ("Error (MAE)", f"{np.nanmean(np.abs(change - truth)):.2f} km/h",
                       "Mean absolute difference between the model's and the simulator's change, over all roads "
                       "and steps.")]
     for col, (label, value, help_text) in zip(st.columns(len(headline)), headline):
         col.metric(label, value, help=help_text)
-    st.caption(f"Mean change in speed over the next {horizon_label(base.horizon, base.freq)[1:]}, km/h "
+    st.caption(f"Mean change in speed over the next {horizon_label(base.horizon, base.freq)[1:]} "
                "(negative = slower)" + ("; the error compares the model's change with the simulator's true one."
                                         if truth is not None else "."))
 
@@ -143,7 +143,7 @@ def what_if() -> None:
         base=np.round(q_base[step - 1, :, MEDIAN], 1), scenario=np.round(q_scen[step - 1, :, MEDIAN], 1),
         change=fmt_change(median_change))
     tooltip = "<b>{name}</b><br/>{node_id}<br/>median {base} → {scenario} km/h ({change})"
-    legend = legend_html(DELTA_STOPS, "change in speed, km/h (red = slower, blue = faster)", fmt="{:+g}")
+    legend = legend_html(DELTA_STOPS, "change in speed, km/h (red = slower, blue = faster)", fmt=signed)
     maps = st.columns(2)
     with maps[0]:
         st.subheader("Model: forecast change")
