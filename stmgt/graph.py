@@ -85,6 +85,18 @@ class RoadGraph:
         return {node_id: i for i, node_id in enumerate(self.node_ids)}
 
     @cached_property
+    def names(self) -> dict[str, str]:
+        """Street name per node id; the id itself where the data name none."""
+        raw = self.nodes["name"].fillna("").astype(str).str.strip()
+        return {node_id: name or node_id for node_id, name in zip(self.node_ids, raw)}
+
+    def label(self, node_id: str) -> str:
+        """'n01 · Lê Lợi – Hàm Nghi', or the bare id for a node without a name: ids stay visible
+        because files, URLs and the command line use them."""
+        name = self.names[node_id]
+        return node_id if name == node_id else f"{node_id} · {name}"
+
+    @cached_property
     def edge_index(self) -> torch.Tensor:
         """`[2, E]` int64 over node positions, in the edges table's order."""
         src = self.edges["source"].map(self.index_of).to_numpy(np.int64)

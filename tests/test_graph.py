@@ -99,3 +99,12 @@ def test_graph_without_coordinates_gets_a_layout():
     pos = g.positions()
     assert pos.shape == (3, 2) and np.isfinite(pos.to_numpy()).all()
     assert pos.equals(g.positions())                 # deterministic
+    pos.loc[0, "lat"] = 99.0                          # a caller's edit does not leak into the next map
+    assert g.positions().loc[0, "lat"] != 99.0
+
+
+def test_labels_show_ids_and_names_and_fall_back_to_the_id():
+    nodes = pd.DataFrame({"node_id": ["a", "b", "c"], "name": ["Lê Lợi", None, "  "]})
+    g = RoadGraph(nodes, pd.DataFrame({"source": ["a", "b"], "target": ["b", "c"]}))
+    assert g.names == {"a": "Lê Lợi", "b": "b", "c": "c"}
+    assert [g.label(n) for n in g.node_ids] == ["a · Lê Lợi", "b", "c"]

@@ -216,9 +216,7 @@ def selected_node(dataset: TrafficDataset) -> str:
 def node_picker(dataset: TrafficDataset, label: str = "Node") -> str:
     """A select box over the nodes, shared with map clicks through session state."""
     selected_node(dataset)
-    names = dict(zip(dataset.graph.node_ids, dataset.graph.nodes["name"]))
-    return st.selectbox(label, dataset.graph.node_ids, key=NODE_KEY,
-                        format_func=lambda n: f"{n} · {names[n]}" if names[n] else n)
+    return st.selectbox(label, dataset.graph.node_ids, key=NODE_KEY, format_func=dataset.graph.label)
 
 
 def anchor_picker(forecaster: Forecaster, key: str = "anchor", label: str = "Forecast made at") -> int:

@@ -24,10 +24,6 @@ def _valid(key: str, options: list, default) -> None:
         st.session_state[key] = default
 
 
-def _label(node_id: str, name: str) -> str:
-    return f"{node_id} · {name}" if name else node_id
-
-
 st.title("Interpretability")
 forecaster = state.require_forecaster()
 dataset = forecaster.dataset
@@ -60,7 +56,7 @@ def views() -> None:
                "(temporal branch). The red outline marks the selected road. Hover for street names.")
     st.plotly_chart(gate_figure(alpha, ids, names, input_labels, node), key="interp_gate")
     lean = ", ".join(f"block {k + 1}: **{a:.2f}**" for k, a in enumerate(alpha[:, :, target].mean(axis=1)))
-    st.markdown(f"Mean α for **{_label(node, names[target])}** — {lean} "
+    st.markdown(f"Mean α for **{dataset.graph.label(node)}** — {lean} "
                 f"(network: {', '.join(f'{a:.2f}' for a in alpha.mean(axis=(1, 2)))}).")
 
     # ---- selectors shared by the attention views -------------------------------------------
@@ -104,7 +100,7 @@ def views() -> None:
             "to_lon": pos.lon.iloc[target], "to_lat": pos.lat.iloc[target],
             "width": ARROW_MAX_PX * row[sources], "r": ATTENTION_STOPS[-1][1][0], "g": ATTENTION_STOPS[-1][1][1],
             "b": ATTENTION_STOPS[-1][1][2]})
-        st.caption(f"Arrows point from each upstream neighbour into **{_label(node, names[target])}**; "
+        st.caption(f"Arrows point from each upstream neighbour into **{dataset.graph.label(node)}**; "
                    "width ∝ attention. Click a road to select it.")
         basemap = st.toggle("Basemap tiles (needs internet)", value=True, key="interp_basemap")
         nodes = dataset.graph.nodes[["node_id", "name"]].assign(
@@ -116,9 +112,10 @@ def views() -> None:
         view.latitude, view.longitude = float(pos.lat.iloc[target]), float(pos.lon.iloc[target])
         view.zoom += ZOOM_IN
         st.pydeck_chart(deck, height=440, key=MAP_KEY, on_select=partial(state.select_clicked_node, MAP_KEY))
-        st.html(legend_html(ATTENTION_STOPS, f"attention weight {node} gives each road", fmt="{:.1f}"))
+        st.html(legend_html(ATTENTION_STOPS, f"attention weight {node} gives each road",
+                            fmt=lambda w: f"{w:.1f}"))
         order = sorted(np.flatnonzero(row), key=lambda j: -row[j])
-        listed = " · ".join(f"{'itself' if j == target else _label(ids[j], names[j])} **{row[j]:.2f}**"
+        listed = " · ".join(f"{'itself' if j == target else dataset.graph.label(ids[j])} **{row[j]:.2f}**"
                             for j in order)
         st.caption(f"Weights: {listed}" if sources else
                    f"{node} has no upstream neighbour: it attends only to itself ({row[target]:.2f}).")
