@@ -11,6 +11,7 @@ from stmgt.errors import DataError
 from ui import state
 from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, horizon_figure, pit_figure, reliability_figure,
                             training_figure, width_figure)
+from ui.labels import moment
 from ui.training import evaluate_button
 
 
@@ -119,7 +120,7 @@ if metrics is None:
 data = describe(metrics["data"]) if metrics.get("data") else state.dataset_label()
 st.caption(f"**{choice.label}** · test split of {data}: {metrics['windows']:,} forecast windows, "
            f"horizons +{metrics['horizon_minutes'][0]}…+{metrics['horizon_minutes'][-1]} min · "
-           f"evaluated {metrics.get('evaluated', '?')}. Baselines: persistence (the last observed speed) and "
+           f"evaluated {moment(metrics.get('evaluated'))}. Baselines: persistence (the last observed speed) and "
            "the historical average for the time of week.")
 headline(metrics)
 per_horizon(metrics)

@@ -17,6 +17,7 @@ from stmgt.runs import Run, import_checkpoint
 from stmgt.train import TrainConfig
 from ui import state, training
 from ui.eval_charts import training_figure
+from ui.labels import attention_heads
 
 DISMISSED_KEY = "train_dismissed"   # the id of the finished job whose panel was closed
 UPLOADS_KEY = "train_uploads"  # upload file id -> run name, so a rerun never saves an upload twice
@@ -129,7 +130,11 @@ def progress_view(snap: training.JobSnapshot) -> None:
     done = len(snap.history)
     in_epoch = snap.epoch > done and snap.num_batches
     share = (done + (snap.batch / snap.num_batches if in_epoch else 0)) / snap.epochs
-    st.progress(min(share, 1.0), text=f"{done} of at most {snap.epochs} epochs done")
+    if snap.stopped == "early_stopping":
+        share, text = 1.0, f"Stopped early after {done} of {snap.epochs} epochs: validation MAE stopped improving"
+    else:
+        text = f"{done} of {snap.epochs} epochs done" + (" · early stopping may end it sooner" if snap.active else "")
+    st.progress(min(share, 1.0), text=text)
     if snap.phase in ("training", "validating") and in_epoch:
         st.progress(snap.batch / snap.num_batches, text=f"Validating epoch {snap.epoch}…"
                     if snap.phase == "validating" else f"Epoch {snap.epoch}: batch {snap.batch} of {snap.num_batches}")
@@ -328,7 +333,7 @@ def upload(dataset) -> None:
     run = Run(state.workspace().runs_dir / saved[file.file_id])
     config, meta = run.config, run.config["checkpoint"]
     st.success(f"**{file.name}** is saved as **Run: {run.name}**: {config['parameters']:,} parameters, "
-               f"{config['model']['gat_layout']} heads, hidden size {config['model']['hidden_dim']}"
+               f"{attention_heads(config['model'])}"
                + (f", best validation MAE {meta['val_mae']:.2f} km/h at epoch {meta['epoch']}"
                   if "val_mae" in meta else "") + ".", icon=":material/task_alt:")
     next_steps(run, dataset, key="train_upload")

@@ -17,7 +17,7 @@ MODEL_MEDIAN, BASE_MEDIAN = "Median forecast (q50)", "Baseline median (actual we
 
 
 def metrics(at) -> dict[str, float]:
-    return {m.label: float(m.value) for m in at.metric}
+    return {m.label: float(m.value.removesuffix(" km/h")) for m in at.metric}
 
 
 def map_changes(at, index: int = 0, column: str = "change") -> np.ndarray:
