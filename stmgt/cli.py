@@ -88,11 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_dataset(run: Run, data_arg: str | None):
+def _run_data_spec(run: Run, data_arg: str | None) -> dict:
+    """--data if given, else the data the run was trained on."""
     spec = parse_data_arg(data_arg) if data_arg else run.config.get("data")
     if not spec:
         raise DataError("the run does not record its data; pass --data", str(run.path))
-    return load_dataset(spec)
+    return spec
 
 
 def _import(args) -> None:
@@ -139,7 +140,7 @@ def _train(args) -> None:
     print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
           f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
     if not args.no_evaluate and result.best_epoch is not None:
-        _print_metrics(evaluate(Run(args.out), dataset, progress=True))
+        _print_metrics(evaluate(Run(args.out), dataset, spec, progress=True))
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -155,7 +156,7 @@ def _print_metrics(metrics: dict) -> None:
 
 def _forecast(args) -> None:
     run = Run.open(args.run)
-    dataset = _run_dataset(run, args.data)
+    dataset = load_dataset(_run_data_spec(run, args.data))
     forecaster = Forecaster(run.load(dataset.graph), dataset)
     anchor = forecaster.anchor_at(args.at)
     scenario = None
@@ -188,7 +189,8 @@ def main(argv=None) -> int:
             _train(args)
         elif args.command == "evaluate":
             run = Run.open(args.run)
-            _print_metrics(evaluate(run, _run_dataset(run, args.data), args.device, progress=True))
+            spec = _run_data_spec(run, args.data)
+            _print_metrics(evaluate(run, load_dataset(spec), spec, args.device, progress=True))
         elif args.command == "forecast":
             _forecast(args)
     except DataError as exc:

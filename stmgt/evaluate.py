@@ -74,11 +74,12 @@ def what_if_error(forecaster: Forecaster, spec: dict, scenario: WeatherScenario 
             "mae_of_change_kmh": float(np.mean(np.nanmean(np.abs(predicted - true), axis=(1, 2))))}
 
 
-def evaluate(run: Run, dataset, device="cpu", progress: bool = False) -> dict:
-    """Score the run on its test split and write `metrics.json` into the run folder."""
+def evaluate(run: Run, dataset, spec: dict, device="cpu", progress: bool = False) -> dict:
+    """Score the run on the test split of `dataset` and write `metrics.json` into the run folder.
+    `spec` is how `dataset` was loaded (`stmgt.data.sources`): metrics.json records it, because a
+    model can be scored on other data of its graph than it was trained on."""
     forecaster = Forecaster(run.load(dataset.graph, device), dataset, device)
     metrics = score_split(forecaster, "test", progress=progress)
-    spec = run.config.get("data") or {}
     if spec.get("kind") == "simulator" and forecaster.loaded.config.use_weather:
         metrics["what_if"] = what_if_error(forecaster, spec)
     metrics.update({"run": run.name, "data": spec, "seq_len": SEQ_LEN, "device": str(device),

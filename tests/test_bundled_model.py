@@ -40,7 +40,7 @@ def test_intervals_are_calibrated_and_crps_beats_persistence(metrics):
 @pytest.mark.slow
 def test_re_evaluating_reproduces_saved_metrics(metrics, tmp_path):
     copy = shutil.copytree(BUNDLED_RUN, tmp_path / "model")
-    again = evaluate(Run(copy), simulate(weeks=8, seed=0))
+    again = evaluate(Run(copy), simulate(weeks=8, seed=0), {"kind": "simulator", "seed": 0, "weeks": 8})
     for name, scores in metrics["models"].items():
         for key in ("mae", "rmse", "mape", "crps"):
             assert again["models"][name][key] == pytest.approx(scores[key], rel=1e-4), (name, key)

@@ -1,6 +1,7 @@
 """Training, checkpoints, evaluation and forecasting on a small simulated dataset with a small
 model, so the whole path runs in seconds on a CPU."""
 
+import shutil
 import threading
 
 import numpy as np
@@ -17,6 +18,7 @@ from stmgt.evaluate import evaluate
 from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
 from stmgt.model import STMGTConfig
+from stmgt.runs import Run
 from stmgt.train import TrainConfig, fit, mixture_loss, resolve_device
 
 SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
@@ -162,7 +164,7 @@ def test_baselines(data):
 
 def test_evaluate_writes_metrics_with_baselines(trained, data):
     run = trained[0].run
-    metrics = evaluate(run, data)
+    metrics = evaluate(run, data, SPEC)
     assert run.metrics()["models"]["stmgt"]["mae"] == pytest.approx(metrics["models"]["stmgt"]["mae"])
     assert set(metrics["models"]) == {"stmgt", "persistence", "historical_average"}
     assert metrics["horizon_minutes"] == [15 * k for k in range(1, 13)]
@@ -174,8 +176,17 @@ def test_evaluate_writes_metrics_with_baselines(trained, data):
     assert sum(stmgt["pit_histogram"]["density"]) == pytest.approx(10)
     assert metrics["models"]["persistence"]["mae"][0] < metrics["models"]["persistence"]["mae"][-1]
     assert "what_if" in metrics and metrics["what_if"]["mean_true_change_kmh"] < -2
-    again = evaluate(run, data)                    # deterministic: re-running reproduces it
+    again = evaluate(run, data, SPEC)              # deterministic: re-running reproduces it
     assert again["models"] == metrics["models"]
+
+
+def test_metrics_name_the_data_they_were_scored_on(trained, data, tmp_path):
+    run = Run(shutil.copytree(trained[0].run.path, tmp_path / "copy"))
+    other = {"kind": "simulator", "seed": 3, "weeks": 2}
+    metrics = evaluate(run, simulate(weeks=2, seed=3), other)
+    assert run.config["data"] == SPEC                       # trained on seed 2 ...
+    assert metrics["data"] == other == run.metrics()["data"]  # ... scored on seed 3, and said so
+    assert metrics["models"]["stmgt"]["mae"] != evaluate(run, data, SPEC)["models"]["stmgt"]["mae"]
 
 
 def test_forecast_quantiles_and_what_if(trained, data):

@@ -97,7 +97,7 @@ def test_a_failing_fit_reports_its_error(data, tmp_path, monkeypatch):
 
 
 def test_a_failing_evaluation_keeps_the_trained_run(data, tmp_path, monkeypatch):
-    def broken_evaluate(run, dataset, device="cpu"):
+    def broken_evaluate(run, dataset, spec, device="cpu"):
         raise DataError("the test split holds no observed speeds")
 
     monkeypatch.setattr(training.evaluation, "evaluate", broken_evaluate)

@@ -141,7 +141,7 @@ class TrainingJob:
         else:
             self._update(status="evaluating", phase="evaluating", stopped=result.stopped)
             try:
-                evaluation.evaluate(Run(run_dir), dataset, device=train_config.device)
+                evaluation.evaluate(Run(run_dir), dataset, data_spec, device=train_config.device)
             except Exception as exc:  # noqa: BLE001
                 self._fail("the model was saved but scoring it on the test split failed", exc)
                 return
@@ -201,15 +201,16 @@ def registry() -> JobRegistry:
     return JobRegistry()
 
 
-def evaluate_button(run: Run, dataset: TrafficDataset, device: str, key: str) -> None:
-    """'Evaluate now' for a run without metrics: scores it on the test split (with a spinner)."""
+def evaluate_button(run: Run, dataset: TrafficDataset, spec: dict, device: str, key: str) -> None:
+    """'Evaluate now' for a run without metrics: scores it on the test split of `dataset`, loaded
+    from `spec` (with a spinner)."""
     if not st.button("Evaluate now", key=key, type="primary", icon=":material/analytics:",
                      help="Scores the model and both baselines on the test split and saves metrics.json "
                           "in the run folder. Takes a while on a CPU."):
         return
     with st.spinner("Scoring on the test split…"):
         try:
-            evaluation.evaluate(run, dataset, device=device)
+            evaluation.evaluate(run, dataset, spec, device=device)
         except DataError as exc:
             st.error(f"This run cannot be evaluated: {exc}")
             return

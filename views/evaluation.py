@@ -113,7 +113,7 @@ if metrics is None:
         st.info(f"**{choice.label}** has no saved test metrics yet. Evaluating scores it and both baselines on "
                 f"the test split of {state.dataset_label()} and saves the result with the model.",
                 icon=":material/info:")
-    evaluate_button(run, dataset, state.device(), key="eval_now")
+    evaluate_button(run, dataset, state.current_dataset_spec(), state.device(), key="eval_now")
     history(run)
     st.stop()
 

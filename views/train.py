@@ -109,7 +109,7 @@ def next_steps(run: Run, dataset, key: str) -> None:
         if run.has_metrics:
             st.page_link("views/evaluation.py", label="See its evaluation", icon=":material/analytics:")
         else:
-            training.evaluate_button(run, dataset, state.device(), key=f"{key}_evaluate")
+            training.evaluate_button(run, dataset, state.current_dataset_spec(), state.device(), key=f"{key}_evaluate")
 
 
 def duration(seconds: float) -> str:
