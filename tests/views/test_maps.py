@@ -29,7 +29,8 @@ def test_map_spec_is_valid_json_even_with_missing_values(graph):
     nodes = graph.nodes[["node_id", "name"]].assign(median=speed)
     deck = road_map(graph, nodes, ramp(speed, SPEED_STOPS), tooltip_html="{median}", highlight="n02")
     spec = strict_json(deck.to_json())
-    segments, points = (next(layer for layer in spec["layers"] if layer["id"] == name) for name in ("segments", "nodes"))
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    segments, points = layers["segments"], layers["nodes"]
     assert len(points["data"]) == graph.num_nodes and len(segments["data"]) == graph.num_edges
     rows = {row["node_id"]: row for row in points["data"]}
     assert rows["n01"]["median"] is None and rows["n01"]["r"] == 160           # missing: grey, empty tooltip
