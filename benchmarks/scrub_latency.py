@@ -180,6 +180,7 @@ def main() -> None:
         at.run()
         cached = moves(at, cached_anchors, clear_cache=False)
         baseline = moves(at, baseline_anchors, clear_cache=True)
+        settle()                        # no prefetch left running to compete with what follows
         forward = {allocator: forward_pass([jump for jump, _ in forward_anchors], allocator)
                    for allocator in ("tuned", "default")}
         cold = [cold_start(workspace) for _ in range(args.cold_starts)]

@@ -43,7 +43,7 @@ def density_section(forecast, n: int, quantiles: np.ndarray) -> None:
 st.title("Node forecast")
 forecaster = state.require_forecaster()
 dataset = forecaster.dataset
-pick_node, pick_anchor = st.columns([1, 2])
+pick_node, pick_anchor = st.columns([5, 6])     # room for long street names
 with pick_node:
     node_id = state.node_picker(dataset)
 with pick_anchor:
@@ -57,7 +57,7 @@ quantiles = mixture.quantiles(QUANTILE_LEVELS).numpy()    # [H, L], exact
 mean = mixture.mean().numpy()
 history, truth = forecast.history[0, :, n], forecast.truth[0, :, n]
 targets, median = forecast.target_times(0), quantiles[:, QUANTILE_LEVELS.index(0.5)]
-st.caption(f"{node['name'] or node_id} · `{node_id}` · {node['road_class']} road · forecast made at "
+st.caption(f"{dataset.graph.names[node_id]} · `{node_id}` · {node['road_class']} road · forecast made at "
            f"{forecast.anchor_times[0]:%a %d %b %Y %H:%M} with {state.current_model_choice().label}. "
            "Speeds in km/h; bands are exact quantiles of the predicted Gaussian mixture.")
 
