@@ -6,13 +6,16 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
 import numpy as np
 import pandas as pd
 import torch
 
 from stmgt.errors import DataError
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 NODE_COLUMNS = ["node_id", "name", "lat", "lon", "road_class"]
 EDGE_COLUMNS = ["source", "target", "length_m", "road_name"]
@@ -108,6 +111,8 @@ class RoadGraph:
         return bool(self.nodes[["lat", "lon"]].notna().all().all())
 
     def to_networkx(self) -> nx.DiGraph:
+        import networkx as nx       # here, not at the top: it would add 0.2 s to every dashboard start
+
         g = nx.DiGraph()
         for row in self.nodes.itertuples(index=False):
             g.add_node(row.node_id, name=row.name, lat=row.lat, lon=row.lon, road_class=row.road_class)
@@ -125,6 +130,8 @@ class RoadGraph:
     def _positions(self) -> pd.DataFrame:
         if self.has_coordinates:
             return self.nodes[["lat", "lon"]].astype(float).reset_index(drop=True)
+        import networkx as nx
+
         layout = nx.spring_layout(self.to_networkx().to_undirected(), seed=0)
         xy = np.array([layout[n] for n in self.node_ids])
         return pd.DataFrame({"lat": xy[:, 1] * 0.02, "lon": xy[:, 0] * 0.02})
