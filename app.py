@@ -5,7 +5,7 @@ import streamlit as st
 from stmgt.allocator import reuse_freed_memory
 from ui import state
 
-reuse_freed_memory()        # CPU forecasts run about twice as fast (stmgt/allocator.py); cheap to repeat
+reuse_freed_memory()        # CPU forecasts ~30 % faster (stmgt/allocator.py); cheap to repeat on every rerun
 
 st.set_page_config(page_title="STMGT · traffic forecasts", page_icon=":material/traffic:", layout="wide")
 

@@ -69,12 +69,10 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
     pos = graph.positions()
     lat, lon = pos["lat"].to_numpy(), pos["lon"].to_numpy()
     chosen = nodes["node_id"].to_numpy() == highlight
-    node_rows = _records({**{c: nodes[c].to_numpy() for c in nodes.columns}, "lat": lat, "lon": lon,
+    node_rows = _records({**dict(nodes.items()), "lat": lat, "lon": lon,
                           "r": colour[:, 0], "g": colour[:, 1], "b": colour[:, 2],
                           "radius": np.where(chosen, 110, 55), "line": np.where(chosen, 4, 1)})
-    index = graph.index_of
-    src = graph.edges["source"].map(index).to_numpy()
-    dst = graph.edges["target"].map(index).to_numpy()
+    src, dst = graph.edge_index.numpy()
     ecol = edge_colour if edge_colour is not None else ((colour[src].astype(float) + colour[dst]) / 2).round()
     edge_rows = _records({"from_lon": lon[src], "from_lat": lat[src], "to_lon": lon[dst], "to_lat": lat[dst],
                           "r": ecol[:, 0], "g": ecol[:, 1], "b": ecol[:, 2],
@@ -90,7 +88,7 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
                   pickable=True, auto_highlight=True),
     ]
     if arrows is not None and len(arrows):
-        layers.append(pdk.Layer("LineLayer", arrows, id="arrows", get_source_position=["from_lon", "from_lat"],
+        layers.append(pdk.Layer("LineLayer", _records(dict(arrows.items())), id="arrows", get_source_position=["from_lon", "from_lat"],
                                 get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
                                 get_width="width", width_units='"pixels"', pickable=False))
     view = fitted_view(lat, lon, *size)
