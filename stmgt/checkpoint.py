@@ -76,7 +76,8 @@ def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> Loa
             f"{state['graph_fingerprint']}); the selected dataset has {graph.num_nodes} nodes "
             f"(fingerprint {graph.fingerprint()}). Train a model on this dataset or pick its data.", where)
     try:
-        config = STMGTConfig.from_dict(state["model_config"])
+        # Checkpoints from before the causal weather mask were trained without it.
+        config = STMGTConfig.from_dict({"causal_weather": False, **state["model_config"]})
         model = STMGT(config)
         model.load_state_dict(state["state_dict"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:

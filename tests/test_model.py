@@ -9,6 +9,7 @@ from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import scatter
 
 from stmgt.model import STMGT, Diagnostics, STMGTConfig
+from stmgt.model.spatial import GAT_PATHS, StepGraph
 from stmgt.model.weather import WeatherCrossAttention
 
 SPEC_PARAMS = {"concat": 487_791, "mean": 656_271}
@@ -101,10 +102,8 @@ def test_default_is_mean_layout_with_657231_parameters():
 
 def test_weather_attention_is_not_uniform_and_depends_on_traffic():
     torch.manual_seed(0)
-    attn = WeatherCrossAttention(96, 4, dropout=0.0, horizon=12).eval()
+    attn = WeatherCrossAttention(96, 4, dropout=0.0, horizon=12, causal=False).eval()
     traffic, weather = torch.randn(2, 12, 5, 96), torch.randn(2, 12, 3)
-    contexts = []
-    attn.cross_attn.register_forward_hook(lambda m, i, o: contexts.append(o[0]))
 
     out, weights = attn(traffic, weather, need_weights=True)
     assert weights.shape == (2, 5, 4, 12, 12)
@@ -116,12 +115,43 @@ def test_weather_attention_is_not_uniform_and_depends_on_traffic():
     # The weather context read out (before the residual) changes with the traffic ...
     other_traffic = traffic.clone()
     other_traffic[:, :, 0] += 3.0
-    attn(other_traffic, weather)
-    assert (contexts[1][0] - contexts[0][0]).abs().amax() > 1e-3   # node 0 of sample 0
-    torch.testing.assert_close(contexts[1][1], contexts[0][1])      # untouched node 1 unchanged
+    context, _ = attn.context(traffic.transpose(1, 2), weather)
+    other, _ = attn.context(other_traffic.transpose(1, 2), weather)
+    assert (other[0, 0] - context[0, 0]).abs().amax() > 1e-3   # node 0 of sample 0
+    torch.testing.assert_close(other[0, 1], context[0, 1])     # untouched node 1 unchanged
     # ... and with the weather.
     out_wet, _ = attn(traffic, weather + 2.0)
     assert (out_wet - out).abs().amax() > 1e-3
+
+
+def test_weather_attention_equals_multihead_attention_per_node():
+    """Keys and values once per sample give what nn.MultiheadAttention gives per node."""
+    torch.manual_seed(0)
+    attn = WeatherCrossAttention(96, 4, dropout=0.0, horizon=12, causal=True).eval()
+    traffic, weather = torch.randn(2, 12, 5, 96), torch.randn(2, 12, 3)
+    out, weights = attn(traffic, weather, need_weights=True)
+    query = traffic.transpose(1, 2).reshape(10, 12, 96)
+    tokens = attn.step_encoding(attn.weather_proj(weather)).repeat_interleave(5, dim=0)
+    future = torch.ones(12, 12, dtype=torch.bool).triu(1)          # True = may not attend
+    context, reference = attn.cross_attn(query, tokens, tokens, attn_mask=future, average_attn_weights=False)
+    torch.testing.assert_close(weights, reference.view(2, 5, 4, 12, 12))
+    torch.testing.assert_close(out, attn.norm(query + context).view(2, 5, 12, 96).transpose(1, 2))
+
+
+@pytest.mark.parametrize("step", [0, 4, 10])
+def test_forecast_at_a_step_ignores_later_weather(step):
+    """Causal weather: changing the weather after horizon step h leaves step h exactly as it was."""
+    net = model()
+    batch = inputs()
+    later = batch["weather"].clone()
+    later[:, step + 1:] += torch.randn_like(later[:, step + 1:]) * 3
+    before, after = net(**batch), net(**{**batch, "weather": later})
+    for a, b in zip(before, after):
+        assert torch.equal(a[:, :step + 1], b[:, :step + 1])
+    if step < 11:
+        assert (before[0][:, step + 1:] - after[0][:, step + 1:]).abs().amax() > 1e-4
+    *_, diag = net.forward_with_diagnostics(**batch)
+    assert (diag.weather_attention.triu(1) == 0).all()
 
 
 def test_model_output_and_weather_attention_respond_to_weather_and_traffic():
@@ -142,50 +172,97 @@ def test_eval_is_deterministic_and_keeps_every_edge():
     first, second = net(**batch), net(**batch)
     for a, b in zip(first, second):
         assert torch.equal(a, b)
-    edges = net.batched_edges(batch["edge_index"], 7, copies=24)
-    assert edges.shape[1] == 24 * batch["edge_index"].shape[1]
+    assert net.drop_edge_mask(net.step_graph(batch["edge_index"], 7), 24, "cpu") is None
 
 
 def test_drop_edge_only_in_training():
     net = model(drop_edge=0.6)
-    ei = ring_graph(7)
-    full = 100 * ei.shape[1]
+    graph = net.step_graph(ring_graph(7), 7)
     net.train()
-    assert net.batched_edges(ei, 7, copies=100).shape[1] < 0.6 * full
+    keep = net.drop_edge_mask(graph, 100, "cpu")
+    assert keep.shape == (100, graph.num_real_edges)
+    assert 0.3 < keep.float().mean() < 0.5
+    assert not torch.equal(keep[0], keep[1])      # every step-graph loses different edges
     net.eval()
-    assert net.batched_edges(ei, 7, copies=100).shape[1] == full
+    assert net.drop_edge_mask(graph, 100, "cpu") is None
 
 
 def test_dropped_edges_reach_the_graph_attention():
     """drop_edge=1 in training leaves GATv2 only its self loops: the same as an empty graph."""
     batch = inputs()
-    net = model(dropout=0.0, drop_edge=1.0).train()
-    dropped = net(**batch)
-    isolated = net.eval()(**{**batch, "edge_index": torch.empty(2, 0, dtype=torch.long)})
-    with_edges = net(**batch)
-    for a, b in zip(dropped, isolated):
-        torch.testing.assert_close(a, b)
-    assert (with_edges[0] - dropped[0]).abs().amax() > 1e-4
+    for path in GAT_PATHS:
+        net = model(dropout=0.0, drop_edge=1.0, gat_path=path).train()
+        dropped = net(**batch)
+        isolated = net.eval()(**{**batch, "edge_index": torch.empty(2, 0, dtype=torch.long)})
+        with_edges = net(**batch)
+        for a, b in zip(dropped, isolated):
+            torch.testing.assert_close(a, b)
+        assert (with_edges[0] - dropped[0]).abs().amax() > 1e-4
 
 
-def test_batched_edges_are_cached_but_follow_graph_changes():
+def test_step_graph_is_cached_but_follows_graph_changes():
     net = model()
     ei = ring_graph(7)
-    assert net.batched_edges(ei, 7, 4) is net.batched_edges(ei, 7, 4)
-    ei[1, 0] = 3  # in-place edit of the caller's graph must not be hidden by the cache
-    assert net.batched_edges(ei, 7, 4)[1, 0] == 3
+    assert net.step_graph(ei, 7) is net.step_graph(ei, 7)
+    ei[1, 0] = 4  # in-place edit of the caller's graph must not be hidden by the cache
+    assert net.step_graph(ei, 7).edge_index[1, 0] == 4
     other = ring_graph(7)[:, :5]
-    assert net.batched_edges(other, 7, 4).shape[1] == 20
+    assert net.step_graph(other, 7).num_real_edges == 5
+    with pytest.raises(ValueError, match="twice"):
+        StepGraph(torch.cat([other, other[:, :1]], 1), 7)
 
 
-def test_batched_spatial_branch_equals_one_graph_at_a_time():
-    net = model()
+@pytest.mark.parametrize("path", GAT_PATHS)
+def test_batched_spatial_branch_equals_one_graph_at_a_time(path):
+    net = model(gat_path=path)
     batch = inputs(batch=2, nodes=7)
     h = net.embed(batch["x"], batch["mask"], batch["time_of_day"], batch["day_of_week"])
     spatial = net.blocks[0].spatial
-    out, _ = spatial(h, net.batched_edges(batch["edge_index"], 7, 24))
+    out, _ = spatial(h, net.step_graph(batch["edge_index"], 7))
     gat_one = spatial.gat(h[1, 5], batch["edge_index"])
     torch.testing.assert_close(out[1, 5], spatial.norm(gat_one + h[1, 5]))
+
+
+# ---- the dense GATv2 path equals PyG's -------------------------------------------------------
+
+@pytest.mark.parametrize("layout", ["concat", "mean"])
+@pytest.mark.parametrize("drop_edge", [0.0, 0.3])
+def test_dense_path_equals_pyg_outputs_and_gradients(layout, drop_edge):
+    """Same weights, same DropEdge draw: outputs and every parameter gradient agree in fp32."""
+    batch = inputs(batch=3, nodes=62)
+    batch["edge_index"] = ring_graph(62)
+    target = torch.randn(3, 12, 62)
+    results = {}
+    for path in GAT_PATHS:
+        net = model(gat_layout=layout, gat_path=path, dropout=0.0, drop_edge=drop_edge).train()
+        torch.manual_seed(1)                      # the same DropEdge mask on both paths
+        params = net(**batch)
+        mixture_nll(target, *params).backward()
+        results[path] = params, {k: p.grad for k, p in net.named_parameters()}
+    (dense, dense_grads), (pyg, pyg_grads) = results["dense"], results["pyg"]
+    for a, b in zip(dense, pyg):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert dense_grads.keys() == pyg_grads.keys()
+    for name in dense_grads:
+        torch.testing.assert_close(dense_grads[name], pyg_grads[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_dense_path_reports_the_same_attention_as_pyg():
+    batch = inputs(batch=2, nodes=7)
+    dense = model(gat_path="dense").forward_with_diagnostics(**batch)[-1]
+    pyg = model(gat_path="pyg").forward_with_diagnostics(**batch)[-1]
+    assert torch.equal(dense.attention_edge_index, pyg.attention_edge_index)
+    torch.testing.assert_close(dense.spatial_attention, pyg.spatial_attention)
+
+
+def test_large_graphs_take_the_pyg_path(monkeypatch):
+    net = model()
+    batch = inputs(batch=1, nodes=7)
+    expected = net(**batch)
+    monkeypatch.setattr("stmgt.model.spatial.DENSE_MAX_NODES", 6)
+    monkeypatch.setattr("stmgt.model.spatial.dense_gatv2", None)   # would fail if called
+    for a, b in zip(net(**batch), expected):
+        torch.testing.assert_close(a, b)
 
 
 # ---- masking -----------------------------------------------------------------------------
@@ -260,15 +337,15 @@ def test_spatial_attention_is_reported_per_step_and_edge():
 
 
 def test_plain_forward_computes_no_attention_weights():
-    net = model()
+    net = model(gat_path="pyg")
     seen = []
     for module in net.modules():
-        if isinstance(module, torch.nn.MultiheadAttention):
+        if isinstance(module, torch.nn.MultiheadAttention) and module is not net.weather_attn.cross_attn:
             module.register_forward_hook(lambda m, i, o: seen.append(o[1]))
         if isinstance(module, GATv2Conv):
             module.register_forward_hook(lambda m, i, o: seen.append(o if isinstance(o, tuple) else None))
     net(**inputs())
-    assert len(seen) == 3 + 3 + 1 and all(s is None for s in seen)
+    assert len(seen) == 3 + 3 and all(s is None for s in seen)
 
 
 # ---- training ----------------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from stmgt.model.spatial import GAT_PATHS
+
 GAT_LAYOUTS = ("concat", "mean")
 
 
@@ -34,6 +36,16 @@ class STMGTConfig:
       of week as ``Embedding(7, D)`` (+672; weekday/weekend effects are categorical, so a
       learned vector per day fits better than a smooth sin/cos cycle).
 
+    How it runs (no effect on the parameters, so a checkpoint loads with either):
+
+    * ``gat_path`` — ``"dense"`` (default) runs GATv2 over a masked N×N attention matrix,
+      ``"pyg"`` through PyG's `GATv2Conv` message passing, the reference it is tested against
+      (`stmgt.model.spatial`).
+    * ``causal_weather`` — horizon step h reads the weather of steps ≤ h only, so rain at
+      09:00 cannot slow traffic at 08:45 (a clarification of spec §9.2.5, which attends over
+      the whole horizon). Checkpoints written before it existed were trained without it and
+      load with it off (`stmgt.checkpoint`).
+
     ``horizon`` must equal ``seq_len``: like the specification, output position i of the
     final sequence is read as horizon step i+1.
     """
@@ -50,10 +62,14 @@ class STMGTConfig:
     use_mask: bool = True
     time_encoding: bool = True
     use_weather: bool = True
+    causal_weather: bool = True
+    gat_path: str = "dense"
 
     def __post_init__(self):
         if self.gat_layout not in GAT_LAYOUTS:
             raise ValueError(f"gat_layout must be one of {GAT_LAYOUTS}, got {self.gat_layout!r}")
+        if self.gat_path not in GAT_PATHS:
+            raise ValueError(f"gat_path must be one of {GAT_PATHS}, got {self.gat_path!r}")
         if self.hidden_dim % self.heads:
             raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by heads ({self.heads})")
         if self.horizon != self.seq_len:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from stmgt.model.spatial import SpatialBranch
+from stmgt.model.spatial import SpatialBranch, StepGraph
 from stmgt.model.temporal import TemporalBranch
 
 
@@ -27,16 +27,17 @@ class STBlock(nn.Module):
     """One spatio-temporal block: both branches read the same input in parallel, then the
     gate fuses them (the specification names the block but does not show it)."""
 
-    def __init__(self, hidden_dim: int, heads: int, dropout: float, seq_len: int, gat_layout: str):
+    def __init__(self, hidden_dim: int, heads: int, dropout: float, seq_len: int, gat_layout: str,
+                 gat_path: str = "dense"):
         super().__init__()
-        self.spatial = SpatialBranch(hidden_dim, heads, dropout, gat_layout)
+        self.spatial = SpatialBranch(hidden_dim, heads, dropout, gat_layout, gat_path)
         self.temporal = TemporalBranch(hidden_dim, heads, dropout, seq_len)
         self.fusion = GatedFusion(hidden_dim)
 
-    def forward(self, h: Tensor, batched_edges: Tensor, need_weights: bool = False):
-        """h [B, T, N, D] -> (fused [B, T, N, D], α [B, T, N, D], spatial attention or None,
-        temporal attention or None)."""
-        spatial, spatial_attention = self.spatial(h, batched_edges, need_weights)
+    def forward(self, h: Tensor, graph: StepGraph, keep: Tensor | None = None, need_weights: bool = False):
+        """h [B, T, N, D], `keep` the DropEdge mask -> (fused [B, T, N, D], α [B, T, N, D],
+        spatial attention or None, temporal attention or None)."""
+        spatial, spatial_attention = self.spatial(h, graph, keep, need_weights)
         temporal, temporal_attention = self.temporal(h, need_weights)
         fused, alpha = self.fusion(spatial, temporal)
         return fused, alpha, spatial_attention, temporal_attention

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import dropout_edge
 
 from stmgt.model.config import STMGTConfig
 from stmgt.model.embedding import InputEmbedding, TimeEncoding
 from stmgt.model.fusion import STBlock
 from stmgt.model.head import GaussianMixtureHead
-from stmgt.model.spatial import StepGraphs
+from stmgt.model.spatial import StepGraph
 from stmgt.model.weather import WeatherCrossAttention
 
 
@@ -46,16 +45,17 @@ class STMGT(nn.Module):
         self.embedding = InputEmbedding(2 if config.use_mask else 1, D)
         self.time_encoding = TimeEncoding(D) if config.time_encoding else None
         self.blocks = nn.ModuleList(
-            STBlock(D, config.heads, config.dropout, config.seq_len, config.gat_layout)
+            STBlock(D, config.heads, config.dropout, config.seq_len, config.gat_layout, config.gat_path)
             for _ in range(config.num_blocks)
         )
-        self.weather_attn = (WeatherCrossAttention(D, config.heads, config.dropout, config.horizon)
+        self.weather_attn = (WeatherCrossAttention(D, config.heads, config.dropout, config.horizon,
+                                                   causal=config.causal_weather)
                              if config.use_weather else None)
         self.mixture_head = GaussianMixtureHead(D, config.num_mixtures)
         # Per-horizon σ multiplier fitted on the validation split after training
         # (stmgt.calibration); ones until then. A buffer, so checkpoints carry it.
         self.register_buffer("sigma_scale", torch.ones(config.horizon))
-        self.step_graphs = StepGraphs()
+        self._graph: tuple[Tensor, int, StepGraph] | None = None
 
     def count_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -91,11 +91,21 @@ class STMGT(nn.Module):
             h = h + self.time_encoding(time_of_day, day_of_week)
         return h
 
-    def batched_edges(self, edge_index: Tensor, num_nodes: int, copies: int) -> Tensor:
-        """The step-graph repeated `copies` times as one disjoint graph, with DropEdge
-        (each step-graph loses different edges) when training; untouched in eval."""
-        batched = self.step_graphs.batch(edge_index, num_nodes, copies)
-        return dropout_edge(batched, p=self.config.drop_edge, training=self.training)[0]
+    def step_graph(self, edge_index: Tensor, num_nodes: int) -> StepGraph:
+        """The per-step graph GATv2 attends over, cached while the caller passes the same,
+        unmodified edge_index tensor (training and the dashboard reuse one graph)."""
+        cached = self._graph
+        if (cached is None or cached[0] is not edge_index or cached[1] != edge_index._version
+                or cached[2].num_nodes != num_nodes):
+            cached = self._graph = (edge_index, edge_index._version, StepGraph(edge_index, num_nodes))
+        return cached[2]
+
+    def drop_edge_mask(self, graph: StepGraph, copies: int, device) -> Tensor | None:
+        """DropEdge (spec §9.1): in training each of the `copies` step-graphs keeps each real
+        edge with probability 1 − drop_edge ([copies, E] bool); None (keep all) in eval."""
+        if not self.training or self.config.drop_edge == 0:
+            return None
+        return torch.rand(copies, graph.num_real_edges, device=device) >= self.config.drop_edge
 
     def _check_inputs(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
                       weather: Tensor | None) -> None:
@@ -116,14 +126,12 @@ class STMGT(nn.Module):
         self._check_inputs(x, mask, edge_index, weather)
         B, T, N = x.shape
         h = self.embed(x, mask, time_of_day, day_of_week)
-        if diagnose:
-            edges = self.step_graphs.batch(edge_index, N, B * T)
-        else:
-            edges = self.batched_edges(edge_index, N, B * T)
+        graph = self.step_graph(edge_index, N)
+        keep = None if diagnose else self.drop_edge_mask(graph, B * T, x.device)
 
         alphas, spatial, temporal = [], [], []
         for block in self.blocks:
-            h, alpha, spatial_attention, temporal_attention = block(h, edges, diagnose)
+            h, alpha, spatial_attention, temporal_attention = block(h, graph, keep, diagnose)
             if diagnose:
                 alphas.append(alpha.mean(dim=-1))
                 spatial.append(spatial_attention)
@@ -138,12 +146,10 @@ class STMGT(nn.Module):
         if not diagnose:
             return means, stds, weights, None
 
-        step_edges = self.step_graphs.step_edge_index(edge_index)
-        per_step = [StepGraphs.unbatch_attention(step_edges, a, N, B * T) for a in spatial]
         diagnostics = Diagnostics(
             alpha=torch.stack(alphas).detach(),
-            spatial_attention=torch.stack([a.reshape(B, T, *a.shape[1:]) for a, _ in per_step]).detach(),
-            attention_edge_index=per_step[0][1],
+            spatial_attention=torch.stack(spatial).view(len(spatial), B, T, *spatial[0].shape[1:]).detach(),
+            attention_edge_index=graph.edge_index,
             temporal_attention=torch.stack(temporal).detach(),
             weather_attention=None if weather_attention is None else weather_attention.detach(),
         )

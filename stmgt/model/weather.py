@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmgt.model.embedding import SinusoidalEncoding
@@ -12,31 +14,62 @@ class WeatherCrossAttention(nn.Module):
     (§9.2.5: weather_proj, 4-head MultiheadAttention, LayerNorm) but a working layout.
 
     As written, the specification broadcasts one weather vector to every key, so the
-    softmax is uniform and the output ignores the traffic state. Here, for each node, its
-    12 step features (queries, [B·N, 12, D]) attend over the 12 forecast-step weather
-    tokens (projected weather + a parameter-free step encoding, so identical weather at two
-    steps is still told apart). The attention pattern therefore depends on the road's state,
-    which is what the specification wants ("rain impacts congested roads more")."""
+    softmax is uniform and the output ignores the traffic state. Here each node's 12 step
+    features (queries) attend over the 12 forecast-step weather tokens (projected weather +
+    a parameter-free step encoding, so identical weather at two steps is still told apart).
+    The attention pattern therefore depends on the road's state, which is what the
+    specification wants ("rain impacts congested roads more").
 
-    def __init__(self, hidden_dim: int, heads: int, dropout: float, horizon: int, weather_dim: int = 3):
+    The weather tokens, keys and values are computed once per sample and shared by all its
+    nodes (every node reads the same forecast). With `causal`, horizon step h attends to the
+    weather of steps ≤ h only: a forecast for 08:45 cannot depend on rain at 09:00."""
+
+    def __init__(self, hidden_dim: int, heads: int, dropout: float, horizon: int, weather_dim: int = 3,
+                 causal: bool = True):
         super().__init__()
         self.weather_proj = nn.Linear(weather_dim, hidden_dim)
         self.step_encoding = SinusoidalEncoding(hidden_dim, horizon)
+        # Holds the projections (in_proj_*, out_proj) and their initialisation; the attention
+        # itself is computed in `context`, with keys and values per sample instead of per node.
         self.cross_attn = nn.MultiheadAttention(hidden_dim, heads, dropout=dropout, batch_first=True)
         self.norm = nn.LayerNorm(hidden_dim)
+        self.causal = causal
 
     def forward(self, traffic: Tensor, weather: Tensor,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
         """traffic [B, T, N, D], weather [B, S, 3] -> ([B, T, N, D], attention [B, N, H, T, S]
         when `need_weights`)."""
-        B, T, N, D = traffic.shape
-        tokens = self.step_encoding(self.weather_proj(weather))  # [B, S, D]
+        query = traffic.transpose(1, 2)                                   # [B, N, T, D]
+        context, weights = self.context(query, weather, need_weights)
+        return self.norm(query + context).transpose(1, 2), weights
+
+    def context(self, query: Tensor, weather: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """What each node-step reads from the weather, before the residual and norm:
+        query [B, N, T, D] -> ([B, N, T, D], attention [B, N, H, T, S] or None)."""
+        B, N, T, D = query.shape
+        attn = self.cross_attn
+        H = attn.num_heads
+        tokens = self.step_encoding(self.weather_proj(weather))            # [B, S, D]
         S = tokens.shape[1]
-        query = traffic.transpose(1, 2).reshape(B * N, T, D)
-        key_value = tokens.unsqueeze(1).expand(B, N, S, D).reshape(B * N, S, D)
-        attn_out, weights = self.cross_attn(query, key_value, key_value, need_weights=need_weights,
-                                            average_attn_weights=False)
-        out = self.norm(query + attn_out).reshape(B, N, T, D).transpose(1, 2)
-        if weights is not None:
-            weights = weights.reshape(B, N, -1, T, S)
-        return out, weights
+        w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
+        b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
+        q = F.linear(query, w_q, b_q).reshape(B, N * T, H, D // H).transpose(1, 2)  # [B, H, N·T, d]
+        k = F.linear(tokens, w_k, b_k).view(B, S, H, D // H).transpose(1, 2)         # [B, H, S, d]
+        v = F.linear(tokens, w_v, b_v).view(B, S, H, D // H).transpose(1, 2)
+        allowed = self.allowed_steps(T, S, query.device).repeat(N, 1)                # [N·T, S]
+        dropout = attn.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5
+            weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
+            mixed = F.dropout(weights, dropout, self.training) @ v
+            weights = weights.view(B, H, N, T, S).transpose(1, 2)
+        else:
+            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+        mixed = mixed.transpose(1, 2).reshape(B, N, T, D)
+        return attn.out_proj(mixed), weights
+
+    def allowed_steps(self, steps: int, weather_steps: int, device) -> Tensor:
+        """[steps, weather_steps] bool: which weather steps each output step may read."""
+        allowed = torch.ones(steps, weather_steps, dtype=torch.bool, device=device)
+        return allowed.tril() if self.causal else allowed
