@@ -8,6 +8,8 @@ quantiles — and uses no test data."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
@@ -21,16 +23,26 @@ SCALE_GRID = np.round(np.arange(0.5, 2.0001, 0.01), 2)
 
 @torch.no_grad()
 def fit_sigma_scale(model: STMGT, windows: Windows, anchors, edge_index: torch.Tensor,
-                    device, batch_size: int = 128) -> torch.Tensor:
+                    device, batch_size: int = 128, max_batches: int | None = None, cancel=None,
+                    on_batch: Callable[[int, int], None] | None = None) -> torch.Tensor | None:
     """Set and return `model.sigma_scale` [H]: per horizon step, the grid value that minimises
-    the validation NLL of the un-scaled forecasts."""
+    the validation NLL of the un-scaled forecasts. Uses the first `max_batches` batches when
+    given; returns None, leaving the scale as it was, if `cancel` is set on the way."""
     model.eval()
+    previous = model.sigma_scale.clone()
     model.sigma_scale.fill_(1.0)
+    total = -(-len(anchors) // batch_size)
+    total = min(total, max_batches) if max_batches else total
     parts, targets = [], []
-    for batch in windows.iterate(anchors, batch_size):
+    for i, batch in zip(range(total), windows.iterate(anchors, batch_size)):
+        if cancel is not None and cancel.is_set():
+            model.sigma_scale.copy_(previous)
+            return None
         mixture = predict(model, batch.to(device), edge_index, windows.scaler)
         parts.append(mixture.to("cpu"))
-        targets.append(batch.y)
+        targets.append(batch.y.cpu())
+        if on_batch:
+            on_batch(i + 1, total)
     y = torch.cat(targets)
     mask = ~torch.isnan(y)
     y = torch.nan_to_num(y)

@@ -128,7 +128,8 @@ def _train(args) -> None:
             bar.reset(total=p.num_batches)
             bar.set_description(f"epoch {p.epoch}")
         bar.update()
-        bar.set_postfix(loss=f"{p.loss:.3f}")
+        if p.loss is not None:
+            bar.set_postfix(loss=f"{p.loss:.3f}")
 
     def on_epoch(r):
         bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h  "

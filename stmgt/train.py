@@ -15,7 +15,7 @@ import torch
 
 from stmgt.calibration import fit_sigma_scale
 from stmgt.checkpoint import save_checkpoint
-from stmgt.data.dataset import Scaler, TrafficDataset, Windows, split_anchors, split_ranges
+from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors, split_ranges
 from stmgt.errors import DataError
 from stmgt.mixture import GaussianMixture
 from stmgt.model import STMGT, STMGTConfig
@@ -42,7 +42,8 @@ class TrainConfig:
     entropy_weight: float = 0.001
     seed: int = 0
     device: str = "auto"          # auto | cpu | cuda
-    max_batches: int | None = None  # cap per epoch, for quick looks on a CPU; None = all
+    max_batches: int | None = None  # cap on batches per epoch and per validation/calibration pass,
+                                    # for quick looks on a CPU; None = all
     calibrate: bool = True        # fit a per-horizon σ scale on the validation split at the end
 
     def to_dict(self) -> dict:
@@ -62,7 +63,16 @@ class BatchProgress:
     epoch: int
     batch: int
     num_batches: int
-    loss: float
+    loss: float | None            # read back every Trainer.LOG_EVERY batches and at an epoch's end
+
+
+@dataclass
+class PhaseProgress:
+    """Progress of the work between and after epochs (validating, calibrating)."""
+
+    phase: str
+    done: int
+    total: int
 
 
 @dataclass
@@ -113,126 +123,190 @@ def mixture_loss(mixture: GaussianMixture, y_scaled: torch.Tensor, mask: torch.T
 
 
 @torch.no_grad()
-def validate(model, windows: Windows, anchors, edge_index, device, batch_size: int = 128) -> tuple[float, float]:
-    """Masked MAE (km/h) of the mixture mean, and mean NLL in km/h, over the given windows."""
+def validate(model, windows: Windows, anchors, edge_index, device, batch_size: int = 128,
+             max_batches: int | None = None) -> tuple[float, float]:
+    """Masked MAE (km/h) of the mixture mean, and mean NLL in km/h, over the given windows.
+    Sums stay on the device and are read once, so the GPU never waits on the host per batch."""
     model.eval()
-    abs_err = nll = count = 0.0
-    for batch in windows.iterate(anchors, batch_size):
+    totals = torch.zeros(3, dtype=torch.float64, device=device)   # |error|, nll, count
+    for i, batch in enumerate(windows.iterate(anchors, batch_size)):
+        if max_batches is not None and i >= max_batches:
+            break
         batch = batch.to(device)
         mixture = predict(model, batch, edge_index, windows.scaler)
         mask = ~torch.isnan(batch.y)
         y = torch.nan_to_num(batch.y)
-        abs_err += ((mixture.mean() - y).abs() * mask).sum().item()
-        nll += (mixture.nll(y) * mask).sum().item()
-        count += mask.sum().item()
+        totals += torch.stack([((mixture.mean() - y).abs() * mask).sum(), (mixture.nll(y) * mask).sum(),
+                               mask.sum()]).double()
+    abs_err, nll, count = totals.tolist()
     return abs_err / max(count, 1), nll / max(count, 1)
+
+
+class Trainer:
+    """The training recipe in the parts a reader looks for: setup (`__init__`), `train_epoch`
+    (`step` per batch), `validate`, `checkpoint`, `calibrate`; `fit` strings them together.
+
+    Nothing in a step waits for the device: the loss is summed on it and read every
+    `LOG_EVERY` batches, a non-finite loss skips its update inside the fused AdamW kernel
+    (`found_inf`, the mechanism AMP's GradScaler uses), and the windows are cut from a copy of
+    the series that lives on the training device."""
+
+    LOG_EVERY = 10
+
+    def __init__(self, dataset: TrafficDataset, model_config: STMGTConfig | None = None,
+                 train_config: TrainConfig | None = None, run_dir=None, data_spec: dict | None = None,
+                 on_batch: Callable[[BatchProgress], None] | None = None,
+                 on_epoch: Callable[[EpochReport], None] | None = None,
+                 on_phase: Callable[[PhaseProgress], None] | None = None,
+                 cancel: CancelSignal | None = None):
+        self.config = config = train_config or TrainConfig()
+        model_config = model_config or STMGTConfig()
+        if model_config.use_weather and not dataset.has_weather:
+            model_config = STMGTConfig.from_dict({**model_config.to_dict(), "use_weather": False})
+        self.dataset, self.data_spec = dataset, data_spec
+        self.on_batch, self.on_epoch, self.on_phase, self.cancel = on_batch, on_epoch, on_phase, cancel
+        self.device = device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed)
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+
+        self.ranges = split_ranges(dataset.num_steps)
+        self.anchors = split_anchors(dataset)
+        self.scaler = Scaler.fit(dataset, self.ranges["train"])
+        self.windows = Windows(dataset, self.scaler).to(device)
+        self.edge_index = dataset.graph.edge_index.to(device)
+        self.model = STMGT(model_config).to(device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           betas=(config.beta1, config.beta2), fused=True)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+            self.optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult, eta_min=config.min_lr)
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.num_batches = -(-len(self.anchors["train"]) // config.batch_size)
+        if config.max_batches:
+            self.num_batches = min(self.num_batches, config.max_batches)
+
+        self.run = Run(run_dir) if run_dir is not None else None
+        self.history: list[dict] = []
+        self.best_mae, self.best_epoch, self.best_state, self.bad_epochs = float("inf"), None, None, 0
+        if self.run is not None:
+            self.run.write_config({
+                "model": model_config.to_dict(), "train": config.to_dict(), "data": data_spec,
+                "graph_fingerprint": dataset.graph.fingerprint(), "num_nodes": dataset.num_nodes,
+                "parameters": self.model.count_parameters(), "device": str(device),
+                "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                                else platform.processor() or "cpu"),
+                "torch": torch.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "splits": {k: [r.start, r.stop] for k, r in self.ranges.items()}, "scaler": self.scaler.to_dict(),
+            })
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on a batch -> (loss, finite), both still on the device."""
+        mask = ~torch.isnan(batch.y)
+        y_scaled = self.scaler.scale_speed(torch.nan_to_num(batch.y))
+        with self.autocast:
+            params = self.model(**batch.model_inputs(), edge_index=self.edge_index)
+        loss = mixture_loss(GaussianMixture(*params), y_scaled, mask, self.config)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        self.optimizer.found_inf = (~finite).float()     # one bad batch must not poison the weights
+        self.optimizer.step()
+        return loss.detach(), finite
+
+    def train_epoch(self, epoch: int) -> tuple[float, int] | None:
+        """-> (mean finite training loss, batches skipped as non-finite), None if cancelled."""
+        self.model.train()
+        total = torch.zeros(2, device=self.device)      # finite loss sum, finite batches
+        batches = self.windows.iterate(self.anchors["train"], self.config.batch_size, True, self.shuffle)
+        for i, batch in zip(range(self.num_batches), batches):
+            loss, finite = self.step(batch)
+            total += torch.stack([torch.where(finite, loss, 0.0), finite.float()])
+            if self.on_batch:
+                read = (i + 1) % self.LOG_EVERY == 0 or i + 1 == self.num_batches
+                self.on_batch(BatchProgress(epoch, i + 1, self.num_batches, loss.item() if read else None))
+            if self.cancelled:
+                return None
+        loss_sum, finite_batches = total.tolist()
+        return loss_sum / max(finite_batches, 1), self.num_batches - int(finite_batches)
+
+    def validate(self) -> tuple[float, float]:
+        self._phase("validating", 0, 1)
+        return validate(self.model, self.windows, self.anchors["val"], self.edge_index, self.device,
+                        max_batches=self.config.max_batches)
+
+    def checkpoint(self, epoch: int, **meta) -> None:
+        """The model as it is now, as the run's checkpoint (written atomically)."""
+        if self.run is not None:
+            save_checkpoint(self.run.path / CHECKPOINT, self.model, self.scaler, self.dataset.graph,
+                            {"epoch": epoch, "val_mae": self.best_mae, "data": self.data_spec, **meta})
+
+    def calibrate(self) -> bool:
+        """Fit the per-horizon σ scale on the validation split; False if cancelled meanwhile."""
+        scale = fit_sigma_scale(self.model, self.windows, self.anchors["val"], self.edge_index, self.device,
+                                max_batches=self.config.max_batches, cancel=self.cancel,
+                                on_batch=lambda done, total: self._phase("calibrating", done, total))
+        if scale is None:
+            return False
+        self.checkpoint(self.best_epoch, sigma_scale=scale.tolist())
+        return True
+
+    def fit(self) -> FitResult:
+        stopped = "max_epochs"
+        for epoch in range(1, self.config.epochs + 1):
+            started = time.perf_counter()
+            trained = None if self.cancelled else self.train_epoch(epoch)
+            if trained is None:
+                stopped = "cancelled"
+                break
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.scheduler.step()
+            val_mae, val_nll = self.validate()
+            improved = val_mae < self.best_mae
+            if improved:
+                self.best_mae, self.best_epoch, self.bad_epochs = val_mae, epoch, 0
+                self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.checkpoint(epoch)
+            else:
+                self.bad_epochs += 1
+            report = EpochReport(epoch, trained[0], val_mae, val_nll, lr, time.perf_counter() - started,
+                                 improved, trained[1])
+            self.history.append(asdict(report))
+            if self.run is not None:
+                self.run.write_history(pd.DataFrame(self.history))
+            if self.on_epoch:
+                self.on_epoch(report)
+            if self.bad_epochs >= self.config.patience:
+                stopped = "early_stopping"
+                break
+
+        if self.best_epoch is not None:
+            self.model.load_state_dict(self.best_state)
+            if self.config.calibrate and stopped != "cancelled" and not self.calibrate():
+                stopped = "cancelled"
+        self.model.eval()
+        return FitResult(self.run, self.model, self.scaler, pd.DataFrame(self.history), self.best_epoch,
+                         self.best_mae, stopped)
+
+    def _phase(self, name: str, done: int, total: int) -> None:
+        if self.on_phase:
+            self.on_phase(PhaseProgress(name, done, total))
 
 
 def fit(dataset: TrafficDataset, model_config: STMGTConfig | None = None,
         train_config: TrainConfig | None = None, run_dir=None, data_spec: dict | None = None,
         on_batch: Callable[[BatchProgress], None] | None = None,
         on_epoch: Callable[[EpochReport], None] | None = None,
+        on_phase: Callable[[PhaseProgress], None] | None = None,
         cancel: CancelSignal | None = None) -> FitResult:
-    """Train STMGT on `dataset`'s training split, early-stopping on validation MAE.
+    """Train STMGT on `dataset`'s training split, early-stopping on validation MAE, then
+    calibrate its spread on the validation split.
 
     With `run_dir`, the best checkpoint, `config.json` and `history.csv` are written there as
     training goes, so a cancelled or crashed run still leaves its best model behind."""
-    train_config = train_config or TrainConfig()
-    model_config = model_config or STMGTConfig()
-    if model_config.use_weather and not dataset.has_weather:
-        model_config = STMGTConfig.from_dict({**model_config.to_dict(), "use_weather": False})
-    device = resolve_device(train_config.device)
-    torch.manual_seed(train_config.seed)
-    np.random.seed(train_config.seed)
-    shuffle_gen = torch.Generator().manual_seed(train_config.seed)
-
-    ranges = split_ranges(dataset.num_steps)
-    anchors = split_anchors(dataset)
-    scaler = Scaler.fit(dataset, ranges["train"])
-    windows = Windows(dataset, scaler)
-    edge_index = dataset.graph.edge_index.to(device)
-    model = STMGT(model_config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay,
-                                  betas=(train_config.beta1, train_config.beta2))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
-        optimizer, T_0=train_config.restart_epochs, T_mult=train_config.restart_mult, eta_min=train_config.min_lr)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-    run = Run(run_dir) if run_dir is not None else None
-    if run is not None:
-        run.write_config({
-            "model": model_config.to_dict(), "train": train_config.to_dict(), "data": data_spec,
-            "graph_fingerprint": dataset.graph.fingerprint(), "num_nodes": dataset.num_nodes,
-            "parameters": model.count_parameters(), "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "splits": {k: [r.start, r.stop] for k, r in ranges.items()}, "scaler": scaler.to_dict(),
-        })
-
-    history, best_mae, best_epoch, bad_epochs, stopped = [], float("inf"), None, 0, "max_epochs"
-    num_batches = -(-len(anchors["train"]) // train_config.batch_size)
-    if train_config.max_batches:
-        num_batches = min(num_batches, train_config.max_batches)
-    for epoch in range(1, train_config.epochs + 1):
-        if cancel is not None and cancel.is_set():   # asked during the last validation
-            stopped = "cancelled"
-            break
-        model.train()
-        started, losses, skipped = time.perf_counter(), [], 0
-        for i, batch in enumerate(windows.iterate(anchors["train"], train_config.batch_size, True, shuffle_gen)):
-            batch = batch.to(device)
-            mask = ~torch.isnan(batch.y)
-            y_scaled = scaler.scale_speed(torch.nan_to_num(batch.y))
-            with autocast:
-                params = model(**batch.model_inputs(), edge_index=edge_index)
-            loss = mixture_loss(GaussianMixture(*params), y_scaled, mask, train_config)
-            optimizer.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):       # one bad batch must not poison the weights
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-                optimizer.step()
-            else:
-                skipped += 1
-            losses.append(loss.item())
-            if on_batch:
-                on_batch(BatchProgress(epoch, i + 1, num_batches, losses[-1]))
-            if cancel is not None and cancel.is_set():
-                stopped = "cancelled"
-                break
-            if i + 1 >= num_batches:
-                break
-        if stopped == "cancelled":
-            break
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        val_mae, val_nll = validate(model, windows, anchors["val"], edge_index, device)
-        improved = val_mae < best_mae
-        if improved:
-            best_mae, best_epoch, bad_epochs = val_mae, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            if run is not None:
-                save_checkpoint(run.path / CHECKPOINT, model, scaler, dataset.graph,
-                                {"epoch": epoch, "val_mae": val_mae, "data": data_spec})
-        else:
-            bad_epochs += 1
-        report = EpochReport(epoch, float(np.nanmean(losses)), val_mae, val_nll, lr,
-                             time.perf_counter() - started, improved, skipped)
-        history.append(asdict(report))
-        if run is not None:
-            run.write_history(pd.DataFrame(history))
-        if on_epoch:
-            on_epoch(report)
-        if bad_epochs >= train_config.patience:
-            stopped = "early_stopping"
-            break
-
-    if best_epoch is not None:
-        model.load_state_dict(best_state)
-        if train_config.calibrate and stopped != "cancelled":
-            scale = fit_sigma_scale(model, windows, anchors["val"], edge_index, device)
-            if run is not None:
-                save_checkpoint(run.path / CHECKPOINT, model, scaler, dataset.graph,
-                                {"epoch": best_epoch, "val_mae": best_mae, "data": data_spec,
-                                 "sigma_scale": scale.tolist()})
-    model.eval()
-    return FitResult(run, model, scaler, pd.DataFrame(history), best_epoch, best_mae, stopped)
+    return Trainer(dataset, model_config, train_config, run_dir, data_spec, on_batch, on_epoch, on_phase,
+                   cancel).fit()

@@ -117,7 +117,8 @@ class TrainingJob:
     def _on_batch(self, p: train.BatchProgress) -> None:
         last = p.batch >= p.num_batches and not self._cancel.is_set()
         with self._lock:
-            self._losses.append((p.epoch - 1 + p.batch / p.num_batches, p.loss))
+            if p.loss is not None:
+                self._losses.append((p.epoch - 1 + p.batch / p.num_batches, p.loss))
             self._state = replace(self._state, phase="validating" if last else "training", epoch=p.epoch,
                                   batch=p.batch, num_batches=p.num_batches)
 

@@ -238,17 +238,26 @@ class Windows:
         self.tod, self.dow = torch.from_numpy(tod), torch.from_numpy(dow)
         self.scaler = scaler
 
+    def to(self, device) -> Windows:
+        """Keep the series on `device`, so batches are cut there (no host-to-device copy per batch)."""
+        for name in ("speed", "mask", "x", "weather", "tod", "dow"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value.to(device))
+        return self
+
     def batch(self, anchors, weather: torch.Tensor | None = None) -> Batch:
         """Windows ending at `anchors`; `weather` ([B, horizon, 3], raw units) overrides the
         target steps' weather (what-if)."""
-        anchors = torch.as_tensor(anchors, dtype=torch.long)
-        inp = anchors[:, None] + torch.arange(-self.seq_len + 1, 1)
-        tgt = anchors[:, None] + torch.arange(1, self.horizon + 1)
+        device = self.x.device
+        anchors = torch.as_tensor(anchors, dtype=torch.long).to(device)
+        inp = anchors[:, None] + torch.arange(-self.seq_len + 1, 1, device=device)
+        tgt = anchors[:, None] + torch.arange(1, self.horizon + 1, device=device)
         beyond = tgt >= len(self.speed)          # forecasting past the end of the data
         tgt = tgt.clamp(max=len(self.speed) - 1)
         y = self.speed[tgt].masked_fill(beyond[..., None], float("nan"))
         if weather is not None:
-            w = self.scaler.scale_weather(weather.to(torch.float32))
+            w = self.scaler.scale_weather(weather.to(device, torch.float32))
         else:  # past the end, the last observed weather persists
             w = None if self.weather is None else self.weather[tgt]
         return Batch(anchors, self.x[inp], self.mask[inp], y, w, self.tod[inp], self.dow[inp])
@@ -258,5 +267,6 @@ class Windows:
         anchors = torch.as_tensor(anchors, dtype=torch.long)
         if shuffle:
             anchors = anchors[torch.randperm(len(anchors), generator=generator)]
+        anchors = anchors.to(self.x.device)
         for i in range(0, len(anchors), batch_size):
             yield self.batch(anchors[i:i + batch_size])
