@@ -1,80 +1,120 @@
-"""Training throughput of STMGT (default config, batch 32, the embedded 62-node graph): seconds per
-optimiser step on the CPU (the baseline) and, where a GPU is present, on CUDA in fp32 and with the
-bf16 autocast that `fit` uses there. Prints one JSON object.
+"""Training throughput, side by side in one process: the specification's own code
+(`benchmarks/spec_reference.py`: PyG GATv2Conv, concat heads, eager) against the project's training
+step (`stmgt.train.Trainer.step`, default config), on the embedded 62-node graph. Contenders take
+turns round by round, so a machine that gets busier slows them alike; the ratio is the figure.
+On the CPU at batch 32; where a GPU is present also samples/s and seconds per 16,000 training
+samples at larger batches. Prints one JSON object.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py [--steps 20] [--cpu-steps 3]
+    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--steps 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import statistics
 import time
+from datetime import datetime, timezone
 
 import torch
 
-from stmgt.data.dataset import Scaler, Windows, split_anchors, split_ranges
+from benchmarks.spec_reference import SpecTraining
+from stmgt.allocator import reuse_freed_memory
+from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import simulate
-from stmgt.mixture import GaussianMixture
-from stmgt.model import STMGT, STMGTConfig
-from stmgt.train import TrainConfig, mixture_loss
+from stmgt.model import STMGTConfig
+from stmgt.train import TrainConfig, Trainer
+
+SAMPLES = 16_000
 
 
-def seconds_per_step(windows, anchors, edge_index, device, steps, bf16=False, layout="concat") -> float:
-    torch.manual_seed(0)
-    model = STMGT(STMGTConfig(gat_layout=layout)).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batches = [windows.batch(anchors[i * 32:(i + 1) * 32]).to(device) for i in range(steps + 2)]
-    edge_index = edge_index.to(device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+def shuffled_batches(trainer: Trainer):
+    """Training batches epoch after epoch, for as long as the benchmark asks."""
+    while True:
+        yield from trainer.windows.iterate(trainer.anchors["train"], trainer.config.batch_size, True,
+                                           trainer.shuffle)
 
-    def step(batch):
-        mask = ~torch.isnan(batch.y)
-        y = windows.scaler.scale_speed(torch.nan_to_num(batch.y))
-        with autocast:
-            params = model(**batch.model_inputs(), edge_index=edge_index)
-        loss = mixture_loss(GaussianMixture(*params), y, mask, TrainConfig())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
-    for batch in batches[:2]:                       # warm-up: allocator, kernels, caches
-        step(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for batch in batches[2:]:
-        step(batch)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / steps
+def project_step(data, device, batch_size, compile=False, **model):
+    """The project's step on fresh batches of the training split."""
+    trainer = Trainer(data, STMGTConfig(**model), TrainConfig(device=str(device), batch_size=batch_size,
+                                                               compile=compile))
+    batches = shuffled_batches(trainer)
+    return lambda: trainer.step(next(batches))
+
+
+def spec_step(data, device, batch_size):
+    """The specification's loop body on the same kind of batches (its input has no mask channel)."""
+    trainer = Trainer(data, STMGTConfig(), TrainConfig(device=str(device), batch_size=batch_size))
+    spec = SpecTraining(device)
+    edge_index = data.graph.edge_index.to(device)
+    batches = shuffled_batches(trainer)
+
+    def step():
+        b = next(batches)
+        y = trainer.scaler.scale_speed(torch.nan_to_num(b.y))
+        return spec.step(b.x.unsqueeze(-1), y, edge_index, b.weather)
+    return step
+
+
+def interleaved(contenders: dict, rounds: int, steps: int, device) -> dict:
+    """Median seconds per step of each contender, timed in turns after one warm-up step each."""
+    times = {name: [] for name in contenders}
+    for step in contenders.values():
+        step()
+    for _ in range(rounds):
+        for name, step in contenders.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--cpu-steps", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="turns per contender (median taken)")
+    parser.add_argument("--steps", type=int, default=2, help="optimiser steps per turn on the CPU")
+    parser.add_argument("--gpu-steps", type=int, default=20, help="optimiser steps per turn on a GPU")
+    parser.add_argument("--gpu-batches", default="32,128,256,512", help="GPU batch sizes to try")
     args = parser.parse_args()
+    reuse_freed_memory()
     data = simulate()
-    scaler = Scaler.fit(data, split_ranges(data.num_steps)["train"])
-    windows = Windows(data, scaler)
-    anchors = split_anchors(data)["train"]
-    batches_per_epoch = -(-len(anchors) // 32)
-    results = {"benchmark": "train_step", "batch_size": 32, "nodes": data.num_nodes,
-               "batches_per_epoch": batches_per_epoch, "torch": torch.__version__,
-               "cpu_threads": torch.get_num_threads(), "seconds_per_step": {}}
-    cpu = seconds_per_step(windows, anchors, data.graph.edge_index, torch.device("cpu"), args.cpu_steps)
-    results["seconds_per_step"]["cpu_fp32 (baseline)"] = cpu
+    cpu = torch.device("cpu")
+    result = {"benchmark": "train_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "torch": torch.__version__, "nodes": data.num_nodes,
+              "training_windows": int(len(split_anchors(data)["train"])), "cpu_batch_size": 32}
+    contenders = {
+        "spec_code": spec_step(data, cpu, 32),
+        "stmgt_default_compiled": project_step(data, cpu, 32, compile=True),
+        "stmgt_default_eager": project_step(data, cpu, 32),
+        "stmgt_concat_compiled": project_step(data, cpu, 32, compile=True, gat_layout="concat"),
+        "stmgt_default_eager_pyg_path": project_step(data, cpu, 32, gat_path="pyg"),
+    }
+    start = time.perf_counter()
+    contenders["stmgt_default_compiled"]()
+    result["cpu_compile_seconds"] = time.perf_counter() - start
+    seconds = interleaved(contenders, args.rounds, args.steps, cpu)
+    result["cpu_samples_per_s"] = {k: 32 / v for k, v in seconds.items()}
+    result["cpu_vs_spec_code"] = {k: seconds["spec_code"] / v for k, v in seconds.items()}
+
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
-        results["gpu"] = torch.cuda.get_device_name(gpu)
-        for name, bf16, layout in (("cuda_fp32", False, "concat"), ("cuda_bf16", True, "concat"),
-                                   ("cuda_bf16_mean_layout", True, "mean")):
-            results["seconds_per_step"][name] = seconds_per_step(windows, anchors, data.graph.edge_index, gpu,
-                                                                 args.steps, bf16, layout)
-    results["seconds_per_epoch"] = {k: v * batches_per_epoch for k, v in results["seconds_per_step"].items()}
-    results["speedup_vs_cpu"] = {k: cpu / v for k, v in results["seconds_per_step"].items()}
-    print(json.dumps(results, indent=2))
+        result["gpu"] = torch.cuda.get_device_name(gpu)
+        contenders = {"spec_code@32": spec_step(data, gpu, 32)}
+        for b in (int(v) for v in args.gpu_batches.split(",")):
+            contenders[f"stmgt_default@{b}"] = project_step(data, gpu, b)
+        seconds = interleaved(contenders, args.rounds, args.gpu_steps, gpu)
+        sizes = {k: int(k.split("@")[1]) for k in seconds}
+        result["gpu_samples_per_s"] = {k: sizes[k] / v for k, v in seconds.items()}
+        result["gpu_seconds_per_16k_samples"] = {k: SAMPLES / sizes[k] * v for k, v in seconds.items()}
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
