@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui import state
 from ui.heatmaps import ATTENTION_STOPS, attention_matrix, dense_attention, gate_figure, step_attention
-from ui.maps import legend_html, ramp, road_map
+from ui.maps import basemap_toggle, legend_html, ramp, road_map
 
 MAP_KEY = "interp_map"
 ARROW_MAX_PX = 24          # arrow width in pixels for an attention weight of 1
@@ -102,10 +102,10 @@ def views() -> None:
             "b": ATTENTION_STOPS[-1][1][2]})
         st.caption(f"Arrows point from each upstream neighbour into **{dataset.graph.label(node)}**; "
                    "width ∝ attention. Click a road to select it.")
-        basemap = st.toggle("Basemap tiles (needs internet)", value=True, key="interp_basemap")
+        basemap = basemap_toggle("interp_basemap")
         nodes = dataset.graph.nodes[["node_id", "name"]].assign(
             attention=[f"{w:.2f}" if w > 0 else "—" for w in row])
-        deck = road_map(dataset.graph, nodes, ramp(row, ATTENTION_STOPS), highlight=node, arrows=arrows,
+        deck = road_map(dataset.graph, nodes, ramp(row, ATTENTION_STOPS), highlight=node, arrows=arrows, node_layer=state.node_layer(MAP_KEY),
                         basemap=basemap, edge_colour=np.full((dataset.graph.num_edges, 3), SEGMENT_GREY),
                         tooltip_html=f"<b>{{name}}</b><br/>{{node_id}}<br/>weight given by {node}: {{attention}}")
         view = deck.initial_view_state          # closer in, centred on the selected road, so its arrows read

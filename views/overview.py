@@ -8,7 +8,7 @@ from stmgt.data.sources import describe
 from stmgt.errors import DataError
 from ui import state
 from ui.labels import attention_heads, moment
-from ui.maps import SPEED_STOPS, legend_html, ramp, road_map
+from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 
 st.title("Overview")
 dataset = state.require_dataset()
@@ -30,7 +30,7 @@ with left:
     latest = dataset.speed[-1]
     nodes = dataset.graph.nodes[["node_id", "name", "road_class"]].assign(
         speed=np.round(latest.astype(float), 1))
-    basemap = st.toggle("Basemap tiles (needs internet)", value=True, key="overview_basemap")
+    basemap = basemap_toggle("overview_basemap")
     deck = road_map(dataset.graph, nodes, ramp(latest, SPEED_STOPS), basemap=basemap,
                     tooltip_html="<b>{name}</b><br/>{node_id} · {road_class}<br/>speed {speed} km/h", size=(580, 460))
     st.pydeck_chart(deck, height=460)
