@@ -15,13 +15,12 @@ dataset = state.require_dataset()
 
 summary = dataset.summary()
 st.caption(state.dataset_label())
-cols = st.columns(6)
-cols[0].metric("Span", f"{summary['days']:.0f} days")
-cols[1].metric("Cadence", f"{summary['cadence_min']:g} min")
-cols[2].metric("Nodes", summary["nodes"])
-cols[3].metric("Road segments", summary["edges"])
-cols[4].metric("Missing readings", f"{100 * summary['missing_share']:.2f} %")
-cols[5].metric("Mean speed (km/h)", f"{summary['mean_speed']:.1f}")
+with st.container(horizontal=True, gap="medium"):          # wraps rather than cutting values at narrow widths
+    for label, value in (("Span", f"{summary['days']:.0f} days"), ("Cadence", f"{summary['cadence_min']:g} min"),
+                         ("Nodes", summary["nodes"]), ("Road segments", summary["edges"]),
+                         ("Missing readings", f"{100 * summary['missing_share']:.2f} %"),
+                         ("Mean speed", f"{summary['mean_speed']:.1f} km/h")):
+        st.metric(label, value, width="content")
 st.caption(f"{summary['start']:%a %d %b %Y %H:%M} → {summary['end']:%a %d %b %Y %H:%M} ({summary['start'].tz})")
 
 left, right = st.columns([3, 2])
@@ -75,11 +74,12 @@ with right:
             picks = [i for i, m in enumerate(minutes) if m in (15, 60, 180)] or [0, len(minutes) - 1]
             names = {"stmgt": "STMGT", "persistence": "Persistence", "historical_average": "Historical average"}
             table = pd.DataFrame({names[k]: [v["mae"][i] for i in picks] for k, v in metrics["models"].items()},
-                                 index=[f"+{minutes[i]} min" for i in picks]).T
-            table["CRPS"] = [v["overall"]["crps"] for v in metrics["models"].values()]
+                                 index=[f"MAE +{minutes[i]} min" for i in picks]).T
+            table["CRPS (all)"] = [v["overall"]["crps"] for v in metrics["models"].values()]
             st.dataframe(table.style.format("{:.2f}"), width="stretch")
             cover = metrics["models"]["stmgt"]["overall"]["coverage"]["80"]
-            st.caption(f"MAE by horizon and CRPS over all horizons, km/h, on the test split "
+            st.caption(f"Mean absolute error (MAE) at three horizons and CRPS over all horizons, km/h, lower is "
+                       f"better, on the test split "
                        f"({metrics['windows']} windows). The 80 % interval covers "
                        f"{100 * cover:.1f} % of observed speeds.")
             st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
