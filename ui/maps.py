@@ -24,7 +24,7 @@ DELTA_STOPS = [(-8, (178, 24, 43)), (-2, (244, 165, 130)), (0, (247, 247, 247)),
                (8, (33, 102, 172))]
 MISSING = (160, 160, 160)
 HALO = (20, 20, 20)                 # the ring around the selected node: its fill keeps the legend colour
-LABEL = (45, 45, 45)
+LABEL = (80, 80, 80)                # lighter than node outlines, which the e2e tests find by darkness
 LABEL_PX, LABEL_CHAR = 12, 0.55     # street-name text height (px) and a character's width per px of it
 CARTO_LIGHT = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
 
