@@ -26,8 +26,9 @@ def horizon_label(step: int, freq: pd.Timedelta) -> str:
 
 
 def _layout(fig: go.Figure, height: int, hovermode: str = "x unified") -> go.Figure:
+    """The legend goes under the plot: above it, plotly's toolbar covers it on hover."""
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), hovermode=hovermode,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
     return fig
 
 
@@ -66,8 +67,8 @@ def fan_chart(input_times: pd.DatetimeIndex, history: np.ndarray, target_times: 
                       annotation_text=f"congestion < {threshold:g} km/h", annotation_position="bottom left",
                       annotation_font=dict(size=11, color="rgb(178,24,43)"))
     fig.update_xaxes(title=None, tickformat="%H:%M\n%a %d %b")
-    fig.update_yaxes(title="Speed (km/h)", rangemode="tozero")
-    return _layout(fig, 420)
+    fig.update_yaxes(title="Speed (km/h)")         # fitted to the data: from 0 the bands would be squeezed
+    return _layout(fig, 460)
 
 
 def density_chart(grid: np.ndarray, density: np.ndarray, components: np.ndarray, levels, quantiles: np.ndarray,
@@ -83,21 +84,22 @@ def density_chart(grid: np.ndarray, density: np.ndarray, components: np.ndarray,
                              line=dict(color=MEDIAN, width=2.5), fillcolor=BAND_80,
                              hovertemplate="%{x:.1f} km/h: %{y:.3f} per km/h<extra></extra>"))
     top = float(np.nanmax(density)) if len(density) else 1.0
-    for level, value in zip(levels, quantiles):
+    for k, (level, value) in enumerate(zip(levels, quantiles)):
         strong = abs(level - 0.5) < 1e-9
+        label_y = top * (1.05 if k % 2 == 0 else 1.16)          # alternate heights: close quantiles stay legible
         fig.add_trace(go.Scatter(x=[value, value], y=[0, top * 1.05], mode="lines", showlegend=False,
                                  name=f"q{round(100 * level)}", line=dict(color=MEDIAN, width=1.8 if strong else 1,
                                                                           dash="solid" if strong else "dash"),
                                  hovertemplate=f"q{round(100 * level)}: {value:.1f} km/h<extra></extra>"))
-        fig.add_annotation(x=value, y=top * 1.05, text=f"q{round(100 * level)}", showarrow=False, yanchor="bottom",
+        fig.add_annotation(x=value, y=label_y, text=f"q{round(100 * level)}", showarrow=False, yanchor="bottom",
                            font=dict(size=10, color=MEDIAN))
     if truth is not None and np.isfinite(truth):
         fig.add_trace(go.Scatter(x=[truth, truth], y=[0, top * 1.05], mode="lines", name="Actual speed",
                                  line=dict(color=TRUTH, width=2, dash="dot"),
                                  hovertemplate=f"actual: {truth:.1f} km/h<extra></extra>"))
     fig.update_xaxes(title="Speed (km/h)")
-    fig.update_yaxes(title="Density (per km/h)", rangemode="tozero")
-    return _layout(fig, 360, hovermode="closest")
+    fig.update_yaxes(title="Density (per km/h)", range=[0, top * 1.3])      # room for the quantile labels
+    return _layout(fig, 400, hovermode="closest")
 
 
 def horizon_bars(minutes: np.ndarray, values: np.ndarray, selected: int, title: str, unit: str) -> go.Figure:

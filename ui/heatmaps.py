@@ -1,6 +1,7 @@
-"""Plotly figures for the Interpretability and Weather what-if pages: gate and attention heatmaps
-on fixed [0, 1] colour ranges, so frames compare while scrubbing (node axes carry ids as ticks and
-street names on hover), and the what-if's weather, speed-change and baseline-overlay charts."""
+"""Plotly figures for the Interpretability and Weather what-if pages: attention heatmaps on fixed
+[0, 1] colour ranges, so frames compare while scrubbing (node axes carry ids as ticks and street
+names on hover), the gate α on a range fitted to its spread, and the what-if's weather,
+speed-change and baseline-overlay charts."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
     return fig
 
 
+def gate_range(alpha: np.ndarray) -> tuple[float, float]:
+    """A colour range centred on α = 0.5 (an even mix stays white) just wide enough for every value,
+    so a gate that sits in 0.3–0.5 spans the whole orange half instead of one pale shade."""
+    half = max(float(np.nanmax(np.abs(alpha - 0.5))), 0.05)
+    half = min(np.ceil(half * 20) / 20, 0.5)                     # out to the next 0.05
+    return 0.5 - half, 0.5 + half
+
+
 def gate_figure(alpha: np.ndarray, node_ids: list[str], names: list[str], step_labels: list[str],
                 selected: str) -> go.Figure:
     """α [blocks, T, N] as one node × input-step heatmap per block, sharing one colour axis."""
@@ -53,14 +62,27 @@ def gate_figure(alpha: np.ndarray, node_ids: list[str], names: list[str], step_l
                       row=k + 1, col=1)
     fig.update_yaxes(autorange="reversed", tickfont=dict(size=9))
     fig.update_xaxes(tickangle=-90, tickfont=dict(size=9), dtick=1)
+    lo, hi = gate_range(alpha)
     return _layout(fig, 150 + 170 * blocks, coloraxis=dict(
-        colorscale=GATE_SCALE, cmin=0.0, cmax=1.0,
-        colorbar=dict(title=dict(text="α", side="top"), tickvals=[0, 0.5, 1],
-                      ticktext=["0 temporal", "0.5", "1 spatial"], len=0.6, thickness=12)))
+        colorscale=GATE_SCALE, cmin=lo, cmax=hi,
+        colorbar=dict(title=dict(text=f"α<br><sub>scale {lo:.2f}–{hi:.2f},<br>centred on 0.5</sub>", side="top"),
+                      tickvals=[lo, 0.5, hi], ticktext=[f"{lo:.2f} temporal", "0.5 even", f"{hi:.2f} spatial"],
+                      len=0.6, thickness=12)))
+
+
+def neighbourhood(dense: np.ndarray, node: int, hops: int = 2) -> np.ndarray:
+    """Indices of the nodes within `hops` attention links (either way) of `node`, in graph order."""
+    linked = (dense > 0) | (dense.T > 0)
+    keep = np.zeros(len(dense), dtype=bool)
+    keep[node] = True
+    for _ in range(hops):
+        keep |= linked[keep].any(axis=0)
+    return np.flatnonzero(keep)
 
 
 def attention_matrix(dense: np.ndarray, node_ids: list[str], names: list[str], selected: str) -> go.Figure:
-    """GATv2 attention as target (rows) × source (columns); the selected target's row is outlined."""
+    """GATv2 attention as target (rows) × source (columns); the selected target's row is outlined.
+    Pass a sub-matrix and its ids to zoom on a neighbourhood: ticks then stay legible."""
     names = np.asarray(names, dtype=object)
     custom = np.stack(np.broadcast_arrays(names[:, None], names[None, :]), axis=-1)
     fig = go.Figure(go.Heatmap(
@@ -70,9 +92,10 @@ def attention_matrix(dense: np.ndarray, node_ids: list[str], names: list[str], s
                       "<br>attention %{z:.2f}<extra></extra>"))
     row = node_ids.index(selected)
     fig.add_hrect(y0=row - 0.5, y1=row + 0.5, line=SELECTED_LINE)
-    fig.update_xaxes(title="source (attended to)", tickangle=-90, tickfont=dict(size=8), dtick=1)
-    fig.update_yaxes(title="target (attending)", autorange="reversed", tickfont=dict(size=8), dtick=1)
-    return _layout(fig, 720)
+    tick = dict(size=11 if len(node_ids) <= 30 else 8)
+    fig.update_xaxes(title="source (attended to)", tickangle=-90, tickfont=tick, dtick=1)
+    fig.update_yaxes(title="target (attending)", autorange="reversed", tickfont=tick, dtick=1)
+    return _layout(fig, min(720, 220 + 22 * len(node_ids)))
 
 
 def step_attention(matrix: np.ndarray, query_labels: list[str], key_labels: list[str], *, query_title: str,

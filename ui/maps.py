@@ -1,5 +1,6 @@
 """pydeck maps of the road graph: nodes and segments coloured on fixed, legible scales, so frames
-compare while scrubbing. Without a basemap (offline) the layers still draw."""
+compare while scrubbing. Street tiles need the internet; without them the map draws the graph's own
+streets with their names, which works offline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pydeck as pdk
+import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
 from stmgt.graph import RoadGraph
@@ -21,6 +23,9 @@ PROB_STOPS = [(0.0, (222, 235, 247)), (0.5, (158, 154, 200)), (1.0, (84, 39, 143
 DELTA_STOPS = [(-8, (178, 24, 43)), (-2, (244, 165, 130)), (0, (247, 247, 247)), (2, (146, 197, 222)),
                (8, (33, 102, 172))]
 MISSING = (160, 160, 160)
+HALO = (20, 20, 20)                 # the ring around the selected node: its fill keeps the legend colour
+LABEL = (80, 80, 80)                # lighter than node outlines, which the e2e tests find by darkness
+LABEL_PX, LABEL_CHAR = 12, 0.55     # street-name text height (px) and a character's width per px of it
 CARTO_LIGHT = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
 
 
@@ -59,19 +64,23 @@ def legend_html(stops, unit: str, fmt=lambda x: f"{x:g}") -> str:
             f"<div style='font-size:0.75rem;color:#666;margin-top:2px'>{unit}</div></div>")
 
 
-def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basemap: bool = True,
+def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basemap: bool = False,
              tooltip_html: str, highlight: str | None = None, arrows: pd.DataFrame | None = None,
-             edge_colour: np.ndarray | None = None, size: tuple[int, int] = (440, 420)) -> CompactDeck:
+             edge_colour: np.ndarray | None = None, size: tuple[int, int] = (440, 420),
+             node_layer: str = NODE_LAYER) -> CompactDeck:
     """`nodes`: one row per graph node (any extra columns feed the tooltip); `colour` [N, 3].
     Segments take the mean colour of their two ends unless `edge_colour` [E, 3] is given.
-    `arrows` (source/target lat lon, width, colour) draws weighted arrows, e.g. attention.
-    `size` is the map's approximate width and height on screen (px): the view fits the graph in it."""
+    `arrows` (source/target lat lon, width, colour) draws weighted arrows with heads, e.g. attention.
+    The `highlight`ed node keeps its colour and gets a dark ring. Without `basemap` tiles the
+    streets are named from the graph. `size` is the map's approximate width and height on screen
+    (px): the view fits the graph in it. `node_layer` names the clickable layer (see
+    `ui.state.node_layer`)."""
     pos = graph.positions()
     lat, lon = pos["lat"].to_numpy(), pos["lon"].to_numpy()
     chosen = nodes["node_id"].to_numpy() == highlight
     node_rows = _records({**dict(nodes.items()), "lat": lat, "lon": lon,
                           "r": colour[:, 0], "g": colour[:, 1], "b": colour[:, 2],
-                          "radius": np.where(chosen, 110, 55), "line": np.where(chosen, 4, 1)})
+                          "radius": np.where(chosen, 90, 55)})
     src, dst = graph.edge_index.numpy()
     ecol = edge_colour if edge_colour is not None else ((colour[src].astype(float) + colour[dst]) / 2).round()
     edge_rows = _records({"from_lon": lon[src], "from_lat": lat[src], "to_lon": lon[dst], "to_lat": lat[dst],
@@ -81,20 +90,97 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
         pdk.Layer("LineLayer", edge_rows, id="segments", get_source_position=["from_lon", "from_lat"],
                   get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 220], get_width=5,
                   width_min_pixels=3, pickable=False),
-        pdk.Layer("ScatterplotLayer", node_rows, id=NODE_LAYER, get_position=["lon", "lat"],
-                  get_fill_color=["r", "g", "b", 255], get_line_color=[30, 30, 30], get_radius="radius",
-                  radius_min_pixels=5, radius_max_pixels=16, get_line_width="line",
-                  line_width_units='"pixels"', stroked=True,
-                  pickable=True, auto_highlight=True),
     ]
-    if arrows is not None and len(arrows):
-        layers.append(pdk.Layer("LineLayer", _records(dict(arrows.items())), id="arrows", get_source_position=["from_lon", "from_lat"],
-                                get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
-                                get_width="width", width_units='"pixels"', pickable=False))
     view = fitted_view(lat, lon, *size)
+    if not basemap and graph.has_coordinates:
+        layers.append(street_names(graph, view.zoom))
+    if arrows is not None and len(arrows):
+        layers += arrow_layers(arrows)
+    layers.append(pdk.Layer("ScatterplotLayer", node_rows, id=node_layer, get_position=["lon", "lat"],
+                            get_fill_color=["r", "g", "b", 255], get_line_color=[30, 30, 30], get_radius="radius",
+                            radius_min_pixels=5, radius_max_pixels=16, get_line_width=1,
+                            line_width_units='"pixels"', stroked=True, pickable=True))
+    if chosen.any():
+        i = int(np.flatnonzero(chosen)[0])
+        layers.append(pdk.Layer("ScatterplotLayer", [{"lon": lon[i], "lat": lat[i]}], id="selected",
+                                get_position=["lon", "lat"], get_radius=150, radius_min_pixels=11,
+                                radius_max_pixels=24, filled=False, stroked=True, get_line_color=[*HALO, 255],
+                                get_line_width=3, line_width_units='"pixels"', pickable=False))
     return CompactDeck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
                        map_style=CARTO_LIGHT if basemap else None,
                        tooltip={"html": tooltip_html, "style": {"fontSize": "12px"}})
+
+
+def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.Layer:
+    """The graph's street names along its segments, turned with the road and kept upright. Chosen
+    here rather than in the browser, at the map's fitted zoom: longest segments first, a label only
+    where it fits along its segment and overlaps no label already placed, so the names stay readable
+    on any browser."""
+    pos = graph.positions()
+    scale = 512 * 2 ** zoom / (2 * np.pi)                                 # screen px per Mercator radian
+    x = scale * np.radians(pos["lon"].to_numpy())
+    y = -scale * np.log(np.tan(np.pi / 4 + np.radians(pos["lat"].to_numpy()) / 2))
+    src, dst = graph.edge_index.numpy()
+    names = graph.edges["road_name"].fillna("").astype(str).to_numpy()
+    placed, rows = [], []
+    for k in np.argsort(-np.hypot(x[dst] - x[src], y[dst] - y[src]), kind="stable"):
+        a, b = src[k], dst[k]
+        dx, dy = x[b] - x[a], y[b] - y[a]
+        length, width = float(np.hypot(dx, dy)), LABEL_CHAR * size_px * len(names[k])
+        if not names[k] or width > 0.9 * length:
+            continue
+        ux, uy = dx / length, dy / length
+        cx, cy = (x[a] + x[b]) / 2 - uy * size_px * 0.6, (y[a] + y[b]) / 2 + ux * size_px * 0.6  # beside the road
+        half_w = abs(ux) * width / 2 + abs(uy) * size_px / 2
+        half_h = abs(uy) * width / 2 + abs(ux) * size_px / 2
+        box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+        if any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3] for o in placed):
+            continue
+        placed.append(box)
+        angle = -np.degrees(np.arctan2(dy, dx))                           # screen y points down
+        angle = angle - 180 if angle > 90 else angle + 180 if angle < -90 else angle
+        rows.append({"lon": float(np.degrees(cx / scale)),
+                     "lat": float(np.degrees(2 * np.arctan(np.exp(-cy / scale)) - np.pi / 2)),
+                     "name": names[k], "angle": round(float(angle), 1)})
+    return pdk.Layer("TextLayer", rows, id="street-names", get_position=["lon", "lat"], get_text="name",
+                     get_angle="angle", get_size=size_px, get_color=[*LABEL, 255], font_family='"sans-serif"',
+                     character_set='"auto"', font_settings={"sdf": True}, outline_width=2,
+                     outline_color=[255, 255, 255, 255], pickable=False)
+
+
+def arrow_layers(arrows: pd.DataFrame) -> list[pdk.Layer]:
+    """Shafts as lines and a filled triangle at each target (scaled with the shaft's width),
+    pulled back from the target so the head sits outside the node."""
+    rows = dict(arrows.items())
+    dx = (rows["to_lon"] - rows["from_lon"]) * np.cos(np.radians(rows["to_lat"]))
+    dy = rows["to_lat"] - rows["from_lat"]
+    angle = np.degrees(np.arctan2(dy, dx))
+    length = np.hypot(dx, dy)
+    back = np.minimum(0.0009 / np.maximum(length, 1e-9), 0.45)        # ~100 m before the target node
+    tip_lon = rows["to_lon"] - back * (rows["to_lon"] - rows["from_lon"])
+    tip_lat = rows["to_lat"] - back * (rows["to_lat"] - rows["from_lat"])
+    shafts = _records({**rows, "to_lon": tip_lon, "to_lat": tip_lat})
+    heads = _records({"lon": tip_lon, "lat": tip_lat, "angle": angle.round(1), "r": rows["r"], "g": rows["g"],
+                      "b": rows["b"], "size": np.maximum(12, 2.2 * np.asarray(rows["width"], dtype=float)).round(1)})
+    return [pdk.Layer("LineLayer", shafts, id="arrows", get_source_position=["from_lon", "from_lat"],
+                      get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
+                      get_width="width", width_units='"pixels"', pickable=False),
+            pdk.Layer("TextLayer", heads, id="arrow-heads", get_position=["lon", "lat"], get_text='"▶"',
+                      get_angle="angle", get_size="size", get_color=["r", "g", "b", 240],
+                      character_set=["▶"], get_text_anchor='"end"', pickable=False)]
+
+
+def basemap_toggle(key: str, container=st) -> bool:
+    """The street-tiles switch every map shares. Off by default: the server cannot tell whether
+    the browser is online, and offline the tiles leave a silent white map, while the graph's own
+    streets and names draw everywhere."""
+    on = container.toggle("Street tiles (online)", value=False, key=key,
+                          help="Carto's street tiles, loaded by your browser from the internet. Off, the map shows "
+                               "the road graph's own streets and their names, which works offline.")
+    if on:
+        container.caption(":material/wifi: Tiles come from basemaps.cartocdn.com: if the background stays blank, "
+                          "this browser is offline; switch them off for the street names.")
+    return on
 
 
 def _records(columns: dict) -> list[dict]:

@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from stmgt.checkpoint import LoadedModel
-from stmgt.data.dataset import TrafficDataset
+from stmgt.data.dataset import TrafficDataset, free_flow_speed
 from stmgt.data.sources import EMBEDDED, describe, load_dataset
 from stmgt.errors import DataError
 from stmgt.forecast import Forecast, Forecaster, WeatherScenario
@@ -130,6 +130,16 @@ def require_dataset() -> TrafficDataset:
         st.stop()
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _free_flow(spec_json: str) -> np.ndarray:
+    return free_flow_speed(_dataset(spec_json))
+
+
+def free_flow() -> np.ndarray:
+    """The selected dataset's free-flow speed per node (km/h), which congestion is judged against."""
+    return _free_flow(json.dumps(current_dataset_spec(), sort_keys=True))
+
+
 def current_dataset_spec() -> dict:
     return dataset_choices().get(st.session_state.get("dataset", EMBEDDED_LABEL), EMBEDDED)
 
@@ -239,9 +249,20 @@ def _time_labels(times: pd.Series) -> list[str]:
     return times.dt.strftime("%a %d %b %H:%M").tolist()
 
 
+def node_layer(map_key: str) -> str:
+    """The id of the clickable node layer of the map keyed `map_key`. While Streamlit holds a map
+    click as the chart's selection it fades every other node and road, so the colours stop matching
+    the legend; a new layer id after each click makes it drop that selection (the map rings the
+    selected node itself)."""
+    clicks = st.session_state.get(f"{map_key}_clicks", 0)
+    return f"{NODE_LAYER}-{clicks}" if clicks else NODE_LAYER
+
+
 def select_clicked_node(map_key: str) -> None:
     """`on_select` callback of the road map keyed `map_key` (bind it with functools.partial):
     a clicked node becomes the selected node on every page."""
-    objects = st.session_state[map_key].selection.get("objects", {}).get(NODE_LAYER, [])
-    if objects:
-        st.session_state[NODE_KEY] = objects[0]["node_id"]
+    objects = st.session_state[map_key].selection.get("objects", {})
+    clicked = [o for layer, picked in objects.items() if layer.startswith(NODE_LAYER) for o in picked]
+    if clicked:
+        st.session_state[NODE_KEY] = clicked[0]["node_id"]
+        st.session_state[f"{map_key}_clicks"] = st.session_state.get(f"{map_key}_clicks", 0) + 1

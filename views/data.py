@@ -13,7 +13,7 @@ from stmgt.data.importers import import_generic, import_matrix, import_metr_la, 
 from stmgt.errors import DataError
 from stmgt.workspace import slug
 from ui import data_import, state
-from ui.maps import SPEED_STOPS, legend_html, ramp, road_map
+from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 
 RESULT, SAVED, DELETING = "data_result", "data_saved", "data_deleting"
 GENERIC, MATRIX, METR, SNAPSHOTS = "Generic folder", "Matrix CSVs", "METR-LA / PEMS-BAY", "Snapshot runs"
@@ -152,7 +152,7 @@ def preview_map(dataset, missing: pd.Series) -> None:
     graph = dataset.graph
     nodes = graph.nodes[["node_id", "name"]].assign(mean_speed=mean.round(1).to_numpy(),
                                                    missing=(100 * missing).round(1).to_numpy())
-    basemap = graph.has_coordinates and st.toggle("Basemap tiles (needs internet)", value=True, key="data_basemap")
+    basemap = graph.has_coordinates and basemap_toggle("data_basemap")
     st.pydeck_chart(road_map(graph, nodes, ramp(mean.to_numpy(), SPEED_STOPS), basemap=basemap,
                              tooltip_html="<b>{name}</b><br/>{node_id}<br/>mean {mean_speed} km/h · "
                                           "{missing} % missing", size=(460, 420)), height=420)

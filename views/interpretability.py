@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from ui import state
-from ui.heatmaps import ATTENTION_STOPS, attention_matrix, dense_attention, gate_figure, step_attention
-from ui.maps import legend_html, ramp, road_map
+from ui.heatmaps import (ATTENTION_STOPS, attention_matrix, dense_attention, gate_figure, neighbourhood,
+                         step_attention)
+from ui.maps import basemap_toggle, legend_html, ramp, road_map
 
 MAP_KEY = "interp_map"
 ARROW_MAX_PX = 24          # arrow width in pixels for an attention weight of 1
@@ -51,9 +52,11 @@ def views() -> None:
     # ---- gate α ---------------------------------------------------------------------------
     st.subheader("Spatial or temporal? The fusion gate α")
     alpha = diag.alpha[:, 0].numpy()                      # [blocks, T, N]
-    st.caption("Each cell is one road at one input step: blue (α → 1) means the block took its output from the "
-               "neighbouring roads (spatial GATv2 branch), orange (α → 0) from the road's own recent history "
-               "(temporal branch). The red outline marks the selected road. Hover for street names.")
+    st.caption("Each cell is one road at one input step: blue (α above 0.5) means the block took more of its "
+               "output from the neighbouring roads (spatial GATv2 branch), orange (below 0.5) from the road's own "
+               "recent history (temporal branch). The colour scale is centred on 0.5 and fitted to the values "
+               "shown (its range is on the legend). The red outline marks the selected road. Hover for street "
+               "names.")
     st.plotly_chart(gate_figure(alpha, ids, names, input_labels, node), key="interp_gate")
     lean = ", ".join(f"block {k + 1}: **{a:.2f}**" for k, a in enumerate(alpha[:, :, target].mean(axis=1)))
     st.markdown(f"Mean α for **{dataset.graph.label(node)}** — {lean} "
@@ -90,7 +93,12 @@ def views() -> None:
         st.caption(f"Row = the road attending (target), column = the road it draws on (source), at "
                    f"{input_labels[step]} in block {block + 1}. Each row sums to 1 over the road's upstream "
                    "neighbours and itself (diagonal); white = no road segment between them.")
-        st.plotly_chart(attention_matrix(dense, ids, names, node), key="interp_attention")
+        whole = st.toggle("All roads", key="interp_matrix_all",
+                          help="Off: the selected road and the roads within two attention links of it, so the "
+                               "ticks can be read. On: the whole network.")
+        keep = np.arange(len(ids)) if whole else neighbourhood(dense, target)
+        st.plotly_chart(attention_matrix(dense[np.ix_(keep, keep)], [ids[k] for k in keep], [names[k] for k in keep],
+                                         node), key="interp_attention")
     with right:
         row = dense[target]
         sources = [j for j in np.flatnonzero(row) if j != target]
@@ -102,11 +110,12 @@ def views() -> None:
             "b": ATTENTION_STOPS[-1][1][2]})
         st.caption(f"Arrows point from each upstream neighbour into **{dataset.graph.label(node)}**; "
                    "width ∝ attention. Click a road to select it.")
-        basemap = st.toggle("Basemap tiles (needs internet)", value=True, key="interp_basemap")
+        basemap = basemap_toggle("interp_basemap")
         nodes = dataset.graph.nodes[["node_id", "name"]].assign(
             attention=[f"{w:.2f}" if w > 0 else "—" for w in row])
         deck = road_map(dataset.graph, nodes, ramp(row, ATTENTION_STOPS), highlight=node, arrows=arrows,
-                        basemap=basemap, edge_colour=np.full((dataset.graph.num_edges, 3), SEGMENT_GREY),
+                        node_layer=state.node_layer(MAP_KEY), basemap=basemap,
+                        edge_colour=np.full((dataset.graph.num_edges, 3), SEGMENT_GREY),
                         tooltip_html=f"<b>{{name}}</b><br/>{{node_id}}<br/>weight given by {node}: {{attention}}")
         view = deck.initial_view_state          # closer in, centred on the selected road, so its arrows read
         view.latitude, view.longitude = float(pos.lat.iloc[target]), float(pos.lon.iloc[target])

@@ -14,6 +14,8 @@ QUANTILE_COLUMNS = [f"q{round(100 * level)}" for level in QUANTILE_LEVELS]
 DENSITY_GRID = 400
 DENSITY_TAILS = (0.001, 0.999)     # the density plot spans these quantiles, plus a margin
 TABLE_ROW_PX = 35                  # st.dataframe's row height: the table shows all steps unscrolled
+DENSITY_PX, TABLE_PX = 440, 500    # side by side where they fit, else stacked: the table is never cut
+COLUMN_PX = 44                     # a speed column: "88.8" and its header, no wider
 
 
 @st.fragment
@@ -43,11 +45,8 @@ def density_section(forecast, n: int, quantiles: np.ndarray) -> None:
 st.title("Node forecast")
 forecaster = state.require_forecaster()
 dataset = forecaster.dataset
-pick_node, pick_anchor = st.columns([5, 6])     # room for long street names
-with pick_node:
-    node_id = state.node_picker(dataset)
-with pick_anchor:
-    anchor = state.anchor_picker(forecaster)
+node_id = state.node_picker(dataset)            # a row of its own: long street names stay whole
+anchor = state.anchor_picker(forecaster)
 
 forecast = state.forecast(anchor)
 n = dataset.graph.index_of[node_id]
@@ -62,35 +61,37 @@ st.caption(f"{dataset.graph.names[node_id]} · `{node_id}` · {node['road_class'
            "Speeds in km/h; bands are exact quantiles of the predicted Gaussian mixture.")
 
 last = history[-1]
-cols = st.columns(4)
-cols[0].metric(f"Observed at {forecast.anchor_times[0]:%H:%M}", "—" if np.isnan(last) else f"{last:.1f} km/h",
-               help="The last speed the model saw.")
-for col, step in zip(cols[1:], sorted({1, min(4, forecast.horizon), forecast.horizon})):
-    i = step - 1
-    col.metric(f"{horizon_label(step, forecast.freq)} · {targets[i]:%H:%M}", f"{median[i]:.1f} km/h",
-               delta=None if np.isnan(last) else f"{median[i] - last:+.1f} km/h",
-               help=f"Median forecast; 80 % interval {quantiles[i, 0]:.1f}–{quantiles[i, -1]:.1f} km/h.")
+with st.container(horizontal=True, gap="medium", key="node_metrics"):    # wraps rather than cutting units
+    st.metric(f"Observed at {forecast.anchor_times[0]:%H:%M}", "—" if np.isnan(last) else f"{last:.1f} km/h",
+              help="The last speed the model saw.", width="content")
+    for step in sorted({1, min(4, forecast.horizon), forecast.horizon}):
+        i = step - 1
+        st.metric(f"{horizon_label(step, forecast.freq)} · {targets[i]:%H:%M}", f"{median[i]:.1f} km/h",
+                  delta=None if np.isnan(last) else f"{median[i] - last:+.1f} km/h", width="content",
+                  help=f"Median forecast; 80 % interval {quantiles[i, 0]:.1f}–{quantiles[i, -1]:.1f} km/h.")
 
 st.plotly_chart(fan_chart(forecast.input_times(0), history, targets, quantiles, truth, forecast.anchor_times[0]),
                 key="node_fan")
 
-left, right = st.columns([5, 6])
-with left:
-    st.subheader("Distribution at one step")
-    density_section(forecast, n, quantiles)
-with right:
-    st.subheader("Forecast table")
-    table = pd.DataFrame({"target_time": targets,
-                          "horizon": [horizon_label(s, forecast.freq) for s in range(1, forecast.horizon + 1)],
-                          "mean": mean, **dict(zip(QUANTILE_COLUMNS, quantiles.T)), "truth": truth})
-    speed = st.column_config.NumberColumn(format="%.1f")
-    st.dataframe(table, hide_index=True, key="node_table", height=TABLE_ROW_PX * (len(table) + 1) + 3,
-                 column_config={"target_time": st.column_config.DatetimeColumn("Time", format="HH:mm"),
-                                "horizon": "Horizon", "mean": st.column_config.NumberColumn("Mean", format="%.1f"),
-                                "truth": st.column_config.NumberColumn("Actual", format="%.1f",
-                                                                       help="Observed speed; empty when unknown"),
-                                **dict.fromkeys(QUANTILE_COLUMNS, speed)})
-    csv = table.assign(target_time=[t.isoformat() for t in targets]).round(3).to_csv(index=False)
-    st.download_button("Download CSV", csv, file_name=f"forecast_{node_id}_{forecast.anchor_times[0]:%Y%m%dT%H%M}.csv",
-                       mime="text/csv", icon=":material/download:", key="node_csv")
-    st.caption("km/h. q10…q90: the speed stays below this with 10…90 % probability.")
+with st.container(horizontal=True, gap="large"):      # the table moves under the density where both do not fit
+    with st.container(width=DENSITY_PX):
+        st.subheader("Distribution at one step")
+        density_section(forecast, n, quantiles)
+    with st.container(width=TABLE_PX):
+        st.subheader("Forecast table")
+        table = pd.DataFrame({"target_time": targets,
+                              "horizon": [horizon_label(s, forecast.freq) for s in range(1, forecast.horizon + 1)],
+                              "mean": mean, **dict(zip(QUANTILE_COLUMNS, quantiles.T)), "truth": truth})
+        speed = st.column_config.NumberColumn(format="%.1f", width=COLUMN_PX)
+        st.dataframe(table, hide_index=True, key="node_table", height=TABLE_ROW_PX * (len(table) + 1) + 3,
+                     column_config={"target_time": st.column_config.DatetimeColumn("Time", format="HH:mm"),
+                                    "horizon": "Horizon",
+                                    "mean": st.column_config.NumberColumn("Mean", format="%.1f", width=COLUMN_PX),
+                                    "truth": st.column_config.NumberColumn("Actual", format="%.1f", width=COLUMN_PX,
+                                                                           help="Observed speed; empty when unknown"),
+                                    **dict.fromkeys(QUANTILE_COLUMNS, speed)})
+        csv = table.assign(target_time=[t.isoformat() for t in targets]).round(3).to_csv(index=False)
+        st.download_button("Download CSV", csv,
+                           file_name=f"forecast_{node_id}_{forecast.anchor_times[0]:%Y%m%dT%H%M}.csv",
+                           mime="text/csv", icon=":material/download:", key="node_csv")
+        st.caption("km/h. q10…q90: the speed stays below this with 10…90 % probability.")

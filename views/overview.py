@@ -8,81 +8,82 @@ from stmgt.data.sources import describe
 from stmgt.errors import DataError
 from ui import state
 from ui.labels import attention_heads, moment
-from ui.maps import SPEED_STOPS, legend_html, ramp, road_map
+from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 
 st.title("Overview")
 dataset = state.require_dataset()
 
 summary = dataset.summary()
 st.caption(state.dataset_label())
-cols = st.columns(6)
-cols[0].metric("Span", f"{summary['days']:.0f} days")
-cols[1].metric("Cadence", f"{summary['cadence_min']:g} min")
-cols[2].metric("Nodes", summary["nodes"])
-cols[3].metric("Road segments", summary["edges"])
-cols[4].metric("Missing readings", f"{100 * summary['missing_share']:.2f} %")
-cols[5].metric("Mean speed (km/h)", f"{summary['mean_speed']:.1f}")
+with st.container(horizontal=True, gap="medium"):          # wraps rather than cutting values at narrow widths
+    for label, value in (("Span", f"{summary['days']:.0f} days"), ("Cadence", f"{summary['cadence_min']:g} min"),
+                         ("Nodes", summary["nodes"]), ("Road segments", summary["edges"]),
+                         ("Missing readings", f"{100 * summary['missing_share']:.2f} %"),
+                         ("Mean speed", f"{summary['mean_speed']:.1f} km/h")):
+        st.metric(label, value, width="content")
 st.caption(f"{summary['start']:%a %d %b %Y %H:%M} → {summary['end']:%a %d %b %Y %H:%M} ({summary['start'].tz})")
 
-left, right = st.columns([3, 2])
-with left:
-    st.subheader("Current speed")
-    latest = dataset.speed[-1]
-    nodes = dataset.graph.nodes[["node_id", "name", "road_class"]].assign(
-        speed=np.round(latest.astype(float), 1))
-    basemap = st.toggle("Basemap tiles (needs internet)", value=True, key="overview_basemap")
-    deck = road_map(dataset.graph, nodes, ramp(latest, SPEED_STOPS), basemap=basemap,
-                    tooltip_html="<b>{name}</b><br/>{node_id} · {road_class}<br/>speed {speed} km/h", size=(580, 460))
-    st.pydeck_chart(deck, height=460)
-    st.html(legend_html(SPEED_STOPS, f"km/h at {dataset.timestamps[-1]:%a %d %b %H:%M} (grey = no reading)"))
-    if not dataset.graph.has_coordinates:
-        st.info("This dataset has no node locations: the map shows a layout computed from the graph.")
+with st.container(horizontal=True, gap="large"):    # the model card moves under the map where both do not fit
+    with st.container(width=580):
+        st.subheader("Current speed")
+        latest = dataset.speed[-1]
+        nodes = dataset.graph.nodes[["node_id", "name", "road_class"]].assign(
+            speed=np.round(latest.astype(float), 1))
+        basemap = basemap_toggle("overview_basemap")
+        deck = road_map(dataset.graph, nodes, ramp(latest, SPEED_STOPS), basemap=basemap,
+                        tooltip_html="<b>{name}</b><br/>{node_id} · {road_class}<br/>speed {speed} km/h",
+                        size=(580, 460))
+        st.pydeck_chart(deck, height=460)
+        st.html(legend_html(SPEED_STOPS, f"km/h at {dataset.timestamps[-1]:%a %d %b %H:%M} (grey = no reading)"))
+        if not dataset.graph.has_coordinates:
+            st.info("This dataset has no node locations: the map shows a layout computed from the graph.")
 
-with right:
-    st.subheader("Weather")
-    if summary["has_weather"]:
-        w = summary["weather"]
-        st.markdown(
-            f"- Temperature **{w['temperature_c'][0]:.1f}–{w['temperature_c'][1]:.1f} °C**\n"
-            f"- Wind **{w['wind_kmh'][0]:.0f}–{w['wind_kmh'][1]:.0f} km/h**\n"
-            f"- Rain in **{100 * w['rain_share']:.1f} %** of steps, up to **{w['max_precipitation_mm']:.1f} mm/h**")
-    else:
-        st.info("This dataset has no weather: models train without it and the what-if page is unavailable.")
-
-    st.subheader("Model")
-    choice = state.current_model_choice()
-    if choice is None:
-        st.warning("No model for this dataset yet.")
-        st.page_link("views/train.py", label="Train one on Train & load", icon=":material/model_training:")
-    else:
-        try:
-            config = choice.run.config
-        except DataError as exc:
-            st.error(f"The model's run folder is damaged: {exc}")
-            st.stop()
-        model = config.get("model", {})
-        st.markdown(
-            f"**{choice.label}**  \n"
-            f"{config.get('parameters', 0):,} parameters · {model.get('num_blocks')} blocks · "
-            f"{attention_heads(model)} · weather {'on' if model.get('use_weather') else 'off'}  \n"
-            f"Trained on {config.get('device_name') or config.get('device')} ({config.get('device')}) "
-            f"on {describe(config['data']) if config.get('data') else 'unrecorded data'}, "
-            f"{moment(config.get('created'))}  \n"
-            f"Forecasts run on **{state.device()}** here.")
-        if choice.run.has_metrics:
-            metrics = choice.run.metrics()
-            minutes = metrics["horizon_minutes"]
-            picks = [i for i, m in enumerate(minutes) if m in (15, 60, 180)] or [0, len(minutes) - 1]
-            names = {"stmgt": "STMGT", "persistence": "Persistence", "historical_average": "Historical average"}
-            table = pd.DataFrame({names[k]: [v["mae"][i] for i in picks] for k, v in metrics["models"].items()},
-                                 index=[f"+{minutes[i]} min" for i in picks]).T
-            table["CRPS"] = [v["overall"]["crps"] for v in metrics["models"].values()]
-            st.dataframe(table.style.format("{:.2f}"), width="stretch")
-            cover = metrics["models"]["stmgt"]["overall"]["coverage"]["80"]
-            st.caption(f"MAE by horizon and CRPS over all horizons, km/h, on the test split "
-                       f"({metrics['windows']} windows). The 80 % interval covers "
-                       f"{100 * cover:.1f} % of observed speeds.")
-            st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
+    with st.container(width=400):
+        st.subheader("Weather")
+        if summary["has_weather"]:
+            w = summary["weather"]
+            st.markdown(
+                f"- Temperature **{w['temperature_c'][0]:.1f}–{w['temperature_c'][1]:.1f} °C**\n"
+                f"- Wind **{w['wind_kmh'][0]:.0f}–{w['wind_kmh'][1]:.0f} km/h**\n"
+                f"- Rain in **{100 * w['rain_share']:.1f} %** of steps, up to **{w['max_precipitation_mm']:.1f} mm/h**")
         else:
-            st.info("This run has no saved metrics yet: evaluate it with "
-                    f"`python -m stmgt evaluate --run {choice.run.path}`.")
+            st.info("This dataset has no weather: models train without it and the what-if page is unavailable.")
+
+        st.subheader("Model")
+        choice = state.current_model_choice()
+        if choice is None:
+            st.warning("No model for this dataset yet.")
+            st.page_link("views/train.py", label="Train one on Train & load", icon=":material/model_training:")
+        else:
+            try:
+                config = choice.run.config
+            except DataError as exc:
+                st.error(f"The model's run folder is damaged: {exc}")
+                st.stop()
+            model = config.get("model", {})
+            st.markdown(
+                f"**{choice.label}**  \n"
+                f"{config.get('parameters', 0):,} parameters · {model.get('num_blocks')} blocks · "
+                f"{attention_heads(model)} · weather {'on' if model.get('use_weather') else 'off'}  \n"
+                f"Trained on {config.get('device_name') or config.get('device')} ({config.get('device')}) "
+                f"on {describe(config['data']) if config.get('data') else 'unrecorded data'}, "
+                f"{moment(config.get('created'))}  \n"
+                f"Forecasts run on **{state.device()}** here.")
+            if choice.run.has_metrics:
+                metrics = choice.run.metrics()
+                minutes = metrics["horizon_minutes"]
+                picks = [i for i, m in enumerate(minutes) if m in (15, 60, 180)] or [0, len(minutes) - 1]
+                names = {"stmgt": "STMGT", "persistence": "Persistence", "historical_average": "Historical average"}
+                table = pd.DataFrame({names[k]: [v["mae"][i] for i in picks] for k, v in metrics["models"].items()},
+                                     index=[f"MAE +{minutes[i]} min" for i in picks]).T
+                table["CRPS (all)"] = [v["overall"]["crps"] for v in metrics["models"].values()]
+                st.dataframe(table.style.format("{:.2f}"), width="stretch")
+                cover = metrics["models"]["stmgt"]["overall"]["coverage"]["80"]
+                st.caption(f"Mean absolute error (MAE) at three horizons and CRPS over all horizons, km/h, lower is "
+                           f"better, on the test split "
+                           f"({metrics['windows']} windows). The 80 % interval covers "
+                           f"{100 * cover:.1f} % of observed speeds.")
+                st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
+            else:
+                st.info("This run has no saved metrics yet: evaluate it with "
+                        f"`python -m stmgt evaluate --run {choice.run.path}`.")

@@ -12,7 +12,7 @@ from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison
-from ui.maps import DELTA_STOPS, legend_html, ramp, road_map, signed
+from ui.maps import DELTA_STOPS, basemap_toggle, legend_html, ramp, road_map, signed
 
 MAP_KEY, TRUE_MAP_KEY = "whatif_map", "whatif_true_map"
 MEDIAN = QUANTILE_LEVELS.index(0.5)
@@ -28,7 +28,8 @@ def simulator(seed: int, weeks: float) -> TrafficSimulator:
 def change_map(graph, nodes, change, node: str, key: str, tooltip: str) -> None:
     """A road map coloured by a speed change (km/h); clicking a road selects it."""
     deck = road_map(graph, nodes, ramp(change, DELTA_STOPS), highlight=node, tooltip_html=tooltip,
-                    basemap=st.session_state.get("whatif_basemap", True), size=(460, 420))
+                    basemap=st.session_state.get("whatif_basemap", False), size=(460, 420),
+                    node_layer=state.node_layer(key))
     st.pydeck_chart(deck, height=420, key=key, on_select=partial(state.select_clicked_node, key))
 
 
@@ -137,7 +138,7 @@ def what_if() -> None:
     slider, toggle = st.columns([3, 1], vertical_alignment="bottom")
     step = slider.select_slider("Map horizon", steps, value=min(4, base.horizon), key="whatif_step",
                                 format_func=lambda k: f"{horizon_label(k, base.freq)} · {times[k - 1]:%H:%M}")
-    toggle.toggle("Basemap tiles (needs internet)", value=True, key="whatif_basemap")
+    basemap_toggle("whatif_basemap", toggle)
     median_change = q_scen[step - 1, :, MEDIAN] - q_base[step - 1, :, MEDIAN]
     nodes = dataset.graph.nodes[["node_id", "name"]].assign(
         base=np.round(q_base[step - 1, :, MEDIAN], 1), scenario=np.round(q_scen[step - 1, :, MEDIAN], 1),

@@ -152,6 +152,21 @@ def split_anchors(dataset: TrafficDataset) -> dict[str, np.ndarray]:
     return anchors
 
 
+FREE_FLOW_PERCENTILE = 85
+
+
+def free_flow_speed(dataset: TrafficDataset) -> np.ndarray:
+    """Each node's free-flow speed [N], km/h: the 85th percentile of its observed speed in the
+    training split (the usual traffic-engineering definition; the fast, uncongested hours).
+    Congestion is then judged against each road's own normal, not one city-wide number.
+    NaN for a node never observed in training."""
+    steps = split_ranges(dataset.num_steps)["train"]
+    speed = dataset.speed[steps.start:steps.stop]
+    out = np.full(dataset.num_nodes, np.nan)
+    seen = np.isfinite(speed).any(axis=0)
+    out[seen] = np.nanpercentile(speed[:, seen], FREE_FLOW_PERCENTILE, axis=0)
+    return out
+
 @dataclass(frozen=True)
 class Scaler:
     """z-score of speed (one mean/std for all nodes) and of each weather feature,

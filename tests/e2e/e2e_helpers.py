@@ -3,8 +3,14 @@ metrics and chart data, move a slider with the keyboard, save a screenshot."""
 
 from __future__ import annotations
 
+import io
+import time
+from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+import pytest
+from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
@@ -91,3 +97,54 @@ def screenshot(page: Page, name: str) -> Path:
     finally:
         page.set_viewport_size(size)
     return path
+
+
+def changed_screenshot(element: Locator, before: bytes, timeout_s: float = 20) -> bytes:
+    """The element's screenshot once it differs from `before` (WebGL redraws a moment after the
+    rerun), or the last one taken after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        after = element.screenshot()
+        if after != before or time.monotonic() > deadline:
+            return after
+        time.sleep(0.5)
+
+
+def node_marks(shot: bytes, cell: int = 12) -> list[tuple[float, float]]:
+    """Where the map draws node outlines (its only near-black pixels), as (x, y) centres of
+    `cell`-pixel groups, fullest first."""
+    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
+    ys, xs = np.nonzero(pixels.max(axis=2) < 70)
+    groups = defaultdict(list)
+    for x, y in zip(xs, ys):
+        groups[x // cell, y // cell].append((x, y))
+    return [tuple(np.mean(g, axis=0)) for g in sorted(groups.values(), key=len, reverse=True)]
+
+
+def hover_other_node(page: Page, deck: Locator, shot: bytes, selected: str) -> tuple[str, float, float, str]:
+    """Hover node marks until the tooltip names a node other than `selected`; returns that node's
+    id, where it is, and the tooltip's text."""
+    box = deck.bounding_box()
+    tooltip = page.locator(".deck-tooltip")
+    for x, y in node_marks(shot)[:20]:
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        page.wait_for_timeout(500)
+        if tooltip.count() and tooltip.first.is_visible():
+            text = tooltip.first.inner_text()
+            node_id = text.splitlines()[1].split(" · ")[0]
+            if node_id != selected:
+                return node_id, box["x"] + x, box["y"] + y, text
+    pytest.fail("no node of the map showed a tooltip")
+
+
+def click_node(page: Page, card: Locator, node_id: str, x: float, y: float) -> None:
+    """Click the map at (x, y) until `card` names `node_id`: deck.gl drops a click now and then
+    while a loaded CPU redraws the map."""
+    for _ in range(3):
+        page.mouse.click(x, y)
+        try:
+            expect(card).to_contain_text(f"· {node_id}", timeout=15_000)
+            break
+        except AssertionError:
+            settle(page)
+    expect(card).to_contain_text(f"· {node_id}")

@@ -3,58 +3,15 @@ screenshot for a human to look at, and its main control changes what is drawn.""
 
 from __future__ import annotations
 
-import io
 import re
-import time
-from collections import defaultdict
 
-import numpy as np
 import pytest
-from e2e_helpers import (RUN_MS, assert_healthy, keyed, metric, nudge, open_page, plotly_traces, screenshot,
-                         settle)
-from PIL import Image
-from playwright.sync_api import Locator, Page, expect
+from e2e_helpers import (RUN_MS, assert_healthy, changed_screenshot, click_node, hover_other_node, keyed, metric,
+                         nudge, open_page, plotly_traces, screenshot, settle)
+from playwright.sync_api import Page, expect
 
 # pytest-playwright 0.10 defines its base_url fixture in a way pytest 9 warns about; not ours to fix.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods")]
-
-
-def changed_screenshot(element: Locator, before: bytes, timeout_s: float = 20) -> bytes:
-    """The element's screenshot once it differs from `before` (WebGL redraws a moment after the
-    rerun), or the last one taken after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        after = element.screenshot()
-        if after != before or time.monotonic() > deadline:
-            return after
-        time.sleep(0.5)
-
-
-def node_marks(shot: bytes, cell: int = 12) -> list[tuple[float, float]]:
-    """Where the map draws node outlines (its only near-black pixels), as (x, y) centres of
-    `cell`-pixel groups, fullest first."""
-    pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB"))
-    ys, xs = np.nonzero(pixels.max(axis=2) < 70)
-    groups = defaultdict(list)
-    for x, y in zip(xs, ys):
-        groups[x // cell, y // cell].append((x, y))
-    return [tuple(np.mean(g, axis=0)) for g in sorted(groups.values(), key=len, reverse=True)]
-
-
-def hover_other_node(page: Page, deck: Locator, shot: bytes, selected: str) -> tuple[str, float, float, str]:
-    """Hover node marks until the tooltip names a node other than `selected`; returns that node's
-    id, where it is, and the tooltip's text."""
-    box = deck.bounding_box()
-    tooltip = page.locator(".deck-tooltip")
-    for x, y in node_marks(shot)[:20]:
-        page.mouse.move(box["x"] + x, box["y"] + y)
-        page.wait_for_timeout(500)
-        if tooltip.count() and tooltip.first.is_visible():
-            text = tooltip.first.inner_text()
-            node_id = text.splitlines()[1].split(" · ")[0]
-            if node_id != selected:
-                return node_id, box["x"] + x, box["y"] + y, text
-    pytest.fail("no node of the map showed a tooltip")
 
 
 def test_overview(page: Page, dashboard: str):
@@ -90,14 +47,7 @@ def test_forecast_map_follows_the_horizon_and_a_clicked_node(page: Page, dashboa
     node_id, x, y, tooltip = hover_other_node(page, deck, map_after, selected)
     for part in ("median", "80 % interval", "P(speed <"):
         assert part in tooltip
-    for _ in range(3):          # deck.gl drops a click now and then while a loaded CPU redraws the map
-        page.mouse.click(x, y)
-        try:
-            expect(card).to_contain_text(f"· {node_id}", timeout=15_000)
-            break
-        except AssertionError:
-            settle(page)
-    expect(card).to_contain_text(f"· {node_id}")
+    click_node(page, card, node_id, x, y)
     settle(page)
     assert_healthy(page)
 

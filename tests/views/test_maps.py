@@ -8,7 +8,7 @@ import pytest
 
 from stmgt.graph import RoadGraph
 from ui.fan_chart import HIGHLIGHT, MUTED, horizon_bars
-from ui.maps import SPEED_STOPS, ramp, road_map
+from ui.maps import SPEED_STOPS, ramp, road_map, street_names
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +36,8 @@ def test_map_spec_is_valid_json_even_with_missing_values(graph):
     assert rows["n01"]["median"] is None and rows["n01"]["r"] == 160           # missing: grey, empty tooltip
     assert rows["n03"]["median"] == pytest.approx(speed[2])
     assert rows["n02"]["radius"] > rows["n03"]["radius"]                       # the selected node stands out
+    (halo,) = layers["selected"]["data"]
+    assert (halo["lon"], halo["lat"]) == (rows["n02"]["lon"], rows["n02"]["lat"])
     first = graph.edges.iloc[0]
     lat = graph.nodes.set_index("node_id")["lat"]
     assert segments["data"][0]["from_lat"] == pytest.approx(lat[first["source"]])
@@ -50,11 +52,33 @@ def test_map_spec_matches_pydecks_own_serialisation(graph):
     assert json.loads(deck.to_json()) == json.loads(pdk.Deck.to_json(deck))
 
 
-def test_map_without_basemap_still_draws_its_layers(graph):
+def test_map_without_basemap_names_its_streets(graph):
     nodes = graph.nodes[["node_id"]]
     spec = strict_json(road_map(graph, nodes, ramp(np.full(graph.num_nodes, 20.0), SPEED_STOPS),
-                                basemap=False, tooltip_html="x").to_json())
-    assert spec.get("mapStyle") is None and {layer["id"] for layer in spec["layers"]} == {"segments", "nodes"}
+                                basemap=False, tooltip_html="x", size=(600, 520)).to_json())
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    assert spec.get("mapStyle") is None and set(layers) == {"segments", "street-names", "nodes"}
+    labels = layers["street-names"]["data"]
+    assert 8 <= len(labels) < graph.num_edges / 4                     # a readable subset, not every segment
+    assert len(street_names(graph, zoom=16).data) > 2 * len(labels)  # closer in, more of them fit
+    assert {label["name"] for label in labels} <= set(graph.edges["road_name"])
+    assert all(-90 <= label["angle"] <= 90 for label in labels)       # upright
+    online = strict_json(road_map(graph, nodes, ramp(np.full(graph.num_nodes, 20.0), SPEED_STOPS),
+                                  basemap=True, tooltip_html="x").to_json())
+    assert "street-names" not in {layer["id"] for layer in online["layers"]}   # the tiles name the streets
+
+
+def test_attention_arrows_have_heads_at_their_targets(graph):
+    pos = graph.positions()
+    arrows = pd.DataFrame({"from_lon": pos.lon[[1, 2]].to_numpy(), "from_lat": pos.lat[[1, 2]].to_numpy(),
+                           "to_lon": pos.lon[0], "to_lat": pos.lat[0], "width": [4.0, 12.0], "r": 8, "g": 48, "b": 107})
+    spec = strict_json(road_map(graph, graph.nodes[["node_id"]], ramp(np.full(graph.num_nodes, 20.0), SPEED_STOPS),
+                                arrows=arrows, tooltip_html="x").to_json())
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    heads, shafts = layers["arrow-heads"]["data"], layers["arrows"]["data"]
+    assert len(heads) == 2 and heads[1]["size"] > heads[0]["size"]             # heavier arrow, bigger head
+    for head, shaft in zip(heads, shafts):                                      # each head ends its shaft
+        assert (head["lon"], head["lat"]) == pytest.approx((shaft["to_lon"], shaft["to_lat"]))
 
 
 def test_horizon_bars_highlight_the_selected_step():

@@ -19,8 +19,23 @@ PAGE = "views/forecast_map.py"
 
 
 def nodes(at) -> pd.DataFrame:
-    return pd.DataFrame(deck_layers(at)["nodes"]["data"]).set_index("node_id")
+    layer = next(v for k, v in deck_layers(at).items() if k.startswith("nodes"))
+    return pd.DataFrame(layer["data"]).set_index("node_id")
 
+
+def ring(at) -> tuple[float, float]:
+    (row,) = deck_layers(at)["selected"]["data"]
+    return row["lon"], row["lat"]
+
+
+def node_position(at, node_id: str) -> tuple[float, float]:
+    return tuple(nodes(at).loc[node_id, ["lon", "lat"]])
+
+
+def legend_colours_kept(at) -> bool:
+    """Every node is filled with its own colour, fully opaque, and nothing fades on selection."""
+    layer = next(v for k, v in deck_layers(at).items() if k.startswith("nodes"))
+    return layer["getFillColor"] == "@@=[r, g, b, 255]" and not layer.get("autoHighlight")
 
 def tooltip(at) -> str:
     return json.loads(at.get("deck_gl_json_chart")[0].proto.tooltip)["html"]
@@ -44,7 +59,7 @@ def test_renders_the_bundled_forecast(app):
     assert len(frame) == 62 and frame.index[0] == "n01"
     assert (frame["q10"] <= frame["median"]).all() and (frame["median"] <= frame["q90"]).all()
     assert frame["p_congested"].between(0, 1).all()
-    assert "80 % interval {q10}–{q90}" in tooltip(at) and "P(speed &lt; 15 km/h)" in tooltip(at)
+    assert "80 % interval {q10}–{q90}" in tooltip(at) and "P(speed &lt; {limit})" in tooltip(at)
     assert "Median forecast speed, km/h" in legend(at)
     assert f"{np.median(frame['median']):.1f} km/h" == metric(at, "Network median speed")
     assert metric(at, "Likely congested") == f"{(frame['p_congested'] > 0.5).sum()} of 62 nodes"
@@ -105,7 +120,7 @@ def test_layer_toggle_colours_by_probability(app):
     at.radio(key="map_layer").set_value("Congestion probability").run()
     assert not at.exception
     assert (colours(at) != speed_colours).any()
-    assert "P(speed < 15 km/h)" in legend(at)
+    assert "P(speed < 50 % of free-flow)" in legend(at)
     assert "Median forecast speed" not in legend(at)
     # the most likely congested node gets the darkest purple of the probability scale
     frame = nodes(at)
@@ -117,16 +132,19 @@ def test_layer_toggle_colours_by_probability(app):
 def test_threshold_changes_congestion_probabilities(app):
     at = app(PAGE)
     low = nodes(at)["p_congested"]
-    at.number_input(key="map_threshold").set_value(30.0).run()
+    assert at.number_input(key="map_threshold").value == 50         # % of each node's free-flow speed
+    at.number_input(key="map_threshold").set_value(80.0).run()
     assert not at.exception
     high = nodes(at)["p_congested"]
     assert (high >= low - 1e-6).all() and (high > low + 0.05).sum() > 10
-    assert "P(speed &lt; 30 km/h)" in tooltip(at)
+    limits = nodes(at)["limit"].str.removesuffix(" km/h").astype(float)
+    assert limits.between(5, 40).all() and limits.nunique() > 10      # each road against its own normal
 
 
 def test_selected_node_is_shown_and_click_selects(app):
     at = app(PAGE, node_id="n07")
-    assert nodes(at).loc["n07", "line"] == 4                # highlighted ring on the map
+    assert ring(at) == node_position(at, "n07")             # a ring around the selected node
+    assert legend_colours_kept(at)
     assert any("`n07`" in m.value for m in at.markdown)
     # A click on node n12 (what the browser sends for a single-object pick on layer "nodes").
     chart = at.get("deck_gl_json_chart")[0]
@@ -138,7 +156,9 @@ def test_selected_node_is_shown_and_click_selects(app):
     at._run(WidgetStates(widgets=states.widgets))
     assert not at.exception
     assert at.session_state["node_id"] == "n12"
-    assert nodes(at).loc["n12", "line"] == 4
+    assert ring(at) == node_position(at, "n12")
+    # The clicked layer is renamed, so the browser drops the click's selection (which would fade the map).
+    assert "nodes" not in deck_layers(at) and any(layer.startswith("nodes-") for layer in deck_layers(at))
     at.switch_page("views/node_forecast.py").run()
     assert not at.exception
     assert at.selectbox(key="node_id").value == "n12"

@@ -15,7 +15,7 @@ def test_overview_shows_the_embedded_data_and_the_bundled_model(app):
     data = simulate()
     assert metrics["Nodes"] == "62" and metrics["Road segments"] == "144"
     assert metrics["Cadence"] == "15 min" and metrics["Span"] == "56 days"
-    assert metrics["Mean speed (km/h)"] == f"{np.nanmean(data.speed):.1f}"
+    assert metrics["Mean speed"] == f"{np.nanmean(data.speed):.1f} km/h"
     deck = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
     nodes = next(layer for layer in deck["layers"] if layer["id"] == "nodes")["data"]
     speeds = {n["node_id"]: n["speed"] for n in nodes}
@@ -25,8 +25,8 @@ def test_overview_shows_the_embedded_data_and_the_bundled_model(app):
                                np.round(last[observed], 1), atol=0.051)
     card = at.dataframe[0].value
     saved = json.loads((BUNDLED_RUN / "metrics.json").read_text())["models"]
-    assert card.loc["STMGT", "+60 min"] == saved["stmgt"]["mae"][3]
-    assert card.loc["Persistence", "+60 min"] == saved["persistence"]["mae"][3]
+    assert card.loc["STMGT", "MAE +60 min"] == saved["stmgt"]["mae"][3]
+    assert card.loc["Persistence", "MAE +60 min"] == saved["persistence"]["mae"][3]
     assert "657,231 parameters" in " ".join(m.value for m in at.markdown)
 
 
