@@ -127,7 +127,7 @@ def test_save_lists_the_dataset_in_the_sidebar_and_refuses_an_existing_name(app,
     listed = at.dataframe[0].value
     assert list(listed.index) == ["Saigon-centre"] and listed.loc["Saigon-centre", "Steps"] == 8
 
-    write_folder(small_dataset(weather=False), city)  # a second version, without weather
+    write_folder(small_dataset(weather=False), city, overwrite=True)  # a second version, without weather
     at = check(at)
     save(at, "Saigon centre")
     assert "already exists" in errors(at) and "Replace" in errors(at)
@@ -150,7 +150,7 @@ def test_malformed_folder_shows_the_error_and_writes_nothing(app, city, isolated
     assert not at.metric and not at.get("deck_gl_json_chart")
     assert not (isolated_workspace / "datasets").exists()
     # The page keeps working: the fixed folder imports.
-    write_folder(small_dataset(), city)
+    write_folder(small_dataset(), city, overwrite=True)
     at = check(at)
     assert not at.error and metrics(at)["Nodes"] == "3"
 
