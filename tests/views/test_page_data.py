@@ -22,6 +22,15 @@ PAGE = "views/data.py"
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def server_folder(tmp_path, monkeypatch):
+    """Reading server paths is off by default; these tests allow tmp_path, as an operator would."""
+    config = tmp_path / "stmgt.toml"
+    config.write_text(f'[data_page]\nserver_folder = "{tmp_path}"\n')
+    monkeypatch.setenv("STMGT_CONFIG", str(config))
+    return tmp_path
+
+
 def choose(at, fmt, source="Path on this machine"):
     at.radio(key="data_format").set_value(fmt)
     at.radio(key="data_source").set_value(source)
@@ -222,7 +231,7 @@ def test_snapshots_by_path_and_as_a_zip_upload(app, runs, isolated_workspace):
 
 def test_upload_errors_name_the_uploaded_file(app, city):
     at = choose(app(PAGE), "Generic folder", "Upload files")
-    files = [(p.name, p.read_bytes(), "text/csv") for p in city.iterdir()]
+    files = [(p.name, p.read_bytes(), "text/csv") for p in city.iterdir() if not p.name.startswith(".")]
     files = [(n, b"timestamp,n1\n2025-07-07T08:00+07:00,1\n" if n == "speed.csv" else b, t) for n, b, t in files]
     at.file_uploader(key="data_up_generic").set_value(files)
     at = check(at.run())
