@@ -49,16 +49,6 @@ def _int_from(low: int):
 _positive_int, _seed = _int_from(1), _int_from(0)
 
 
-def _weeks(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of weeks, got {text!r}") from None
-    if not (0 < value <= MAX_WEEKS):
-        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_WEEKS}, got {text}")
-    return value
-
-
 def _finite(text: str) -> float:
     try:
         value = float(text)
@@ -66,6 +56,13 @@ def _finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _weeks(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= MAX_WEEKS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_WEEKS}, got {text}")
     return value
 
 

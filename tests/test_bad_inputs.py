@@ -154,7 +154,7 @@ ARGS = [
     ("sim-seed-negative", lambda t: ["train", "--data", "sim:seed=-1"], "seed must not be negative"),
     ("sim-option", lambda t: ["train", "--data", "sim:speed=3"], "unknown simulator option"),
     ("simulate-weeks-zero", lambda t: ["simulate", "--weeks", "0"], "must be more than 0"),
-    ("simulate-weeks-text", lambda t: ["simulate", "--weeks", "many"], "must be a number of weeks"),
+    ("simulate-weeks-text", lambda t: ["simulate", "--weeks", "many"], "must be a number, got 'many'"),
     ("simulate-seed-negative", lambda t: ["simulate", "--seed", "-4"], "must be at least 0"),
     ("epochs-zero", lambda t: ["train", "--epochs", "0"], "must be at least 1"),
     ("batch-text", lambda t: ["train", "--batch-size", "big"], "must be a whole number"),
