@@ -293,7 +293,7 @@ def saved_runs(dataset) -> None:
         except (DataError, KeyError) as exc:
             rows.append({"Run": run.name, "Source": f"damaged: {exc}"})
             continue
-        rows.append({"Run": run.name, "Status": run.status.describe(),
+        rows.append({"Run": run.name, "Status": run.status.state,
                      "Data": describe(config["data"]) if config.get("data") else "–",
                      "Best val MAE (km/h)": best_val_mae(run), "Test MAE (km/h)": test_mae,
                      "Parameters": config.get("parameters"), "Device": config.get("device"),
