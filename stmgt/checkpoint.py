@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -12,13 +13,20 @@ from pathlib import Path
 import torch
 
 from stmgt.data.dataset import Scaler
-from stmgt.errors import DataError
+from stmgt.errors import DataError, reason
 from stmgt.graph import RoadGraph
 from stmgt.jsonfile import atomic_write_bytes
 from stmgt.model import STMGT, STMGTConfig
 
 FORMAT = "stmgt-checkpoint"
 VERSION = 1
+# The largest model a checkpoint may ask for, checked before anything is allocated: a few bytes
+# of config could otherwise ask for gigabytes. The default model uses 96 / 3 / 4 / 5 / 12.
+MODEL_SIZE_LIMITS = {"hidden_dim": 512, "num_blocks": 8, "heads": 16, "num_mixtures": 16, "seq_len": 96,
+                     "horizon": 96}
+MAX_NODES = 20_000
+# The fields a checkpoint must hold, and their types.
+FIELDS = {"state_dict": dict, "model_config": dict, "scaler": dict, "graph_fingerprint": str, "node_ids": list}
 
 
 @dataclass
@@ -62,7 +70,23 @@ def read_checkpoint(source) -> dict:
     if state.get("version") != VERSION:
         raise DataError(f"checkpoint format version {state.get('version')} is not supported "
                         f"(this version reads {VERSION})", where)
+    for name, kind in FIELDS.items():
+        if not isinstance(state.get(name), kind):
+            raise DataError(f"the checkpoint is incomplete: its {name!r} is missing or not a {kind.__name__}", where)
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["state_dict"].items()):
+        raise DataError("the checkpoint's weights are not a table of named tensors", where)
+    if not 1 <= len(state["node_ids"]) <= MAX_NODES or not all(isinstance(n, str) for n in state["node_ids"]):
+        raise DataError(f"the checkpoint's node_ids must be 1 to {MAX_NODES:,} node names", where)
+    _check_sizes(state["model_config"], where)
     return state
+
+
+def _check_sizes(config: dict, where: str) -> None:
+    for name, limit in MODEL_SIZE_LIMITS.items():
+        value = config.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise DataError(f"the checkpoint asks for {name} = {value!r}; this version accepts whole "
+                            f"numbers from 1 to {limit}", where)
 
 
 def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> LoadedModel:
@@ -70,19 +94,23 @@ def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> Loa
     where = "the uploaded checkpoint" if isinstance(source, (bytes, bytearray)) else str(source)
     state = read_checkpoint(source)
     if graph is not None and state["graph_fingerprint"] != graph.fingerprint():
-        n = len(state["node_ids"])
         raise DataError(
-            f"this model was trained on another road graph ({n} nodes, fingerprint "
-            f"{state['graph_fingerprint']}); the selected dataset has {graph.num_nodes} nodes "
-            f"(fingerprint {graph.fingerprint()}). Train a model on this dataset or pick its data.", where)
+            f"this model was trained on another road graph ({len(state['node_ids'])} nodes); the selected "
+            f"dataset has {graph.num_nodes} nodes or other roads. Train a model on this dataset or pick its data.",
+            where)
     try:
         # Checkpoints from before the causal weather mask were trained without it.
         config = STMGTConfig.from_dict({"causal_weather": False, **state["model_config"]})
         model = STMGT(config)
         model.load_state_dict(state["state_dict"])
+        scaler = Scaler.from_dict(state["scaler"])
+        stds = [scaler.speed_std, *(scaler.weather_std or ())]
+        if not all(math.isfinite(v) for v in [scaler.speed_mean, *stds, *(scaler.weather_mean or ())]) \
+                or min(stds) <= 0:
+            raise ValueError("its scaler holds a zero, negative or non-finite scale")
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        raise DataError(f"the checkpoint's weights do not fit the model ({str(exc).splitlines()[0][:160]})",
-                        where) from exc
+        raise DataError(f"the checkpoint's weights do not fit the model ({reason(exc)})", where) from exc
     model.to(device).eval()
-    return LoadedModel(model, config, Scaler.from_dict(state["scaler"]), state["graph_fingerprint"],
-                       list(state["node_ids"]), dict(state.get("meta", {})))
+    meta = state.get("meta")
+    return LoadedModel(model, config, scaler, state["graph_fingerprint"], list(state["node_ids"]),
+                       dict(meta) if isinstance(meta, dict) else {})

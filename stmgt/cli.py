@@ -1,9 +1,14 @@
-"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast."""
+"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast, runs.
+
+Bad input ends with one line `error: ...` on stderr and exit status 2, never a traceback; no
+command deletes or overwrites what it did not write (`stmgt.outputs`)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from tqdm import tqdm
@@ -12,37 +17,77 @@ from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
-from stmgt.data.sources import describe, load_dataset, parse_data_arg
-from stmgt.errors import DataError
+from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
+from stmgt.errors import DataError, reason
 from stmgt.evaluate import evaluate
 from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.model import STMGTConfig
-from stmgt.runs import Run
+from stmgt.jsonfile import atomic_write_bytes
+from stmgt.outputs import check_file_target, check_folder_target, staged_folder
+from stmgt.runs import Run, list_runs
+from stmgt.workspace import Workspace
 from stmgt.train import TrainConfig, fit, resolve_device
 
 DATA_HELP = "dataset: a folder in the generic format, or 'sim' for the embedded simulated HCMC data"
+OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is never replaced)"
+TIMEZONE_HELP = "IANA time zone (e.g. Asia/Ho_Chi_Minh) of timestamps written without a UTC offset"
+FORECAST_COLUMNS = "node_id,horizon_step,target_time,mean,"   # how a forecast CSV of ours begins
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+def _int_from(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+_positive_int, _seed = _int_from(1), _int_from(0)
+
+
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
+def _weeks(text: str) -> float:
+    value = _finite(text)
+    if not 0 < value <= MAX_WEEKS:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most {MAX_WEEKS}, got {text}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its complaint on one line like every other error (`--help` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stmgt", description=__doc__)
+    parser = _Parser(prog="python -m stmgt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="write the embedded simulator's data in the generic format")
-    p.add_argument("--weeks", type=float, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weeks", type=_weeks, default=8)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("dataset"))
 
     p = sub.add_parser("import", help="convert a dataset into the generic format")
     kinds = p.add_subparsers(dest="kind", required=True)
     k = kinds.add_parser("generic", help="a generic folder (speed.csv or speed.parquet, edges.csv or adjacency.csv)")
     k.add_argument("folder", type=Path)
+    k.add_argument("--timezone", help=TIMEZONE_HELP)
     k = kinds.add_parser("matrix", help="T-GCN-style speed matrix + headerless adjacency")
     k.add_argument("speed", type=Path)
     k.add_argument("adjacency", type=Path)
@@ -50,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--start", required=True, help="time of the first row, ISO 8601")
     k.add_argument("--freq", default="5min", help="cadence, e.g. 5min or 15min")
     k.add_argument("--units", choices=["kmh", "mph"], default="kmh")
+    k.add_argument("--timezone", help="IANA time zone of --start when it has no UTC offset (default UTC)")
     k = kinds.add_parser("metr-la", help="METR-LA / PEMS-BAY: HDF5 speeds + adj_mx.pkl")
     k.add_argument("speed", type=Path)
     k.add_argument("adjacency", type=Path)
@@ -60,14 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--max-gap", default="60min")
     for k in kinds.choices.values():
         k.add_argument("--out", required=True, type=Path)
+        k.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("dataset"))
 
     p = sub.add_parser("train", help="train STMGT; writes a run folder and evaluates it")
     p.add_argument("--data", default="sim", help=DATA_HELP)
     p.add_argument("--out", required=True, type=Path, help="run folder to create")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("run") +
+                   "; the old run stays until the new one is complete")
     p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
     p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--layout", choices=["concat", "mean"], default=STMGTConfig.gat_layout,
                    help="GAT heads: concat (the specification's code) or mean (96-wide averaged heads)")
     p.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
@@ -81,10 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--at", required=True, help="the last observed step, ISO 8601")
     p.add_argument("--data", help=DATA_HELP + " (default: the data the run was trained on)")
-    p.add_argument("--precipitation", type=float, metavar="MM/H", help="what-if precipitation over the horizon")
-    p.add_argument("--temperature", type=float, metavar="C", help="what-if temperature over the horizon")
-    p.add_argument("--wind", type=float, metavar="KMH", help="what-if wind over the horizon")
+    p.add_argument("--precipitation", type=_finite, metavar="MM/H", help="what-if precipitation over the horizon")
+    p.add_argument("--temperature", type=_finite, metavar="C", help="what-if temperature over the horizon")
+    p.add_argument("--wind", type=_finite, metavar="KMH", help="what-if wind over the horizon")
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("forecast CSV"))
+
+    p = sub.add_parser("runs", help="list run folders with their status (complete, cancelled, failed, interrupted…)")
+    p.add_argument("folder", nargs="?", type=Path, help="folder of runs (default: the workspace's runs)")
     return parser
 
 
@@ -97,24 +150,26 @@ def _run_data_spec(run: Run, data_arg: str | None) -> dict:
 
 
 def _import(args) -> None:
+    check_folder_target(args.out, "dataset", args.overwrite)
     if args.kind == "generic":
-        result = importers.import_generic(args.folder)
+        result = importers.import_generic(args.folder, timezone=args.timezone)
     elif args.kind == "matrix":
         result = importers.import_matrix(args.speed, args.adjacency, start=args.start, freq=args.freq,
-                                         units=args.units, locations_csv=args.locations)
+                                         units=args.units, locations_csv=args.locations, timezone=args.timezone)
     elif args.kind == "metr-la":
         result = importers.import_metr_la(args.speed, args.adjacency, locations_csv=args.locations)
     else:
         result = importers.import_snapshots(args.runs, freq=args.freq, max_gap=args.max_gap)
     for note in result.notes:
         print(f"note: {note}")
-    write_folder(result.dataset, args.out)
+    write_folder(result.dataset, args.out, args.overwrite)
     d = result.dataset
     print(f"wrote {args.out}: {d.num_nodes} nodes, {d.graph.num_edges} edges, {d.num_steps} steps "
           f"every {d.freq}, weather {'present' if d.has_weather else 'absent'}")
 
 
 def _train(args) -> None:
+    replacing = check_folder_target(args.out, "run", args.overwrite)
     spec = parse_data_arg(args.data)
     dataset = load_dataset(spec)
     device = resolve_device(args.device)
@@ -135,13 +190,29 @@ def _train(args) -> None:
         bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h  "
                   f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
 
-    result = fit(dataset, config, train_config, run_dir=args.out, data_spec=spec,
-                 on_batch=on_batch, on_epoch=on_epoch)
-    bar.close()
-    print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
-          f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
-    if not args.no_evaluate and result.best_epoch is not None:
-        _print_metrics(evaluate(Run(args.out), dataset, spec, progress=True))
+    # A run replacing an old one trains beside it and takes its place only when complete.
+    with staged_folder(args.out, "run") if replacing else nullcontext(args.out) as run_dir:
+        run = Run(run_dir)
+        run.mark_running()
+        try:
+            result = fit(dataset, config, train_config, run_dir=run_dir, data_spec=spec,
+                         on_batch=on_batch, on_epoch=on_epoch)
+            bar.close()
+            print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
+                  f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
+            if not args.no_evaluate and result.best_epoch is not None and result.stopped != "cancelled":
+                _print_metrics(evaluate(run, dataset, spec, progress=True))
+        except KeyboardInterrupt:
+            run.mark_finished("cancelled", "interrupted with Ctrl-C")
+            raise
+        except BaseException as exc:
+            run.mark_failed(reason(exc))
+            raise
+        if result.best_epoch is None:
+            run.mark_failed("no epoch finished, so there is no model")
+            raise DataError("training stopped before the first epoch ended; no run was kept" if replacing
+                            else "training stopped before the first epoch ended", f"--out {args.out}")
+        run.mark_finished("cancelled" if result.stopped == "cancelled" else "complete", result.stopped.replace("_", " "))
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -156,6 +227,7 @@ def _print_metrics(metrics: dict) -> None:
 
 
 def _forecast(args) -> None:
+    check_file_target(args.out, args.overwrite, _is_forecast_csv, "forecast CSV")
     run = Run.open(args.run)
     dataset = load_dataset(_run_data_spec(run, args.data))
     forecaster = Forecaster(run.load(dataset.graph), dataset)
@@ -169,10 +241,25 @@ def _forecast(args) -> None:
                                    precipitation_mm=args.precipitation)
     frame = forecaster.forecast(anchor, scenario).to_frame().drop(columns="anchor_time")
     frame["target_time"] = frame["target_time"].map(lambda t: t.isoformat())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out, index=False, float_format="%.3f")
+    atomic_write_bytes(args.out, frame.to_csv(index=False, float_format="%.3f").encode())
     print(f"wrote {args.out}: {len(frame)} rows, {dataset.num_nodes} nodes × {forecaster.horizon} steps "
           f"after {dataset.timestamps[anchor].isoformat()}")
+
+
+def _is_forecast_csv(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(len(FORECAST_COLUMNS)) == FORECAST_COLUMNS.encode()
+
+
+def _list_runs(folder: Path | None) -> None:
+    folder = folder or Workspace.default().runs_dir
+    if not folder.is_dir():
+        raise DataError("folder not found", str(folder))
+    runs = list_runs(folder)
+    if not runs:
+        print(f"no runs in {folder}")
+    for run in runs:
+        print(f"{run.name:<32} {run.status.describe()}")
 
 
 def main(argv=None) -> int:
@@ -180,8 +267,9 @@ def main(argv=None) -> int:
     reuse_freed_memory()
     try:
         if args.command == "simulate":
+            check_folder_target(args.out, "dataset", args.overwrite)
             dataset = simulate(weeks=args.weeks, seed=args.seed)
-            write_folder(dataset, args.out)
+            write_folder(dataset, args.out, args.overwrite)
             print(f"wrote {args.out}: {dataset.num_nodes} nodes, {dataset.num_steps} steps "
                   f"({dataset.timestamps[0].isoformat()} … {dataset.timestamps[-1].isoformat()})")
         elif args.command == "import":
@@ -194,7 +282,16 @@ def main(argv=None) -> int:
             _print_metrics(evaluate(run, load_dataset(spec), spec, args.device, progress=True))
         elif args.command == "forecast":
             _forecast(args)
+        elif args.command == "runs":
+            _list_runs(args.folder)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:        # disk full, permissions changed under us: still one line
+        print(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or reason(exc)}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0

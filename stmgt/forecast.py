@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from stmgt.checkpoint import LoadedModel
-from stmgt.data.dataset import TrafficDataset, Windows, split_anchors
+from stmgt.data.dataset import TrafficDataset, Windows, check_weather, split_anchors
 from stmgt.errors import DataError
 from stmgt.mixture import GaussianMixture
 from stmgt.model import Diagnostics
@@ -48,6 +48,7 @@ class WeatherScenario:
             out[..., start:start + self.rain_steps, 2] = np.maximum(out[..., start:start + self.rain_steps, 2],
                                                                     self.rain_mm)
         out[..., 1:] = np.maximum(out[..., 1:], 0.0)
+        check_weather(out, where="what-if weather")
         return out
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stmgt.errors import DataError
+from stmgt.errors import DataError, reason
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -246,4 +246,4 @@ def read_csv_table(path: Path, **read_csv_args) -> pd.DataFrame:
     except pd.errors.EmptyDataError as exc:
         raise DataError("the file is empty", str(path)) from exc
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"cannot be read as CSV ({exc})", str(path)) from exc
+        raise DataError(f"cannot be read as CSV ({reason(exc)})", str(path)) from exc

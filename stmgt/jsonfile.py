@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from stmgt.errors import DataError
+from stmgt.errors import DataError, reason
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -39,7 +39,7 @@ def read_json(path: str | Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"is not valid JSON ({exc})", str(path)) from exc
+        raise DataError(f"is not valid JSON ({reason(exc)})", str(path)) from exc
     if not isinstance(data, dict):
         raise DataError("must hold a JSON object", str(path))
     return data

@@ -94,7 +94,8 @@ class GaussianMixture:
         return -self.distribution().log_prob(self._as_tensor(y))
 
     def cdf(self, y) -> Tensor:
-        return self.distribution().cdf(self._as_tensor(y))
+        """P(Y ≤ y), clamped to [0, 1]: weights that sum to 1 + 1 ulp would otherwise give 1 + 2e-16."""
+        return self.distribution().cdf(self._as_tensor(y)).clamp(0.0, 1.0)
 
     def prob_below(self, threshold) -> Tensor:
         """P(Y < threshold), e.g. the chance speed drops under a congestion limit."""

@@ -1,9 +1,17 @@
 """Run folders: `checkpoint.pt`, `config.json`, `history.csv`, `metrics.json` — everything a
-trained model's page in the dashboard reads. Every file is written atomically."""
+trained model's page in the dashboard reads — and `status.json`, the run's lifecycle. Every file
+is written atomically.
+
+The lifecycle: `mark_running()` when training starts (with this process's id and host),
+then `mark_finished("complete" | "cancelled")` or `mark_failed(reason)`. A run still marked
+running whose process is gone on this host reads as "interrupted" (killed, power cut), so a
+half-trained checkpoint is never taken for a finished one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import socket
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -15,8 +23,39 @@ from stmgt.errors import DataError
 from stmgt.graph import RoadGraph
 from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
 
+from stmgt.outputs import MARKER, write_marker
+
 CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.json", "history.csv", "metrics.json"
+STATUS = "status.json"
+RECORDED_STATES = ("running", "complete", "cancelled", "failed")
+# What `RunStatus.state` may read: the recorded ones, "interrupted" (running, but its process is
+# gone) and "unrecorded" (a run folder from before runs recorded their status).
+USABLE_STATES = ("complete", "cancelled", "unrecorded")   # their checkpoint is a finished model
 BUNDLED_RUN = Path(__file__).resolve().parent.parent / "assets" / "model"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    state: str                      # one of RECORDED_STATES, "interrupted" or "unrecorded"
+    reason: str = ""                # why it failed or was cancelled, in words
+    pid: int | None = None          # the training process, and the host it ran on
+    host: str = ""
+    process_start: int | None = None  # the process's start tick (tells a reused pid apart)
+    started: str = ""
+    ended: str = ""
+
+    @property
+    def usable(self) -> bool:
+        """True when its checkpoint may be used for forecasts: training ended on purpose."""
+        return self.state in USABLE_STATES
+
+    def describe(self) -> str:
+        """One line for listings, e.g. "interrupted: process 412 on gpu-1 ended without finishing"."""
+        if self.state == "interrupted":
+            return f"interrupted: process {self.pid} on {self.host} ended without finishing"
+        if self.state == "running":
+            return f"running (process {self.pid} on {self.host})"
+        return f"{self.state}: {self.reason}" if self.reason else self.state
 
 
 @dataclass(frozen=True)
@@ -33,6 +72,10 @@ class Run:
         run = cls(path)
         if not (run.path / CHECKPOINT).is_file():
             raise DataError(f"no {CHECKPOINT} here: not a finished run", str(run.path))
+        status = run.status
+        if not status.usable:
+            raise DataError(f"the run is not finished ({status.describe()}); its checkpoint is not a "
+                            "finished model. Resume it or train a new run", str(run.path))
         return run
 
     @property
@@ -68,13 +111,57 @@ class Run:
     def write_metrics(self, metrics: dict) -> None:
         write_json(self.path / METRICS, metrics)
 
+    # ---- lifecycle -------------------------------------------------------------------------
+    @property
+    def status(self) -> RunStatus:
+        """The recorded state; "interrupted" for a run marked running whose process has died."""
+        try:
+            record = read_json(self.path / STATUS)
+            status = RunStatus(**{k: record[k] for k in RunStatus.__dataclass_fields__ if k in record})
+        except (DataError, TypeError):
+            return RunStatus("unrecorded")
+        if status.state == "running" and status.host == socket.gethostname() \
+                and not _process_alive(status.pid, status.process_start):
+            return RunStatus(**{**asdict(status), "state": "interrupted"})
+        return status
+
+    def mark_running(self) -> None:
+        """Record that training starts now in this process (also marks the folder as ours)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not (self.path / MARKER).is_file():
+            write_marker(self.path, "run")
+        pid = os.getpid()
+        self._write_status(RunStatus("running", pid=pid, host=socket.gethostname(),
+                                     process_start=_process_start(pid), started=_now()))
+
+    def mark_finished(self, state: str = "complete", reason: str = "") -> None:
+        """Training ended on purpose: "complete" or "cancelled" (its best checkpoint is kept)."""
+        if state not in ("complete", "cancelled"):
+            raise ValueError(f"a finished run is complete or cancelled, not {state!r}")
+        self._end(state, reason)
+
+    def mark_failed(self, reason: str) -> None:
+        """Training stopped on an error; `reason` says which, in one line."""
+        self._end("failed", reason)
+
+    def _end(self, state: str, reason: str) -> None:
+        previous = self.status
+        if not (self.path / MARKER).is_file():
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_marker(self.path, "run")
+        self._write_status(RunStatus(state, reason, previous.pid, previous.host, previous.process_start,
+                                     previous.started or _now(), _now()))
+
+    def _write_status(self, status: RunStatus) -> None:
+        write_json(self.path / STATUS, asdict(status))
+
 
 def list_runs(folder) -> list[Run]:
     """Finished runs under `folder`, newest first."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    runs = [Run(p) for p in folder.iterdir() if (p / CHECKPOINT).is_file()]
+    runs = [Run(p) for p in folder.iterdir() if not p.name.startswith(".") and (p / CHECKPOINT).is_file()]
     return sorted(runs, key=lambda r: (r.path / CHECKPOINT).stat().st_mtime, reverse=True)
 
 
@@ -95,4 +182,30 @@ def import_checkpoint(data: bytes, run_dir, graph: RoadGraph, data_spec: dict, o
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
     atomic_write_bytes(run.path / CHECKPOINT, bytes(data))
+    run.mark_finished("complete", f"{origin} checkpoint")
     return run
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _process_alive(pid: int | None, start: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # alive, owned by someone else
+        pass
+    now = _process_start(pid)
+    return start is None or now is None or now == start

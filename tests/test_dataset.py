@@ -112,7 +112,7 @@ def test_too_short_for_windows():
 
 def test_folder_round_trip_is_identical(tmp_path, week):
     out = write_folder(week, tmp_path / "hcmc")
-    assert sorted(p.name for p in out.iterdir()) == ["dataset.json", "edges.csv", "nodes.csv", "speed.csv", "weather.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".stmgt", "dataset.json", "edges.csv", "nodes.csv", "speed.csv", "weather.csv"]
     back = read_folder(out)
     assert back.timestamps.equals(week.timestamps) and str(back.timestamps.tz) == "Asia/Ho_Chi_Minh"
     np.testing.assert_allclose(back.speed, week.speed, atol=5e-4, equal_nan=True)
@@ -133,7 +133,7 @@ def test_failed_write_leaves_no_half_written_folder(tmp_path, week, monkeypatch)
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
     with pytest.raises(OSError):
-        write_folder(week, target)
+        write_folder(week, target, overwrite=True)
     assert (target / "speed.csv").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 

@@ -19,8 +19,13 @@ import streamlit as st
 from stmgt.data.folder import read_folder
 from stmgt.data.importers import ImportResult
 from stmgt.errors import DataError
+from ui.server_files import allowed_path
 
-MAX_UNPACKED_BYTES = 4 * 2**30  # an archive that unpacks to more is refused (zip bomb guard)
+# Zip bomb guards: an archive is refused when it unpacks to more than this, holds more entries, or
+# an entry expands more than MAX_RATIO times (CSV of speeds compresses 3-10×; bombs 1000× and more).
+MAX_UNPACKED_BYTES = 2**30
+MAX_ENTRIES = 10_000
+MAX_RATIO = 200
 UPLOADS_FOLDER = "uploaded files"  # where a multi-file upload lands, as messages name it
 IGNORED_ENTRIES = ("__MACOSX", ".DS_Store")  # macOS adds these to zips it makes
 
@@ -30,15 +35,32 @@ def staged_import(read: Callable[[Callable], ImportResult]) -> ImportResult:
     path, writing uploads into a fresh private temporary folder that is removed afterwards (the
     dataset is in memory by then). Errors, notes and provenance name the uploaded files as the
     user knows them, not by their temporary path."""
+    given: list[str] = []
+
+    def staging(value, tmp: str):
+        given.extend(given_names(value))
+        return stage(value, Path(tmp))
+
     with tempfile.TemporaryDirectory(prefix="stmgt-upload-") as tmp:
         try:
-            result = read(lambda value: stage(value, Path(tmp)))
+            result = read(lambda value: staging(value, tmp))
         except DataError as exc:
-            raise DataError(_untemp(exc.problem, tmp),
-                            None if exc.where is None else _untemp(exc.where, tmp)) from exc
+            problem = _untemp(exc.problem, tmp)
+            if given and not any(name in str(exc) for name in given):
+                problem += f" (read from what you gave: {', '.join(given)})"
+            raise DataError(problem, None if exc.where is None else _untemp(exc.where, tmp)) from exc
     result.dataset.provenance = {k: _untemp(v, tmp) if isinstance(v, str) else v
                                  for k, v in result.dataset.provenance.items()}
     return ImportResult(result.dataset, [_untemp(note, tmp) for note in result.notes])
+
+
+def given_names(value) -> list[str]:
+    """The names of the files or the path the user gave, as they gave them."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value.strip()]
+    return [upload.name for upload in (value if isinstance(value, list) else [value])]
 
 
 def _untemp(text: str, tmp: str) -> str:
@@ -52,7 +74,7 @@ def stage(value, folder: Path) -> Path | None:
     if not value:
         return None
     if isinstance(value, str):
-        return Path(value.strip()).expanduser()
+        return allowed_path(value)
     if isinstance(value, list):
         if len(value) == 1 and value[0].name.lower().endswith(".zip"):
             return stage(value[0], folder)
@@ -77,7 +99,8 @@ def _write_upload(upload, folder: Path) -> Path:
 def extract_zip(data: bytes, dest: Path) -> Path:
     """Unpack an uploaded archive into `dest` and return the folder that holds its content (the
     archive's single top folder, if it has one). Refuses entries that would land outside
-    `dest` (absolute paths, `..`), links, and archives that unpack to over 4 GiB."""
+    `dest` (absolute paths, `..`), links, and zip bombs (`MAX_UNPACKED_BYTES`, `MAX_ENTRIES`,
+    `MAX_RATIO`), counting the bytes actually unpacked, not the sizes the archive claims."""
     name = dest.name
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -85,6 +108,9 @@ def extract_zip(data: bytes, dest: Path) -> Path:
         raise DataError("is not a readable zip archive", name) from exc
     with archive:
         members, total = [], 0
+        if len(archive.infolist()) > MAX_ENTRIES:
+            raise DataError(f"refused: it holds {len(archive.infolist()):,} entries, more than the "
+                            f"{MAX_ENTRIES:,} allowed", name)
         for info in archive.infolist():
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
             if not parts or parts[0] in IGNORED_ENTRIES or parts[-1] in IGNORED_ENTRIES:
@@ -97,6 +123,9 @@ def extract_zip(data: bytes, dest: Path) -> Path:
             total += info.file_size
             if total > MAX_UNPACKED_BYTES:
                 raise DataError(f"refused: it unpacks to more than {MAX_UNPACKED_BYTES / 2**30:g} GiB", name)
+            if info.file_size > MAX_RATIO * max(info.compress_size, 1024):
+                raise DataError(f"refused: entry {info.filename!r} expands more than {MAX_RATIO} times, "
+                                "as zip bombs do", name)
             members.append((info, dest.joinpath(*parts)))
         dest.mkdir(parents=True)
         try:
@@ -106,10 +135,20 @@ def extract_zip(data: bytes, dest: Path) -> Path:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                    _bounded_copy(src, out, info.file_size, name)
         except (zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
             raise DataError(f"is damaged or uses an unsupported compression ({exc})", name) from exc
     return content_root(dest)
+
+
+def _bounded_copy(src, out, declared: int, name: str, chunk: int = 2**20) -> None:
+    """Copy at most the entry's declared size: an archive that lies about sizes is refused."""
+    copied = 0
+    while block := src.read(min(chunk, declared - copied + 1)):
+        copied += len(block)
+        if copied > declared:
+            raise DataError("refused: an entry unpacks to more than the archive says", name)
+        out.write(block)
 
 
 def content_root(folder: Path) -> Path:

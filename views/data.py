@@ -12,7 +12,7 @@ from stmgt.data.folder import write_folder
 from stmgt.data.importers import import_generic, import_matrix, import_metr_la, import_snapshots, validation_report
 from stmgt.errors import DataError
 from stmgt.workspace import slug
-from ui import data_import, state
+from ui import data_import, server_files, state
 from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 
 RESULT, SAVED, DELETING = "data_result", "data_saved", "data_deleting"
@@ -40,8 +40,8 @@ def file_input(label: str, key: str, types: list[str], by_upload: bool, *, many:
     """An uploader, or a path box when importing from this machine; returns the upload(s) or the text."""
     if by_upload:
         return st.file_uploader(label, type=types, accept_multiple_files=many, key=f"data_up_{key}", help=help)
-    return st.text_input(f"{label} — {'folder' if folder else 'file'} path", key=f"data_path_{key}", help=help,
-                         placeholder="/data/my-traffic-data" if folder else f"/data/file.{types[0]}").strip()
+    return st.text_input(f"{label} — {'folder' if folder else 'file'} path on the server", key=f"data_path_{key}",
+                         help=help, placeholder="my-traffic-data" if folder else f"file.{types[0]}").strip()
 
 
 def import_inputs(fmt: str, by_upload: bool):
@@ -104,7 +104,7 @@ def check(read, name: str, label: str) -> None:
         with st.spinner("Reading and checking the data…"):
             result = data_import.staged_import(read)
     except (DataError, OSError) as exc:
-        st.session_state[RESULT] = {"error": str(exc)}
+        st.session_state[RESULT] = {"error": str(exc), "format": st.session_state.get("data_format")}
         return
     st.session_state[RESULT] = {"result": result, "label": label}
     st.session_state.pop(SAVED, None)
@@ -208,7 +208,7 @@ def save_form(result) -> None:
         return
     try:
         with st.spinner("Saving…"):
-            write_folder(result.dataset, target)
+            write_folder(result.dataset, target, overwrite=replace, option="Dataset name")
     except (DataError, OSError) as exc:
         st.error(f"Could not save the dataset: {exc}")
         return
@@ -285,9 +285,11 @@ with tab_import:
             st.button(f"Use {name} now", key="data_use_saved", type="primary", on_click=use_dataset, args=(name,))
     fmt = st.radio("Format", list(FORMATS), horizontal=True, key="data_format")
     st.caption(FORMATS[fmt])
-    by_upload = st.radio("Source", [UPLOAD, PATH], horizontal=True, key="data_source",
-                         help="Uploads are read from a temporary folder; nothing is saved until you press "
-                              "Save.") == UPLOAD
+    allowed = server_files.server_folder()
+    by_upload = allowed is None or st.radio(
+        "Source", [UPLOAD, PATH], horizontal=True, key="data_source",
+        help=f"Uploads are read from a temporary folder; paths only inside {allowed} on the server. Nothing "
+             "is saved until you press Save.") == UPLOAD
     read, default_name, missing = import_inputs(fmt, by_upload)
     if st.button("Check the data", key="data_check", type="primary", icon=":material/fact_check:",
                  disabled=bool(missing)):
@@ -298,7 +300,8 @@ with tab_import:
     outcome = st.session_state.get(RESULT)
     if outcome and "error" in outcome:
         st.error(f"**This data cannot be imported.** {outcome['error']}", icon=":material/error:")
-        st.caption("Nothing was saved. Fix the file named above and check again.")
+        st.caption(f"Nothing was saved. Fix the file named above and check again. What this format expects: "
+                   f"{FORMATS.get(outcome.get('format'), '')}")
     elif outcome:
         st.divider()
         st.subheader("Validation report")

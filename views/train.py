@@ -293,7 +293,8 @@ def saved_runs(dataset) -> None:
         except (DataError, KeyError) as exc:
             rows.append({"Run": run.name, "Source": f"damaged: {exc}"})
             continue
-        rows.append({"Run": run.name, "Data": describe(config["data"]) if config.get("data") else "–",
+        rows.append({"Run": run.name, "Status": run.status.state,
+                     "Data": describe(config["data"]) if config.get("data") else "–",
                      "Best val MAE (km/h)": best_val_mae(run), "Test MAE (km/h)": test_mae,
                      "Parameters": config.get("parameters"), "Device": config.get("device"),
                      "Created": pd.to_datetime(config.get("created")), "Source": config.get("source", "trained"),

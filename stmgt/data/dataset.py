@@ -17,6 +17,11 @@ from stmgt.errors import DataError
 from stmgt.graph import RoadGraph
 
 WEATHER_COLUMNS = ["temperature_c", "wind_kmh", "precipitation_mm"]
+# Speeds above this are refused as corrupt or in the wrong units: no road's traffic moves faster,
+# and km/h read as m/h or cm/s lands far above it.
+SPEED_CEILING_KMH = 250.0
+# Physical ranges of the weather inputs (records: −89 to 57 °C, gusts 408 km/h, 305 mm in an hour).
+WEATHER_LIMITS = {"temperature_c": (-90.0, 60.0), "wind_kmh": (0.0, 410.0), "precipitation_mm": (0.0, 310.0)}
 SEQ_LEN = 12
 HORIZON = 12
 SPLIT_RATIOS = (0.7, 0.1, 0.2)
@@ -57,20 +62,20 @@ class TrafficDataset:
         if (steps != steps[0]).any():
             i = int(np.flatnonzero(steps != steps[0])[0])
             raise DataError(f"irregular cadence: {ts[i].isoformat()} -> {ts[i + 1].isoformat()} "
-                            f"differs from the first step of {pd.Timedelta(int(steps[0]))}")
+                            f"differs from the first step of {(ts[1] - ts[0]) / pd.Timedelta(minutes=1):g} min")
         if self.speed.shape != (len(ts), self.graph.num_nodes):
             raise DataError(f"speed has shape {self.speed.shape}, expected "
                             f"({len(ts)} time steps, {self.graph.num_nodes} nodes)")
         finite = self.speed[~np.isnan(self.speed)]
-        if np.isinf(finite).any() or (finite < 0).any():
-            raise DataError("speeds must be non-negative finite numbers (use empty/NaN for missing)")
+        if np.isinf(finite).any() or (finite < 0).any() or (finite > SPEED_CEILING_KMH).any():
+            raise DataError(f"speeds must be non-negative finite numbers up to {SPEED_CEILING_KMH:g} km/h "
+                            "(use empty/NaN for missing)")
         if np.isnan(self.speed).all():
             raise DataError("every speed value is missing")
         if self.weather is not None:
             if self.weather.shape != (len(ts), 3):
                 raise DataError(f"weather has shape {self.weather.shape}, expected ({len(ts)}, 3)")
-            if not np.isfinite(self.weather).all():
-                raise DataError("weather has missing or infinite values")
+            check_weather(self.weather, ts)
 
     # ---- views ---------------------------------------------------------------------------
     @property
@@ -127,6 +132,20 @@ class TrafficDataset:
                 "max_precipitation_mm": float(w.precipitation_mm.max()),
             }
         return out
+
+
+def check_weather(weather: np.ndarray, timestamps=None, where: str | None = None) -> None:
+    """Every value finite and within `WEATHER_LIMITS`; the message names the first bad one
+    (and its time when `timestamps` are given)."""
+    weather = np.asarray(weather, dtype=np.float64)
+    for col, (name, (low, high)) in enumerate(WEATHER_LIMITS.items()):
+        values = weather[..., col]
+        bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+        if bad.any():
+            i = np.argwhere(bad)[0]
+            at = f" at {timestamps[int(i[0])].isoformat()}" if timestamps is not None and values.ndim == 1 else ""
+            raise DataError(f"{name} {values[tuple(i)]:g}{at} is outside its physical range "
+                            f"{low:g} to {high:g}", where)
 
 
 # ---- splits and scaling -------------------------------------------------------------------

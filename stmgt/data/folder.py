@@ -5,31 +5,31 @@ and `weather.csv` (`timestamp,temperature_c,wind_kmh,precipitation_mm`), plus an
 
 from __future__ import annotations
 
+import csv
 import json
-import os
-import shutil
-import tempfile
+import zoneinfo
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from stmgt.data.dataset import WEATHER_COLUMNS, TrafficDataset
-from stmgt.errors import DataError
+from stmgt.data.dataset import SPEED_CEILING_KMH, WEATHER_COLUMNS, TrafficDataset, check_weather
+from stmgt.errors import DataError, reason
 from stmgt.jsonfile import read_json
 from stmgt.graph import RoadGraph, read_csv_table
+from stmgt.outputs import check_folder_target, staged_folder
 
 PROVENANCE_FILE = "dataset.json"
 
 
-def write_folder(dataset: TrafficDataset, out: str | Path) -> Path:
-    """Write atomically: everything goes to a temporary sibling folder that replaces `out` only
-    once complete, so a failure never leaves a half-written dataset."""
+def write_folder(dataset: TrafficDataset, out: str | Path, overwrite: bool = False,
+                 option: str = "--out") -> Path:
+    """Write the dataset as a folder at `out`, under the rules of `stmgt.outputs`: built beside
+    it and moved into place when complete; an existing dataset of ours is replaced only with
+    `overwrite`, anything else already there is refused (`option` names the input in messages)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    tmp.chmod(0o755)              # mkdtemp makes it private; the dataset is meant to be shared
-    try:
+    check_folder_target(out, "dataset", overwrite, option)
+    with staged_folder(out, "dataset") as tmp:
         dataset.graph.write(tmp)
         stamps = [t.isoformat() for t in dataset.timestamps]
         speed = dataset.speed_frame().round(3)
@@ -41,16 +41,6 @@ def write_folder(dataset: TrafficDataset, out: str | Path) -> Path:
             weather.to_csv(tmp / "weather.csv", index=False)
         provenance = {**dataset.provenance, "timezone": str(dataset.timestamps.tz)}
         (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str))
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(out, backup)
-            os.replace(tmp, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -62,10 +52,11 @@ def read_folder(folder: str | Path) -> TrafficDataset:
     return assemble_folder(folder, graph, read_timeseries(folder / "speed.csv"), folder / "speed.csv")
 
 
-def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_path: Path) -> TrafficDataset:
+def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_path: Path,
+                    timezone: str | None = None) -> TrafficDataset:
     """The dataset from a folder's graph and speed table (read by the caller, since the generic
     importer also accepts `adjacency.csv` and `speed.parquet`), plus `weather.csv` and
-    `dataset.json` when present."""
+    `dataset.json` when present (`timezone`: see `parse_timestamps`)."""
     provenance = _read_provenance(folder / PROVENANCE_FILE)
     check_speeds(speed, str(speed_path))
     unknown = [c for c in speed.columns if c not in graph.index_of]
@@ -77,15 +68,16 @@ def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_p
     speed = speed[graph.node_ids]
     weather = None
     if (folder / "weather.csv").is_file():
-        wframe = read_timeseries(folder / "weather.csv", WEATHER_COLUMNS)
+        wframe = read_timeseries(folder / "weather.csv", WEATHER_COLUMNS, timezone)
         if not wframe.index.equals(speed.index):
             raise DataError("timestamps differ from the speed table's", str(folder / "weather.csv"))
         if wframe.isna().any().any():
             raise DataError("weather has empty cells; every time step needs all three values",
                             str(folder / "weather.csv"))
         weather = wframe.to_numpy(np.float32)
+        check_weather(weather, wframe.index, str(folder / "weather.csv"))
     timestamps = speed.index
-    if provenance.get("timezone"):
+    if provenance.get("timezone") and not timezone:
         timestamps = timestamps.tz_convert(provenance["timezone"])
     provenance = {**provenance, "path": str(folder)}
     try:
@@ -94,22 +86,96 @@ def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_p
         raise DataError(exc.problem, str(speed_path)) from exc
 
 
-def check_speeds(speed: pd.DataFrame, where: str) -> None:
-    """A negative speed is an error in the file, not a missing value: name the node and time."""
-    negative = speed.lt(0)
-    if negative.any().any():
-        col = negative.any().idxmax()
-        i = int(np.flatnonzero(negative[col])[0])
-        raise DataError(f"negative speed {speed[col].iloc[i]:g} for node {col!r} at {speed.index[i]}", where)
+def check_speeds(speed: pd.DataFrame, where: str, unit: str = "km/h", ceiling: float = SPEED_CEILING_KMH) -> None:
+    """A negative, infinite or implausibly high speed is an error in the file, not a missing value:
+    name the node and time. `ceiling` is in the file's `unit`."""
+    for bad, problem in ((speed.lt(0), "negative speed"), (speed.abs().eq(np.inf), "infinite speed"),
+                         (speed.gt(ceiling) & speed.ne(np.inf), f"speed above the ceiling of {ceiling:.0f} {unit}:")):
+        if bad.any().any():
+            col = bad.any().idxmax()
+            i = int(np.flatnonzero(bad[col])[0])
+            raise DataError(f"{problem} {speed[col].iloc[i]:g} for node {col!r} at {speed.index[i]}", where)
 
 
-def read_timeseries(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+def read_timeseries(path: Path, columns: list[str] | None = None, timezone: str | None = None) -> pd.DataFrame:
     """A CSV with a `timestamp` column (ISO 8601 with offset) and numeric columns, indexed by time.
-    Checks columns, numbers, duplicate and non-monotonic timestamps (negative speeds: `check_speeds`)."""
-    return timeseries_frame(read_csv_table(path, dtype={"timestamp": str}), str(path), columns)
+    Checks that every row has the header's number of fields, columns, numbers, timestamps
+    (`parse_timestamps`), duplicates and order (speed values: `check_speeds`)."""
+    check_rectangular(path)
+    return timeseries_frame(read_csv_table(path, dtype={"timestamp": str}), str(path), columns, timezone)
 
 
-def timeseries_frame(frame: pd.DataFrame, where: str, columns: list[str] | None = None) -> pd.DataFrame:
+def check_rectangular(path: Path, header: bool = True) -> None:
+    """Every row must have as many fields as the first: pandas would silently pad a short row
+    with missing values (read as "no reading") and reports a long one in its own words."""
+    if not Path(path).is_file():
+        raise DataError("file not found", str(path))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            width = len(next(rows, []))
+            for line, row in enumerate(rows, start=2):
+                if row and len(row) != width:
+                    raise DataError(f"has {len(row)} fields where the {'header' if header else 'first row'} "
+                                    f"has {width}", f"{path} line {line}")
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot be read as CSV ({reason(exc)})", str(path)) from exc
+
+
+ISO_OFFSET = r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
+
+
+def parse_timestamps(column: pd.Series, where: str, timezone: str | None = None) -> pd.DatetimeIndex:
+    """ISO 8601 times, each with its UTC offset, as an index in the first row's offset. A time
+    without an offset is an error naming its line, unless `timezone` (an IANA name such as
+    Asia/Ho_Chi_Minh) says which local time the times without one are in; the index is then in
+    that zone. Reading them as UTC would shift every forecast by hours without a word."""
+    if timezone is not None:
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            raise DataError(f"unknown time zone {timezone!r}; use an IANA name such as Asia/Ho_Chi_Minh",
+                            "--timezone") from exc
+    if pd.api.types.is_datetime64_any_dtype(column):       # Parquet keeps real datetimes
+        index = pd.DatetimeIndex(column)
+        if index.tz is None:
+            if timezone is None:
+                raise DataError("the timestamps carry no time zone; give the zone they are local time in "
+                                "(--timezone)", where)
+            return _localize(index, timezone, where)
+        return index.tz_convert(timezone) if timezone else index
+    text = column.astype("string").str.strip()
+    empty = text.isna() | text.eq("")
+    if empty.any():
+        raise DataError("empty timestamp", f"{where} line {int(np.flatnonzero(empty)[0]) + 2}")
+    stamps = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")  # no offset: UTC for now
+    if stamps.isna().any():
+        i = int(np.flatnonzero(stamps.isna())[0])
+        raise DataError(f"timestamp {text.iloc[i]!r} is not ISO 8601 (e.g. 2025-07-07T08:00:00+07:00)",
+                        f"{where} line {i + 2}")
+    has_offset = text.str.contains(ISO_OFFSET, regex=True).to_numpy(bool)
+    if not has_offset.all():
+        if timezone is None:
+            i = int(np.flatnonzero(~has_offset)[0])
+            raise DataError(f"timestamp {text.iloc[i]!r} has no UTC offset (write e.g. 2025-07-07T08:00:00+07:00, "
+                            "or give the time zone of such times with --timezone)", f"{where} line {i + 2}")
+        naive = pd.DatetimeIndex(stamps[~has_offset]).tz_localize(None)
+        stamps[~has_offset] = _localize(naive, timezone, where).tz_convert("UTC")
+    zone = timezone or pd.Timestamp(text.iloc[0]).tz
+    return pd.DatetimeIndex(stamps).tz_convert(zone)
+
+
+def _localize(index: pd.DatetimeIndex, timezone: str, where: str) -> pd.DatetimeIndex:
+    try:
+        return index.tz_localize(timezone, ambiguous="raise", nonexistent="raise")
+    except (ValueError, TypeError) as exc:      # a local time the clock skips or repeats
+        raise DataError(f"cannot place the times in {timezone} ({reason(exc)}); write them with their UTC "
+                        "offset", where) from exc
+
+
+
+def timeseries_frame(frame: pd.DataFrame, where: str, columns: list[str] | None = None,
+                     timezone: str | None = None) -> pd.DataFrame:
     """Validate a frame with a `timestamp` column and turn it into a time-indexed numeric frame."""
     if "timestamp" not in frame.columns:
         raise DataError("no 'timestamp' column", where)
@@ -121,18 +187,7 @@ def timeseries_frame(frame: pd.DataFrame, where: str, columns: list[str] | None 
         frame = frame[["timestamp", *columns]]
     if len(frame) == 0:
         raise DataError("no rows", where)
-    try:
-        stamps = pd.to_datetime(frame["timestamp"], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"timestamps are not ISO 8601 ({exc})", where) from exc
-    if stamps.isna().any():
-        i = int(np.flatnonzero(stamps.isna())[0])
-        raise DataError("empty timestamp", f"{where} line {i + 2}")
-    first = str(frame["timestamp"].iloc[0])
-    offset = pd.Timestamp(first).tz
-    if offset is None:
-        raise DataError(f"timestamp {first!r} has no UTC offset (write e.g. 2025-07-07T08:00:00+07:00)", where)
-    index = pd.DatetimeIndex(stamps).tz_convert(offset)
+    index = parse_timestamps(frame["timestamp"], where, timezone)
     dup = index.duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])

@@ -11,6 +11,7 @@ from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
 
 EMBEDDED = {"kind": "simulator", "seed": 0, "weeks": 8}
+MAX_WEEKS = 520        # ten years of 15-minute steps, about 90 MB of speeds: a typo, not a request
 
 
 def parse_data_arg(arg: str | None) -> dict:
@@ -27,6 +28,10 @@ def parse_data_arg(arg: str | None) -> dict:
                 spec[key] = int(value) if key == "seed" else float(value)
             except ValueError as exc:
                 raise DataError(f"{key} must be a number, got {value!r}", "--data") from exc
+        if not 0 < spec["weeks"] <= MAX_WEEKS:
+            raise DataError(f"weeks must be more than 0 and at most {MAX_WEEKS}, got {spec['weeks']:g}", "--data")
+        if spec["seed"] < 0:
+            raise DataError(f"seed must not be negative, got {spec['seed']}", "--data")
         return spec
     return {"kind": "folder", "path": str(Path(arg).resolve())}
 

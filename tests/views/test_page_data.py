@@ -22,6 +22,15 @@ PAGE = "views/data.py"
 
 
 # ---- helpers ---------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def server_folder(tmp_path, monkeypatch):
+    """Reading server paths is off by default; these tests allow tmp_path, as an operator would."""
+    config = tmp_path / "stmgt.toml"
+    config.write_text(f'[data_page]\nserver_folder = "{tmp_path}"\n')
+    monkeypatch.setenv("STMGT_CONFIG", str(config))
+    return tmp_path
+
+
 def choose(at, fmt, source="Path on this machine"):
     at.radio(key="data_format").set_value(fmt)
     at.radio(key="data_source").set_value(source)
@@ -127,7 +136,7 @@ def test_save_lists_the_dataset_in_the_sidebar_and_refuses_an_existing_name(app,
     listed = at.dataframe[0].value
     assert list(listed.index) == ["Saigon-centre"] and listed.loc["Saigon-centre", "Steps"] == 8
 
-    write_folder(small_dataset(weather=False), city)  # a second version, without weather
+    write_folder(small_dataset(weather=False), city, overwrite=True)  # a second version, without weather
     at = check(at)
     save(at, "Saigon centre")
     assert "already exists" in errors(at) and "Replace" in errors(at)
@@ -150,7 +159,7 @@ def test_malformed_folder_shows_the_error_and_writes_nothing(app, city, isolated
     assert not at.metric and not at.get("deck_gl_json_chart")
     assert not (isolated_workspace / "datasets").exists()
     # The page keeps working: the fixed folder imports.
-    write_folder(small_dataset(), city)
+    write_folder(small_dataset(), city, overwrite=True)
     at = check(at)
     assert not at.error and metrics(at)["Nodes"] == "3"
 
@@ -222,7 +231,7 @@ def test_snapshots_by_path_and_as_a_zip_upload(app, runs, isolated_workspace):
 
 def test_upload_errors_name_the_uploaded_file(app, city):
     at = choose(app(PAGE), "Generic folder", "Upload files")
-    files = [(p.name, p.read_bytes(), "text/csv") for p in city.iterdir()]
+    files = [(p.name, p.read_bytes(), "text/csv") for p in city.iterdir() if not p.name.startswith(".")]
     files = [(n, b"timestamp,n1\n2025-07-07T08:00+07:00,1\n" if n == "speed.csv" else b, t) for n, b, t in files]
     at.file_uploader(key="data_up_generic").set_value(files)
     at = check(at.run())

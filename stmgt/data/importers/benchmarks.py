@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stmgt.data.folder import check_speeds, numeric_frame
+from stmgt.data.dataset import SPEED_CEILING_KMH
+from stmgt.data.folder import check_rectangular, check_speeds, numeric_frame
 from stmgt.data.importers.common import (MPH_TO_KMH, ImportResult, build_dataset, duration, finish, listing,
                                          units_note)
 from stmgt.data.importers.safe_pickle import Refused, load_arrays, pytables_allow_list
 from stmgt.data.importers.sensors import edges_from_weights, read_adjacency, same_ids, sensor_nodes
-from stmgt.errors import DataError
+from stmgt.errors import DataError, reason
 from stmgt.graph import RoadGraph, read_csv_table
 
 CALIFORNIA_TZ = "America/Los_Angeles"
@@ -31,13 +32,15 @@ def import_matrix(speed_csv, adjacency_csv, *, start, freq="5min", units="kmh", 
     speed_csv = Path(speed_csv)
     if units not in UNITS:
         raise DataError(f"must be 'kmh' or 'mph', not {units!r}", "units")
+    check_rectangular(speed_csv)
     raw = read_csv_table(speed_csv, header=None, dtype=str)
     ids = _header_ids(raw.iloc[0], speed_csv)
     speed = numeric_frame(raw.iloc[1:].set_axis(ids, axis=1), str(speed_csv))
     if speed.empty:
         raise DataError("has a header row but no data rows", str(speed_csv))
     speed.index = _time_axis(start, freq, timezone, len(speed))
-    check_speeds(speed, str(speed_csv))
+    check_speeds(speed, str(speed_csv), "mph" if units == "mph" else "km/h",
+                 SPEED_CEILING_KMH / (MPH_TO_KMH if units == "mph" else 1))
     if units == "mph":
         speed *= MPH_TO_KMH
         notes = ["Speeds converted from mph to km/h (×1.609344)."]
@@ -74,7 +77,7 @@ def _time_axis(start, freq, timezone, periods: int) -> pd.DatetimeIndex:
         elif timezone:
             t0 = t0.tz_convert(timezone)
     except (KeyError, ValueError) as exc:  # unknown zone, or a local time the clock skips
-        raise DataError(f"cannot place {start!r} in time zone {timezone!r} ({exc})", "timezone") from exc
+        raise DataError(f"cannot place {start!r} in time zone {timezone!r} ({reason(exc)})", "timezone") from exc
     return pd.date_range(t0, periods=periods, freq=step)
 
 
@@ -91,7 +94,7 @@ def import_metr_la(speed_h5, adj_pkl, *, locations_csv=None) -> ImportResult:
     if non_numeric:
         raise DataError(f"column(s) {listing(non_numeric)} are not numeric", str(speed_h5))
     speed, notes = _on_regular_grid(table[ids].astype(float), CALIFORNIA_TZ, str(speed_h5))
-    check_speeds(speed, str(speed_h5))
+    check_speeds(speed, str(speed_h5), "mph", SPEED_CEILING_KMH / MPH_TO_KMH)
     zeros = speed.eq(0)
     speed = speed.mask(zeros) * MPH_TO_KMH
     notes = ["Speeds converted from mph to km/h (×1.609344).",
@@ -153,7 +156,7 @@ def _read_h5_table(path: Path) -> pd.DataFrame:
             table = store.get(key) if key in keys else None
     except Exception as exc:  # HDF5, PyTables and pandas raise many kinds on a bad file
         if not refused:
-            raise DataError(f"cannot be read as a pandas HDF5 table ({exc})", str(path)) from exc
+            raise DataError(f"cannot be read as a pandas HDF5 table ({reason(exc)})", str(path)) from exc
     if refused:
         raise DataError(f"refused: a pickle inside refers to {refused[0]}, which could run code "
                         "(only numbers, text and pandas frequencies are accepted)", str(path))
@@ -176,7 +179,7 @@ def _read_adj_pickle(path: Path) -> tuple[list[str], np.ndarray]:
         raise DataError(f"refused: the pickle refers to {exc}, but an adjacency pickle holds only lists, "
                         "dicts and numeric arrays (loading it could run code)", where) from exc
     except Exception as exc:  # any failure on untrusted bytes means a bad file
-        raise DataError(f"cannot be read as a pickle ({type(exc).__name__}: {exc})", where) from exc
+        raise DataError(f"cannot be read as a pickle ({type(exc).__name__}: {reason(exc)})", where) from exc
     layout = "expected [sensor_ids, sensor_id_to_index, N×N matrix] as in DCRNN's adj_mx.pkl"
     if not (isinstance(obj, (list, tuple)) and len(obj) == 3):
         raise DataError(f"{layout}; found {type(obj).__name__}", where)

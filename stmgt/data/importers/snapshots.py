@@ -13,7 +13,7 @@ import pandas as pd
 
 from stmgt.data.dataset import WEATHER_COLUMNS
 from stmgt.data.importers.common import ImportResult, build_dataset, duration, finish, listing
-from stmgt.errors import DataError
+from stmgt.errors import DataError, reason
 from stmgt.graph import RoadGraph, edges_table, nodes_table
 
 HCMC_TZ = "Asia/Ho_Chi_Minh"
@@ -195,7 +195,7 @@ def _read_records(path: Path, required: list[str], optional: list[str] = ()) -> 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"is not valid JSON ({exc})", str(path)) from exc
+        raise DataError(f"is not valid JSON ({reason(exc)})", str(path)) from exc
     if not isinstance(data, list):
         raise DataError(f"expected a JSON list of records, found {type(data).__name__}", str(path))
     for i, record in enumerate(data):
@@ -225,7 +225,7 @@ def _hcmc_times(stamps: pd.Series, path: Path) -> pd.DatetimeIndex:
     try:
         times = pd.DatetimeIndex(pd.to_datetime(stamps, format="ISO8601"))
     except (ValueError, TypeError) as exc:
-        raise DataError(f"timestamps are not ISO 8601 times of one kind ({exc})", str(path)) from exc
+        raise DataError(f"timestamps are not ISO 8601 times of one kind ({reason(exc)})", str(path)) from exc
     if times.isna().any():
         raise DataError("empty timestamp", f"{path} {_record(int(np.flatnonzero(times.isna())[0]))}")
     return times.tz_localize(HCMC_TZ) if times.tz is None else times.tz_convert(HCMC_TZ)

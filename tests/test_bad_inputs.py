@@ -1,0 +1,419 @@
+"""Bad input, as a careless or hostile user gives it: every case ends in one plain line (exit
+status 2 on the command line, a DataError elsewhere), nothing of the user's is changed, nothing
+hostile runs. One parametrized table per place where input enters; the README's Reliability
+section counts its cases."""
+
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from stmgt.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
+from stmgt.cli import main
+from stmgt.data.dataset import Scaler
+from stmgt.data.folder import write_folder
+from stmgt.errors import DataError
+from stmgt.forecast import WeatherScenario
+from stmgt.graph import RoadGraph
+from stmgt.model import STMGT, STMGTConfig
+from stmgt.runs import Run
+from tests.test_importers import MATRIX_ADJ, MATRIX_SPEED, small_dataset, write
+from ui import data_import, server_files
+
+TINY = STMGTConfig(hidden_dim=8, num_blocks=1, heads=2, num_mixtures=2)
+
+
+class Exploit:
+    """Unpickling this would create `marker`."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def set_cell(path, row, col, value):
+    """Data row `row` (0 = first below the header), column `col` (0 = timestamp) of a CSV."""
+    lines = path.read_text().splitlines()
+    cells = lines[row + 1].split(",")
+    cells[col] = value
+    lines[row + 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def set_line(path, row, text):
+    lines = path.read_text().splitlines()
+    lines[row + 1] = text
+    path.write_text("\n".join(lines) + "\n")
+
+
+def cli_fails(argv, message, capsys):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:       # argparse's own checks
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert message in err, err
+    assert "Traceback" not in err
+    return err
+
+
+# ---- the generic importer on the command line ------------------------------------------------
+GENERIC = [
+    ("speed-1e9", lambda g: set_cell(g / "speed.csv", 1, 1, "1e9"), "above the ceiling of 250 km/h"),
+    ("speed-inf", lambda g: set_cell(g / "speed.csv", 1, 2, "inf"), "infinite speed"),
+    ("speed-negative", lambda g: set_cell(g / "speed.csv", 0, 3, "-5"), "negative speed -5"),
+    ("speed-text", lambda g: set_cell(g / "speed.csv", 4, 1, "fast"), "'fast' in column 'n1' is not a number"),
+    ("no-offset-first", lambda g: set_cell(g / "speed.csv", 0, 0, "2025-07-07T08:00:00"), "line 2: timestamp"),
+    ("no-offset-later", lambda g: set_cell(g / "speed.csv", 3, 0, "2025-07-07T08:45:00"), "line 5: timestamp"),
+    ("date-only", lambda g: set_cell(g / "speed.csv", 3, 0, "2025-07-07"), "has no UTC offset"),
+    ("not-iso", lambda g: set_cell(g / "speed.csv", 2, 0, "yesterday"), "'yesterday' is not ISO 8601"),
+    ("empty-time", lambda g: set_cell(g / "speed.csv", 2, 0, ""), "line 4: empty timestamp"),
+    ("duplicate-time", lambda g: set_cell(g / "speed.csv", 1, 0, "2025-07-07T08:00:00+07:00"), "duplicate timestamp"),
+    ("backwards", lambda g: set_cell(g / "speed.csv", 3, 0, "2025-07-07T08:20:00+07:00"), "not in increasing order"),
+    ("irregular", lambda g: [set_cell(g / name, 3, 0, "2025-07-07T08:50:00+07:00") for name in ("speed.csv", "weather.csv")],
+     "first step of 15 min"),
+    ("short-row", lambda g: set_line(g / "speed.csv", 2, "2025-07-07T08:30:00+07:00,16"),
+     "line 4: has 2 fields where the header has 4"),
+    ("long-row", lambda g: set_line(g / "speed.csv", 2, "2025-07-07T08:30:00+07:00,1,2,3,4"), "has 5 fields"),
+    ("empty-speed-file", lambda g: write(g / "speed.csv", ""), "the file is empty"),
+    ("binary-speed-file", lambda g: (g / "speed.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff"), "speed.csv"),
+    ("all-missing", lambda g: [(g / "weather.csv").unlink(), write(g / "speed.csv", "timestamp,n1,n2,n3\n"
+                               "2025-07-07T08:00+07:00,,,\n2025-07-07T08:15+07:00,,,\n")], "every speed value is missing"),
+    ("unknown-column", lambda g: write(g / "speed.csv", "timestamp,n1,n2,n3,n9\n2025-07-07T08:00+07:00,1,2,3,4\n"),
+     "n9 are not node ids"),
+    ("missing-column", lambda g: write(g / "speed.csv", "timestamp,n1\n2025-07-07T08:00+07:00,1\n"),
+     "no column for node(s) n2, n3"),
+    ("weather-nan", lambda g: set_cell(g / "weather.csv", 1, 3, ""), "empty cells"),
+    ("weather-1e30-rain", lambda g: set_cell(g / "weather.csv", 1, 3, "1e30"), "precipitation_mm 1e+30"),
+    ("weather-hot", lambda g: set_cell(g / "weather.csv", 0, 1, "200"), "temperature_c 200"),
+    ("weather-negative-wind", lambda g: set_cell(g / "weather.csv", 5, 2, "-3"), "wind_kmh -3"),
+    ("weather-column", lambda g: write(g / "weather.csv", "timestamp,temp\n2025-07-07T08:00+07:00,30\n"),
+     "missing column(s) temperature_c"),
+    ("no-nodes", lambda g: (g / "nodes.csv").unlink(), "nodes.csv: file not found"),
+    ("edge-to-nowhere", lambda g: write(g / "edges.csv", "source,target\nn1,n2\nn2,n9\n"), "'n9' is not a node_id"),
+    ("both-link-files", lambda g: write(g / "adjacency.csv", "0,1,0\n0,0,1\n1,0,0\n"), "keep only one"),
+    ("bad-provenance", lambda g: write(g / "dataset.json", "{not json"), "is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("damage,message", [c[1:] for c in GENERIC], ids=[c[0] for c in GENERIC])
+def test_generic_import_refuses(tmp_path, capsys, damage, message):
+    folder = write_folder(small_dataset(), tmp_path / "given")
+    damage(folder)
+    cli_fails(["import", "generic", folder, "--out", tmp_path / "out"], message, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_timezone_places_times_without_offset(tmp_path, capsys):
+    folder = write_folder(small_dataset(), tmp_path / "given")
+    for name in ("speed.csv", "weather.csv"):
+        path = folder / name
+        path.write_text(path.read_text().replace("+07:00", ""))
+    assert main(["import", "generic", str(folder), "--timezone", "Asia/Ho_Chi_Minh", "--out", str(tmp_path / "o")]) == 0
+    assert "2025-07-07T08:00:00+07:00" in (tmp_path / "o" / "speed.csv").read_text()
+    cli_fails(["import", "generic", folder, "--timezone", "Mars/Olympus", "--out", tmp_path / "p"],
+              "unknown time zone 'Mars/Olympus'", capsys)
+
+
+# ---- other importers, simulator options and what-if values on the command line ------------------
+def matrix_files(tmp_path, speed=MATRIX_SPEED):
+    return [write(tmp_path / "speed.csv", speed), write(tmp_path / "adj.csv", MATRIX_ADJ)]
+
+
+ARGS = [
+    ("matrix-start", lambda t: ["import", "matrix", *matrix_files(t), "--start", "soon"], "'soon' is not an ISO 8601"),
+    ("matrix-freq-negative", lambda t: ["import", "matrix", *matrix_files(t), "--start", "2012-03-01",
+                                        "--freq=-5min"], "must be a positive duration"),
+    ("matrix-freq-text", lambda t: ["import", "matrix", *matrix_files(t), "--start", "2012-03-01",
+                                    "--freq", "often"], "is not a duration"),
+    ("matrix-mph-ceiling", lambda t: ["import", "matrix", *matrix_files(t, "101,102,103\n20,300,1\n"),
+                                      "--start", "2012-03-01", "--units", "mph"], "ceiling of 155 mph"),
+    ("matrix-short-row", lambda t: ["import", "matrix", *matrix_files(t, "101,102,103\n20,30\n"),
+                                    "--start", "2012-03-01"], "has 2 fields where the header has 3"),
+    ("matrix-zone", lambda t: ["import", "matrix", *matrix_files(t), "--start", "2012-03-01",
+                               "--timezone", "Nowhere/City"], "cannot place"),
+    ("metr-not-h5", lambda t: ["import", "metr-la", write(t / "s.h5", "text"), write(t / "a.pkl", "x")],
+     "cannot be read as a pandas HDF5 table"),
+    ("snapshots-empty", lambda t: ["import", "snapshots", t], "no run_* folder"),
+    ("sim-weeks-zero", lambda t: ["train", "--data", "sim:weeks=0"], "weeks must be more than 0"),
+    ("sim-weeks-negative", lambda t: ["train", "--data", "sim:weeks=-2"], "weeks must be more than 0"),
+    ("sim-weeks-nan", lambda t: ["train", "--data", "sim:weeks=nan"], "weeks must be more than 0"),
+    ("sim-weeks-huge", lambda t: ["train", "--data", "sim:weeks=1e9"], "at most 520"),
+    ("sim-seed-negative", lambda t: ["train", "--data", "sim:seed=-1"], "seed must not be negative"),
+    ("sim-option", lambda t: ["train", "--data", "sim:speed=3"], "unknown simulator option"),
+    ("simulate-weeks-zero", lambda t: ["simulate", "--weeks", "0"], "must be more than 0"),
+    ("simulate-weeks-text", lambda t: ["simulate", "--weeks", "many"], "must be a number, got 'many'"),
+    ("simulate-seed-negative", lambda t: ["simulate", "--seed", "-4"], "must be at least 0"),
+    ("epochs-zero", lambda t: ["train", "--epochs", "0"], "must be at least 1"),
+    ("batch-text", lambda t: ["train", "--batch-size", "big"], "must be a whole number"),
+    ("whatif-nan", lambda t: ["forecast", "--run", "r", "--at", "x", "--precipitation", "nan"], "must be a finite number"),
+    ("whatif-inf", lambda t: ["forecast", "--run", "r", "--at", "x", "--wind", "inf"], "must be a finite number"),
+    ("whatif-text", lambda t: ["forecast", "--run", "r", "--at", "x", "--temperature", "warm"], "must be a number"),
+    ("run-missing", lambda t: ["forecast", "--run", t / "none", "--at", "2025-08-25T07:00+07:00"], "not a finished run"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in ARGS], ids=[c[0] for c in ARGS])
+def test_command_line_refuses(tmp_path, capsys, argv, message):
+    args = argv(tmp_path)
+    cli_fails([*args, "--out", tmp_path / "out" / "x"], message, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+# ---- output paths: nothing of the user's is replaced --------------------------------------------
+def users_folder(tmp_path):
+    folder = tmp_path / "mine"
+    write(folder / "thesis.txt", "three years of work")
+    return folder
+
+
+OUTPUTS = [
+    ("import-over-folder", lambda t, g: ["import", "generic", g, "--out", users_folder(t), "--overwrite"],
+     "files this tool did not write"),
+    ("import-over-file", lambda t, g: ["import", "generic", g, "--out", write(t / "notes.txt", "x")], "is an existing file"),
+    ("import-over-own", lambda t, g: ["import", "generic", g, "--out", g], "pass --overwrite"),
+    ("simulate-over-folder", lambda t, g: ["simulate", "--weeks", "0.1", "--out", users_folder(t), "--overwrite"],
+     "files this tool did not write"),
+    ("simulate-under-file", lambda t, g: ["simulate", "--weeks", "0.1", "--out", write(t / "f", "x") / "sub"],
+     "is a file, not a folder"),
+    ("train-over-folder", lambda t, g: ["train", "--data", g, "--out", users_folder(t)], "files this tool did not write"),
+    ("train-over-file", lambda t, g: ["train", "--data", g, "--out", write(t / "f.txt", "x")], "is an existing file"),
+    ("forecast-over-file", lambda t, g: ["forecast", "--run", "r", "--at", "x", "--overwrite",
+                                         "--out", write(t / "mine.csv", "a,b\n1,2\n")], "this tool did not write"),
+    ("forecast-into-folder", lambda t, g: ["forecast", "--run", "r", "--at", "x", "--out", users_folder(t)],
+     "is a folder"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in OUTPUTS], ids=[c[0] for c in OUTPUTS])
+def test_outputs_never_replace_what_the_user_owns(tmp_path, capsys, argv, message):
+    given = write_folder(small_dataset(), tmp_path / "given")
+    args = argv(tmp_path, given)
+    before = snapshot(tmp_path)
+    cli_fails(args, message, capsys)
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_only_a_dataset_of_ours(tmp_path, capsys):
+    given = write_folder(small_dataset(), tmp_path / "given")
+    out = write_folder(small_dataset(weather=False), tmp_path / "out")
+    assert main(["import", "generic", str(given), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "weather.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["given", "out"]     # no staging left behind
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_unwritable_output_folder(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    cli_fails(["simulate", "--weeks", "0.1", "--out", locked / "d"], "no permission to write", capsys)
+
+
+# ---- what-if weather ---------------------------------------------------------------------------
+WHAT_IF = [
+    ("nan-rain", WeatherScenario(precipitation_mm=float("nan")), "precipitation_mm nan"),
+    ("huge-rain", WeatherScenario(precipitation_mm=1e30), "precipitation_mm 1e+30"),
+    ("rain-event", WeatherScenario(rain_mm=1000, rain_steps=2), "precipitation_mm 1000"),
+    ("boiling", WeatherScenario(temperature_c=100), "temperature_c 100"),
+    ("frozen-shift", WeatherScenario(temperature_shift=-200), "temperature_c -1"),
+    ("inf-wind", WeatherScenario(wind_kmh=float("inf")), "wind_kmh inf"),
+    ("hurricane", WeatherScenario(wind_shift=1000), "wind_kmh 10"),
+]
+
+
+@pytest.mark.parametrize("scenario,message", [c[1:] for c in WHAT_IF], ids=[c[0] for c in WHAT_IF])
+def test_what_if_weather_outside_physical_ranges(scenario, message):
+    weather = np.tile(np.float32([28, 8, 0]), (2, 12, 1))
+    with pytest.raises(DataError, match="what-if weather") as err:
+        scenario.apply(weather)
+    assert message in str(err.value) and "physical range" in str(err.value)
+
+
+# ---- checkpoints -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def good_state():
+    graph = small_dataset().graph
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION,
+                "state_dict": STMGT(TINY).state_dict(), "model_config": TINY.to_dict(),
+                "scaler": Scaler(20.0, 5.0, None, None).to_dict(), "graph_fingerprint": graph.fingerprint(),
+                "node_ids": list(graph.node_ids), "meta": {}}, buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+
+
+def edited(state, **changes):
+    state = {**state, **changes}
+    for key in [k for k, v in changes.items() if v is None]:
+        del state[key]
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+CHECKPOINTS = [
+    ("no-fingerprint", {"graph_fingerprint": None}, "'graph_fingerprint' is missing"),
+    ("no-node-ids", {"node_ids": None}, "'node_ids' is missing"),
+    ("no-scaler", {"scaler": None}, "'scaler' is missing"),
+    ("no-weights", {"state_dict": None}, "'state_dict' is missing"),
+    ("weights-list", {"state_dict": [1, 2]}, "'state_dict' is missing or not a dict"),
+    ("huge-hidden", {"model_config": {**TINY.to_dict(), "hidden_dim": 1_000_000}}, "hidden_dim = 1000000"),
+    ("huge-blocks", {"model_config": {**TINY.to_dict(), "num_blocks": 10_000}}, "num_blocks = 10000"),
+    ("text-size", {"model_config": {**TINY.to_dict(), "heads": "4"}}, "heads = '4'"),
+    ("zero-scale", {"scaler": Scaler(20.0, 0.0, None, None).to_dict()}, "scale"),
+    ("wrong-version", {"version": 99}, "version 99 is not supported"),
+    ("no-header", {"format": "other"}, "not an STMGT checkpoint"),
+    ("too-many-nodes", {"node_ids": ["n"] * 30_000}, "node_ids must be 1 to 20,000"),
+]
+
+
+@pytest.mark.parametrize("changes,message", [c[1:] for c in CHECKPOINTS], ids=[c[0] for c in CHECKPOINTS])
+def test_damaged_checkpoints_are_refused(good_state, changes, message):
+    with pytest.raises(DataError, match="the uploaded checkpoint") as err:
+        load_checkpoint(edited(good_state, **changes))
+    assert message in str(err.value)
+
+
+def test_checkpoint_of_another_graph_does_not_print_fingerprints(good_state):
+    other = RoadGraph.hcmc()
+    with pytest.raises(DataError, match="another road graph") as err:
+        load_checkpoint(edited(good_state), other)
+    assert good_state["graph_fingerprint"] not in str(err.value) and other.fingerprint() not in str(err.value)
+
+
+def test_garbage_bytes_are_not_a_checkpoint():
+    with pytest.raises(DataError, match="damaged or is not a PyTorch checkpoint"):
+        load_checkpoint(os.urandom(2048))
+
+
+def test_hostile_checkpoint_runs_nothing(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    run.mkdir()
+    write(run / "config.json", '{"data": {"kind": "simulator", "seed": 0, "weeks": 0.5}}')
+    torch.save({"format": FORMAT, "version": VERSION, "payload": Exploit(marker)}, run / "checkpoint.pt")
+    with pytest.raises(DataError, match="damaged or is not a PyTorch checkpoint"):
+        load_checkpoint(run / "checkpoint.pt")
+    cli_fails(["forecast", "--run", run, "--at", "2025-08-25T07:00+07:00", "--out", tmp_path / "f.csv"],
+              "damaged or is not a PyTorch checkpoint", capsys)
+    assert not marker.exists()
+
+
+def test_hostile_pickle_runs_nothing(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    pkl = tmp_path / "adj_mx.pkl"
+    pkl.write_bytes(pickle.dumps(Exploit(marker)))
+    h5 = tmp_path / "speed.h5"
+    from tests.test_importers import metr_table
+    metr_table().to_hdf(h5, key="df")
+    cli_fails(["import", "metr-la", h5, pkl, "--out", tmp_path / "o"], "refused", capsys)
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+# ---- runs that did not finish ------------------------------------------------------------------
+@pytest.mark.parametrize("record,message", [
+    ({"state": "running", "pid": 2**22 + 12345, "host": os.uname().nodename}, "interrupted: process"),
+    ({"state": "failed", "reason": "CUDA out of memory"}, "failed: CUDA out of memory"),
+    ({"state": "running", "pid": os.getpid(), "host": "elsewhere"}, "running (process"),
+], ids=["killed", "failed", "running-elsewhere"])
+def test_unfinished_runs_are_not_used(tmp_path, good_state, record, message):
+    run = Run(tmp_path / "run")
+    run.path.mkdir()
+    (run.path / "checkpoint.pt").write_bytes(edited(good_state))
+    (run.path / "status.json").write_text(__import__("json").dumps(record))
+    with pytest.raises(DataError, match="the run is not finished") as err:
+        Run.open(run.path)
+    assert message in str(err.value)
+
+
+def test_run_lifecycle_is_recorded(tmp_path):
+    run = Run(tmp_path / "run")
+    assert run.status.state == "unrecorded" and run.status.usable
+    run.mark_running()
+    assert run.status.state == "running" and run.status.pid == os.getpid() and not run.status.usable
+    run.mark_finished("cancelled", "cancelled by the user")
+    status = run.status
+    assert (status.state, status.reason, status.pid) == ("cancelled", "cancelled by the user", os.getpid())
+    assert status.usable and status.started and status.ended
+    run.mark_failed("disk full")
+    assert run.status.describe() == "failed: disk full"
+
+
+# ---- uploads and server paths ------------------------------------------------------------------
+def zipped(entries, compression=zipfile.ZIP_DEFLATED):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        for name, data in entries:
+            zf.writestr(name, data)
+    return buffer.getvalue()
+
+
+UPLOADS = [
+    ("bomb-ratio", lambda: zipped([("speed.csv", b"0" * 20_000_000)]), "expands more than 200 times"),
+    ("many-entries", lambda: zipped([(f"f{i}.csv", b"") for i in range(10_001)], zipfile.ZIP_STORED),
+     "10,001 entries"),
+    ("traversal", lambda: zipped([("../../etc/cron.d/x", b"x")]), "outside the archive's folder"),
+    ("absolute", lambda: zipped([("/etc/passwd", b"x")]), "outside the archive's folder"),
+    ("not-zip", lambda: b"PK\x03\x04 this is not really a zip", "not a readable zip"),
+]
+
+
+@pytest.mark.parametrize("data,message", [c[1:] for c in UPLOADS], ids=[c[0] for c in UPLOADS])
+def test_uploaded_archives_are_refused(tmp_path, data, message):
+    with pytest.raises(DataError, match="upload.zip") as err:
+        data_import.extract_zip(data(), tmp_path / "upload.zip")
+    assert message in str(err.value) and not (tmp_path / "upload.zip").exists()
+
+
+def test_archive_larger_than_the_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_import, "MAX_UNPACKED_BYTES", 1000)
+    with pytest.raises(DataError, match="unpacks to more than"):
+        data_import.extract_zip(zipped([("a.csv", os.urandom(600)), ("b.csv", os.urandom(600))]), tmp_path / "u.zip")
+
+
+def test_garbage_upload_names_the_file_given(tmp_path):
+    class Upload:
+        name = "holiday-photo.jpg"
+
+        def getvalue(self):
+            return b"\xff\xd8\xff\xe0 not traffic data"
+
+    from stmgt.data.importers import import_generic
+    with pytest.raises(DataError, match="holiday-photo.jpg") as err:
+        data_import.staged_import(lambda stage: import_generic(stage([Upload()])))
+    assert "edges.csv" in str(err.value) and "stmgt-upload" not in str(err.value)
+
+
+@pytest.mark.parametrize("typed,configured,message", [
+    ("/etc/passwd", True, "outside the folder this server allows"),
+    ("../../etc", True, "outside the folder this server allows"),
+    ("escape", True, "outside the folder this server allows"),   # a link pointing out
+    ("data", False, "reading files on the server is turned off"),
+], ids=["absolute", "dotdot", "link-out", "off"])
+def test_server_paths(tmp_path, monkeypatch, typed, configured, message):
+    allowed = tmp_path / "allowed"
+    (allowed / "data").mkdir(parents=True)
+    (allowed / "escape").symlink_to("/etc")
+    config = tmp_path / "stmgt.toml"
+    config.write_text(f'[data_page]\nserver_folder = "{allowed}"\n' if configured else "")
+    monkeypatch.setenv("STMGT_CONFIG", str(config))
+    with pytest.raises(DataError, match=message):
+        server_files.allowed_path(typed)
+
+
+def test_server_path_inside_the_folder_is_read(tmp_path, monkeypatch):
+    config = tmp_path / "stmgt.toml"
+    config.write_text(f'[data_page]\nserver_folder = "{tmp_path}"\n')
+    monkeypatch.setenv("STMGT_CONFIG", str(config))
+    assert server_files.allowed_path("sub/data") == tmp_path / "sub" / "data"
