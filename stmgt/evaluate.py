@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from stmgt.baselines import HistoricalAverage, persistence
 from stmgt.data.dataset import SEQ_LEN, split_anchors, split_ranges
-from stmgt.data.simulate import SimulationConfig, TrafficSimulator
+from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.metrics import HorizonScores
 from stmgt.runs import Run
@@ -48,22 +48,19 @@ def true_change(sim: TrafficSimulator, anchors, horizon: int, scenario: WeatherS
     """The simulator's true effect of `scenario` on each anchor's `horizon` target steps,
     [B, H, N] km/h: counterfactual − actual speed, every random draw the same (NaN where a
     sensor reading is missing)."""
-    actual = sim.run().speed
     changes = []
     for anchor in np.atleast_1d(anchors):
-        steps = anchor + np.arange(1, horizon + 1)
-        weather = sim.weather.copy()
-        weather[steps] = scenario.apply(weather[steps])
-        changes.append(sim.run(weather).speed[steps] - actual[steps])
+        observed = sim.weather[anchor + 1:anchor + 1 + horizon]
+        changes.append(sim.horizon_speed(anchor, scenario.apply(observed)) - sim.horizon_speed(anchor, observed))
     return np.stack(changes)
 
 
 @torch.no_grad()
-def what_if_error(forecaster: Forecaster, spec: dict, scenario: WeatherScenario = HEAVY_RAIN,
+def what_if_error(forecaster: Forecaster, scenario: WeatherScenario = HEAVY_RAIN,
                   count: int = 48) -> dict:
     """Mean absolute error of the model's predicted change (scenario − baseline mean speed)
     against the simulator's true change, over `count` evenly spaced test anchors."""
-    sim = TrafficSimulator(SimulationConfig(seed=spec["seed"], weeks=spec["weeks"]))
+    sim = simulator_for(forecaster.dataset)
     anchors = split_anchors(forecaster.dataset)["test"]
     anchors = anchors[np.linspace(0, len(anchors) - 1, count).astype(int)]
     predicted = forecaster.forecast(anchors, scenario).mean() - forecaster.forecast(anchors).mean()
@@ -80,8 +77,8 @@ def evaluate(run: Run, dataset, spec: dict, device="cpu", progress: bool = False
     model can be scored on other data of its graph than it was trained on."""
     forecaster = Forecaster(run.load(dataset.graph, device), dataset, device)
     metrics = score_split(forecaster, "test", progress=progress)
-    if spec.get("kind") == "simulator" and forecaster.loaded.config.use_weather:
-        metrics["what_if"] = what_if_error(forecaster, spec)
+    if simulator_for(dataset) is not None and forecaster.loaded.config.use_weather:
+        metrics["what_if"] = what_if_error(forecaster)
     metrics.update({"run": run.name, "data": spec, "seq_len": SEQ_LEN, "device": str(device),
                     "evaluated": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     run.write_metrics(metrics)

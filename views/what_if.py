@@ -6,7 +6,7 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from stmgt.data.simulate import SimulationConfig, TrafficSimulator
+from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.evaluate import true_change
 from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
@@ -20,9 +20,10 @@ MODEL_COLOUR, TRUE_COLOUR = "rgb(8, 81, 156)", "rgb(217, 72, 1)"
 
 
 @st.cache_resource(show_spinner="Preparing the simulator…", max_entries=2)
-def simulator(seed: int, weeks: float) -> TrafficSimulator:
-    """The simulator that generated the data, for its true counterfactuals."""
-    return TrafficSimulator(SimulationConfig(seed=seed, weeks=weeks))
+def simulator(_dataset, label: str, fingerprint: str) -> TrafficSimulator | None:
+    """The simulator that generated the data (None if it cannot be rebuilt), for its true
+    counterfactuals; cached per dataset label and graph."""
+    return simulator_for(_dataset)
 
 
 def change_map(graph, nodes, change, node: str, key: str, tooltip: str) -> None:
@@ -105,11 +106,9 @@ def what_if() -> None:
     q_base, q_scen = base.quantiles()[0], scen.quantiles()[0]            # [H, N, L]
     target = dataset.graph.index_of[node]
     truth = None
-    if simulated:
-        sim = simulator(int(provenance["seed"]), float(provenance["weeks"]))
-        same_steps = len(sim.timestamps) == dataset.num_steps and (sim.timestamps == dataset.timestamps).all()
-        if same_steps and sim.graph.fingerprint() == dataset.graph.fingerprint():
-            truth = true_change(sim, [anchor], base.horizon, scenario)[0]     # [H, N] km/h
+    sim = simulator(dataset, state.dataset_label(), dataset.graph.fingerprint()) if simulated else None
+    if sim is not None:
+        truth = true_change(sim, [anchor], base.horizon, scenario)[0]     # [H, N] km/h
 
     with outlook:
         st.markdown("**Horizon weather: observed (dashed) and scenario (solid)**")
