@@ -196,7 +196,7 @@ def test_counterfactual_heavy_rain(sim, data):
 def test_true_change_of_a_scenario(sim, data):
     """`true_change` edits only the anchor's horizon weather: heavy rain slows traffic, and the
     unchanged weather changes nothing."""
-    from stmgt.evaluate import true_change
+    from stmgt.what_if import true_change
     from stmgt.forecast import WeatherScenario
 
     anchors = np.array([1000, 3000])

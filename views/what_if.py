@@ -6,8 +6,8 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from stmgt.data.simulate import TrafficSimulator, simulator_for
-from stmgt.evaluate import true_change
+from stmgt.data.simulate import TrafficSimulator, simulator_for, weather_effects
+from stmgt.what_if import true_change
 from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
 from ui.fan_chart import fan_chart, horizon_label
@@ -71,6 +71,12 @@ if not forecaster.loaded.config.use_weather:
 anchor = state.anchor_picker(forecaster)
 provenance = dataset.provenance or {}
 simulated = provenance.get("source") == "simulator"
+if simulated:
+    with st.expander("What the weather truly does in the simulated data"):
+        st.markdown("\n".join(f"- **{name}**: {effect}" for name, effect in weather_effects().items()))
+        st.caption("The simulator's own rules, which a well-trained model should have learned; the true change "
+                   "below is the simulator re-run under the scenario's weather with every other random draw "
+                   "unchanged. A temperature or wind change below these thresholds truly changes nothing.")
 
 
 @st.fragment

@@ -10,7 +10,7 @@ delay, so neighbours are correlated and the spatial branch has something to lear
 
 The weather acts as traffic does (DESIGN §3). Each step sets a per-node *target* slowdown: rain
 by its intensity (light 0.5–5 mm/h ≈ −16–18 %, heavy ≥ 10 mm/h ≈ −30–34 % at a road of average
-congestion, up to 1.3× that on a congested road, 0.7× on a free-flowing one), heat −2 % per °C
+congestion, more on a congested road and less on a free-flowing one), heat −2 % per °C
 above 33 °C (at most −8 %) and wind −0.4 % per km/h above 30 km/h (at most −6 %). The slowdown
 itself is a state that moves towards the target: by 55 % of the gap per 15-min step while the
 weather worsens (≈ 80 % built up after 30 min) and by 30 % per step once it eases (half gone after
@@ -51,6 +51,8 @@ WEEKEND_PROFILE = [(0, 26.6), (2, 28.0), (3, 28.2), (4, 27.8), (5, 26.8), (6.5, 
                    (22.5, 24.3), (24, 26.6)]
 # Rain slowdown (fraction of dry speed) at a road of average congestion, by mm/h.
 RAIN_KNOTS = [(0.0, 0.0), (0.2, 0.0), (0.5, 0.16), (5.0, 0.18), (10.0, 0.30), (40.0, 0.34)]
+# Rain costs more on a congested road: × (RAIN_FREE + RAIN_CONGESTED · (1 − speed / free flow)).
+RAIN_FREE, RAIN_CONGESTED = 0.7, 0.9
 HEAT_ONSET_C, HEAT_PER_C, HEAT_MAX = 33.0, 0.02, 0.08
 WIND_ONSET_KMH, WIND_PER_KMH, WIND_MAX = 30.0, 0.004, 0.06
 # Share of the gap to the target slowdown closed per step while it grows / shrinks, and the pull
@@ -220,17 +222,39 @@ def simulator_for(dataset: TrafficDataset) -> TrafficSimulator | None:
     return sim
 
 
+def weather_effects() -> dict[str, str]:
+    """Each weather variable's true effect in the simulator, in words, from the constants above
+    (so what the What-if page says is what the simulator does)."""
+    rain = dict(RAIN_KNOTS)
+    half = next(k for k in range(1, 20) if (1 - RECOVERY) ** k <= 0.5) * 15
+    tail = next(k for k in range(1, 40) if (1 - RECOVERY) ** k <= 0.15) * 15
+    return {
+        "Precipitation": (f"slows traffic by about {100 * rain[0.5]:.0f}–{100 * rain[5.0]:.0f} % in light rain "
+                          f"(0.5–5 mm/h) and {100 * rain[10.0]:.0f}–{100 * rain[40.0]:.0f} % in heavy rain "
+                          f"(10–40 mm/h) on a road of average congestion; × {RAIN_FREE:g} on a free-flowing road, "
+                          f"up to × {RAIN_FREE + RAIN_CONGESTED:g} on a jammed one (at most {100 * MAX_SLOWDOWN:g} %). "
+                          f"The slowdown builds up ({100 * BUILD_UP:.0f} % of it in the first 15 min, "
+                          f"{100 * (1 - (1 - BUILD_UP) ** 2):.0f} % within 30 min), lingers after the rain stops "
+                          f"(half of it after {half} min, under 15 % left after {tail} min) and spreads to the roads "
+                          "feeding a slowed one."),
+        "Temperature": (f"none up to {HEAT_ONSET_C:g} °C; above it {100 * HEAT_PER_C:g} % slower per °C "
+                        f"(at most {100 * HEAT_MAX:g} %), building up and fading like rain."),
+        "Wind": (f"none up to {WIND_ONSET_KMH:g} km/h; above it {100 * WIND_PER_KMH:g} % slower per km/h "
+                 f"(at most {100 * WIND_MAX:g} %), building up and fading like rain."),
+    }
+
+
 def weather_target(weather: np.ndarray, relative_speed: np.ndarray) -> np.ndarray:
     """The slowdown [T, N] each step's weather ([T, 3]) would settle at: rain by intensity,
-    stronger on a road already congested (low speed relative to its free flow: up to ~1.3×, a
-    free-flowing one ~0.7×), plus heat above 33 °C and wind above 30 km/h (a few %)."""
+    stronger on a road already congested (low speed relative to its free flow; see RAIN_FREE,
+    RAIN_CONGESTED), plus heat above 33 °C and wind above 30 km/h (a few %)."""
     weather = np.asarray(weather, dtype=np.float64)
     knots_x, knots_y = zip(*RAIN_KNOTS)
     rain = np.interp(weather[:, 2], knots_x, knots_y)[:, None]
     congestion = np.clip(1.0 - relative_speed, 0.0, 1.0)
     heat = np.clip(HEAT_PER_C * (weather[:, 0] - HEAT_ONSET_C), 0.0, HEAT_MAX)[:, None]
     wind = np.clip(WIND_PER_KMH * (weather[:, 1] - WIND_ONSET_KMH), 0.0, WIND_MAX)[:, None]
-    return np.clip(rain * (0.7 + 0.9 * congestion) + heat + wind, 0.0, MAX_SLOWDOWN)
+    return np.clip(rain * (RAIN_FREE + RAIN_CONGESTED * congestion) + heat + wind, 0.0, MAX_SLOWDOWN)
 
 
 def weather_response(target: np.ndarray, downstream: np.ndarray, state: np.ndarray) -> np.ndarray:
