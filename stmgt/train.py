@@ -15,6 +15,7 @@ import torch
 
 from stmgt.calibration import fit_sigma_scale
 from stmgt.checkpoint import save_checkpoint
+from stmgt.data.augment import with_weather_copies
 from stmgt.data.dataset import Scaler, TrafficDataset, Windows, split_anchors, split_ranges
 from stmgt.errors import DataError
 from stmgt.mixture import GaussianMixture
@@ -44,6 +45,7 @@ class TrainConfig:
     device: str = "auto"          # auto | cpu | cuda
     max_batches: int | None = None  # cap per epoch, for quick looks on a CPU; None = all
     calibrate: bool = True        # fit a per-horizon σ scale on the validation split at the end
+    weather_copies: int = 0       # opt-in: train also on N re-simulations under sampled weather (stmgt.data.augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -150,6 +152,9 @@ def fit(dataset: TrafficDataset, model_config: STMGTConfig | None = None,
     anchors = split_anchors(dataset)
     scaler = Scaler.fit(dataset, ranges["train"])
     windows = Windows(dataset, scaler)
+    if train_config.weather_copies:
+        windows, anchors["train"] = with_weather_copies(dataset, windows, anchors["train"],
+                                                        train_config.weather_copies, train_config.seed)
     edge_index = dataset.graph.edge_index.to(device)
     model = STMGT(model_config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay,
