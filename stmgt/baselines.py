@@ -9,22 +9,33 @@ import torch
 from stmgt.data.dataset import Batch, Scaler, TrafficDataset
 
 
+def cadence_minutes(timestamps: pd.DatetimeIndex) -> int:
+    return max(int((timestamps[1] - timestamps[0]) / pd.Timedelta(minutes=1)), 1)
+
+
 def time_of_week_slot(timestamps: pd.DatetimeIndex) -> np.ndarray:
     """Slot index within the week at the data's cadence (672 slots at 15 minutes)."""
-    cadence = max(int((timestamps[1] - timestamps[0]) / pd.Timedelta(minutes=1)), 1)
     minutes = timestamps.day_of_week * 1440 + timestamps.hour * 60 + timestamps.minute
-    return (minutes // cadence).to_numpy().astype(np.int64)
+    return (minutes // cadence_minutes(timestamps)).to_numpy().astype(np.int64)
 
 
 class HistoricalAverage:
-    """Mean speed per node and time-of-week slot over the training steps only; a slot never seen
-    in training falls back to the node's training mean."""
+    """Mean speed per node and time-of-week slot over the training steps only. A slot never seen
+    in training (common with under two weeks of training data) falls back to the node's mean at
+    that time of day, then to the node's training mean: a node mean would ignore the rush hours."""
 
     def __init__(self, dataset: TrafficDataset, train_steps: range):
         slots = time_of_week_slot(dataset.timestamps)
+        cadence = cadence_minutes(dataset.timestamps)
+        week_slots, day_slots = (7 * 1440 - 1) // cadence + 1, (1440 - 1) // cadence + 1
         train = dataset.speed_frame().iloc[train_steps.start:train_steps.stop]
-        table = train.groupby(slots[train_steps.start:train_steps.stop]).mean()
-        table = table.reindex(range(int(slots.max()) + 1)).fillna(train.mean()).fillna(np.nanmean(train.to_numpy()))
+        train_slots = slots[train_steps.start:train_steps.stop]
+        week = train.groupby(train_slots).mean().reindex(range(week_slots))
+        # Slot k of the week is minute k·cadence of the week; its time of day is that minute mod 1440.
+        of_day = (np.arange(week_slots) * cadence % 1440) // cadence
+        day = train.groupby(train_slots * cadence % 1440 // cadence).mean().reindex(range(day_slots))
+        table = week.fillna(day.iloc[of_day].set_index(week.index))
+        table = table.fillna(train.mean()).fillna(np.nanmean(train.to_numpy()))
         self.table = torch.from_numpy(table.to_numpy(np.float32))     # [slots, N]
         self.slots = torch.from_numpy(slots)
 

@@ -1,4 +1,4 @@
-"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast, runs.
+"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast, whatif, runs.
 
 Bad input ends with one line `error: ...` on stderr and exit status 2, never a traceback; no
 command deletes or overwrites what it did not write (`stmgt.outputs`)."""
@@ -11,12 +11,14 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
+
 from tqdm import tqdm
 
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
 from stmgt.data.folder import write_folder
-from stmgt.data.simulate import simulate
+from stmgt.data.simulate import simulate, simulator_for
 from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
 from stmgt.evaluate import evaluate
@@ -27,6 +29,7 @@ from stmgt.outputs import check_file_target, check_folder_target, staged_folder
 from stmgt.runs import Run, list_runs
 from stmgt.workspace import Workspace
 from stmgt.train import TrainConfig, fit, resolve_device
+from stmgt.what_if import changes_frame, model_change, true_change
 
 DATA_HELP = "dataset: a folder in the generic format, or 'sim' for the embedded simulated HCMC data"
 OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is never replaced)"
@@ -138,6 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list run folders with their status (complete, cancelled, failed, interrupted…)")
     p.add_argument("folder", nargs="?", type=Path, help="folder of runs (default: the workspace's runs)")
+
+    p = sub.add_parser("whatif", help="the change a weather scenario makes to the forecast (and, on simulated "
+                                      "data, the true change); writes a CSV")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--at", required=True, action="append", help="the last observed step, ISO 8601; repeatable")
+    p.add_argument("--data", help=DATA_HELP + " (default: the data the run was trained on)")
+    p.add_argument("--precipitation", type=float, metavar="MM/H", help="precipitation over the chosen steps")
+    p.add_argument("--temperature", type=float, metavar="C", help="temperature over the chosen steps")
+    p.add_argument("--wind", type=float, metavar="KMH", help="wind over the chosen steps")
+    p.add_argument("--from-step", type=_positive_int, default=1, metavar="I", help="first horizon step changed")
+    p.add_argument("--to-step", type=_positive_int, metavar="J", help="last horizon step changed (default: the last)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
     return parser
 
 
@@ -224,21 +239,33 @@ def _print_metrics(metrics: dict) -> None:
         print(f"{name:<18}" + "  ".join(f"{v:7.3f}" for v in scores["mae"][3::4]))
     print(f"{'stmgt crps':<18}" + "  ".join(f"{v:7.3f}" for v in models["stmgt"]["crps"][3::4]))
     print(f"80% interval coverage: {models['stmgt']['overall']['coverage']['80']:.3f}")
+    if "stmgt_perfect_weather" in models:
+        print(f"stmgt reads {metrics['weather_forecast']}; stmgt_perfect_weather the observed weather")
+
+
+def _scenario(args, **steps) -> WeatherScenario | None:
+    """The --precipitation/--temperature/--wind values as a scenario; None if none is given."""
+    if all(v is None for v in (args.precipitation, args.temperature, args.wind)):
+        return None
+    for name, value in (("precipitation", args.precipitation), ("wind", args.wind)):
+        if value is not None and value < 0:
+            raise DataError(f"--{name} must not be negative, got {value}")
+    return WeatherScenario(temperature_c=args.temperature, wind_kmh=args.wind, precipitation_mm=args.precipitation,
+                           **steps)
+
+
+def _forecaster(args) -> Forecaster:
+    run = Run.open(args.run)
+    dataset = load_dataset(_run_data_spec(run, args.data))
+    return Forecaster(run.load(dataset.graph), dataset)
 
 
 def _forecast(args) -> None:
     check_file_target(args.out, args.overwrite, _is_forecast_csv, "forecast CSV")
-    run = Run.open(args.run)
-    dataset = load_dataset(_run_data_spec(run, args.data))
-    forecaster = Forecaster(run.load(dataset.graph), dataset)
+    forecaster = _forecaster(args)
+    dataset = forecaster.dataset
     anchor = forecaster.anchor_at(args.at)
-    scenario = None
-    if any(v is not None for v in (args.precipitation, args.temperature, args.wind)):
-        for name, value in (("precipitation", args.precipitation), ("wind", args.wind)):
-            if value is not None and value < 0:
-                raise DataError(f"--{name} must not be negative, got {value}")
-        scenario = WeatherScenario(temperature_c=args.temperature, wind_kmh=args.wind,
-                                   precipitation_mm=args.precipitation)
+    scenario = _scenario(args)
     frame = forecaster.forecast(anchor, scenario).to_frame().drop(columns="anchor_time")
     frame["target_time"] = frame["target_time"].map(lambda t: t.isoformat())
     atomic_write_bytes(args.out, frame.to_csv(index=False, float_format="%.3f").encode())
@@ -260,6 +287,28 @@ def _list_runs(folder: Path | None) -> None:
         print(f"no runs in {folder}")
     for run in runs:
         print(f"{run.name:<32} {run.status.describe()}")
+
+
+def _whatif(args) -> None:
+    forecaster = _forecaster(args)
+    horizon = forecaster.horizon
+    last = horizon if args.to_step is None else args.to_step
+    if not args.from_step <= last <= horizon:
+        raise DataError(f"--from-step {args.from_step} --to-step {last} must satisfy 1 ≤ I ≤ J ≤ {horizon}")
+    scenario = _scenario(args, first_step=args.from_step, last_step=last)
+    if scenario is None:
+        raise DataError("give at least one of --precipitation, --temperature, --wind")
+    if not forecaster.loaded.config.use_weather:
+        raise DataError("the run was trained without weather, so a weather what-if cannot change its forecast",
+                        str(args.run))
+    anchors = np.array([forecaster.anchor_at(at) for at in args.at])
+    sim = simulator_for(forecaster.dataset)
+    true = None if sim is None else true_change(sim, anchors, horizon, scenario)
+    frame = changes_frame(forecaster, anchors, model_change(forecaster, anchors, scenario), true)
+    atomic_write_bytes(args.out, frame.to_csv(index=False, float_format="%.3f").encode())
+    note = "true_change from the simulator" if sim is not None else "no true_change (not the simulator's data)"
+    print(f"wrote {args.out}: {len(frame)} rows, {len(anchors)} anchor(s) × {forecaster.dataset.num_nodes} nodes "
+          f"× {horizon} steps; weather changed at steps {args.from_step}–{last}; {note}")
 
 
 def main(argv=None) -> int:
@@ -284,6 +333,8 @@ def main(argv=None) -> int:
             _forecast(args)
         elif args.command == "runs":
             _list_runs(args.folder)
+        elif args.command == "whatif":
+            _whatif(args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -21,8 +21,9 @@ QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 @dataclass(frozen=True)
 class WeatherScenario:
-    """An edit of the forecast-horizon weather: absolute values, shifts, and/or a rain event of
-    `rain_mm` mm/h over horizon steps `rain_start`..`rain_start + rain_steps - 1` (1-based)."""
+    """An edit of the forecast-horizon weather: absolute values and shifts over horizon steps
+    `first_step`..`last_step` (1-based, inclusive; default all), and/or a rain event of at least
+    `rain_mm` mm/h over horizon steps `rain_start`..`rain_start + rain_steps - 1`."""
 
     temperature_c: float | None = None
     wind_kmh: float | None = None
@@ -33,16 +34,19 @@ class WeatherScenario:
     rain_mm: float = 0.0
     rain_start: int = 1
     rain_steps: int = 0
+    first_step: int = 1
+    last_step: int | None = None
 
     def apply(self, weather: np.ndarray) -> np.ndarray:
         """`weather` [..., H, 3] (°C, km/h, mm/h) -> the scenario's weather, same shape."""
         out = np.array(weather, dtype=np.float32, copy=True)
+        span = out[..., self.first_step - 1:self.last_step, :]          # a view: edits land in `out`
         for col, (value, shift) in enumerate(((self.temperature_c, self.temperature_shift),
                                               (self.wind_kmh, self.wind_shift),
                                               (self.precipitation_mm, self.precipitation_shift))):
             if value is not None:
-                out[..., col] = value
-            out[..., col] += shift
+                span[..., col] = value
+            span[..., col] += shift
         if self.rain_steps > 0:
             start = self.rain_start - 1
             out[..., start:start + self.rain_steps, 2] = np.maximum(out[..., start:start + self.rain_steps, 2],
@@ -156,12 +160,18 @@ class Forecaster:
         return self.dataset.weather[np.minimum(steps, self.dataset.num_steps - 1)]
 
     @torch.no_grad()
-    def forecast(self, anchors, scenario: WeatherScenario | None = None, diagnostics: bool = False) -> Forecast:
+    def forecast(self, anchors, scenario: WeatherScenario | None = None, diagnostics: bool = False,
+                 weather: np.ndarray | None = None) -> Forecast:
+        """`weather` ([B, H, 3], e.g. a weather forecast) replaces the observed horizon weather;
+        `scenario` edits whichever of the two is used."""
         anchors = np.atleast_1d(np.asarray(anchors, dtype=np.int64))
         if ((anchors < self.seq_len - 1) | (anchors >= self.dataset.num_steps)).any():
             raise DataError("anchor outside the data or without a full input window")
-        weather = self.horizon_weather(anchors)
         override = None
+        if weather is not None and self.loaded.config.use_weather:
+            override = torch.from_numpy(np.asarray(weather, dtype=np.float32))
+        else:
+            weather = self.horizon_weather(anchors)
         if scenario is not None:
             if weather is None or not self.loaded.config.use_weather:
                 raise DataError("this dataset or model has no weather, so a weather scenario cannot be applied")

@@ -16,6 +16,7 @@ import torch
 
 from stmgt.calibration import fit_sigma_scale
 from stmgt.checkpoint import save_checkpoint
+from stmgt.data.augment import with_weather_copies
 from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors, split_ranges
 from stmgt.errors import DataError
 from stmgt.mixture import GaussianMixture
@@ -50,6 +51,7 @@ class TrainConfig:
     calibrate: bool = True        # fit a per-horizon σ scale on the validation split at the end
     compile: bool | None = None   # torch.compile the training step; None = on the CPU when the run
                                   # is long enough to earn back the compile time (COMPILE_MIN_BATCHES)
+    weather_copies: int = 0       # opt-in: train also on N re-simulations under sampled weather (stmgt.data.augment)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -182,7 +184,11 @@ class Trainer:
         self.ranges = split_ranges(dataset.num_steps)
         self.anchors = split_anchors(dataset)
         self.scaler = Scaler.fit(dataset, self.ranges["train"])
-        self.windows = Windows(dataset, self.scaler).to(device)
+        self.windows = Windows(dataset, self.scaler)
+        if config.weather_copies:
+            self.windows, self.anchors["train"] = with_weather_copies(dataset, self.windows, self.anchors["train"],
+                                                                      config.weather_copies, config.seed)
+        self.windows.to(device)
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,

@@ -30,7 +30,27 @@ def test_forecast_writes_quantiles_and_applies_what_if(tmp_path):
     assert wet["mean"].mean() < base["mean"].mean() - 1
 
 
+def test_whatif_writes_model_and_true_change(tmp_path):
+    """Rain at steps 5–8 for two anchors: one row per anchor × node × step; the true change is 0
+    before the rain (the simulator is causal) and negative once it falls."""
+    out = tmp_path / "whatif.csv"
+    assert main(["whatif", "--run", str(BUNDLED_RUN), "--at", "2025-08-25T07:00+07:00", "--at",
+                 "2025-08-26T16:00+07:00", "--precipitation", "20", "--from-step", "5", "--to-step", "8",
+                 "--out", str(out)]) == 0
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["anchor", "node_id", "horizon_step", "target_time", "model_change", "true_change"]
+    assert len(frame) == 2 * 62 * 12
+    assert frame.anchor.iloc[0] == "2025-08-25T07:00:00+07:00" and frame.target_time.iloc[0] == "2025-08-25T07:15:00+07:00"
+    by_step = frame.groupby("horizon_step")[["model_change", "true_change"]].mean()
+    assert (by_step.loc[1:4, "true_change"] == 0).all()
+    assert (by_step.loc[6:8, "true_change"] < -1).all() and (by_step.loc[6:8, "model_change"] < 0).all()
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["whatif", "--run", str(BUNDLED_RUN), "--at", "2025-08-25T07:00+07:00", "--out", "x.csv"],
+     "give at least one of --precipitation"),
+    (["whatif", "--run", str(BUNDLED_RUN), "--at", "2025-08-25T07:00+07:00", "--wind", "40", "--from-step", "9",
+      "--to-step", "3", "--out", "x.csv"], "must satisfy 1 ≤ I ≤ J ≤ 12"),
     (["forecast", "--run", str(BUNDLED_RUN), "--at", "2031-01-01", "--out", "x.csv"], "not a time step of the data"),
     (["forecast", "--run", str(BUNDLED_RUN), "--at", "2025-08-25T07:00+07:00", "--precipitation", "-3",
       "--out", "x.csv"], "--precipitation must not be negative"),

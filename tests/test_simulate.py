@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stmgt.data.dataset import TrafficDataset
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
 
 
@@ -195,7 +196,7 @@ def test_counterfactual_heavy_rain(sim, data):
 def test_true_change_of_a_scenario(sim, data):
     """`true_change` edits only the anchor's horizon weather: heavy rain slows traffic, and the
     unchanged weather changes nothing."""
-    from stmgt.evaluate import true_change
+    from stmgt.what_if import true_change
     from stmgt.forecast import WeatherScenario
 
     anchors = np.array([1000, 3000])
@@ -204,3 +205,107 @@ def test_true_change_of_a_scenario(sim, data):
     assert np.nanmean(wet) < -2
     same = true_change(sim, anchors, 12, WeatherScenario())
     assert np.nanmax(np.abs(same)) == 0
+
+
+# ---- weather physics (DESIGN §3: rain acts as traffic does) --------------------------------
+
+def _dry_afternoon(data) -> int:
+    """Step index of 14:00 on a day without rain."""
+    dry_days = [d for d, g in data.weather_frame().groupby(data.timestamps.date)
+                if g.precipitation_mm.max() == 0]
+    day = pd.Timestamp(dry_days[len(dry_days) // 3]).tz_localize(data.timestamps.tz)
+    return int(data.timestamps.get_loc(day + pd.Timedelta("14h")))
+
+
+def _relative_change(sim, data, weather, start, stop) -> np.ndarray:
+    """Network mean change (fraction of actual speed) per step from `start` to `stop`."""
+    wet = sim.run(weather).speed
+    return np.nanmean(wet[start:stop] / data.speed[start:stop], axis=1) - 1
+
+
+def test_rain_builds_up_over_15_to_30_minutes_and_lingers_30_to_90_after(sim, data):
+    start = _dry_afternoon(data)
+    weather = sim.weather.copy()
+    weather[start:start + 8, 2] = 20.0                   # two hours of heavy rain
+    change = _relative_change(sim, data, weather, start, start + 16)
+    settled = change[7]
+    assert settled < -0.2
+    assert change[0] > 0.7 * settled                    # not at full strength in the first step...
+    assert change[1] <= 0.75 * settled                  # ...most of it within 30 minutes
+    assert change[2] <= 0.9 * settled
+    after = change[8:]                                  # the rain stopped
+    assert after[1] <= 0.3 * settled                    # still ≥ 30 % of it 30 minutes later
+    assert after[5] >= 0.25 * settled                   # mostly gone after 90 minutes
+    assert np.all(np.diff(after) > 0)                   # recovering all the time
+
+
+def test_rain_slowdown_spreads_upstream():
+    """One node's slowdown target set high: the nodes feeding it slow a step later, and only
+    they (not the node it feeds on a one-way segment)."""
+    from stmgt.data.simulate import _downstream_matrix, weather_response
+    from stmgt.graph import RoadGraph
+
+    graph = RoadGraph.hcmc()
+    src, dst = graph.edge_index.numpy()
+    pairs = set(zip(src.tolist(), dst.tolist()))
+    a, b = next((a, b) for a, b in sorted(pairs) if (b, a) not in pairs)     # one-way a -> b
+    downstream = _downstream_matrix(graph)
+    target = np.full((6, graph.num_nodes), 0.1)
+    target[:, b] = 0.4
+    base = weather_response(np.full_like(target, 0.1), downstream, np.full(graph.num_nodes, 0.1))
+    slow = weather_response(target, downstream, np.full(graph.num_nodes, 0.1))
+    assert slow[0, a] == pytest.approx(base[0, a])      # a step later...
+    assert slow[1, a] > base[1, a] + 0.003              # ...upstream a slows
+    feeding_b = downstream[:, b] > 0
+    changed = ~np.isclose(slow[1], base[1])
+    np.testing.assert_array_equal(changed, feeding_b | (np.arange(graph.num_nodes) == b))
+
+
+def test_heat_above_33_and_strong_wind_slow_traffic_a_little(sim, data):
+    start = _dry_afternoon(data)
+    hot, windy = sim.weather.copy(), sim.weather.copy()
+    hot[start:start + 8, 0] = 36.0
+    windy[start:start + 8, 1] = 40.0
+    heat = _relative_change(sim, data, hot, start + 4, start + 8).mean()
+    wind = _relative_change(sim, data, windy, start + 4, start + 8).mean()
+    assert -0.08 <= heat <= -0.03                       # 3 °C over: about −6 %
+    assert -0.06 <= wind <= -0.02                       # 10 km/h over: about −4 %
+    mild = sim.weather.copy()
+    mild[start:start + 8, 0] = 32.5                     # below the onset: no effect
+    np.testing.assert_array_equal(sim.run(mild).speed[start:start + 8], data.speed[start:start + 8])
+
+
+def test_counterfactual_keeps_every_other_draw(sim, data):
+    """Same weather, same speeds exactly; another weather changes nothing before it, keeps the
+    sensor gaps, and its effect fades after the window; the one-forecast shortcut agrees."""
+    np.testing.assert_array_equal(sim.run(sim.weather.copy()).speed, data.speed)
+    start = _dry_afternoon(data)
+    weather = sim.weather.copy()
+    weather[start:start + 12, 2] = 10.0
+    wet = sim.run(weather).speed
+    np.testing.assert_array_equal(np.isnan(wet), np.isnan(data.speed))
+    np.testing.assert_array_equal(wet[:start], data.speed[:start])
+    assert np.nanmax(np.abs(wet[start + 40:] - data.speed[start + 40:])) < 0.01
+    np.testing.assert_array_equal(sim.horizon_speed(start - 1, weather[start:start + 12]), wet[start:start + 12])
+
+
+def test_weather_forecast_errs_more_with_lead_time(sim):
+    anchors = np.arange(1000, 5000, 7)
+    forecast = sim.weather_forecast(anchors, 12)
+    actual = sim.weather[anchors[:, None] + np.arange(1, 13)]
+    error = np.abs(forecast - actual).mean(axis=0)                     # [H, 3]
+    assert np.all(error[-1] > 2 * error[0])
+    assert error[0, 0] < 0.5 and error[0, 1] < 2.0
+    np.testing.assert_array_equal(sim.weather_forecast(anchors[:3], 12), forecast[:3])   # deterministic
+
+
+def test_simulator_is_built_back_from_provenance(data, tmp_path):
+    from stmgt.data.folder import read_folder, write_folder
+    from stmgt.data.simulate import simulator_for
+
+    again = simulator_for(read_folder(write_folder(data, tmp_path / "sim")))
+    assert again is not None
+    np.testing.assert_array_equal(again.run().speed, data.speed)
+    edited = TrafficDataset(data.timestamps, data.speed, data.weather + 1.0, data.graph, data.provenance)
+    assert simulator_for(edited) is None
+    assert simulator_for(TrafficDataset(data.timestamps, data.speed, data.weather, data.graph, {})) is None

@@ -162,11 +162,27 @@ def test_baselines(data):
     np.testing.assert_allclose(held[:, observed], np.broadcast_to(last[observed], (12, observed.sum())), atol=1e-4)
 
 
+def test_historical_average_falls_back_to_time_of_day_for_unseen_slots():
+    """One week of data trains on Monday–Friday only; a Sunday 08:00 slot falls back to the
+    training mean at 08:00 (rush hour), not the all-day node mean."""
+    week = simulate(weeks=1, seed=1)
+    train = split_ranges(week.num_steps)["train"]
+    ha = HistoricalAverage(week, train)
+    sunday = int(np.flatnonzero((week.timestamps.day_of_week == 6) & (week.timestamps.hour == 8)
+                                & (week.timestamps.minute == 0))[0])
+    assert sunday >= train.stop
+    at_eight = [s for s in train if week.timestamps[s].hour == 8 and week.timestamps[s].minute == 0]
+    pred = ha.predict(torch.tensor([[sunday]]))[0, 0].numpy()
+    np.testing.assert_allclose(pred, np.nanmean(week.speed[at_eight], axis=0), rtol=1e-5)
+
+
 def test_evaluate_writes_metrics_with_baselines(trained, data):
     run = trained[0].run
     metrics = evaluate(run, data, SPEC)
     assert run.metrics()["models"]["stmgt"]["mae"] == pytest.approx(metrics["models"]["stmgt"]["mae"])
-    assert set(metrics["models"]) == {"stmgt", "persistence", "historical_average"}
+    assert set(metrics["models"]) == {"stmgt", "stmgt_perfect_weather", "persistence", "historical_average"}
+    assert "simulator's weather forecast" in metrics["weather_forecast"]
+    assert metrics["models"]["stmgt"]["mae"] != metrics["models"]["stmgt_perfect_weather"]["mae"]
     assert metrics["horizon_minutes"] == [15 * k for k in range(1, 13)]
     stmgt = metrics["models"]["stmgt"]
     assert len(stmgt["mae"]) == 12 and all(v > 0 for v in stmgt["crps"])
@@ -281,3 +297,24 @@ def test_sigma_calibration_fits_the_validation_split(trained, data):
     best = val_nll(1.0)
     assert best <= val_nll(1.1) and best <= val_nll(0.9)
     result.model.sigma_scale.copy_(scale)
+
+
+def test_whatif_fidelity_grid_and_artifact(trained, data, tmp_path):
+    """The fidelity benchmark's measurement on a barely trained model: every scenario of the grid,
+    a true change of exactly 0 before each rain event, and a saved artifact that reads back."""
+    from stmgt import fidelity
+    from stmgt.data.simulate import simulator_for
+
+    forecaster = Forecaster(trained[0].run.load(data.graph), data)
+    result = fidelity.measure(forecaster, simulator_for(data), count=3)
+    assert result["anchors"] == 3 and result["horizon_minutes"] == [15 * k for k in range(1, 13)]
+    names = list(result["scenarios"])
+    assert names[:5] == [f"rain {mm} mm/h" for mm in (2, 5, 10, 20, 30)] and names[-2:] == ["heat +3 °C", "wind +15 km/h"]
+    late = result["scenarios"]["rain 20 mm/h at steps 7–10"]
+    assert late["mean_true_change_kmh"][:6] == [0.0] * 6 and late["mean_true_change_kmh"][7] < -1
+    assert set(late["checks"]) == {"rain_within_20_percent", "node_mae_within_35_percent", "no_change_before_rain"}
+    assert result["scenarios"]["rain 30 mm/h"]["mean_true_change_kmh"][-1] < \
+        result["scenarios"]["rain 2 mm/h"]["mean_true_change_kmh"][-1] < 0
+    fidelity.save(tmp_path, result)
+    assert fidelity.load(tmp_path) == result and fidelity.load(tmp_path / "none") is None
+    assert list(fidelity.summary(result).index) == names

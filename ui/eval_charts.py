@@ -7,8 +7,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-MODEL_NAMES = {"stmgt": "STMGT", "persistence": "Persistence", "historical_average": "Historical average"}
-MODEL_COLOURS = {"stmgt": "rgb(8, 81, 156)", "persistence": "rgb(150, 150, 150)",
+MODEL_NAMES = {"stmgt": "STMGT", "stmgt_perfect_weather": "STMGT (perfect weather forecast)",
+               "persistence": "Persistence", "historical_average": "Historical average"}
+MODEL_COLOURS = {"stmgt": "rgb(8, 81, 156)", "stmgt_perfect_weather": "rgb(107, 174, 214)",
+                 "persistence": "rgb(150, 150, 150)",
                  "historical_average": "rgb(230, 133, 30)"}
 METRICS = {"mae": ("MAE", "km/h"), "rmse": ("RMSE", "km/h"), "mape": ("MAPE", "%"), "crps": ("CRPS", "km/h")}
 LEVEL_COLOURS = {"50": "rgb(107, 174, 214)", "80": "rgb(33, 113, 181)", "90": "rgb(8, 48, 107)"}
@@ -102,6 +104,22 @@ def width_figure(metrics: dict) -> go.Figure:
     fig.update_xaxes(title="forecast horizon (minutes ahead)", tickvals=minutes)
     fig.update_yaxes(title="mean interval width (km/h)", rangemode="tozero")
     return _layout(fig, "Interval width by horizon")
+
+
+def fidelity_figure(scenario: dict, minutes: list[int]) -> go.Figure:
+    """One what-if scenario of the fidelity benchmark: mean true and model change per horizon step,
+    and the per-node MAE of the change."""
+    fig = go.Figure()
+    for key, name, colour in (("mean_true_change_kmh", "Simulator (true change)", "rgb(217, 72, 1)"),
+                              ("mean_model_change_kmh", "Model (predicted change)", MODEL_COLOURS["stmgt"])):
+        fig.add_trace(go.Scatter(x=minutes, y=scenario[key], mode="lines+markers", name=name,
+                                 line=dict(color=colour, width=2.5), hovertemplate="%{y:+.2f} km/h"))
+    fig.add_trace(go.Bar(x=minutes, y=scenario["mae_per_node_kmh"], name="MAE of the change per node",
+                         marker=dict(color="rgba(150, 150, 150, 0.45)"), hovertemplate="%{y:.2f} km/h"))
+    fig.add_hline(y=0, line=dict(color="#999", width=1))
+    fig.update_xaxes(title="forecast horizon (minutes ahead)", tickvals=minutes)
+    fig.update_yaxes(title="change in network mean speed (km/h)")
+    return _layout(fig, "Mean change per horizon step: model against the simulator")
 
 
 def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None) -> go.Figure:

@@ -22,3 +22,16 @@ def attention_heads(model: dict) -> str:
     if model.get("gat_layout") == "mean" and heads and hidden:
         return f"{heads} attention heads of {hidden}, averaged"
     return f"GATv2 layout {model.get('gat_layout', '?')}"
+
+
+def scoring_weather(metrics: dict) -> str:
+    """Which weather the saved STMGT scores read: a model that reads the weather gets a realistic
+    forecast for its headline score and the observed weather only in the row that says so."""
+    if "weather_forecast" not in metrics:
+        return ("Scored by an older version: if this model reads the weather, its scores used the observed "
+                "weather (a perfect weather forecast). Evaluate again for realistic ones.")
+    if "stmgt_perfect_weather" not in metrics["models"]:
+        return "This model reads no weather."
+    return (f"STMGT reads {metrics['weather_forecast']}, as it would in use; the row “STMGT (perfect weather "
+            "forecast)” reads the observed weather instead, an upper bound no deployment reaches. "
+            "The baselines read no weather.")

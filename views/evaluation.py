@@ -8,10 +8,12 @@ import streamlit as st
 
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
+from stmgt.fidelity import load as load_fidelity
+from stmgt.fidelity import summary
 from ui import state
-from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, horizon_figure, pit_figure, reliability_figure,
-                            training_figure, width_figure)
-from ui.labels import moment
+from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure, pit_figure,
+                            reliability_figure, training_figure, width_figure)
+from ui.labels import moment, scoring_weather
 from ui.training import evaluate_button
 
 
@@ -83,6 +85,21 @@ def what_if(result: dict) -> None:
                    help="Mean absolute error of the predicted change per node and step against the true one.")
 
 
+def fidelity_section(result: dict) -> None:
+    st.subheader("What-if fidelity benchmark", anchor=False)
+    st.caption(f"`benchmarks/whatif_fidelity.py` on {result['anchors']} test forecasts, measured "
+               f"{moment(result.get('measured'))} ({result.get('machine', '?')}). Change = scenario − observed-weather "
+               "forecast median; the true change comes from the simulator re-run under the scenario's weather. "
+               + ("Every target of the benchmark is met." if result["all_targets_met"] else
+                  "Not every target is met (see the last column)."))
+    table = summary(result)
+    st.dataframe(table, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format="%+.2f" if c.endswith("change (km/h)") else "%.2f")
+        for c in table.columns if c != "targets met"})
+    name = st.selectbox("Scenario", list(result["scenarios"]), key="eval_fidelity_scenario")
+    st.plotly_chart(fidelity_figure(result["scenarios"][name], result["horizon_minutes"]), key="eval_fidelity")
+
+
 def history(run) -> None:
     frame = run.history()
     if frame.empty:
@@ -121,10 +138,17 @@ data = describe(metrics["data"]) if metrics.get("data") else state.dataset_label
 st.caption(f"**{choice.label}** · test split of {data}: {metrics['windows']:,} forecast windows, "
            f"horizons +{metrics['horizon_minutes'][0]}…+{metrics['horizon_minutes'][-1]} min · "
            f"evaluated {moment(metrics.get('evaluated'))}. Baselines: persistence (the last observed speed) and "
-           "the historical average for the time of week.")
+           "the historical average for the time of week (else the time of day). " + scoring_weather(metrics))
 headline(metrics)
 per_horizon(metrics)
 calibration(metrics)
 if metrics.get("what_if"):
     what_if(metrics["what_if"])
+try:
+    fidelity_result = load_fidelity(run.path)
+except DataError as exc:
+    st.warning(f"The saved what-if fidelity result cannot be read: {exc}. Run `benchmarks/whatif_fidelity.py` again.")
+    fidelity_result = None
+if fidelity_result:
+    fidelity_section(fidelity_result)
 history(run)

@@ -7,7 +7,8 @@ import streamlit as st
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
 from ui import state
-from ui.labels import attention_heads, moment
+from ui.eval_charts import MODEL_NAMES
+from ui.labels import attention_heads, moment, scoring_weather
 from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 
 st.title("Overview")
@@ -73,8 +74,8 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                 metrics = choice.run.metrics()
                 minutes = metrics["horizon_minutes"]
                 picks = [i for i, m in enumerate(minutes) if m in (15, 60, 180)] or [0, len(minutes) - 1]
-                names = {"stmgt": "STMGT", "persistence": "Persistence", "historical_average": "Historical average"}
-                table = pd.DataFrame({names[k]: [v["mae"][i] for i in picks] for k, v in metrics["models"].items()},
+                table = pd.DataFrame({MODEL_NAMES.get(k, k): [v["mae"][i] for i in picks]
+                                      for k, v in metrics["models"].items()},
                                      index=[f"MAE +{minutes[i]} min" for i in picks]).T
                 table["CRPS (all)"] = [v["overall"]["crps"] for v in metrics["models"].values()]
                 st.dataframe(table.style.format("{:.2f}"), width="stretch")
@@ -82,7 +83,7 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                 st.caption(f"Mean absolute error (MAE) at three horizons and CRPS over all horizons, km/h, lower is "
                            f"better, on the test split "
                            f"({metrics['windows']} windows). The 80 % interval covers "
-                           f"{100 * cover:.1f} % of observed speeds.")
+                           f"{100 * cover:.1f} % of observed speeds. {scoring_weather(metrics)}")
                 st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
             else:
                 st.info("This run has no saved metrics yet: evaluate it with "

@@ -6,8 +6,8 @@ from functools import partial
 import numpy as np
 import streamlit as st
 
-from stmgt.data.simulate import SimulationConfig, TrafficSimulator
-from stmgt.evaluate import true_change
+from stmgt.data.simulate import TrafficSimulator, simulator_for, weather_effects
+from stmgt.what_if import true_change
 from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
 from ui.fan_chart import fan_chart, horizon_label
@@ -20,9 +20,10 @@ MODEL_COLOUR, TRUE_COLOUR = "rgb(8, 81, 156)", "rgb(217, 72, 1)"
 
 
 @st.cache_resource(show_spinner="Preparing the simulator…", max_entries=2)
-def simulator(seed: int, weeks: float) -> TrafficSimulator:
-    """The simulator that generated the data, for its true counterfactuals."""
-    return TrafficSimulator(SimulationConfig(seed=seed, weeks=weeks))
+def simulator(_dataset, label: str, fingerprint: str) -> TrafficSimulator | None:
+    """The simulator that generated the data (None if it cannot be rebuilt), for its true
+    counterfactuals; cached per dataset label and graph."""
+    return simulator_for(_dataset)
 
 
 def change_map(graph, nodes, change, node: str, key: str, tooltip: str) -> None:
@@ -71,6 +72,12 @@ if not forecaster.loaded.config.use_weather:
 anchor = state.anchor_picker(forecaster)
 provenance = dataset.provenance or {}
 simulated = provenance.get("source") == "simulator"
+if simulated:
+    with st.expander("What the weather truly does in the simulated data"):
+        st.markdown("\n".join(f"- **{name}**: {effect}" for name, effect in weather_effects().items()))
+        st.caption("The simulator's own rules, which a well-trained model should have learned; the true change "
+                   "below is the simulator re-run under the scenario's weather with every other random draw "
+                   "unchanged. A temperature or wind change below these thresholds truly changes nothing.")
 
 
 @st.fragment
@@ -106,11 +113,9 @@ def what_if() -> None:
     q_base, q_scen = base.quantiles()[0], scen.quantiles()[0]            # [H, N, L]
     target = dataset.graph.index_of[node]
     truth = None
-    if simulated:
-        sim = simulator(int(provenance["seed"]), float(provenance["weeks"]))
-        same_steps = len(sim.timestamps) == dataset.num_steps and (sim.timestamps == dataset.timestamps).all()
-        if same_steps and sim.graph.fingerprint() == dataset.graph.fingerprint():
-            truth = true_change(sim, [anchor], base.horizon, scenario)[0]     # [H, N] km/h
+    sim = simulator(dataset, state.dataset_label(), dataset.graph.fingerprint()) if simulated else None
+    if sim is not None:
+        truth = true_change(sim, [anchor], base.horizon, scenario)[0]     # [H, N] km/h
 
     with outlook:
         st.markdown("**Horizon weather: observed (dashed) and scenario (solid)**")

@@ -280,6 +280,17 @@ class Windows:
                 setattr(self, name, value.to(device))
         return self
 
+    @classmethod
+    def joined(cls, parts: list[Windows]) -> Windows:
+        """The series of `parts` (same scaler and window lengths) end to end, as one: an anchor of
+        part k is its own anchor plus the lengths of the parts before it."""
+        first = parts[0]
+        joined = object.__new__(cls)
+        joined.seq_len, joined.horizon, joined.scaler = first.seq_len, first.horizon, first.scaler
+        for name in ("speed", "mask", "x", "weather", "tod", "dow"):
+            setattr(joined, name, torch.cat([getattr(p, name) for p in parts]))
+        return joined
+
     def batch(self, anchors, weather: torch.Tensor | None = None) -> Batch:
         """Windows ending at `anchors`; `weather` ([B, horizon, 3], raw units) overrides the
         target steps' weather (what-if)."""

@@ -78,7 +78,9 @@ def test_a_run_without_metrics_offers_evaluate_now(app, unscored_run):
     assert unscored_run.has_metrics
     saved = unscored_run.metrics()
     assert list(at.dataframe[0].value["STMGT"])[:12] == saved["models"]["stmgt"]["mae"]
-    assert "what_if" not in saved and not any(m.label == "True mean change" for m in at.metric)
+    # The imported folder holds the simulator's data verbatim, so its true what-if is known too.
+    assert "what_if" in saved and any(m.label == "True mean change" for m in at.metric)
+    assert "stmgt_perfect_weather" in saved["models"]
 
 
 def test_a_dataset_without_a_model_points_to_train_and_load(app, isolated_workspace):

@@ -7,7 +7,7 @@ import pytest
 
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
-from stmgt.evaluate import true_change
+from stmgt.what_if import true_change
 from stmgt.forecast import WeatherScenario
 from tests.views.page_helpers import array, deck_layers, plotly, tiny_run, trace
 from tests.test_importers import small_dataset

@@ -1,0 +1,47 @@
+"""Counterfactual-weather copies for training: same traffic draws, other weather, appended after
+the observed series so validation and test windows are untouched."""
+
+import numpy as np
+import pytest
+import torch
+
+from stmgt.data.augment import with_weather_copies
+from stmgt.data.dataset import Scaler, TrafficDataset, Windows, split_anchors, split_ranges
+from stmgt.data.simulate import simulate
+from stmgt.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate(weeks=1, seed=5)
+
+
+def test_copies_share_every_draw_but_the_weather(data):
+    scaler = Scaler.fit(data, split_ranges(data.num_steps)["train"])
+    windows = Windows(data, scaler)
+    train = split_anchors(data)["train"]
+    joined, anchors = with_weather_copies(data, windows, train, copies=2, seed=0)
+    T = data.num_steps
+    assert len(joined.speed) == 3 * T
+    np.testing.assert_array_equal(anchors, np.concatenate([train, train + T, train + 2 * T]))
+    val = split_anchors(data)["val"][:4]
+    original = windows.batch(val)
+    again = joined.batch(val)
+    assert torch.equal(torch.nan_to_num(original.y), torch.nan_to_num(again.y))
+    copy_weather = joined.weather[T:2 * T] * torch.tensor(scaler.weather_std) + torch.tensor(scaler.weather_mean)
+    assert not torch.allclose(copy_weather, torch.tensor(data.weather))
+    assert (copy_weather[:, 0] > 33).any() and (copy_weather[:, 1] > 30).any()   # heat and wind to learn from
+    # Same traffic draws: at night, before any rain in either, the copy's speeds are the observed ones.
+    first_effect = min(int(np.argmax(data.weather[:, 2] > 0.2)), int(torch.argmax((copy_weather[:, 2] > 0.2).int())),
+                       int(torch.argmax((copy_weather[:, 0] > 33).int())), int(torch.argmax((copy_weather[:, 1] > 30).int())))
+    assert first_effect > 4
+    same = slice(0, first_effect)
+    assert torch.equal(torch.nan_to_num(joined.speed[T:][same]), torch.nan_to_num(joined.speed[:T][same]))
+    assert torch.equal(joined.tod[T:2 * T], joined.tod[:T]) and torch.equal(joined.dow[T:2 * T], joined.dow[:T])
+
+
+def test_copies_need_the_simulators_data(data):
+    other = TrafficDataset(data.timestamps, data.speed, data.weather, data.graph, {"source": "folder"})
+    scaler = Scaler.fit(other, split_ranges(other.num_steps)["train"])
+    with pytest.raises(DataError, match="simulator's own data"):
+        with_weather_copies(other, Windows(other, scaler), split_anchors(other)["train"], copies=1, seed=0)
