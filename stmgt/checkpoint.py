@@ -18,6 +18,9 @@ from stmgt.graph import RoadGraph
 from stmgt.jsonfile import atomic_write_bytes
 from stmgt.model import STMGT, STMGTConfig
 
+# What torch.load raises for a damaged, truncated or foreign file read with weights_only=True.
+UNREADABLE = (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError)
+
 FORMAT = "stmgt-checkpoint"
 VERSION = 1
 # The largest model a checkpoint may ask for, checked before anything is allocated: a few bytes
@@ -62,7 +65,7 @@ def read_checkpoint(source) -> dict:
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     try:
         state = torch.load(stream, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+    except UNREADABLE as exc:
         raise DataError("the file is damaged or is not a PyTorch checkpoint "
                         f"({type(exc).__name__})", where) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -26,7 +26,7 @@ from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.model import STMGTConfig
 from stmgt.jsonfile import atomic_write_bytes
 from stmgt.outputs import check_file_target, check_folder_target, staged_folder
-from stmgt.runs import Run, list_runs
+from stmgt.runs import CONFIG, Run, list_runs
 from stmgt.workspace import Workspace
 from stmgt.train import TrainConfig, fit, resolve_device
 from stmgt.what_if import changes_frame, model_change, true_change
@@ -113,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train STMGT; writes a run folder and evaluates it")
     p.add_argument("--data", default="sim", help=DATA_HELP)
-    p.add_argument("--out", required=True, type=Path, help="run folder to create")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", type=Path, help="run folder to create")
+    target.add_argument("--resume", type=Path, metavar="RUN",
+                        help="carry on a cancelled, failed or interrupted run from its last finished epoch, "
+                             "with its own data and settings")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("run") +
                    "; the old run stays until the new one is complete")
     p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
@@ -184,12 +188,18 @@ def _import(args) -> None:
 
 
 def _train(args) -> None:
-    replacing = check_folder_target(args.out, "run", args.overwrite)
-    spec = parse_data_arg(args.data)
+    if args.resume:
+        run_dir, spec, config, train_config = _resumable(args.resume)
+        replacing = False
+        args.out = run_dir
+    else:
+        replacing = check_folder_target(args.out, "run", args.overwrite)
+        spec = parse_data_arg(args.data)
+        config = STMGTConfig(gat_layout=args.layout)
+        train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                   device=str(resolve_device(args.device)))
     dataset = load_dataset(spec)
-    device = resolve_device(args.device)
-    config = STMGTConfig(gat_layout=args.layout)
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, device=str(device))
+    device = resolve_device(train_config.device)
     print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}")
     bar = tqdm(unit="batch", dynamic_ncols=True)
 
@@ -211,7 +221,7 @@ def _train(args) -> None:
         run.mark_running()
         try:
             result = fit(dataset, config, train_config, run_dir=run_dir, data_spec=spec,
-                         on_batch=on_batch, on_epoch=on_epoch)
+                         on_batch=on_batch, on_epoch=on_epoch, resume=bool(args.resume))
             bar.close()
             print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
                   f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
@@ -228,6 +238,24 @@ def _train(args) -> None:
             raise DataError("training stopped before the first epoch ended; no run was kept" if replacing
                             else "training stopped before the first epoch ended", f"--out {args.out}")
         run.mark_finished("cancelled" if result.stopped == "cancelled" else "complete", result.stopped.replace("_", " "))
+
+
+def _resumable(path: Path) -> tuple[Path, dict, STMGTConfig, TrainConfig]:
+    """The run folder, data spec and configs of a run that `train --resume` may carry on."""
+    run = Run(path)
+    if not (run.path / CONFIG).is_file():
+        raise DataError("not a run folder (no config.json)", f"--resume {path}")
+    status = run.status
+    if status.state not in ("cancelled", "failed", "interrupted"):
+        raise DataError(f"only a cancelled, failed or interrupted run can be resumed; this one is "
+                        f"{status.describe()}", f"--resume {path}")
+    config = run.config
+    try:
+        return (run.path, config["data"], STMGTConfig.from_dict(config["model"]),
+                TrainConfig.from_dict(config["train"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"its config.json is incomplete or from another version ({reason(exc)})",
+                        f"--resume {path}") from exc
 
 
 def _print_metrics(metrics: dict) -> None:
