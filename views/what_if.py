@@ -68,6 +68,9 @@ if not forecaster.loaded.config.use_weather:
     st.page_link("views/train.py", label="Train a model with weather on Train & load",
                  icon=":material/model_training:")
     st.stop()
+if not forecaster.loaded.config.causal_weather:
+    st.info("This model was trained before forecasts became causal in the weather: its answer at one step may "
+            "already react to rain set for later steps. Models trained now read only the weather up to each step.")
 
 anchor = state.anchor_picker(forecaster)
 provenance = dataset.provenance or {}

@@ -108,3 +108,8 @@ def test_model_without_weather_says_so(app, isolated_workspace):
     assert any("trained without" in w.value for w in at.warning)
     assert [link.proto.page for link in at.get("page_link")] == ["train"]
     assert not at.get("plotly_chart")
+
+
+def test_a_model_trained_without_the_causal_weather_mask_says_so(app):
+    at = app(PAGE)                                  # the bundled model predates the causal mask
+    assert any("before forecasts became causal" in i.value for i in at.info)
