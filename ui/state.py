@@ -60,9 +60,10 @@ def dataset_choices() -> dict[str, dict]:
 
 
 def model_choices(fingerprint: str) -> tuple[list[ModelChoice], int]:
-    """Runs trained on this graph (bundled first), and how many others were left out."""
+    """Finished runs trained on this graph (bundled first), and how many of another graph were
+    left out. Runs still training, interrupted or failed are not offered (the Train page lists them)."""
     candidates = [ModelChoice(BUNDLED_LABEL, Run(BUNDLED_RUN))] if (BUNDLED_RUN / "checkpoint.pt").is_file() else []
-    candidates += [ModelChoice(f"Run: {r.name}", r) for r in workspace().runs()]
+    candidates += [ModelChoice(f"Run: {r.name}", r) for r in workspace().runs() if r.status.usable]
     fitting, hidden = [], 0
     for choice in candidates:
         try:
