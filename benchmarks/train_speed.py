@@ -11,6 +11,7 @@ samples at larger batches. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -31,9 +32,8 @@ SAMPLES = 16_000
 
 def shuffled_batches(trainer: Trainer):
     """Training batches epoch after epoch, for as long as the benchmark asks."""
-    while True:
-        yield from trainer.windows.iterate(trainer.anchors["train"], trainer.config.batch_size, True,
-                                           trainer.shuffle)
+    for epoch in itertools.count(1):
+        yield from trainer.windows.iterate(trainer.epoch_anchors(epoch), trainer.config.batch_size)
 
 
 def project_step(data, device, batch_size, compile=False, **model):
