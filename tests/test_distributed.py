@@ -124,3 +124,24 @@ def test_torchrun_cli_writes_one_loadable_run(tmp_path, data):
     run = Run.open(out)
     assert run.status.state == "complete" and run.config["distributed"]["ranks"] == 2
     run.load(data.graph)
+
+
+def _fail_on_rank_1(rank: int, port: int, data, out) -> None:
+    _as_rank(rank, port)
+
+    def on_batch(p):
+        if rank == 1 and p.batch == 2:
+            raise RuntimeError("rank 1 broke")
+
+    with distributed.process_group(torch.device("cpu")):
+        try:
+            fit(data, SMALL, _config(PER_RANK_BATCH), on_batch=on_batch)
+        except BaseException as exc:
+            (out / f"rank{rank}.txt").write_text(f"{type(exc).__name__}: {exc}")
+            raise
+
+
+def test_an_error_on_one_rank_ends_every_rank(data, tmp_path):
+    with pytest.raises(mp.ProcessRaisedException, match="rank 1 broke"):
+        mp.spawn(_fail_on_rank_1, args=(_free_port(), data, tmp_path), nprocs=2, join=True)
+    assert (tmp_path / "rank0.txt").is_file()       # rank 0 unwound (the CLI marks the run failed there)
