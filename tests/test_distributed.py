@@ -145,3 +145,20 @@ def test_an_error_on_one_rank_ends_every_rank(data, tmp_path):
     with pytest.raises(mp.ProcessRaisedException, match="rank 1 broke"):
         mp.spawn(_fail_on_rank_1, args=(_free_port(), data, tmp_path), nprocs=2, join=True)
     assert (tmp_path / "rank0.txt").is_file()       # rank 0 unwound (the CLI marks the run failed there)
+
+
+def _train_into(rank: int, port: int, out, results) -> None:
+    from stmgt.cli import main
+    _as_rank(rank, port)
+    (results / f"rank{rank}.txt").write_text(str(main(["train", "--data", "sim:weeks=1", "--out", str(out),
+                                                       "--device", "cpu"])))
+
+
+def test_a_refused_out_ends_every_rank_with_the_message(tmp_path, capfd):
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    mp.spawn(_train_into, args=(_free_port(), users, tmp_path), nprocs=2, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["2", "2"]
+    assert capfd.readouterr().err.count("files this tool did not write") == 2
+    assert sorted(p.name for p in users.iterdir()) == ["notes.txt"]
