@@ -6,20 +6,32 @@ On the CPU at batch 32; where a GPU is present also samples/s and seconds per 16
 samples at larger batches. Prints one JSON object.
 
     PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--steps 2]
+
+`--ddp`: data-parallel scaling instead. The project's step runs under torchrun with 1 and then 2
+processes (NCCL on GPUs when there are at least 2, else gloo on the CPU, each process given its
+share of the CPU threads) at the same per-process batch; samples/s counts all processes' windows,
+and the scaling efficiency is samples/s(2) / (2 × samples/s(1)).
+
+    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --ddp [--steps 4] [--batch-size 32]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
+import os
 import statistics
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 
 import torch
 
 from benchmarks.spec_reference import SpecTraining
+from stmgt import distributed
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import simulate
@@ -31,9 +43,8 @@ SAMPLES = 16_000
 
 def shuffled_batches(trainer: Trainer):
     """Training batches epoch after epoch, for as long as the benchmark asks."""
-    while True:
-        yield from trainer.windows.iterate(trainer.anchors["train"], trainer.config.batch_size, True,
-                                           trainer.shuffle)
+    for epoch in itertools.count(1):
+        yield from trainer.windows.iterate(trainer.epoch_anchors(epoch), trainer.config.batch_size)
 
 
 def project_step(data, device, batch_size, compile=False, **model):
@@ -76,14 +87,67 @@ def interleaved(contenders: dict, rounds: int, steps: int, device) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def ddp_worker(args) -> None:
+    """One torchrun process: time `args.steps` steps after a warm-up one; rank 0 prints samples/s."""
+    device = torch.device("cuda" if args.device == "cuda" else "cpu")
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("WORLD_SIZE", "1"))))
+    with distributed.process_group(device) as device:
+        step = project_step(simulate(), device, args.batch_size)
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / args.steps
+        distributed.any_rank(False)    # all ranks done before rank 0 reports
+        if distributed.is_main():
+            print(json.dumps({"processes": distributed.world_size(), "threads_per_process": torch.get_num_threads(),
+                              "seconds_per_step": seconds,
+                              "samples_per_s": args.batch_size * distributed.world_size() / seconds}))
+
+
+def ddp_scaling(args) -> dict:
+    """torchrun with 1 and 2 processes on the devices there are."""
+    device = "cuda" if torch.cuda.device_count() >= 2 else "cpu"
+    result = {"benchmark": "train_speed --ddp", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+                         + (f", {torch.cuda.device_count()} × {torch.cuda.get_device_name()}" if device == "cuda" else ""),
+              "torch": torch.__version__, "device": device, "backend": "nccl" if device == "cuda" else "gloo",
+              "per_process_batch_size": args.batch_size, "steps": args.steps, "runs": []}
+    for processes in (1, 2):
+        out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              f"--nproc-per-node={processes}", __file__, "--ddp-worker", "--device", device,
+                              "--steps", str(args.steps), "--batch-size", str(args.batch_size)],
+                             capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        result["runs"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    one, two = (r["samples_per_s"] for r in result["runs"])
+    result["scaling_efficiency"] = two / (2 * one)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ddp", action="store_true", help="data-parallel scaling, 1 against 2 processes")
+    parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=32, help="per-process batch in --ddp mode")
     parser.add_argument("--rounds", type=int, default=5, help="turns per contender (median taken)")
     parser.add_argument("--steps", type=int, default=2, help="optimiser steps per turn on the CPU")
     parser.add_argument("--gpu-steps", type=int, default=20, help="optimiser steps per turn on a GPU")
     parser.add_argument("--gpu-batches", default="32,128,256,512", help="GPU batch sizes to try")
     args = parser.parse_args()
     reuse_freed_memory()
+    if args.ddp_worker:
+        ddp_worker(args)
+        return
+    if args.ddp:
+        print(json.dumps(ddp_scaling(args), indent=2))
+        return
     data = simulate()
     cpu = torch.device("cpu")
     result = {"benchmark": "train_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

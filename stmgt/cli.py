@@ -15,6 +15,7 @@ import numpy as np
 
 from tqdm import tqdm
 
+from stmgt import distributed
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
 from stmgt.data.folder import write_folder
@@ -121,7 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("run") +
                    "; the old run stays until the new one is complete")
     p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
-    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size)
+    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size,
+                   help="windows per step and process: under torchrun a step sees batch size × processes "
+                        "(the learning rate is not rescaled)")
+    p.add_argument("--max-batches", type=_positive_int,
+                   help="cap on batches per epoch and per validation pass, for a quick look (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--layout", choices=["concat", "mean"], default=STMGTConfig.gat_layout,
@@ -188,20 +193,29 @@ def _import(args) -> None:
 
 
 def _train(args) -> None:
+    """Under torchrun every process runs this; rank 0 alone checks and writes --out and prints."""
+    with distributed.process_group(resolve_device(args.device)) as device:
+        _train_here(args, device)
+
+
+def _train_here(args, device) -> None:
+    main = distributed.is_main()
     if args.resume:
-        run_dir, spec, config, train_config = _resumable(args.resume)
+        run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume))
         replacing = False
         args.out = run_dir
     else:
-        replacing = check_folder_target(args.out, "run", args.overwrite)
+        replacing = distributed.on_main(lambda: check_folder_target(args.out, "run", args.overwrite))
         spec = parse_data_arg(args.data)
         config = STMGTConfig(gat_layout=args.layout)
         train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                                   device=str(resolve_device(args.device)))
+                                   device=device.type, max_batches=args.max_batches)
     dataset = load_dataset(spec)
-    device = resolve_device(train_config.device)
-    print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}")
-    bar = tqdm(unit="batch", dynamic_ncols=True)
+    ranks = distributed.world_size()
+    if main:
+        print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}"
+              + (f"; {ranks} processes, global batch {train_config.batch_size * ranks}" if ranks > 1 else ""))
+    bar = tqdm(unit="batch", dynamic_ncols=True, disable=not main)
 
     def on_batch(p):
         if p.batch == 1:
@@ -215,13 +229,17 @@ def _train(args) -> None:
         bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h  "
                   f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
 
+    cancel = distributed.cancel_on_interrupt()
+    if not main:
+        fit(dataset, config, train_config, on_batch=on_batch, cancel=cancel)
+        return
     # A run replacing an old one trains beside it and takes its place only when complete.
     with staged_folder(args.out, "run") if replacing else nullcontext(args.out) as run_dir:
         run = Run(run_dir)
         run.mark_running()
         try:
             result = fit(dataset, config, train_config, run_dir=run_dir, data_spec=spec,
-                         on_batch=on_batch, on_epoch=on_epoch, resume=bool(args.resume))
+                         on_batch=on_batch, on_epoch=on_epoch, cancel=cancel, resume=bool(args.resume))
             bar.close()
             print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
                   f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stmgt import distributed
 from stmgt.calibration import fit_sigma_scale
 from stmgt.checkpoint import UNREADABLE, save_checkpoint
 from stmgt.data.augment import with_weather_copies
@@ -34,7 +35,8 @@ class TrainConfig:
     """Defaults are the specification's (§9.4.2–9.4.3)."""
 
     epochs: int = 100
-    batch_size: int = 32
+    batch_size: int = 32          # per process: under torchrun one step sees batch_size × ranks windows
+                                  # (stmgt.distributed); lr is not rescaled
     lr: float = 1e-3
     weight_decay: float = 1e-4
     beta1: float = 0.9
@@ -147,7 +149,7 @@ def validate(model, windows: Windows, anchors, edge_index, device, batch_size: i
         y = torch.nan_to_num(batch.y)
         totals += torch.stack([((mixture.mean() - y).abs() * mask).sum(), (mixture.nll(y) * mask).sum(),
                                mask.sum()]).double()
-    abs_err, nll, count = totals.tolist()
+    abs_err, nll, count = distributed.all_reduce_sum(totals).tolist()   # the same on every rank
     return abs_err / max(count, 1), nll / max(count, 1)
 
 
@@ -182,7 +184,6 @@ class Trainer:
         self.device = device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
-        self.shuffle = torch.Generator().manual_seed(config.seed)
 
         self.ranges = split_ranges(dataset.num_steps)
         self.anchors = split_anchors(dataset)
@@ -194,6 +195,7 @@ class Trainer:
         self.windows.to(device)
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
+        self.replica = distributed.wrap(self.model, device)   # what a step calls; DDP under torchrun
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            betas=(config.beta1, config.beta2), fused=True)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
@@ -201,13 +203,14 @@ class Trainer:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         # Whole batches only (a fresh shuffle every epoch still reaches every window), so the
         # compiled step sees one shape; at least one batch however small the split.
-        self.num_batches = max(1, len(self.anchors["train"]) // config.batch_size)
+        self.sampler = distributed.train_sampler(len(self.anchors["train"]), config.seed)
+        self.num_batches = max(1, len(self.sampler) // config.batch_size)
         if config.max_batches:
             self.num_batches = min(self.num_batches, config.max_batches)
         self.compiled = self._wants_compile()
-        self.forward = torch.compile(self.model, dynamic=False) if self.compiled else self.model
+        self.forward = torch.compile(self.replica, dynamic=False) if self.compiled else self.replica
 
-        self.run = Run(run_dir) if run_dir is not None else None
+        self.run = Run(run_dir) if run_dir is not None and distributed.is_main() else None
         self.history: list[dict] = []
         self.best_mae, self.best_epoch, self.best_state, self.bad_epochs = float("inf"), None, None, 0
         self.start_epoch = 1
@@ -221,12 +224,14 @@ class Trainer:
                 "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                                 else platform.processor() or "cpu"),
                 "torch": torch.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "distributed": distributed.describe(config.batch_size),
                 "splits": {k: [r.start, r.stop] for k, r in self.ranges.items()}, "scaler": self.scaler.to_dict(),
             })
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel is not None and self.cancel.is_set()
+        """Asked on every rank at the same points; True everywhere once any rank is cancelled."""
+        return distributed.any_rank(self.cancel is not None and self.cancel.is_set())
 
     def step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step on a batch -> (loss, finite), both still on the device."""
@@ -247,11 +252,11 @@ class Trainer:
         try:
             return self.forward(**batch.model_inputs(), edge_index=self.edge_index)
         except Exception as exc:   # noqa: BLE001 - no compiler or an unsupported op: train eagerly
-            if self.forward is self.model:
+            if self.forward is self.replica:
                 raise
             log.warning("torch.compile failed (%s); training without it", str(exc).splitlines()[0][:200])
-            self.forward, self.compiled = self.model, False
-            return self.model(**batch.model_inputs(), edge_index=self.edge_index)
+            self.forward, self.compiled = self.replica, False
+            return self.replica(**batch.model_inputs(), edge_index=self.edge_index)
 
     def _wants_compile(self) -> bool:
         """Compiling the step halves a CPU step (measured: benchmarks/train_speed.py) but costs
@@ -266,7 +271,7 @@ class Trainer:
         """-> (mean finite training loss, batches skipped as non-finite), None if cancelled."""
         self.model.train()
         total = torch.zeros(2, device=self.device)      # finite loss sum, finite batches
-        batches = self.windows.iterate(self.anchors["train"], self.config.batch_size, True, self.shuffle)
+        batches = self.windows.iterate(self.epoch_anchors(epoch), self.config.batch_size)
         for i, batch in zip(range(self.num_batches), batches):
             loss, finite = self.step(batch)
             total += torch.stack([torch.where(finite, loss, 0.0), finite.float()])
@@ -278,10 +283,16 @@ class Trainer:
         loss_sum, finite_batches = total.tolist()
         return loss_sum / max(finite_batches, 1), self.num_batches - int(finite_batches)
 
+    def epoch_anchors(self, epoch: int) -> np.ndarray:
+        """This rank's training windows for `epoch`, shuffled by (seed, epoch) the same way on
+        every rank, so no generator state has to be carried from epoch to epoch."""
+        self.sampler.set_epoch(epoch)
+        return self.anchors["train"][list(self.sampler)]
+
     def validate(self) -> tuple[float, float]:
         self._phase("validating", 0, 1)
-        return validate(self.model, self.windows, self.anchors["val"], self.edge_index, self.device,
-                        max_batches=self.config.max_batches)
+        return validate(self.model, self.windows, distributed.shard(self.anchors["val"]), self.edge_index,
+                        self.device, max_batches=self.config.max_batches)
 
     def checkpoint(self, epoch: int, **meta) -> None:
         """The model as it is now, as the run's checkpoint (written atomically)."""
@@ -341,12 +352,13 @@ class Trainer:
 
     def save_state(self, epoch: int) -> None:
         """Everything `resume` needs to carry on after `epoch` as if never stopped: weights,
-        optimiser and scheduler state, the best model so far, history and random streams."""
+        optimiser and scheduler state, the best model so far, history and the random stream (the
+        shuffle is a function of seed and epoch)."""
         state = {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "best_state": self.best_state,
             "best_mae": self.best_mae, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
-            "history": self.history, "shuffle": self.shuffle.get_state(), "rng": torch.get_rng_state(),
+            "history": self.history, "rng": torch.get_rng_state(),
         }
         buffer = io.BytesIO()
         torch.save(state, buffer)
@@ -363,7 +375,6 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-            self.shuffle.set_state(state["shuffle"].cpu())
             torch.set_rng_state(state["rng"].cpu())
         except (*UNREADABLE, KeyError, TypeError) as exc:
             raise DataError(f"the saved training state is damaged or belongs to another model "
