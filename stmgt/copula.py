@@ -23,9 +23,11 @@ import torch
 from stmgt.data.dataset import split_anchors
 from stmgt.mixture import GaussianMixture
 
-# Normal scores are looked up on this grid: the mixture quantile function is smooth, so linear
-# interpolation between 181 exact quantiles (Δz = 0.05) is far finer than the forecast itself.
-Z_GRID = np.linspace(-4.5, 4.5, 181)
+# Normal scores are looked up on this grid: a mixture's quantile function is smooth in z (a single
+# Gaussian's is a straight line), so linear interpolation between 91 exact quantiles (Δz = 0.1)
+# suffices: on the bundled model's forecasts the draws' cdf levels were within 2e-4 of the exact
+# ones. The table is most of a route answer's time, so it is no finer than that.
+Z_GRID = np.linspace(-4.5, 4.5, 91)
 _PIT_CLIP = 1e-6          # F(y) of 0 or 1 (a reading far in a tail) would give an infinite score
 ESTIMATION_WINDOWS = 240  # training windows, evenly spaced: ~6 s of forward passes on a CPU
 

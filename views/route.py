@@ -48,13 +48,16 @@ forecaster = state.require_forecaster()
 dataset = forecaster.dataset
 graph = dataset.graph
 ids = graph.node_ids
-st.session_state.setdefault(FROM_KEY, ids[0])
-st.session_state.setdefault(TO_KEY, ids[-1])
+for key, default in ((FROM_KEY, ids[0]), (TO_KEY, ids[-1])):
+    if st.session_state.get(key) not in ids:            # first visit, or another dataset
+        st.session_state[key] = default
 
-pick = st.columns([4, 4, 2])
+pick = st.columns([4, 4, 2, 2])
 origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=graph.label)
 destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=graph.label)
 pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
+basemap = pick[3].toggle("Basemap tiles (needs internet)", value=True, key="route_basemap",
+                         help="Carto street tiles; switch off when offline — the roads and route still draw.")
 when = st.columns([5, 4, 3])
 with when[0]:
     anchor = state.anchor_picker(forecaster)
@@ -109,7 +112,7 @@ with map_col:
     colour = np.tile(BACKGROUND, (graph.num_nodes, 1)).astype(np.uint8)
     colour[graph.index_of[origin]], colour[graph.index_of[destination]] = ORIGIN_COLOUR, DESTINATION_COLOUR
     nodes = graph.nodes[["node_id"]].assign(name=list(graph.names.values()))
-    deck = road_map(graph, nodes, colour, basemap=st.session_state.get("map_basemap", True),
+    deck = road_map(graph, nodes, colour, basemap=basemap,
                     tooltip_html="<b>{name}</b><br/>{node_id}", highlight=destination, arrows=pd.concat(lines),
                     edge_colour=np.tile(BACKGROUND, (graph.num_edges, 1)), size=(620, 460))
     st.pydeck_chart(deck, height=460, on_select=set_clicked_node, selection_mode="single-object", key=MAP_KEY)
