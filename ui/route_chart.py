@@ -25,15 +25,17 @@ def travel_time_histogram(fastest: np.ndarray, shortest: np.ndarray | None, p10:
         fig.add_trace(go.Histogram(x=shortest, xbins=bins, histnorm="probability", name="Shortest route",
                                    marker_color=HIGHLIGHT, opacity=0.45,
                                    hovertemplate="%{x} min: %{y:.1%}<extra>shortest</extra>"))
-    lines = [(p50, "P50", MEDIAN, "solid"), (historical, "historical", OBSERVED, "dash")]
-    lines += [] if actual is None else [(actual, "actual", TRUTH, "dot")]
-    lines += [] if deadline is None else [(deadline, "deadline", DEADLINE, "dashdot")]
+    top = 1.05 * max(np.histogram(draws, edges)[0].max() / len(draws)
+                     for draws in [fastest] + ([] if shortest is None else [shortest]))
+    lines = [(p50, "P50", MEDIAN, "solid"), (historical, "Historical average", OBSERVED, "dash")]
+    lines += [] if actual is None else [(actual, "Actual", TRUTH, "dot")]
+    lines += [] if deadline is None else [(deadline, "Deadline", DEADLINE, "dashdot")]
     for x, label, colour, dash in lines:
-        fig.add_vline(x=x, line=dict(color=colour, width=2, dash=dash))
-        fig.add_annotation(x=x, y=1, yref="paper", text=label, showarrow=False, yanchor="bottom",
-                           font=dict(size=11, color=colour))
-    fig.update_layout(height=360, barmode="overlay", margin=dict(l=10, r=10, t=40, b=10), hovermode="closest",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0),
+        fig.add_trace(go.Scatter(x=[x, x], y=[0, top], mode="lines", name=label,
+                                 line=dict(color=colour, width=2, dash=dash),
+                                 hovertemplate=f"{label}: {x:.1f} min<extra></extra>"))
+    fig.update_layout(height=360, barmode="overlay", margin=dict(l=10, r=10, t=50, b=10), hovermode="closest",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
                       xaxis=dict(title="Travel time (min) · shaded: the fastest route's 80 % interval"),
                       yaxis=dict(title="Share of draws", tickformat=".0%"))
     return fig

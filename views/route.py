@@ -3,6 +3,7 @@ travel-time distribution (Monte Carlo through the forecast mixtures, errors corr
 training), the shortest route beside it, and the historical-average and (simulated data) actual
 travel times."""
 
+import networkx as nx
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -48,16 +49,18 @@ forecaster = state.require_forecaster()
 dataset = forecaster.dataset
 graph = dataset.graph
 ids = graph.node_ids
-for key, default in ((FROM_KEY, ids[0]), (TO_KEY, ids[-1])):
-    if st.session_state.get(key) not in ids:            # first visit, or another dataset
-        st.session_state[key] = default
+if st.session_state.get(FROM_KEY) not in ids or st.session_state.get(TO_KEY) not in ids:
+    # First visit, or another dataset: a cross-town trip, from the first node to the one farthest by road.
+    reach = nx.single_source_dijkstra_path_length(graph.to_networkx(), ids[0], weight="length_m")
+    st.session_state[FROM_KEY], st.session_state[TO_KEY] = ids[0], max(reach, key=reach.get)
 
 pick = st.columns([4, 4, 2, 2])
 origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=graph.label)
 destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=graph.label)
 pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
-basemap = pick[3].toggle("Basemap tiles (needs internet)", value=True, key="route_basemap",
-                         help="Carto street tiles; switch off when offline — the roads and route still draw.")
+basemap = pick[3].toggle("Basemap", value=True, key="route_basemap",
+                         help="Carto street tiles (needs internet); switch off when offline — the roads and route "
+                              "still draw.")
 when = st.columns([5, 4, 3])
 with when[0]:
     anchor = state.anchor_picker(forecaster)
@@ -86,13 +89,14 @@ travel = fastest.travel
 same = list(shortest.route.nodes) == list(fastest.route.nodes)
 
 cols = st.columns(5 if fastest.true_min is None else 6)
-cols[0].metric("Median travel time (P50)", f"{travel.p50:.1f} min",
+cols[0].metric("Median (P50)", f"{travel.p50:.1f} min",
                help=f"Half of {len(travel.samples):,} Monte Carlo draws arrive sooner; mean {travel.mean:.1f} min.")
-cols[1].metric("80 % interval", f"{travel.p10:.1f}–{travel.p90:.1f} min",
+cols[1].metric("80 % interval, min", f"{travel.p10:.1f}–{travel.p90:.1f}",
                help="P10–P90 of the draws: 8 trips in 10 should take this long.")
-cols[2].metric("Arrive (P50)", f"{depart + pd.Timedelta(minutes=travel.p50):%H:%M}",
-               delta=f"by {depart + pd.Timedelta(minutes=travel.p90):%H:%M} with 90 %", delta_color="off", delta_arrow="off")
-cols[3].metric("Historical average", f"{fastest.historical_min:.1f} min",
+cols[2].metric("Arrive (P50)", f"{(depart + pd.Timedelta(minutes=travel.p50)).round('min'):%H:%M}",
+               delta=f"by {(depart + pd.Timedelta(minutes=travel.p90)).ceil('min'):%H:%M} with 90 %",
+               delta_color="off", delta_arrow="off")
+cols[3].metric("Historical avg.", f"{fastest.historical_min:.1f} min",
                help="The same route driven at the training split's average speed for each node and time of week.")
 if deadline is not None:
     cols[4].metric(f"P(arrive by {deadline:%H:%M})", f"{trip.p_on_time:.0%}")
@@ -100,7 +104,7 @@ else:
     cols[4].metric("Distance", f"{fastest.length_m / 1000:.2f} km", delta=f"{len(fastest.route.edges)} segments",
                    delta_color="off", delta_arrow="off")
 if fastest.true_min is not None:
-    cols[5].metric("Actual (simulated)", f"{fastest.true_min:.1f} min",
+    cols[5].metric("Actual", f"{fastest.true_min:.1f} min",
                    help="This trip driven through the simulator's actual speeds, with the same travel-time model.")
 
 map_col, chart_col = st.columns([1, 1])
@@ -143,9 +147,10 @@ else:
     st.caption(f"In {faster:.0%} of the joint draws the fastest route beats the shortest one.")
 
 st.subheader("Segments of the fastest route")
-segments = fastest.segments.assign(**{"from": [graph.label(n) for n in fastest.segments["from"]],
-                                      "to": [graph.label(n) for n in fastest.segments["to"]]})
-st.dataframe(segments, hide_index=True, key="route_segments", column_config={
+segments = fastest.segments.assign(**{"from": [graph.names[n] for n in fastest.segments["from"]],
+                                      "to": [graph.names[n] for n in fastest.segments["to"]]})
+st.dataframe(segments, hide_index=True, key="route_segments", column_order=(
+    "road_name", "length_m", "expected_speed_kmh", "entry_time", "minutes", "from", "to"), column_config={
     "from": "From", "to": "To", "road_name": "Street",
     "length_m": st.column_config.NumberColumn("Length (m)", format="%.0f"),
     "expected_speed_kmh": st.column_config.NumberColumn("Expected speed (km/h)", format="%.1f"),
