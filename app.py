@@ -13,6 +13,7 @@ PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
     st.Page("views/forecast_map.py", title="Forecast map", icon=":material/map:"),
     st.Page("views/node_forecast.py", title="Node forecast", icon=":material/show_chart:"),
+    st.Page("views/route.py", title="Route", icon=":material/route:"),
     st.Page("views/interpretability.py", title="Interpretability", icon=":material/hub:"),
     st.Page("views/what_if.py", title="Weather what-if", icon=":material/rainy:"),
     st.Page("views/train.py", title="Train & load", icon=":material/model_training:"),

@@ -1,4 +1,4 @@
-"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast, whatif, runs.
+"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast, whatif, route, runs.
 
 Bad input ends with one line `error: ...` on stderr and exit status 2, never a traceback; no
 command deletes or overwrites what it did not write (`stmgt.outputs`)."""
@@ -6,13 +6,14 @@ command deletes or overwrites what it did not write (`stmgt.outputs`)."""
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
-
+import pandas as pd
 from tqdm import tqdm
 
 from stmgt import distributed
@@ -24,13 +25,15 @@ from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
 from stmgt.evaluate import evaluate
 from stmgt.forecast import Forecaster, WeatherScenario
+from stmgt.jsonfile import atomic_write_bytes, write_json
 from stmgt.model import STMGTConfig
-from stmgt.jsonfile import atomic_write_bytes
 from stmgt.outputs import check_file_target, check_folder_target, staged_folder
+from stmgt.routing import RoadNetwork
 from stmgt.runs import CONFIG, Run, list_runs
-from stmgt.workspace import Workspace
 from stmgt.train import TrainConfig, fit, resolve_device
+from stmgt.trip import SAMPLES, TripPlanner
 from stmgt.what_if import changes_frame, model_change, true_change
+from stmgt.workspace import Workspace
 
 DATA_HELP = "dataset: a folder in the generic format, or 'sim' for the embedded simulated HCMC data"
 OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is never replaced)"
@@ -162,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-step", type=_positive_int, default=1, metavar="I", help="first horizon step changed")
     p.add_argument("--to-step", type=_positive_int, metavar="J", help="last horizon step changed (default: the last)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+
+    p = sub.add_parser("route", help="fastest route and its travel-time distribution; prints or writes JSON")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--from", dest="origin", required=True, metavar="NODE", help="origin node id")
+    p.add_argument("--to", dest="destination", required=True, metavar="NODE", help="destination node id")
+    p.add_argument("--depart", required=True, metavar="TIME",
+                   help="departure, ISO 8601; the forecast is made at the last data step at or before it")
+    p.add_argument("--deadline", metavar="TIME", help="arrival deadline, ISO 8601: adds p_on_time")
+    p.add_argument("--samples", type=_positive_int, default=SAMPLES, help="Monte Carlo draws")
+    p.add_argument("--data", help=DATA_HELP + " (default: the data the run was trained on)")
+    p.add_argument("--out", type=Path, help="JSON file to write (default: print the JSON)")
     return parser
 
 
@@ -357,6 +371,41 @@ def _whatif(args) -> None:
           f"× {horizon} steps; weather changed at steps {args.from_step}–{last}; {note}")
 
 
+def _timestamp(text: str, option: str, tz) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        raise DataError(f"{text!r} is not a time (use ISO 8601, e.g. 2025-08-20T17:30+07:00)", option) from None
+    return ts.tz_localize(tz) if ts.tz is None else ts.tz_convert(tz)
+
+
+def _route(args) -> None:
+    run = Run.open(args.run)
+    dataset = load_dataset(_run_data_spec(run, args.data))
+    forecaster = Forecaster(run.load(dataset.graph), dataset)
+    network = RoadNetwork(dataset.graph)
+    network.check_node(args.origin, "--from")
+    network.check_node(args.destination, "--to")
+    network.shortest(args.origin, args.destination)        # unreachable: say so before any work
+    steps = dataset.timestamps
+    depart = _timestamp(args.depart, "--depart", steps.tz)
+    deadline = None if args.deadline is None else _timestamp(args.deadline, "--deadline", steps.tz)
+    latest = steps[-1] + forecaster.horizon * dataset.freq
+    if not steps[forecaster.seq_len - 1] <= depart < latest:
+        raise DataError(f"{depart.isoformat()} is outside the data: departures run from "
+                        f"{steps[forecaster.seq_len - 1].isoformat()} to before {latest.isoformat()}", "--depart")
+    forecast = forecaster.forecast(forecaster.anchor_at(steps[steps.searchsorted(depart, side="right") - 1]))
+    trip = TripPlanner.for_forecaster(forecaster).plan(forecast, args.origin, args.destination, depart,
+                                                       deadline, samples=args.samples)
+    if args.out is None:
+        print(json.dumps(trip.summary(), ensure_ascii=False, indent=2))
+        return
+    write_json(args.out, trip.summary())
+    print(f"wrote {args.out}: {len(trip.fastest.route.nodes)} nodes, {trip.fastest.length_m / 1000:.2f} km, "
+          f"P50 {trip.fastest.travel.p50:.1f} min (80 % interval {trip.fastest.travel.p10:.1f}–"
+          f"{trip.fastest.travel.p90:.1f})")
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     reuse_freed_memory()
@@ -381,6 +430,8 @@ def main(argv=None) -> int:
             _list_runs(args.folder)
         elif args.command == "whatif":
             _whatif(args)
+        elif args.command == "route":
+            _route(args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

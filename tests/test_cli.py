@@ -1,5 +1,7 @@
 """`python -m stmgt`: each command end to end on small inputs, and plain errors with exit code 2."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -70,3 +72,38 @@ def test_argparse_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--out", "r", "--epochs", "0"])
     assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A barely trained small model on two simulated weeks: the route command's full path in seconds."""
+    from tests.views.page_helpers import tiny_run
+    return tiny_run(tmp_path_factory.mktemp("runs") / "tiny")
+
+
+@pytest.mark.slow
+def test_route_writes_the_trip_as_json(tiny, tmp_path):
+    out = tmp_path / "route.json"
+    assert main(["route", "--run", str(tiny), "--from", "n01", "--to", "n40", "--depart", "2025-07-18T17:20+07:00",
+                 "--deadline", "2025-07-18T17:50+07:00", "--samples", "500", "--out", str(out)]) == 0
+    trip = json.loads(out.read_text())
+    assert trip["path"][0] == "n01" and trip["path"][-1] == "n40"
+    assert trip["depart"] == "2025-07-18T17:20:00+07:00" and trip["forecast_made_at"] == "2025-07-18T17:15:00+07:00"
+    assert 0 < trip["p10_min"] <= trip["p50_min"] <= trip["p90_min"] and 0 <= trip["p_on_time"] <= 1
+    assert trip["length_m"] == pytest.approx(sum(s["length_m"] for s in trip["segments"]), abs=0.5)
+    assert [s["from"] for s in trip["segments"]] == trip["path"][:-1]
+    assert trip["historical_min"] > 0 and trip["true_min"] > 0 and trip["samples"] == 500
+    assert trip["shortest"]["length_m"] <= trip["length_m"] + 1e-6
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--from", "n99", "--to", "n40", "--depart", "2025-07-18T17:20"], "--from: unknown node 'n99'"),
+    (["--from", "n01", "--to", "x", "--depart", "2025-07-18T17:20"], "--to: unknown node 'x'"),
+    (["--from", "n01", "--to", "n40", "--depart", "2031-01-01T08:00"], "--depart: 2031-01-01T08:00:00+07:00 is outside"),
+    (["--from", "n01", "--to", "n40", "--depart", "soon"], "'soon' is not a time"),
+])
+def test_route_errors_are_one_plain_line(args, message, capsys):
+    assert main(["route", "--run", str(BUNDLED_RUN), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
@@ -36,6 +37,18 @@ def deck_layers(at, index: int = 0) -> dict:
     """The layers of the index-th pydeck map, by layer id."""
     deck = json.loads(at.get("deck_gl_json_chart")[index].proto.json)
     return {layer["id"]: layer for layer in deck["layers"]}
+
+
+def click_node(at, node_id: str, position: int, map_index: int = 0) -> None:
+    """Run the app as after a click on a node of the map (what the browser sends for a
+    single-object pick on layer "nodes"); `position` is the node's row in the layer."""
+    chart = at.get("deck_gl_json_chart")[map_index]
+    states = at._tree.get_widget_states()
+    click = states.widgets.add()
+    click.id = chart.proto.id
+    click.string_value = json.dumps({"selection": {"indices": {"nodes": [position]},
+                                                   "objects": {"nodes": [{"node_id": node_id}]}}})
+    at._run(WidgetStates(widgets=states.widgets))
 
 
 def tiny_run(run_dir: Path, **model) -> Path:

@@ -7,13 +7,12 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 import stmgt.forecast
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
 from stmgt.graph import RoadGraph
-from tests.views.page_helpers import deck_layers
+from tests.views.page_helpers import click_node, deck_layers
 
 PAGE = "views/forecast_map.py"
 
@@ -146,14 +145,7 @@ def test_selected_node_is_shown_and_click_selects(app):
     assert ring(at) == node_position(at, "n07")             # a ring around the selected node
     assert legend_colours_kept(at)
     assert any("`n07`" in m.value for m in at.markdown)
-    # A click on node n12 (what the browser sends for a single-object pick on layer "nodes").
-    chart = at.get("deck_gl_json_chart")[0]
-    states = at._tree.get_widget_states()
-    click = states.widgets.add()
-    click.id = chart.proto.id
-    click.string_value = json.dumps({"selection": {"indices": {"nodes": [11]},
-                                                   "objects": {"nodes": [{"node_id": "n12"}]}}})
-    at._run(WidgetStates(widgets=states.widgets))
+    click_node(at, "n12", 11)
     assert not at.exception
     assert at.session_state["node_id"] == "n12"
     assert ring(at) == node_position(at, "n12")

@@ -1,0 +1,159 @@
+"""Route: the fastest route between two nodes for a departure within the forecast horizon, its
+travel-time distribution (Monte Carlo through the forecast mixtures, errors correlated as in
+training), the shortest route beside it, and the historical-average and (simulated data) actual
+travel times."""
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from stmgt.errors import DataError
+from stmgt.trip import TripPlanner
+from ui import state
+from ui.fan_chart import horizon_label
+from ui.maps import NODE_LAYER, SPEED_STOPS, legend_html, ramp, road_map
+from ui.route_chart import travel_time_histogram
+
+FROM_KEY, TO_KEY, CLICK_KEY, MAP_KEY = "route_from", "route_to", "route_click", "route_map"
+ORIGIN, DESTINATION = "Origin", "Destination"
+BACKGROUND, ORIGIN_COLOUR, DESTINATION_COLOUR = (205, 205, 212), (26, 152, 80), (178, 24, 43)
+SHORTEST_COLOUR = (84, 39, 143)     # the purple the other pages use for a highlight
+DEADLINE_STEP_MIN, DEADLINE_MAX_MIN = 5, 180
+
+
+@st.cache_resource(show_spinner="Estimating how forecast errors move together (training split)…", max_entries=4)
+def _planner(model_key: str) -> TripPlanner:
+    return TripPlanner.for_forecaster(state.current_forecaster())
+
+
+def set_clicked_node() -> None:
+    """A clicked node becomes the origin or the destination, as the radio says."""
+    objects = st.session_state[MAP_KEY].selection.get("objects", {}).get(NODE_LAYER, [])
+    if objects:
+        st.session_state[FROM_KEY if st.session_state.get(CLICK_KEY) == ORIGIN else TO_KEY] = objects[0]["node_id"]
+
+
+def route_rows(graph, answer, colour, width: float) -> pd.DataFrame:
+    """A route's segments as map lines."""
+    pos = graph.positions()
+    src, dst = graph.edge_index.numpy()[:, answer.route.edges]
+    colour = np.broadcast_to(np.asarray(colour, dtype=float), (len(src), 3))
+    return pd.DataFrame({"from_lon": pos.lon.to_numpy()[src], "from_lat": pos.lat.to_numpy()[src],
+                         "to_lon": pos.lon.to_numpy()[dst], "to_lat": pos.lat.to_numpy()[dst], "width": width,
+                         "r": colour[:, 0], "g": colour[:, 1], "b": colour[:, 2]})
+
+
+st.title("Route")
+forecaster = state.require_forecaster()
+dataset = forecaster.dataset
+graph = dataset.graph
+ids = graph.node_ids
+if st.session_state.get(FROM_KEY) not in ids or st.session_state.get(TO_KEY) not in ids:
+    # First visit, or another dataset: a cross-town trip, from the first node to the one farthest by road.
+    reach = nx.single_source_dijkstra_path_length(graph.to_networkx(), ids[0], weight="length_m")
+    st.session_state[FROM_KEY], st.session_state[TO_KEY] = ids[0], max(reach, key=reach.get)
+
+pick = st.columns([4, 4, 2, 2])
+origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=graph.label)
+destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=graph.label)
+pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
+basemap = pick[3].toggle("Basemap", value=True, key="route_basemap",
+                         help="Carto street tiles (needs internet); switch off when offline — the roads and route "
+                              "still draw.")
+when = st.columns([5, 4, 3])
+with when[0]:
+    anchor = state.anchor_picker(forecaster)
+forecast = state.forecast(anchor)
+made = forecast.anchor_times[0]
+offsets = list(range(forecast.horizon))
+offset = when[1].select_slider(
+    "Leave at", options=offsets, key="route_depart",
+    format_func=lambda s: f"{made + s * forecast.freq:%H:%M}" + (f" ({horizon_label(s, forecast.freq)})" if s else " (now)"),
+    help="Departures within the forecast's horizon; segments entered later use later forecast steps.")
+depart = made + offset * forecast.freq
+deadline = None
+with when[2]:
+    if st.toggle("Arrival deadline", key="route_use_deadline"):
+        budget = st.select_slider("Arrive by", options=list(range(DEADLINE_STEP_MIN, DEADLINE_MAX_MIN + 1, DEADLINE_STEP_MIN)),
+                                  value=30, key="route_deadline", format_func=lambda m: f"{depart + pd.Timedelta(minutes=m):%H:%M}")
+        deadline = depart + pd.Timedelta(minutes=budget)
+
+try:
+    trip = _planner(state.model_key()).plan(forecast, origin, destination, depart, deadline)
+except DataError as exc:
+    st.error(f"No answer for this trip: {exc}")
+    st.stop()
+fastest, shortest = trip.fastest, trip.shortest
+travel = fastest.travel
+same = list(shortest.route.nodes) == list(fastest.route.nodes)
+
+cols = st.columns(5 if fastest.true_min is None else 6)
+cols[0].metric("Median (P50)", f"{travel.p50:.1f} min",
+               help=f"Half of {len(travel.samples):,} Monte Carlo draws arrive sooner; mean {travel.mean:.1f} min.")
+cols[1].metric("80 % interval, min", f"{travel.p10:.1f}–{travel.p90:.1f}",
+               help="P10–P90 of the draws: 8 trips in 10 should take this long.")
+cols[2].metric("Arrive (P50)", f"{(depart + pd.Timedelta(minutes=travel.p50)).round('min'):%H:%M}",
+               delta=f"by {(depart + pd.Timedelta(minutes=travel.p90)).ceil('min'):%H:%M} with 90 %",
+               delta_color="off", delta_arrow="off")
+cols[3].metric("Historical avg.", f"{fastest.historical_min:.1f} min",
+               help="The same route driven at the training split's average speed for each node and time of week.")
+if deadline is not None:
+    cols[4].metric(f"P(arrive by {deadline:%H:%M})", f"{trip.p_on_time:.0%}")
+else:
+    cols[4].metric("Distance", f"{fastest.length_m / 1000:.2f} km", delta=f"{len(fastest.route.edges)} segments",
+                   delta_color="off", delta_arrow="off")
+if fastest.true_min is not None:
+    cols[5].metric("Actual", f"{fastest.true_min:.1f} min",
+                   help="This trip driven through the simulator's actual speeds, with the same travel-time model.")
+
+map_col, chart_col = st.columns([1, 1])
+with map_col:
+    speed = fastest.segments["expected_speed_kmh"].to_numpy()
+    lines = [route_rows(graph, fastest, ramp(speed, SPEED_STOPS), 9)]
+    if not same:
+        lines.insert(0, route_rows(graph, shortest, SHORTEST_COLOUR, 4))
+    colour = np.tile(BACKGROUND, (graph.num_nodes, 1)).astype(np.uint8)
+    colour[graph.index_of[origin]], colour[graph.index_of[destination]] = ORIGIN_COLOUR, DESTINATION_COLOUR
+    nodes = graph.nodes[["node_id"]].assign(name=list(graph.names.values()))
+    deck = road_map(graph, nodes, colour, basemap=basemap,
+                    tooltip_html="<b>{name}</b><br/>{node_id}", highlight=destination, arrows=pd.concat(lines),
+                    edge_colour=np.tile(BACKGROUND, (graph.num_edges, 1)), size=(620, 460))
+    st.pydeck_chart(deck, height=460, on_select=set_clicked_node, selection_mode="single-object", key=MAP_KEY)
+    st.html(legend_html(SPEED_STOPS, "Expected speed on the fastest route, km/h"))
+    st.caption("Green: origin · red: destination" + ("" if same else " · thin purple: the shortest route")
+               + ". Click a node to make it the " + st.session_state[CLICK_KEY].lower() + ".")
+with chart_col:
+    st.plotly_chart(travel_time_histogram(travel.samples, None if same else shortest.travel.samples, travel.p10,
+                                          travel.p50, travel.p90, fastest.historical_min, fastest.true_min,
+                                          None if deadline is None else (deadline - depart) / pd.Timedelta(minutes=1)),
+                    key="route_histogram")
+    st.caption(f"Forecast made {made:%a %d %b %H:%M}, leaving {depart:%H:%M}. Speeds are drawn jointly across nodes "
+               "and forecast steps with the correlation the model's errors showed on the training split; each "
+               "segment is driven at the mean of its two end nodes' speeds at the step nearest its entry time.")
+
+st.subheader("Fastest and shortest route")
+compare = pd.DataFrame([{"Route": name, "Segments": len(a.route.edges), "Length (km)": a.length_m / 1000,
+                         "P10 (min)": a.travel.p10, "P50 (min)": a.travel.p50, "P90 (min)": a.travel.p90,
+                         "Mean (min)": a.travel.mean, "Historical (min)": a.historical_min,
+                         "Actual (min)": np.nan if a.true_min is None else a.true_min,
+                         "Via": " → ".join(a.route.nodes)} for name, a in (("Fastest", fastest), ("Shortest", shortest))])
+st.dataframe(compare, hide_index=True, key="route_compare",
+             column_config={c: st.column_config.NumberColumn(format="%.1f") for c in compare.columns if "(" in c})
+if same:
+    st.caption("The shortest route is the fastest one here.")
+else:
+    faster = float((travel.samples < shortest.travel.samples).mean())
+    st.caption(f"In {faster:.0%} of the joint draws the fastest route beats the shortest one.")
+
+st.subheader("Segments of the fastest route")
+segments = fastest.segments.assign(**{"from": [graph.names[n] for n in fastest.segments["from"]],
+                                      "to": [graph.names[n] for n in fastest.segments["to"]]})
+st.dataframe(segments, hide_index=True, key="route_segments", column_order=(
+    "road_name", "length_m", "expected_speed_kmh", "entry_time", "minutes", "from", "to"), column_config={
+    "from": "From", "to": "To", "road_name": "Street",
+    "length_m": st.column_config.NumberColumn("Length (m)", format="%.0f"),
+    "expected_speed_kmh": st.column_config.NumberColumn("Expected speed (km/h)", format="%.1f"),
+    "entry_time": st.column_config.DatetimeColumn("Entered at", format="HH:mm:ss"),
+    "minutes": st.column_config.NumberColumn("Minutes", format="%.2f")})
+st.caption("Driven on the expected (mixture mean) speeds; the entry time picks the forecast step.")
