@@ -32,10 +32,10 @@ PRESETS = {
 PRESET_HELP = ("*Quick look*: 2 epochs of 3 batches, validation, calibration and test scoring capped at 3 "
                "batches too: minutes on a CPU, to see the whole pipeline work (not a useful model). "
                "*Specification*: 100 epochs over every window, with early stopping (hours on a CPU).")
-PHASES = {"validating": "Validating epoch {epoch}…",
-          "calibrating": "Calibrating the forecast spread on the validation split: batch {done} of {total}",
-          "scoring": "Scoring the best checkpoint on the test split against both baselines: batch {done} of {total}",
-          "scoring what-if": "Scoring weather what-if answers against the simulator: batch {done} of {total}"}
+PHASES = {"validating": "Validating epoch {epoch}",
+          "calibrating": "Calibrating the forecast spread on the validation split",
+          "scoring": "Scoring the best checkpoint on the test split against both baselines",
+          "scoring what-if": "Scoring weather what-if answers against the simulator"}
 STOP_REASONS = {"early_stopping": "stopped early: validation MAE stopped improving",
                 "max_epochs": "ran all epochs", "cancelled": "cancelled"}
 
@@ -166,7 +166,8 @@ def progress_view(snap: training.JobSnapshot) -> None:
     st.progress(min(share, 1.0), text=text)
     if snap.active and snap.phase in PHASES:
         st.progress(snap.phase_done / snap.phase_total if snap.phase_total else 0.0,
-                    text=PHASES[snap.phase].format(epoch=snap.epoch, done=snap.phase_done, total=snap.phase_total))
+                    text=PHASES[snap.phase].format(epoch=snap.epoch)
+                    + (f": batch {snap.phase_done} of {snap.phase_total}" if snap.phase_total > 1 else "…"))
     elif snap.phase == "training" and in_epoch:
         st.progress(snap.batch / snap.num_batches, text=f"Epoch {snap.epoch}: batch {snap.batch} of {snap.num_batches}")
     elif snap.active:
@@ -330,7 +331,7 @@ def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainCon
     plan = estimate(cost, windows, train_config, model_config.use_weather and dataset.has_weather,
                     spec.get("kind") == "simulator")
     parts = ", ".join(f"{phase} {duration(round(seconds, -1))}" for phase, seconds in plan.phases.items())
-    st.info(f"**Expected: about {duration(round(plan.total_s, -1))}** at most (early stopping may end it sooner): {parts}. "
+    st.info(f"**Expected: about {duration(round(plan.total_s, -1))}**, less if early stopping ends it sooner: {parts}. "
             f"Based on one timed training step of this model here ({cost.train_batch_s:.1f} s per batch of "
             f"{train_config.batch_size} on {cost.device.upper()}, {plan.train_batches:,} batches in all) and "
             f"one timed forward pass ({cost.forward_window_s * 1000:.0f} ms per window) for validation, "
@@ -370,11 +371,20 @@ def saved_runs(dataset) -> None:
                      "Parameters": config.get("parameters"), "Device": config.get("device"),
                      "Created": pd.to_datetime(config.get("created")), "Source": config.get("source", "trained"),
                      "This graph": config.get("graph_fingerprint") == fingerprint})
+    small = dict(width="small")       # every column in view at 1440 px: long cells truncate, hover shows all
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
-                                "Best val MAE (km/h)": st.column_config.NumberColumn(format="%.2f"),
-                                "Test MAE (km/h)": st.column_config.NumberColumn(format="%.2f"),
-                                "Parameters": st.column_config.NumberColumn(format="localized")})
+                 column_config={"Run": st.column_config.TextColumn(width="medium"),
+                                "Status": st.column_config.TextColumn(**small),
+                                "Data": st.column_config.TextColumn(**small),
+                                "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", **small),
+                                "Best val MAE (km/h)": st.column_config.NumberColumn(
+                                    "Val MAE", help="Best validation MAE, km/h", format="%.2f", **small),
+                                "Test MAE (km/h)": st.column_config.NumberColumn(
+                                    "Test MAE", help="Test MAE over all horizons, km/h", format="%.2f", **small),
+                                "Parameters": st.column_config.NumberColumn(format="localized", **small),
+                                "Device": st.column_config.TextColumn(**small),
+                                "Source": st.column_config.TextColumn(**small),
+                                "This graph": st.column_config.CheckboxColumn(**small)})
     st.caption("Newest first. Test MAE is over all horizons of the test split, empty until the run is evaluated; "
                "*This graph*: made for the selected dataset's road graph, so it can be used with it.")
     fitting = [r for r in runs if run_label(r, dataset)]
