@@ -23,7 +23,7 @@ from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate, simulator_for
 from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
-from stmgt.evaluate import evaluate
+from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.jsonfile import atomic_write_bytes, write_json
 from stmgt.model import STMGTConfig
@@ -128,12 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size,
                    help="windows per step and process: under torchrun a step sees batch size × processes "
                         "(the learning rate is not rescaled)")
-    p.add_argument("--max-batches", type=_positive_int,
-                   help="cap on batches per epoch and per validation pass, for a quick look (default: all)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--layout", choices=["concat", "mean"], default=STMGTConfig.gat_layout,
                    help="GAT heads: concat (the specification's code) or mean (96-wide averaged heads)")
+    p.add_argument("--max-batches", type=_positive_int, metavar="N",
+                   help="quick look: at most N batches per epoch and per validation, calibration and "
+                        "test-scoring pass (metrics.json then says how many test windows were scored)")
     p.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
 
     p = sub.add_parser("evaluate", help="score a run against the baselines; writes metrics.json")
@@ -258,7 +259,7 @@ def _train_here(args, device) -> None:
             print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
                   f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
             if not args.no_evaluate and result.best_epoch is not None and result.stopped != "cancelled":
-                _print_metrics(evaluate(run, dataset, spec, progress=True))
+                _print_metrics(evaluate(run, dataset, spec, device, progress=True, max_batches=args.max_batches))
         except KeyboardInterrupt:
             run.mark_finished("cancelled", "interrupted with Ctrl-C")
             raise
@@ -293,7 +294,9 @@ def _resumable(path: Path) -> tuple[Path, dict, STMGTConfig, TrainConfig]:
 def _print_metrics(metrics: dict) -> None:
     models = metrics["models"]
     minutes = metrics["horizon_minutes"]
-    print(f"test split, {metrics['windows']} windows — MAE km/h (CRPS for STMGT)")
+    print(f"test split, {metrics['windows']} windows — MAE km/h (CRPS for STMGT)"
+          + (f"; a quick look: {metrics['windows']} of its {metrics['windows_in_split']} windows, spread "
+             "evenly" if metrics.get("quick_look") else ""))
     print("horizon   " + "  ".join(f"{m:>6d}m" for m in minutes[3::4]))
     for name, scores in models.items():
         print(f"{name:<18}" + "  ".join(f"{v:7.3f}" for v in scores["mae"][3::4]))
@@ -301,6 +304,7 @@ def _print_metrics(metrics: dict) -> None:
     print(f"80% interval coverage: {models['stmgt']['overall']['coverage']['80']:.3f}")
     if "stmgt_perfect_weather" in models:
         print(f"stmgt reads {metrics['weather_forecast']}; stmgt_perfect_weather the observed weather")
+    print(versus_baselines(metrics))
 
 
 def _scenario(args, **steps) -> WeatherScenario | None:

@@ -14,7 +14,7 @@ from stmgt.checkpoint import load_checkpoint, save_checkpoint
 from stmgt.data.dataset import Scaler, Windows, split_ranges
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
-from stmgt.evaluate import evaluate
+from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
 from stmgt.model import STMGTConfig
@@ -194,6 +194,39 @@ def test_evaluate_writes_metrics_with_baselines(trained, data):
     assert "what_if" in metrics and metrics["what_if"]["mean_true_change_kmh"] < -2
     again = evaluate(run, data, SPEC)              # deterministic: re-running reproduces it
     assert again["models"] == metrics["models"]
+
+
+def test_a_capped_evaluation_says_it_is_a_quick_look_and_reports_each_phase(trained, data, tmp_path):
+    run = Run(shutil.copytree(trained[0].run.path, tmp_path / "capped"))
+    seen = []
+    metrics = evaluate(run, data, SPEC, max_batches=1, on_progress=seen.append)
+    assert metrics["quick_look"] and metrics["windows"] == 64 < metrics["windows_in_split"]
+    assert metrics["what_if"]["anchors"] == 16                    # one batch of 16 what-if anchors
+    assert [(p.phase, p.done, p.total) for p in seen] == [("scoring", 1, 1), ("scoring what-if", 1, 1)]
+    assert run.metrics()["windows"] == 64
+    full = evaluate(run, data, SPEC)
+    assert not full["quick_look"] and full["windows"] == full["windows_in_split"]
+    assert "quick look" in versus_baselines(metrics) and "quick look" not in versus_baselines(full)
+
+
+def test_a_cancelled_evaluation_writes_no_metrics(trained, data, tmp_path):
+    run = Run(shutil.copytree(trained[0].run.path, tmp_path / "cancelled"))
+    (run.path / "metrics.json").unlink(missing_ok=True)
+    cancel = threading.Event()
+
+    def on_progress(p):
+        cancel.set()                                              # cancel as soon as one batch is done
+
+    assert evaluate(run, data, SPEC, on_progress=on_progress, cancel=cancel) is None
+    assert not run.has_metrics
+
+
+def test_versus_baselines_says_better_or_worse_in_words():
+    scores = lambda mae: {"mae": [0.0, mae, 9.0]}          # noqa: E731
+    metrics = {"horizon_minutes": [30, 60, 90], "windows": 10, "windows_in_split": 10,
+               "models": {"stmgt": scores(3.29), "persistence": scores(2.70), "historical_average": scores(4.1)}}
+    assert versus_baselines(metrics) == ("MAE at +1 h 3.29 km/h — worse than persistence (2.70), "
+                                         "better than the historical average (4.10)")
 
 
 def test_metrics_name_the_data_they_were_scored_on(trained, data, tmp_path):

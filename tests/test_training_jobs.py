@@ -49,8 +49,27 @@ def test_a_job_trains_evaluates_and_records_its_progress(data, tmp_path):
     run = Run(tmp_path / "runs" / "tiny")
     assert run.has_metrics and run.config["data"] == SPEC and run.config["model"]["hidden_dim"] == 16
     metrics = run.metrics()
-    assert set(metrics["models"]) == {"stmgt", "persistence", "historical_average"}
+    assert set(metrics["models"]) == {"stmgt", "stmgt_perfect_weather", "persistence", "historical_average"}
     assert list(run.history()["val_mae"]) == pytest.approx([h["val_mae"] for h in snap.history])
+    assert metrics["quick_look"] and metrics["windows"] == 2 * 64       # scoring is capped like training
+    assert run.status.state == "complete" and run.status.reason == "max epochs"
+
+
+def test_every_phase_after_training_reports_progress_and_scoring_can_be_cancelled(data, tmp_path):
+    job = JobRegistry().start(data, TINY, quick(max_batches=3), tmp_path / "scoring", SPEC)
+    seen = set()
+    while job.snapshot().phase != "scoring" or job.snapshot().phase_done < 1:
+        snap = job.snapshot()
+        assert snap.active, snap.error
+        seen.add((snap.phase, snap.phase_total))
+        time.sleep(0.01)
+    job.cancel()
+    snap = wait(job)
+    assert {"validating", "calibrating"} <= {phase for phase, _ in seen}
+    assert snap.status == "cancelled" and snap.stopped == "max_epochs"  # training ended; scoring was cut short
+    run = Run(tmp_path / "scoring")
+    assert snap.has_checkpoint and not run.has_metrics
+    assert run.status.state == "cancelled" and "scoring cancelled" in run.status.reason
 
 
 def test_only_one_job_runs_at_a_time(data, tmp_path):
@@ -85,6 +104,7 @@ def test_cancel_after_an_epoch_keeps_the_best_checkpoint_without_metrics(data, t
     run = Run(tmp_path / "kept")
     assert run.load().meta["epoch"] == snap.best["epoch"]
     assert not run.has_metrics                           # evaluation is skipped when cancelled
+    assert run.status.state == "cancelled"
 
 
 def test_a_failing_fit_reports_its_error(data, tmp_path, monkeypatch):
@@ -98,11 +118,13 @@ def test_a_failing_fit_reports_its_error(data, tmp_path, monkeypatch):
 
 
 def test_a_failing_evaluation_keeps_the_trained_run(data, tmp_path, monkeypatch):
-    def broken_evaluate(run, dataset, spec, device="cpu"):
+    def broken_evaluate(run, dataset, spec, **options):
         raise DataError("the test split holds no observed speeds")
 
     monkeypatch.setattr(training.evaluation, "evaluate", broken_evaluate)
     snap = wait(JobRegistry().start(data, TINY, quick(), tmp_path / "unscored", SPEC))
     assert snap.status == "failed" and "scoring it on the test split failed" in snap.error
     assert "no observed speeds" in snap.error
-    assert snap.has_checkpoint and not Run(tmp_path / "unscored").has_metrics
+    run = Run(tmp_path / "unscored")
+    assert snap.has_checkpoint and not run.has_metrics
+    assert run.status.state == "failed" and "no observed speeds" in run.status.reason   # as the CLI records it

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import streamlit as st
 import torch
@@ -11,6 +9,8 @@ import torch
 from stmgt.data.dataset import split_anchors
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
+from stmgt.estimate import estimate
+from stmgt.evaluate import versus_baselines
 from stmgt.model import STMGTConfig
 from stmgt.model.config import GAT_LAYOUTS
 from stmgt.runs import Run, import_checkpoint
@@ -22,6 +22,20 @@ from ui.labels import attention_heads
 DISMISSED_KEY = "train_dismissed"   # the id of the finished job whose panel was closed
 UPLOADS_KEY = "train_uploads"  # upload file id -> run name, so a rerun never saves an upload twice
 POLL_S = 1.5
+SCROLL_KEY = "train_scroll"         # set on Start: bring the progress panel into view once
+PRESET_KEY = "train_preset"
+# Presets set these form fields; the rest keep the specification's defaults.
+PRESETS = {
+    "Quick look": {"epochs": 2, "max_batches": 3},
+    "Specification": {"epochs": TrainConfig.epochs, "max_batches": None},
+}
+PRESET_HELP = ("*Quick look*: 2 epochs of 3 batches, validation, calibration and test scoring capped at 3 "
+               "batches too: minutes on a CPU, to see the whole pipeline work (not a useful model). "
+               "*Specification*: 100 epochs over every window, with early stopping (hours on a CPU).")
+PHASES = {"validating": "Validating epoch {epoch}",
+          "calibrating": "Calibrating the forecast spread on the validation split",
+          "scoring": "Scoring the best checkpoint on the test split against both baselines",
+          "scoring what-if": "Scoring weather what-if answers against the simulator"}
 STOP_REASONS = {"early_stopping": "stopped early: validation MAE stopped improving",
                 "max_epochs": "ran all epochs", "cancelled": "cancelled"}
 
@@ -70,8 +84,23 @@ MODEL_SWITCHES = {
 
 
 def number_fields(fields: dict, defaults) -> dict:
-    return {name: st.number_input(label, value=getattr(defaults, name), help=help_text, key=f"train_{name}", **options)
+    """Number inputs keyed train_<name>; a value a preset put in the session state wins over the default."""
+    return {name: st.number_input(label, help=help_text, key=f"train_{name}", **options,
+                                  **({} if f"train_{name}" in st.session_state else {"value": getattr(defaults, name)}))
             for name, (label, help_text, options) in fields.items()}
+
+
+def apply_preset() -> None:
+    for name, value in PRESETS[st.session_state[PRESET_KEY] or "Specification"].items():
+        st.session_state[f"train_{name}"] = value
+
+
+def preset_picker() -> None:
+    """Quick look by default where there is no GPU, so a first run finishes in minutes."""
+    if PRESET_KEY not in st.session_state:
+        st.session_state[PRESET_KEY] = "Specification" if torch.cuda.is_available() else "Quick look"
+        apply_preset()
+    st.segmented_control("Preset", list(PRESETS), key=PRESET_KEY, on_change=apply_preset, help=PRESET_HELP)
 
 
 def run_label(run: Run, dataset) -> str | None:
@@ -135,14 +164,15 @@ def progress_view(snap: training.JobSnapshot) -> None:
     else:
         text = f"{done} of {snap.epochs} epochs done" + (" · early stopping may end it sooner" if snap.active else "")
     st.progress(min(share, 1.0), text=text)
-    if snap.phase in ("training", "validating") and in_epoch:
-        st.progress(snap.batch / snap.num_batches, text=f"Validating epoch {snap.epoch}…"
-                    if snap.phase == "validating" else f"Epoch {snap.epoch}: batch {snap.batch} of {snap.num_batches}")
+    if snap.active and snap.phase in PHASES:
+        st.progress(snap.phase_done / snap.phase_total if snap.phase_total else 0.0,
+                    text=PHASES[snap.phase].format(epoch=snap.epoch)
+                    + (f": batch {snap.phase_done} of {snap.phase_total}" if snap.phase_total > 1 else "…"))
+    elif snap.phase == "training" and in_epoch:
+        st.progress(snap.batch / snap.num_batches, text=f"Epoch {snap.epoch}: batch {snap.batch} of {snap.num_batches}")
     elif snap.active:
-        st.caption(":material/hourglass_top: " + {
-            "starting": "Preparing data and model…",
-            "evaluating": "Scoring the best checkpoint on the test split against both baselines…",
-        }.get(snap.phase, f"Starting epoch {done + 1}…" if done < snap.epochs else "Wrapping up…"))
+        st.caption(":material/hourglass_top: " + ("Preparing data and model…" if snap.phase == "starting"
+                                                  else f"Starting epoch {done + 1}…"))
     cols = st.columns(4)
     cols[0].metric("Last batch loss", f"{snap.batch_losses[-1][1]:.3f}" if snap.batch_losses else "–")
     best = snap.best
@@ -169,10 +199,11 @@ def live_job(job_id: str) -> None:
     head.subheader(f"Training **{snap.id}**", anchor=False)
     head.caption(f"On {describe(snap.data_spec)} · {snap.device.upper()} · the other pages stay usable "
                  "while it runs.")
-    if snap.status == "running":
+    if snap.active:
         button.button("Stopping…" if snap.cancel_requested else "Cancel", key="train_cancel",
                       icon=":material/stop_circle:", on_click=job.cancel, disabled=snap.cancel_requested,
-                      help="Stops after the current batch; the best checkpoint so far is kept.")
+                      help="Stops after the current batch. In training the best checkpoint so far is kept; "
+                           "in calibration or scoring the trained model is kept without them.")
     progress_view(snap)
 
 
@@ -182,12 +213,15 @@ def job_result(snap: training.JobSnapshot, dataset) -> None:
     best = snap.best
     st.subheader(f"Training **{snap.id}**", anchor=False)
     if snap.status == "finished":
-        scores = run.metrics()["models"]
+        metrics = run.metrics()
         st.success(f"Finished in {duration(snap.elapsed)} ({STOP_REASONS[snap.stopped]}). Best validation MAE "
-                   f"**{best['val_mae']:.2f} km/h** at epoch {best['epoch']}; on the test split MAE "
-                   f"**{scores['stmgt']['overall']['mae']:.2f} km/h** against "
-                   f"{scores['persistence']['overall']['mae']:.2f} for persistence. The model is now in the "
-                   f"sidebar's model list as **Run: {snap.id}**.", icon=":material/task_alt:")
+                   f"**{best['val_mae']:.2f} km/h** at epoch {best['epoch']}. On the test split: "
+                   f"**{versus_baselines(metrics)}**. The model is now in the sidebar's model list as "
+                   f"**Run: {snap.id}**.", icon=":material/task_alt:")
+    elif snap.status == "cancelled" and snap.stopped != "cancelled":
+        st.warning(f"Scoring was cancelled. The trained model (best epoch {best['epoch']}, validation MAE "
+                   f"{best['val_mae']:.2f} km/h) is kept as **Run: {snap.id}** without test metrics: "
+                   "*Evaluate now* scores it.", icon=":material/stop_circle:")
     elif snap.status == "cancelled" and snap.has_checkpoint:
         st.warning(f"Cancelled during epoch {snap.epoch}. The best checkpoint (epoch {best['epoch']}, validation "
                    f"MAE {best['val_mae']:.2f} km/h) is kept as **Run: {snap.id}**; it has no test metrics yet.",
@@ -209,22 +243,23 @@ def job_result(snap: training.JobSnapshot, dataset) -> None:
 def training_form(dataset, busy: bool) -> None:
     anchors = split_anchors(dataset)
     train_defaults, model_defaults = TrainConfig(), STMGTConfig()
-    per_epoch = math.ceil(len(anchors["train"]) / train_defaults.batch_size)
+    per_epoch = max(1, len(anchors["train"]) // train_defaults.batch_size)   # whole batches, as Trainer
     st.markdown(f"Trains on **{state.dataset_label()}**: {len(anchors['train']):,} training windows "
                 f"({per_epoch} batches of {train_defaults.batch_size} per epoch), early stopping on "
                 f"{len(anchors['val']):,} validation windows, then scored on {len(anchors['test']):,} test "
                 "windows against persistence and the historical average.")
     devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    preset_picker()
     with st.form("train_form", border=True):
         schedule, optimiser, model, run = st.columns(4, gap="medium")
         with schedule:
             st.markdown("**Schedule**")
             train_values = number_fields(SCHEDULE, train_defaults)
             max_batches = st.number_input(
-                "Max batches per epoch (optional)", value=None, min_value=1, step=1, key="train_max_batches",
-                placeholder=f"all {per_epoch}",
-                help="For a quick look on a CPU: a full epoch of the default model takes minutes there. "
-                     "Leave empty to use every training window.")
+                "Max batches per epoch (optional)", min_value=1, step=1, key="train_max_batches",
+                placeholder=f"all {per_epoch}", **({} if "train_max_batches" in st.session_state else {"value": None}),
+                help="For a quick look on a CPU: caps the batches of every epoch and of every validation, "
+                     "calibration and test-scoring pass. Leave empty to use every window.")
         with optimiser:
             st.markdown("**Optimiser**")
             train_values |= number_fields(OPTIMISER, train_defaults)
@@ -244,8 +279,8 @@ def training_form(dataset, busy: bool) -> None:
                               else 0, key="train_device", horizontal=True,
                               help="CUDA is offered when a GPU is present.")
             if device == "cpu":
-                st.caption("On a CPU a full epoch of the default model takes minutes: set *Max batches per "
-                           "epoch* for a quick look.")
+                st.caption("On a CPU a full epoch of the default model takes many minutes: the *Quick look* "
+                           "preset finishes in a few.")
         with st.expander("More options: LR schedule, Adam, regularisers, model inputs"):
             cols = st.columns(2)
             with cols[0]:
@@ -255,26 +290,63 @@ def training_form(dataset, busy: bool) -> None:
                     no_weather = field == "use_weather" and not dataset.has_weather
                     model_values[field] = st.checkbox(label, value=getattr(model_defaults, field) and not no_weather,
                                                       key=f"train_{field}", help=help_text, disabled=no_weather)
-        submitted = st.form_submit_button("Start training", key="train_start", type="primary",
-                                          icon=":material/play_arrow:", disabled=busy)
+        buttons = st.columns([1, 1, 3])
+        submitted = buttons[0].form_submit_button("Start training", key="train_start", type="primary",
+                                                  icon=":material/play_arrow:", disabled=busy)
+        estimating = buttons[1].form_submit_button(
+            "Estimate duration", key="train_estimate", icon=":material/timer:",
+            help="Times one training step and one forward pass of this model here, then scales them by the "
+                 "batches of every phase. Measured once per model, batch size and device.")
     if busy:
         st.caption("A training is running: wait for it or cancel it to start another.")
+    configs = checked_configs(model_values, train_values | {"max_batches": max_batches, "device": device})
+    if configs is None:
+        return
+    duration_estimate(dataset, *configs, measure=estimating)
     if submitted:
-        start_job(dataset, model_values, train_values | {"max_batches": max_batches, "device": device}, name)
+        start_job(dataset, *configs, name)
 
 
-def start_job(dataset, model_values: dict, train_values: dict, name: str) -> None:
+def checked_configs(model_values: dict, train_values: dict) -> tuple[STMGTConfig, TrainConfig] | None:
     try:
-        model_config = STMGTConfig(**model_values)
+        return STMGTConfig(**model_values), TrainConfig(**train_values)
     except ValueError as exc:
         st.error(f"These model settings do not fit together: {exc}")
+        return None
+
+
+def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainConfig, measure: bool) -> None:
+    """How long these settings will take, once one step of this model has been timed here."""
+    spec = state.current_dataset_spec()
+    cost = training.step_cost(dataset, spec, model_config, train_config, measure=False)
+    if cost is None and measure:
+        with st.spinner(f"Timing two training steps and a forward pass of this model on "
+                        f"{train_config.device.upper()}…"):
+            cost = training.step_cost(dataset, spec, model_config, train_config, measure=True)
+    if cost is None:
+        st.caption(":material/timer: *Estimate duration* times this model on this machine and says how long "
+                   "the run will take.")
         return
+    windows = {split: len(a) for split, a in split_anchors(dataset).items()}
+    plan = estimate(cost, windows, train_config, model_config.use_weather and dataset.has_weather,
+                    spec.get("kind") == "simulator")
+    parts = ", ".join(f"{phase} {duration(round(seconds, -1))}" for phase, seconds in plan.phases.items())
+    st.info(f"**Expected: about {duration(round(plan.total_s, -1))}**, less if early stopping ends it sooner: {parts}. "
+            f"Based on one timed training step of this model here ({cost.train_batch_s:.1f} s per batch of "
+            f"{train_config.batch_size} on {cost.device.upper()}, {plan.train_batches:,} batches in all) and "
+            f"one timed forward pass ({cost.forward_window_s * 1000:.0f} ms per window) for validation, "
+            "calibration and scoring; loading the data is not counted, and a busier machine is slower.",
+            icon=":material/timer:")
+
+
+def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, name: str) -> None:
     try:
-        training.registry().start(dataset, model_config, TrainConfig(**train_values),
+        training.registry().start(dataset, model_config, train_config,
                                   state.workspace().new_run_dir(name or "stmgt"), state.current_dataset_spec())
     except DataError as exc:
         st.error(str(exc))
         return
+    st.session_state[SCROLL_KEY] = True
     st.rerun()
 
 
@@ -299,11 +371,20 @@ def saved_runs(dataset) -> None:
                      "Parameters": config.get("parameters"), "Device": config.get("device"),
                      "Created": pd.to_datetime(config.get("created")), "Source": config.get("source", "trained"),
                      "This graph": config.get("graph_fingerprint") == fingerprint})
+    small = dict(width="small")       # every column in view at 1440 px: long cells truncate, hover shows all
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm z"),
-                                "Best val MAE (km/h)": st.column_config.NumberColumn(format="%.2f"),
-                                "Test MAE (km/h)": st.column_config.NumberColumn(format="%.2f"),
-                                "Parameters": st.column_config.NumberColumn(format="localized")})
+                 column_config={"Run": st.column_config.TextColumn(width="medium"),
+                                "Status": st.column_config.TextColumn(**small),
+                                "Data": st.column_config.TextColumn(**small),
+                                "Created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", **small),
+                                "Best val MAE (km/h)": st.column_config.NumberColumn(
+                                    "Val MAE", help="Best validation MAE, km/h", format="%.2f", **small),
+                                "Test MAE (km/h)": st.column_config.NumberColumn(
+                                    "Test MAE", help="Test MAE over all horizons, km/h", format="%.2f", **small),
+                                "Parameters": st.column_config.NumberColumn(format="localized", **small),
+                                "Device": st.column_config.TextColumn(**small),
+                                "Source": st.column_config.TextColumn(**small),
+                                "This graph": st.column_config.CheckboxColumn(**small)})
     st.caption("Newest first. Test MAE is over all horizons of the test split, empty until the run is evaluated; "
                "*This graph*: made for the selected dataset's road graph, so it can be used with it.")
     fitting = [r for r in runs if run_label(r, dataset)]
@@ -355,7 +436,11 @@ except DataError as exc:
 jobs = training.registry()
 shown = jobs.latest()
 if shown is not None and shown.id != st.session_state.get(DISMISSED_KEY):
-    with st.container(border=True):
+    with st.container(border=True, key="train_panel"):
+        if st.session_state.pop(SCROLL_KEY, False):     # just started: the form was in view, not this
+            st.html("<script>setTimeout(() => document.querySelector('.st-key-train_panel')"
+                    "?.scrollIntoView({behavior: 'smooth', block: 'start'}), 300)</script>",
+                    unsafe_allow_javascript=True)
         current = shown.snapshot()
         if current.active:
             live_job(shown.id)

@@ -58,9 +58,15 @@ def messages(elements):
 
 
 # ---- the form ------------------------------------------------------------------------------------
-def test_the_form_is_prefilled_with_the_specification_defaults(app):
+def test_the_form_is_prefilled_with_the_specification_defaults_and_a_preset(app):
     at = app(PAGE)
     train, model = TrainConfig(), STMGTConfig()
+    cpu_only = not torch.cuda.is_available()
+    assert at.session_state["train_preset"] == ("Quick look" if cpu_only else "Specification")
+    if cpu_only:      # a first run on a CPU finishes in minutes: everything capped at 3 batches
+        assert at.number_input(key="train_epochs").value == 2
+        assert at.number_input(key="train_max_batches").value == 3
+    at.segmented_control(key="train_preset").set_value("Specification").run()
     for name in ("epochs", "batch_size", "patience", "seed", "lr", "weight_decay", "grad_clip", "restart_epochs",
                  "restart_mult", "min_lr", "beta1", "beta2", "variance_weight", "entropy_weight"):
         assert at.number_input(key=f"train_{name}").value == pytest.approx(getattr(train, name)), name
@@ -101,11 +107,28 @@ def test_a_tiny_training_runs_in_the_background_and_joins_the_model_list(app, sm
     assert "Finished" in messages(at.success), "the job did not finish in time"
     assert seen_progress or at.get("progress")          # progress bars while running (kept in the result)
     assert f"Run: {name}" in messages(at.success)
+    assert "MAE at +1 h" in messages(at.success) and "than persistence (" in messages(at.success)
+    assert "quick look" in messages(at.success)                        # its scoring was capped too
     assert f"Run: {name}" in at.selectbox(key="model").options          # the sidebar lists it
     assert name in list(at.dataframe[0].value["Run"])                    # and the Saved runs table
     at.button(key="train_job_use").click().run()
     assert at.session_state["model"] == f"Run: {name}" and at.selectbox(key="model").value == f"Run: {name}"
     assert Run(isolated_workspace / "runs" / name).has_metrics
+
+
+def test_estimate_duration_times_the_configured_model_once(app, small_dataset, isolated_workspace):
+    at = app(PAGE, dataset=small_dataset)
+    assert "Estimate duration" in messages(at.caption) and "Expected" not in messages(at.info)
+    for name, value in TINY.items():
+        at.number_input(key=f"train_{name}").set_value(value)
+    at.button(key="train_estimate").click().run()
+    assert not at.exception and not at.error
+    (estimate,) = [m for m in at.info if "Expected" in m.value]
+    assert "s per batch of 8 on CPU" in estimate.value and "2 batches in all" in estimate.value
+    assert "scoring" in estimate.value and runs_in(isolated_workspace) == []   # estimating starts nothing
+    at.number_input(key="train_epochs").set_value(3)
+    at.button(key="train_estimate").click().run()      # same model: no new timing; the plan follows
+    assert "6 batches in all" in messages(at.info) and runs_in(isolated_workspace) == []
 
 
 # ---- uploads -------------------------------------------------------------------------------------
