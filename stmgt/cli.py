@@ -259,7 +259,8 @@ def _train_here(args, device) -> None:
             print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
                   f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
             if not args.no_evaluate and result.best_epoch is not None and result.stopped != "cancelled":
-                _print_metrics(evaluate(run, dataset, spec, device, progress=True, max_batches=args.max_batches))
+                _print_metrics(evaluate(run, dataset, spec, device, progress=True,
+                                        max_batches=train_config.max_batches))
         except KeyboardInterrupt:
             run.mark_finished("cancelled", "interrupted with Ctrl-C")
             raise
