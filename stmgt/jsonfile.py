@@ -29,7 +29,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n").encode())
 
 
 def read_json(path: str | Path) -> dict:
@@ -37,7 +37,7 @@ def read_json(path: str | Path) -> dict:
     if not path.is_file():
         raise DataError("file not found", str(path))
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"is not valid JSON ({reason(exc)})", str(path)) from exc
     if not isinstance(data, dict):
