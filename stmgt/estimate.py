@@ -40,7 +40,7 @@ def measure_step_cost(dataset: TrafficDataset, model_config: STMGTConfig, train_
     forward pass over a batch of validation windows, without torch.compile."""
     config = replace(train_config, compile=False, max_batches=2, epochs=1, calibrate=False, weather_copies=0)
     trainer = Trainer(dataset, model_config, config)
-    batches = trainer.windows.iterate(trainer.anchors["train"], config.batch_size, True, trainer.shuffle)
+    batches = trainer.windows.iterate(trainer.epoch_anchors(1), config.batch_size)
     trainer.model.train()
     trainer.step(next(batches))
     batch = next(batches, None) or next(trainer.windows.iterate(trainer.anchors["train"], config.batch_size))
