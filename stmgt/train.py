@@ -154,7 +154,8 @@ def validate(model, windows: Windows, anchors, edge_index, device, batch_size: i
 
 
 TRAINING_STATE = "training_state.pt"     # in the run folder while a run can still be resumed
-# A compiled CPU step saves ~2 s per batch of 32 on 2 cores against 60–140 s of compiling.
+# A compiled CPU step saves ~0.9 s per batch of 32 on 2 cores (default model) against 10–140 s
+# of compiling: 200 batches earn it back with room to spare.
 COMPILE_MIN_BATCHES = 200
 
 
@@ -259,9 +260,9 @@ class Trainer:
             return self.replica(**batch.model_inputs(), edge_index=self.edge_index)
 
     def _wants_compile(self) -> bool:
-        """Compiling the step halves a CPU step (measured: benchmarks/train_speed.py) but costs
-        1–2 minutes on 2 cores, so by default only runs of COMPILE_MIN_BATCHES batches or more
-        are compiled. On CUDA it stays off unless asked for: not yet measured there."""
+        """Compiling makes a CPU step 1.5× faster (benchmarks/train_speed.py) but costs 10–140 s
+        on 2 cores, so by default only runs of COMPILE_MIN_BATCHES batches or more are compiled.
+        On CUDA it stays off unless asked for: not yet measured there."""
         if self.config.compile is not None:
             return self.config.compile
         return (self.device.type == "cpu"
