@@ -7,7 +7,7 @@ draw by draw), the historical-average travel time and, on simulated data, the tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ import torch
 from stmgt.baselines import HistoricalAverage
 from stmgt.copula import ErrorCopula, mixture_draws
 from stmgt.data.dataset import TrafficDataset, split_ranges
-from stmgt.data.simulate import SimulationConfig, TrafficSimulator
+from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecast import Forecast, Forecaster
 from stmgt.routing import RoadNetwork, Route, TravelTime, segments_table
@@ -70,11 +70,10 @@ class Trip:
 def actual_speeds(dataset: TrafficDataset) -> np.ndarray | None:
     """The speeds a trip is truly driven through: on simulated data the simulator's own, without
     the sensor gaps of the dataset; None for other data, whose gaps would have to be guessed."""
-    origin = dataset.provenance
-    if origin.get("source") != "simulator":
+    sim = simulator_for(dataset)
+    if sim is None:
         return None
-    config = SimulationConfig(seed=origin["seed"], weeks=origin["weeks"], missing=False)
-    speed = TrafficSimulator(config, dataset.graph).run().speed
+    speed = TrafficSimulator(replace(sim.config, missing=False), dataset.graph).run().speed
     observed = dataset.mask
     if speed.shape != dataset.speed.shape or not np.allclose(speed[observed], dataset.speed[observed]):
         return None             # not this simulator's output after all
