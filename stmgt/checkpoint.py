@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ from stmgt.graph import RoadGraph
 from stmgt.jsonfile import atomic_write_bytes
 from stmgt.model import STMGT, STMGTConfig
 
-# What torch.load raises for a damaged, truncated or foreign file read with weights_only=True.
-UNREADABLE = (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError)
+# What torch.load raises for a damaged, truncated or foreign file read with weights_only=True
+# (its unpickler runs no code, but on garbage its stack machine fails with Index/Key/TypeError).
+UNREADABLE = (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError,
+              IndexError, KeyError, TypeError, AttributeError, struct.error)
 
 FORMAT = "stmgt-checkpoint"
 VERSION = 1

@@ -377,7 +377,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"].cpu())
-        except (*UNREADABLE, KeyError, TypeError) as exc:
+        except UNREADABLE as exc:
             raise DataError(f"the saved training state is damaged or belongs to another model "
                             f"({type(exc).__name__})", str(path)) from exc
         self.best_state, self.best_mae = state["best_state"], state["best_mae"]
