@@ -1,6 +1,7 @@
 """Training throughput, side by side in one process: the specification's own code
 (`benchmarks/spec_reference.py`: PyG GATv2Conv, concat heads, eager) against the project's training
-step (`stmgt.train.Trainer.step`, default config), on the embedded 62-node graph. Contenders take
+step (`stmgt.train.Trainer.step`, default config: bf16 autocast where the CPU runs bf16 natively, and
+fp32 beside it), on the embedded 62-node graph. Contenders take
 turns round by round, so a machine that gets busier slows them alike; the ratio is the figure.
 On the CPU at batch 32; where a GPU is present also samples/s and seconds per 16,000 training
 samples at larger batches. Prints one JSON object.
@@ -36,7 +37,7 @@ from stmgt.allocator import reuse_freed_memory
 from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
-from stmgt.train import TrainConfig, Trainer
+from stmgt.train import TrainConfig, Trainer, bf16_native
 
 SAMPLES = 16_000
 
@@ -47,10 +48,11 @@ def shuffled_batches(trainer: Trainer):
         yield from trainer.windows.iterate(trainer.epoch_anchors(epoch), trainer.config.batch_size)
 
 
-def project_step(data, device, batch_size, compile=False, **model):
-    """The project's step on fresh batches of the training split."""
+def project_step(data, device, batch_size, compile=False, bf16=None, **model):
+    """The project's step on fresh batches of the training split (bf16 None: the default, on where
+    the hardware has it)."""
     trainer = Trainer(data, STMGTConfig(**model), TrainConfig(device=str(device), batch_size=batch_size,
-                                                               compile=compile))
+                                                               compile=compile, bf16=bf16))
     batches = shuffled_batches(trainer)
     return lambda: trainer.step(next(batches))
 
@@ -153,10 +155,12 @@ def main() -> None:
     result = {"benchmark": "train_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
               "torch": torch.__version__, "nodes": data.num_nodes,
-              "training_windows": int(len(split_anchors(data)["train"])), "cpu_batch_size": 32}
+              "training_windows": int(len(split_anchors(data)["train"])), "cpu_batch_size": 32,
+              "cpu_bf16_native": bf16_native(torch.device("cpu"))}
     contenders = {
         "spec_code": spec_step(data, cpu, 32),
         "stmgt_default_compiled": project_step(data, cpu, 32, compile=True),
+        "stmgt_default_compiled_fp32": project_step(data, cpu, 32, compile=True, bf16=False),
         "stmgt_default_eager": project_step(data, cpu, 32),
         "stmgt_concat_compiled": project_step(data, cpu, 32, compile=True, gat_layout="concat"),
         "stmgt_default_eager_pyg_path": project_step(data, cpu, 32, gat_path="pyg"),

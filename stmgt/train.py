@@ -196,6 +196,7 @@ class Trainer:
         self.windows.to(device)
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
+        self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
         self.replica = distributed.wrap(self.model, device)   # what a step calls; DDP under torchrun
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            betas=(config.beta1, config.beta2), fused=True)

@@ -19,7 +19,7 @@ from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
 from stmgt.model import STMGTConfig
 from stmgt.runs import Run
-from stmgt.train import TrainConfig, fit, mixture_loss, resolve_device
+from stmgt.train import TrainConfig, Trainer, bf16_native, fit, mixture_loss, resolve_device
 
 SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
 QUICK = TrainConfig(epochs=1, batch_size=16, max_batches=4, device="cpu")
@@ -51,7 +51,19 @@ def test_smoke_train_writes_a_complete_run(trained):
     config = result.run.config
     assert config["data"] == SPEC and config["model"]["hidden_dim"] == 16
     assert config["parameters"] == result.model.count_parameters()
+    assert config["precision"] == ("bf16 autocast" if bf16_native(torch.device("cpu")) else "fp32")
     assert result.stopped == "max_epochs"
+
+
+@pytest.mark.parametrize("bf16", [None, False, True])
+def test_bf16_autocast_follows_the_hardware_unless_set(data, bf16):
+    trainer = Trainer(data, SMALL, TrainConfig(batch_size=16, device="cpu", bf16=bf16, compile=False))
+    assert trainer.autocast._enabled == (bf16_native(torch.device("cpu")) if bf16 is None else bf16)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    loss, finite = trainer.step(next(trainer.windows.iterate(trainer.anchors["train"][:16], 16)))
+    assert bool(finite) and torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())   # master weights stay fp32
+    assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters()))
 
 
 def test_training_is_reproducible_for_a_seed(data, tmp_path):
