@@ -56,6 +56,7 @@ class TrainConfig:
     compile: bool | None = None   # torch.compile the training step; None = on the CPU when the run
                                   # is long enough to earn back the compile time (COMPILE_MIN_BATCHES)
     weather_copies: int = 0       # opt-in: train also on N re-simulations under sampled weather (stmgt.data.augment)
+    init_from: str | None = None  # a run folder whose weights this run starts from (fine-tuning); None = fresh
     bf16: bool | None = None      # bf16 autocast in the training step; None = where the device runs bf16
                                   # matmuls natively (bf16_native); validation and forecasts stay fp32
 
@@ -208,6 +209,8 @@ class Trainer:
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
+        if config.init_from and not resume:
+            self._start_from(Run(config.init_from), dataset)
         self.replica = distributed.wrap(self.model, device)   # what a step calls; DDP under torchrun
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                            betas=(config.beta1, config.beta2), fused=True)
@@ -242,6 +245,18 @@ class Trainer:
                 "distributed": distributed.describe(config.batch_size),
                 "splits": {k: [r.start, r.stop] for k, r in self.ranges.items()}, "scaler": self.scaler.to_dict(),
             })
+
+    def _start_from(self, run: Run, dataset: TrafficDataset) -> None:
+        """Fine-tuning: begin from `run`'s weights (same road graph and architecture). Its σ scale is
+        dropped: training starts uncalibrated and `calibrate` fits a new one at the end."""
+        where = f"init_from {run.path}"
+        loaded = run.load(dataset.graph)          # DataError for another graph or a damaged checkpoint
+        try:
+            self.model.load_state_dict(loaded.model.state_dict())
+        except RuntimeError as exc:
+            raise DataError("its model has another architecture than the one to train "
+                            f"({str(exc).splitlines()[-1].strip()})", where) from exc
+        self.model.sigma_scale.fill_(1.0)
 
     @property
     def cancelled(self) -> bool:

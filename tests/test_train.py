@@ -66,6 +66,19 @@ def test_bf16_autocast_follows_the_hardware_unless_set(data, bf16):
     assert any(not torch.equal(a, p) for a, p in zip(before, trainer.model.parameters()))
 
 
+def test_fine_tuning_starts_from_another_runs_weights_uncalibrated(trained, data, tmp_path):
+    result, _, _ = trained
+    trainer = Trainer(data, SMALL, TrainConfig(device="cpu", init_from=str(result.run.path), compile=False))
+    for name, value in result.model.state_dict().items():
+        expected = torch.ones_like(value) if name == "sigma_scale" else value
+        torch.testing.assert_close(trainer.model.state_dict()[name], expected, msg=name)
+    wider = STMGTConfig(hidden_dim=32, num_blocks=1, heads=2, num_mixtures=3)
+    with pytest.raises(DataError, match="init_from .*another architecture"):
+        Trainer(data, wider, TrainConfig(device="cpu", init_from=str(result.run.path)))
+    with pytest.raises(DataError):
+        Trainer(data, SMALL, TrainConfig(device="cpu", init_from=str(tmp_path / "no-such-run")))
+
+
 def test_training_is_reproducible_for_a_seed(data, tmp_path):
     a = fit(data, SMALL, QUICK)
     b = fit(data, SMALL, QUICK)
