@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import numbers
 import platform
 import time
 from dataclasses import asdict, dataclass, fields
@@ -56,6 +58,29 @@ class TrainConfig:
     compile: bool | None = None   # torch.compile the training step; None = on the CPU when the run
                                   # is long enough to earn back the compile time (COMPILE_MIN_BATCHES)
     weather_copies: int = 0       # opt-in: train also on N re-simulations under sampled weather (stmgt.data.augment)
+
+    def __post_init__(self):
+        """Refuse, in words, what training would only trip over later (a `train --config` file can hold anything)."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("restart_epochs", 1), ("restart_mult", 1),
+                          ("patience", 1), ("seed", 0), ("weather_copies", 0), ("max_batches", 1)):
+            value = getattr(self, name)
+            if name == "max_batches" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}")
+        for name in ("lr", "weight_decay", "min_lr", "grad_clip", "variance_weight", "entropy_weight", "beta1",
+                     "beta2"):
+            value, beta = getattr(self, name), name.startswith("beta")
+            below = 1 if beta else math.inf
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < below:
+                raise ValueError(f"{name} must be a {'number in [0, 1)' if beta else 'finite number of at least 0'}, "
+                                 f"got {value!r}")
+        if not isinstance(self.calibrate, bool):
+            raise ValueError(f"calibrate must be true or false, got {self.calibrate!r}")
+        if not isinstance(self.compile, (bool, type(None))):
+            raise ValueError(f"compile must be true, false or null, got {self.compile!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
