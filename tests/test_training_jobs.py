@@ -195,6 +195,7 @@ def test_a_process_job_cancelled_at_once_keeps_nothing(data, tmp_path):
     assert not (tmp_path / "early").exists() and processes_of((tmp_path / "early").resolve()) == []
 
 
+@pytest.mark.slow
 def test_a_failing_process_job_reports_the_processes_error_once(data, tmp_path):
     missing = {"kind": "folder", "path": str(tmp_path / "no-such-data")}
     snap = wait(JobRegistry().start(data, TINY, quick(), tmp_path / "broken", missing, processes=2), 120)
