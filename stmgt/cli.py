@@ -9,7 +9,9 @@ import argparse
 import json
 import math
 import sys
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
+from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
 from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.forecast import Forecaster, WeatherScenario
-from stmgt.jsonfile import atomic_write_bytes, write_json
+from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
 from stmgt.model import STMGTConfig
 from stmgt.outputs import check_file_target, check_folder_target, staged_folder
 from stmgt.routing import RoadNetwork
@@ -38,6 +40,7 @@ from stmgt.workspace import Workspace
 DATA_HELP = "dataset: a folder in the generic format, or 'sim' for the embedded simulated HCMC data"
 OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is never replaced)"
 TIMEZONE_HELP = "IANA time zone (e.g. Asia/Ho_Chi_Minh) of timestamps written without a UTC offset"
+CONFIGURED = "default: the --config file's, else {}"
 FORECAST_COLUMNS = "node_id,horizon_step,target_time,mean,"   # how a forecast CSV of ours begins
 
 
@@ -124,18 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
                              "with its own data and settings")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("run") +
                    "; the old run stays until the new one is complete")
-    p.add_argument("--epochs", type=_positive_int, default=TrainConfig.epochs)
-    p.add_argument("--batch-size", type=_positive_int, default=TrainConfig.batch_size,
+    p.add_argument("--config", type=Path, metavar="FILE.json",
+                   help='every model and training setting: {"model": {...}, "train": {...}} with the keys of a '
+                        "run's config.json (a run's config.json itself will do); the options below override it")
+    p.add_argument("--epochs", type=_positive_int, help=CONFIGURED.format(TrainConfig.epochs))
+    p.add_argument("--batch-size", type=_positive_int,
                    help="windows per step and process: under torchrun a step sees batch size × processes "
-                        "(the learning rate is not rescaled)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--layout", choices=["concat", "mean"], default=STMGTConfig.gat_layout,
-                   help="GAT heads: concat (the specification's code) or mean (96-wide averaged heads)")
+                        "(the learning rate is not rescaled); " + CONFIGURED.format(TrainConfig.batch_size))
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=CONFIGURED.format("auto"))
+    p.add_argument("--seed", type=_seed, help=CONFIGURED.format(TrainConfig.seed))
+    p.add_argument("--layout", choices=["concat", "mean"],
+                   help="GAT heads: concat (the specification's code) or mean (96-wide averaged heads); "
+                        + CONFIGURED.format(STMGTConfig.gat_layout))
     p.add_argument("--max-batches", type=_positive_int, metavar="N",
                    help="quick look: at most N batches per epoch and per validation, calibration and "
                         "test-scoring pass (metrics.json then says how many test windows were scored)")
     p.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
+    p.add_argument("--progress-json", action="store_true",
+                   help="for a program following the training (the dashboard): one JSON object per line on "
+                        "stdout for every batch, phase and epoch and for the end of training; the text goes "
+                        "to stderr")
 
     p = sub.add_parser("evaluate", help="score a run against the baselines; writes metrics.json")
     p.add_argument("--run", required=True, type=Path)
@@ -209,11 +220,56 @@ def _import(args) -> None:
 
 def _train(args) -> None:
     """Under torchrun every process runs this; rank 0 alone checks and writes --out and prints."""
-    with distributed.process_group(resolve_device(args.device)) as device:
-        _train_here(args, device)
+    configs = _configs(args)
+    emit = _json_lines(sys.stdout) if args.progress_json else None
+    device = resolve_device(configs[1].device if configs else args.device or "auto")
+    with redirect_stdout(sys.stderr) if emit else nullcontext(), distributed.process_group(device) as device:
+        _train_here(args, device, configs, emit)
 
 
-def _train_here(args, device) -> None:
+def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
+    """A new run's settings: the --config file's, with the options given on top; None for
+    --resume, which carries on with the run's own."""
+    if args.resume:
+        if args.config:
+            raise DataError("a resumed run keeps its own settings; leave --config out", f"--config {args.config}")
+        return None
+    model, train = ({}, {}) if args.config is None else _config_sections(args.config)
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+               "max_batches": args.max_batches, "device": args.device}
+    train = {**train, **{k: v for k, v in options.items() if v is not None}}
+    if args.layout:
+        model = {**model, "gat_layout": args.layout}
+    try:
+        return STMGTConfig.from_dict(model), TrainConfig.from_dict(train)
+    except ValueError as exc:
+        raise DataError(f"these settings cannot be trained: {exc}",
+                        None if args.config is None else f"--config {args.config}") from exc
+
+
+def _config_sections(path: Path) -> tuple[dict, dict]:
+    """The "model" and "train" sections of a --config file; its other keys (a run's config.json
+    has many) are not read, but a file with neither section is refused."""
+    try:
+        document = read_json(path)
+    except DataError as exc:
+        raise DataError(exc.problem, f"--config {path}") from exc
+    sections = document.get("model", {}), document.get("train", {})
+    if not {"model", "train"} & set(document) or not all(isinstance(s, dict) for s in sections):
+        raise DataError('needs a "model" and/or a "train" object, e.g. {"train": {"epochs": 5}}', f"--config {path}")
+    return sections
+
+
+def _json_lines(stream):
+    """--progress-json: `emit(event, record)` writes {"event": event, **record} as one line on
+    `stream` and flushes it, so a parent process sees each batch as it ends."""
+    def emit(event: str, record) -> None:
+        stream.write(json.dumps({"event": event, **(record if isinstance(record, dict) else asdict(record))}) + "\n")
+        stream.flush()
+    return emit
+
+
+def _train_here(args, device, configs, emit) -> None:
     main = distributed.is_main()
     if args.resume:
         run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume))
@@ -222,45 +278,43 @@ def _train_here(args, device) -> None:
     else:
         replacing = distributed.on_main(lambda: check_folder_target(args.out, "run", args.overwrite))
         spec = parse_data_arg(args.data)
-        config = STMGTConfig(gat_layout=args.layout)
-        train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                                   device=device.type, max_batches=args.max_batches)
+        config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
     ranks = distributed.world_size()
-    if main:
-        print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}"
-              + (f"; {ranks} processes, global batch {train_config.batch_size * ranks}" if ranks > 1 else ""))
-    bar = tqdm(unit="batch", dynamic_ncols=True, disable=not main)
-
-    def on_batch(p):
-        if p.batch == 1:
-            bar.reset(total=p.num_batches)
-            bar.set_description(f"epoch {p.epoch}")
-        bar.update()
-        if p.loss is not None:
-            bar.set_postfix(loss=f"{p.loss:.3f}")
-
-    def on_epoch(r):
-        bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h  "
-                  f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
-
     cancel = distributed.cancel_on_interrupt()
     if not main:
-        fit(dataset, config, train_config, on_batch=on_batch, cancel=cancel)
+        fit(dataset, config, train_config, cancel=cancel)
         return
+    print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}"
+          + (f"; {ranks} processes, global batch {train_config.batch_size * ranks}" if ranks > 1 else ""))
+    if emit:
+        bar = None
+        progress = dict(on_batch=partial(emit, "batch"), on_epoch=partial(emit, "epoch"),
+                        on_phase=partial(emit, "phase"))
+    else:
+        bar = tqdm(unit="batch", dynamic_ncols=True)
+        progress = dict(on_batch=partial(_bar_batch, bar), on_epoch=partial(_bar_epoch, bar))
     # A run replacing an old one trains beside it and takes its place only when complete.
     with staged_folder(args.out, "run") if replacing else nullcontext(args.out) as run_dir:
         run = Run(run_dir)
         run.mark_running()
+        metrics = None
         try:
-            result = fit(dataset, config, train_config, run_dir=run_dir, data_spec=spec,
-                         on_batch=on_batch, on_epoch=on_epoch, cancel=cancel, resume=bool(args.resume))
-            bar.close()
+            result = fit(dataset, config, train_config, run_dir=run_dir, data_spec=spec, cancel=cancel,
+                         resume=bool(args.resume), **progress)
+            if bar is not None:
+                bar.close()
             print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
                   f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
-            if not args.no_evaluate and result.best_epoch is not None and result.stopped != "cancelled":
-                _print_metrics(evaluate(run, dataset, spec, device, progress=True,
-                                        max_batches=train_config.max_batches))
+            scoring = not args.no_evaluate and result.best_epoch is not None and result.stopped != "cancelled"
+            if emit:
+                emit("trained", {"stopped": result.stopped, "best_epoch": result.best_epoch, "scoring": scoring})
+            if scoring:
+                metrics = evaluate(run, dataset, spec, device, progress=emit is None, cancel=cancel,
+                                   max_batches=train_config.max_batches,
+                                   on_progress=emit and partial(emit, "phase"))
+                if metrics is not None:
+                    _print_metrics(metrics)
         except KeyboardInterrupt:
             run.mark_finished("cancelled", "interrupted with Ctrl-C")
             raise
@@ -271,7 +325,25 @@ def _train_here(args, device) -> None:
             run.mark_failed("no epoch finished, so there is no model")
             raise DataError("training stopped before the first epoch ended; no run was kept" if replacing
                             else "training stopped before the first epoch ended", f"--out {args.out}")
-        run.mark_finished("cancelled" if result.stopped == "cancelled" else "complete", result.stopped.replace("_", " "))
+        if scoring and metrics is None:
+            run.mark_finished("cancelled", "scoring cancelled; the trained model has no test metrics")
+        else:
+            run.mark_finished("cancelled" if result.stopped == "cancelled" else "complete",
+                              result.stopped.replace("_", " "))
+
+
+def _bar_batch(bar, p) -> None:
+    if p.batch == 1:
+        bar.reset(total=p.num_batches)
+        bar.set_description(f"epoch {p.epoch}")
+    bar.update()
+    if p.loss is not None:
+        bar.set_postfix(loss=f"{p.loss:.3f}")
+
+
+def _bar_epoch(bar, r) -> None:
+    bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h  "
+              f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
 
 
 def _resumable(path: Path) -> tuple[Path, dict, STMGTConfig, TrainConfig]:
@@ -438,13 +510,18 @@ def main(argv=None) -> int:
         elif args.command == "route":
             _route(args)
     except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
     except OSError as exc:        # disk full, permissions changed under us: still one line
-        print(f"error: {exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or reason(exc)}",
-              file=sys.stderr)
+        _error(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or reason(exc)}")
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _error("interrupted")
         return 130
     return 0
+
+
+def _error(text: str) -> None:
+    """`error: text` in one write: under torchrun (unbuffered, one stderr for all ranks) a print's
+    separate newline would let another rank's line run into this one."""
+    sys.stderr.write(f"error: {text}\n")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import logging
+import math
+import numbers
 import platform
 import time
 from dataclasses import asdict, dataclass, fields
@@ -59,6 +61,29 @@ class TrainConfig:
     init_from: str | None = None  # a run folder whose weights this run starts from (fine-tuning); None = fresh
     bf16: bool | None = None      # bf16 autocast in the training step; None = where the device runs bf16
                                   # matmuls natively (bf16_native); validation and forecasts stay fp32
+
+    def __post_init__(self):
+        """Refuse, in words, what training would only trip over later (a `train --config` file can hold anything)."""
+        for name, low in (("epochs", 1), ("batch_size", 1), ("restart_epochs", 1), ("restart_mult", 1),
+                          ("patience", 1), ("seed", 0), ("weather_copies", 0), ("max_batches", 1)):
+            value = getattr(self, name)
+            if name == "max_batches" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+                raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}")
+        for name in ("lr", "weight_decay", "min_lr", "grad_clip", "variance_weight", "entropy_weight", "beta1",
+                     "beta2"):
+            value, beta = getattr(self, name), name.startswith("beta")
+            below = 1 if beta else math.inf
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < below:
+                raise ValueError(f"{name} must be a {'number in [0, 1)' if beta else 'finite number of at least 0'}, "
+                                 f"got {value!r}")
+        if not isinstance(self.calibrate, bool):
+            raise ValueError(f"calibrate must be true or false, got {self.calibrate!r}")
+        if not isinstance(self.compile, (bool, type(None))):
+            raise ValueError(f"compile must be true, false or null, got {self.compile!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

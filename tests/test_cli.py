@@ -7,7 +7,9 @@ import pytest
 
 from stmgt.cli import main
 from stmgt.data.folder import read_folder
-from stmgt.runs import BUNDLED_RUN
+from stmgt.model import STMGTConfig
+from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.train import TrainConfig
 
 
 def test_simulate_writes_the_generic_folder(tmp_path, capsys):
@@ -72,6 +74,71 @@ def test_argparse_rejects_bad_values(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--out", "r", "--epochs", "0"])
     assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+# Every value differs from its default, so the run's config.json can only have them from the file.
+SETTINGS = {"model": {"hidden_dim": 16, "num_blocks": 1, "heads": 2, "num_mixtures": 3, "dropout": 0.1,
+                      "gat_layout": "concat", "time_encoding": False},
+            "train": {"epochs": 7, "lr": 0.002, "patience": 3, "seed": 5, "grad_clip": 0.5, "compile": False,
+                      "calibrate": False}}
+
+
+@pytest.mark.slow
+def test_train_takes_every_setting_from_a_config_file_and_reports_progress_as_json(tmp_path, capsys):
+    """A --config file sets the model and the training (flags on top of it), --progress-json puts
+    one JSON object per line on stdout, and a run's own config.json trains the same run again."""
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps(SETTINGS))
+    quick = ["--data", "sim:seed=3,weeks=2", "--epochs", "1", "--batch-size", "8", "--max-batches", "2",
+             "--device", "cpu", "--no-evaluate"]
+    assert main(["train", "--out", str(tmp_path / "first"), "--config", str(config), "--progress-json", *quick]) == 0
+    out, err = capsys.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]            # nothing else on stdout
+    kinds = [e["event"] for e in events]
+    assert kinds.count("batch") == 2 and kinds.count("epoch") == 1 and kinds[-1] == "trained"
+    assert events[kinds.index("epoch")]["epoch"] == 1 and events[kinds.index("epoch")]["val_mae"] > 0
+    assert {"event": "phase", "phase": "validating", "done": 0, "total": 1} in events
+    assert events[-1] == {"event": "trained", "stopped": "max_epochs", "best_epoch": 1, "scoring": False}
+    assert "training on simulated HCMC" in err and "max epochs; best epoch 1" in err   # the text went to stderr
+    first = Run.open(tmp_path / "first").config
+    assert first["model"] == {**STMGTConfig().to_dict(), **SETTINGS["model"]}
+    assert first["train"] == {**TrainConfig().to_dict(), **SETTINGS["train"], "epochs": 1, "batch_size": 8,
+                              "max_batches": 2, "device": "cpu"}
+
+    assert main(["train", "--out", str(tmp_path / "again"), "--config", str(tmp_path / "first" / "config.json"),
+                 "--data", "sim:seed=3,weeks=2", "--no-evaluate"]) == 0
+    again = Run.open(tmp_path / "again").config
+    assert again["model"] == first["model"] and again["train"] == first["train"]
+    assert "max epochs; best epoch 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"model": {"hidden_size": 16}}', "unknown STMGT config key(s): hidden_size"),
+    ('{"train": {"epochs": "ten"}}', "epochs must be a whole number of at least 1, got 'ten'"),
+    ('{"train": {"lr": -1}}', "lr must be a finite number of at least 0"),
+    ('{"model": {"heads": 0}}', "heads must be a whole number of at least 1"),
+    ('{"model": {"hidden_dim": 18, "heads": 4}}', "must be divisible by heads"),
+    ('{"train": {"device": "tpu"}}', "device must be auto, cpu or cuda"),
+    ('{"modle": {"heads": 2}}', 'needs a "model" and/or a "train" object'),
+    ('{"train": [1, 2]}', 'needs a "model" and/or a "train" object'),
+    ("[1, 2]", "must hold a JSON object"),
+    ("{epochs: 3}", "is not valid JSON"),
+])
+def test_a_bad_config_file_is_refused_in_one_line_naming_it(text, message, tmp_path, capsys):
+    config = tmp_path / "bad.json"
+    config.write_text(text)
+    assert main(["train", "--out", str(tmp_path / "run"), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --config {config}: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_file_errors_outside_its_content(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "none.json")]) == 2
+    assert "error: --config" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    (tmp_path / "old").mkdir()
+    assert main(["train", "--resume", str(tmp_path / "old"), "--config", str(tmp_path / "none.json")]) == 2
+    assert "a resumed run keeps its own settings" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,19 @@
-"""The background training worker and its registry, without Streamlit: a tiny model on two
-simulated weeks, so each job takes seconds."""
+"""The background training jobs and their registry, without Streamlit: a tiny model on two
+simulated weeks, so each job takes seconds; in this process's thread, and as the CLI under torchrun
+with 2 CPU processes."""
 
 import time
+from pathlib import Path
 
 import pytest
 
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
-from stmgt.runs import Run
+from stmgt.runs import Run, RunStatus
 from stmgt.train import TrainConfig
 from ui import training
-from ui.training import JobRegistry
+from ui.training import JobRegistry, ProcessJob
 
 TINY = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
 SPEC = {"kind": "simulator", "seed": 3, "weeks": 2}
@@ -128,3 +130,94 @@ def test_a_failing_evaluation_keeps_the_trained_run(data, tmp_path, monkeypatch)
     run = Run(tmp_path / "unscored")
     assert snap.has_checkpoint and not run.has_metrics
     assert run.status.state == "failed" and "no observed speeds" in run.status.reason   # as the CLI records it
+
+
+# ---- on several processes: the CLI under torchrun, 2 CPU processes on gloo ----------------------
+def processes_of(run_dir) -> list[int]:
+    """Live processes whose command line names `run_dir`: torchrun and its workers (`--out RUN`)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(run_dir).encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:              # ended meanwhile
+            pass
+    return pids
+
+
+@pytest.mark.slow
+def test_a_process_job_trains_on_two_processes_and_reports_like_a_thread_job(data, tmp_path):
+    jobs = JobRegistry()
+    job = jobs.start(data, TINY, quick(epochs=2, compile=False), tmp_path / "runs" / "ddp", SPEC, processes=2)
+    assert isinstance(job, ProcessJob) and jobs.active() is job and jobs.get("ddp") is job
+    phases = set()
+    while job.snapshot().active:
+        phases.add(job.snapshot().phase)
+        time.sleep(0.02)
+    snap = wait(job)
+    assert snap.status == "finished" and snap.error is None and snap.stopped == "max_epochs" and snap.processes == 2
+    assert {"training", "scoring"} <= phases
+    assert [round(x, 2) for x, _ in snap.batch_losses] == [1.0, 2.0]
+    assert (snap.epoch, snap.batch, snap.num_batches) == (2, 2, 2) and [h["epoch"] for h in snap.history] == [1, 2]
+    run = Run.open(tmp_path / "runs" / "ddp")
+    assert run.status.state == "complete" and run.status.reason == "max epochs"
+    assert run.config["distributed"]["ranks"] == 2 and run.config["data"] == SPEC
+    assert run.config["model"] == TINY.to_dict() and run.config["train"]["batch_size"] == 8
+    assert list(run.history()["val_mae"]) == pytest.approx([h["val_mae"] for h in snap.history])
+    assert run.metrics()["quick_look"] and run.load(data.graph).meta["epoch"] == snap.best["epoch"]
+    assert processes_of(run.path) == []
+
+
+@pytest.mark.slow
+def test_cancelling_a_process_job_stops_every_process_and_keeps_the_best_checkpoint(data, tmp_path):
+    run_dir = tmp_path / "kept"
+    job = JobRegistry().start(data, TINY, quick(epochs=50, compile=False), run_dir, SPEC, processes=2)
+    deadline = time.time() + 120
+    while not job.snapshot().history and time.time() < deadline:
+        assert job.snapshot().active, job.snapshot().error
+        time.sleep(0.05)
+    assert len(processes_of(run_dir.resolve())) == 3          # torchrun and one worker per process
+    job.cancel()
+    snap = wait(job, 120)
+    assert snap.status == "cancelled" and snap.stopped == "cancelled" and snap.error is None
+    assert snap.has_checkpoint and snap.epoch < 50
+    run = Run(run_dir)
+    assert run.status.state == "cancelled" and not run.has_metrics
+    assert run.load().meta["epoch"] == snap.best["epoch"]
+    assert processes_of(run_dir.resolve()) == []
+
+
+def test_a_process_job_cancelled_at_once_keeps_nothing(data, tmp_path):
+    job = JobRegistry().start(data, TINY, quick(epochs=50, compile=False), tmp_path / "early", SPEC, processes=2)
+    job.cancel()
+    snap = wait(job, 120)
+    assert snap.status == "cancelled" and snap.stopped == "cancelled" and not snap.history
+    assert not (tmp_path / "early").exists() and processes_of((tmp_path / "early").resolve()) == []
+
+
+@pytest.mark.slow
+def test_a_failing_process_job_reports_the_processes_error_once(data, tmp_path):
+    missing = {"kind": "folder", "path": str(tmp_path / "no-such-data")}
+    snap = wait(JobRegistry().start(data, TINY, quick(), tmp_path / "broken", missing, processes=2), 120)
+    assert snap.status == "failed" and snap.error == f"{tmp_path / 'no-such-data'}: folder not found"
+    assert not (tmp_path / "broken").exists()
+
+
+def test_a_failure_reason_comes_from_the_run_and_every_rank():
+    stderr = """\
+*****************************************
+Setting OMP_NUM_THREADS environment variable for each process to be 1 in default
+Traceback (most recent call last):
+  File "stmgt/train.py", line 9, in step
+    raise RuntimeError("CUDA out of memory")
+RuntimeError: CUDA out of memory
+error: training stopped: another training process failed or the launcher was stopped
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
+============================================================
+stmgt FAILED
+"""
+    status = RunStatus("failed", "training stopped: another training process failed or the launcher was stopped")
+    assert training._failure(status, 1, stderr) == ("training stopped: another training process failed or the "
+                                                    "launcher was stopped; RuntimeError: CUDA out of memory")
+    assert training._failure(RunStatus("unrecorded"), 1, "a\nb\n\nc\nd\n") == "b; c; d"
+    assert training._failure(RunStatus("unrecorded"), -9, "") == "the training processes ended with exit status -9"

@@ -1,17 +1,26 @@
-"""Training in the background: a job runs `stmgt.train.fit` then `stmgt.evaluate.evaluate` in a
-thread, records its progress and the run's lifecycle (`Run.mark_running` …, as the CLI does);
-pages poll a snapshot. Cancel works in every phase, scoring included. The worker thread makes no st.* calls —
-only `registry()` (one per server process, so jobs outlive reruns) and `evaluate_button` touch
-Streamlit, from the script thread."""
+"""Training in the background. A `TrainingJob` runs `stmgt.train.fit` then `stmgt.evaluate.evaluate`
+in a thread and records the run's lifecycle (`Run.mark_running` …, as the CLI does); a `ProcessJob`
+runs the CLI itself under torchrun, one process per GPU, and follows its progress lines. Pages
+poll either through the same snapshot. Cancel works in every phase, scoring included. The worker
+threads make no st.* calls — only `registry()` (one per server process, so jobs outlive reruns) and
+`evaluate_button` touch Streamlit, from the script thread."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,14 +30,19 @@ import streamlit as st
 from stmgt import evaluate as evaluation
 from stmgt import train
 from stmgt.data.dataset import TrafficDataset
+from stmgt.data.sources import data_arg
 from stmgt.errors import DataError
 from stmgt.estimate import StepCost, measure_step_cost
+from stmgt.jsonfile import write_json
 from stmgt.model import STMGTConfig
-from stmgt.runs import CHECKPOINT, Run
+from stmgt.runs import CHECKPOINT, Run, RunStatus
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("running", "evaluating")
+ROOT = Path(__file__).resolve().parent.parent      # where `-m stmgt` is found
+LOG_TAIL = 16_000                                   # bytes of the processes' stderr read for a failure's reason
+EXCEPTION = re.compile(r"^[\w.]*(Error|Exception): \S")   # a traceback's last line
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class JobSnapshot:
     data_spec: dict
     device: str
     epochs: int
+    processes: int = 1               # training processes (one per GPU); >1 under torchrun
     max_batches: int | None = None   # the cap on every pass (a quick look), if any
     status: str = "running"          # running | evaluating | finished | cancelled | failed
     phase: str = "starting"          # starting | training | validating | calibrating | scoring | scoring what-if | done
@@ -80,18 +95,16 @@ class JobSnapshot:
         return min((h for h in self.history if math.isfinite(h["val_mae"])), key=lambda h: h["val_mae"], default=None)
 
 
-class TrainingJob:
-    """One training run in a daemon thread. The thread only updates this object (under a lock);
-    readers call `snapshot()`."""
+class Job(ABC):
+    """What a job of either kind shares: the state under a lock that its progress callbacks fill
+    in and readers copy with `snapshot()`, cancel, and the worker thread that ends it."""
 
-    def __init__(self, dataset: TrafficDataset, model_config: STMGTConfig, train_config: train.TrainConfig,
-                 run_dir: Path, data_spec: dict):
+    def __init__(self, run_dir: Path, data_spec: dict, train_config: train.TrainConfig, processes: int = 1):
         self._lock = threading.Lock()
         self._cancel = threading.Event()
-        self._args = (dataset, model_config, train_config, Path(run_dir), data_spec)
         self._state = JobSnapshot(id=Path(run_dir).name, run_dir=Path(run_dir), data_spec=data_spec,
                                   device=train_config.device, epochs=train_config.epochs,
-                                  max_batches=train_config.max_batches)
+                                  max_batches=train_config.max_batches, processes=processes)
         self._losses: list[tuple[float, float]] = []   # appended to, copied only when read
         self._history: list[dict] = []
         self._thread = threading.Thread(target=self._work, name=f"train-{self._state.id}", daemon=True)
@@ -100,7 +113,7 @@ class TrainingJob:
     def id(self) -> str:
         return self._state.id
 
-    def start(self) -> TrainingJob:
+    def start(self) -> Job:
         self._thread.start()
         return self
 
@@ -117,11 +130,15 @@ class TrainingJob:
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
+    @abstractmethod
+    def _work(self) -> None:
+        """The worker thread: run the training, feed the progress callbacks, end with `_end`."""
+
     def _update(self, **changes) -> None:
         with self._lock:
             self._state = replace(self._state, **changes)
 
-    # ---- the worker thread (no st.* below) --------------------------------------------------
+    # ---- progress, from the worker (no st.* below) ------------------------------------------
     def _on_batch(self, p: train.BatchProgress) -> None:
         with self._lock:
             if p.loss is not None:
@@ -136,6 +153,30 @@ class TrainingJob:
         with self._lock:
             self._history.append(asdict(report))
             self._state = replace(self._state, phase="training")
+
+    def _scoring(self, stopped: str) -> None:
+        """Training ended with a model: scoring on the test split begins."""
+        self._update(status="evaluating", phase="scoring", phase_done=0, phase_total=0, stopped=stopped)
+
+    def _keeps_model(self) -> bool:
+        """False, removing the run folder, when no model came of the run: leave no empty run behind."""
+        if self.snapshot().has_checkpoint:
+            return True
+        shutil.rmtree(self._state.run_dir, ignore_errors=True)
+        return False
+
+    def _end(self, status: str, stopped: str | None, error: str | None = None) -> None:
+        self._update(status=status, phase="done", stopped=stopped, error=error, ended=time.time())
+
+
+class TrainingJob(Job):
+    """One training run in a daemon thread of this process. The thread only updates this object
+    (under a lock); readers call `snapshot()`."""
+
+    def __init__(self, dataset: TrafficDataset, model_config: STMGTConfig, train_config: train.TrainConfig,
+                 run_dir: Path, data_spec: dict):
+        super().__init__(run_dir, data_spec, train_config)
+        self._args = (dataset, model_config, train_config, Path(run_dir), data_spec)
 
     def _work(self) -> None:
         dataset, model_config, train_config, run_dir, data_spec = self._args
@@ -153,7 +194,7 @@ class TrainingJob:
         elif result.best_epoch is None:
             self._finish("failed", result.stopped, "no epoch gave a finite validation error, so no model was kept")
         else:
-            self._update(status="evaluating", phase="scoring", phase_done=0, phase_total=0, stopped=result.stopped)
+            self._scoring(result.stopped)
             try:
                 metrics = evaluation.evaluate(run, dataset, data_spec, device=train_config.device,
                                               max_batches=train_config.max_batches, on_progress=self._on_phase,
@@ -174,15 +215,132 @@ class TrainingJob:
         self._finish("failed", self.snapshot().stopped, f"{what}: {reason}")
 
     def _finish(self, status: str, stopped: str | None, error: str | None = None, reason: str = "") -> None:
-        """End the job, recording the run's lifecycle; a run that left no model is removed."""
+        """End the job, recording the run's lifecycle as the CLI does."""
         run = Run(self._state.run_dir)
-        if not (run.path / CHECKPOINT).is_file():
-            shutil.rmtree(run.path, ignore_errors=True)   # no model came of it: leave no empty run behind
-        elif status == "failed":
-            run.mark_failed(error)
+        if self._keeps_model():
+            if status == "failed":
+                run.mark_failed(error)
+            else:
+                run.mark_finished("complete" if status == "finished" else "cancelled", reason)
+        self._end(status, stopped, error)
+
+
+class ProcessJob(Job):
+    """One training run on several GPUs: `python -m torch.distributed.run --nproc-per-node=N -m stmgt
+    train --progress-json ...`, the command the README gives, in a session of its own. A thread
+    reads rank 0's JSON progress lines into the snapshot and waits for the end, which rank 0
+    records in the run's status.json as the CLI always does.
+
+    Cancel sends SIGINT, which torchrun passes to every process: the CLI then stops after the
+    current batch (`distributed.cancel_on_interrupt`), and torchrun kills any process not gone
+    within its shutdown timeout (30 s). SIGTERM, then SIGKILL, follow only if torchrun itself hangs."""
+
+    STOP_SIGNALS = ((signal.SIGINT, 45.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, math.inf))
+    POLL_S = 0.5
+    DRAIN_S = 5.0
+
+    def __init__(self, model_config: STMGTConfig, train_config: train.TrainConfig, run_dir: Path, data_spec: dict,
+                 processes: int):
+        super().__init__(run_dir, data_spec, train_config, processes)
+        self._settings = {"model": model_config.to_dict(), "train": train_config.to_dict()}
+
+    def _command(self, config_file: Path) -> list[str]:
+        """torchrun as a module of this interpreter, so the processes import the same torch."""
+        snap = self._state
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={snap.processes}",
+                "-m", "stmgt", "train", "--data", data_arg(snap.data_spec), "--out", str(snap.run_dir.resolve()),
+                "--config", str(config_file), "--progress-json"]
+
+    def _work(self) -> None:
+        try:
+            with tempfile.TemporaryDirectory(prefix="stmgt-train-") as folder:
+                config_file, log_file = Path(folder) / "config.json", Path(folder) / "stderr.log"
+                write_json(config_file, self._settings)
+                with open(log_file, "wb") as stderr:
+                    code = self._run(self._command(config_file), stderr)
+                log_text = log_file.read_bytes()[-LOG_TAIL:].decode(errors="replace")
+            self._conclude(code, log_text)
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the page as a message
+            log.exception("training job %s", self.id)
+            self._keeps_model()
+            self._end("failed", self.snapshot().stopped,
+                      f"the training processes could not be run: {type(exc).__name__}: {exc}")
+
+    def _run(self, command: list[str], stderr) -> int:
+        """Run `command` to its end, following its stdout; on cancel, signal its process group."""
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env=env, start_new_session=True)
+        reader = threading.Thread(target=self._follow, args=(proc.stdout,), name=f"{self._thread.name}-out",
+                                  daemon=True)
+        reader.start()
+        stops, next_stop = iter(self.STOP_SIGNALS), None
+        while True:
+            try:
+                code = proc.wait(self.POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if self._cancel.is_set() and (next_stop is None or time.monotonic() >= next_stop):
+                sig, grace = next(stops)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                next_stop = time.monotonic() + grace
+        reader.join(self.DRAIN_S)   # a process torchrun left behind may hold stdout open: do not wait for it
+        return code
+
+    def _follow(self, stdout) -> None:
+        """Rank 0's --progress-json lines into the snapshot; a line that is not one is skipped."""
+        handlers = {"batch": lambda r: self._on_batch(train.BatchProgress(**r)),
+                    "phase": lambda r: self._on_phase(train.PhaseProgress(**r)),
+                    "epoch": lambda r: self._on_epoch(train.EpochReport(**r)),
+                    "trained": self._trained}
+        for line in stdout:
+            if self._state.ended is not None:
+                return
+            try:
+                record = json.loads(line)
+                handlers[record.pop("event")](record)
+            except (ValueError, TypeError, KeyError, AttributeError):
+                log.debug("training job %s: not a progress line: %r", self.id, line)
+
+    def _trained(self, record: dict) -> None:
+        if record["scoring"]:
+            self._scoring(record["stopped"])
         else:
-            run.mark_finished("complete" if status == "finished" else "cancelled", reason)
-        self._update(status=status, phase="done", stopped=stopped, error=error, ended=time.time())
+            self._update(stopped=record["stopped"])
+
+    def _conclude(self, code: int, log_text: str) -> None:
+        """End the job as rank 0 recorded it in status.json. A run left without a model is removed,
+        and one whose processes died before recording their end is recorded here."""
+        snap = self.snapshot()
+        run = Run(snap.run_dir)
+        status = run.status
+        if not self._keeps_model():
+            if snap.cancel_requested:
+                self._end("cancelled", "cancelled")
+            else:
+                self._end("failed", snap.stopped, _failure(status, code, log_text))
+        elif status.state == "complete":
+            self._end("finished", snap.stopped)
+        elif status.state == "cancelled" or snap.cancel_requested and status.state in ("running", "interrupted"):
+            if status.state != "cancelled":
+                run.mark_finished("cancelled", "cancelled from the dashboard")
+            self._end("cancelled", snap.stopped or "cancelled")
+        else:
+            error = _failure(status, code, log_text)
+            if status.state != "failed":
+                run.mark_failed(error)
+            self._end("failed", snap.stopped, error)
+
+
+def _failure(status: RunStatus, code: int, log_text: str) -> str:
+    """Why the training processes failed, in a line: rank 0's recorded reason, then the `error:`
+    and exception lines of their stderr (another rank's included); else its last lines."""
+    lines = [line.strip() for line in log_text.splitlines() if line.strip()]
+    said = [line.removeprefix("error: ") for line in lines if line.startswith("error: ") or EXCEPTION.match(line)]
+    reasons = list(dict.fromkeys(([status.reason] if status.state == "failed" and status.reason else []) + said))
+    return "; ".join(reasons[:3] or lines[-3:] or [f"the training processes ended with exit status {code}"])
 
 
 class JobRegistry:
@@ -191,32 +349,34 @@ class JobRegistry:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._jobs: dict[str, TrainingJob] = {}
+        self._jobs: dict[str, Job] = {}
 
     def start(self, dataset: TrafficDataset, model_config: STMGTConfig, train_config: train.TrainConfig,
-              run_dir: Path, data_spec: dict) -> TrainingJob:
+              run_dir: Path, data_spec: dict, processes: int = 1) -> Job:
+        """A TrainingJob in this process, or with `processes` > 1 a ProcessJob launching that many."""
         with self._lock:
             running = self._active()
             if running is not None:
                 raise DataError(f"training '{running.id}' is still running: wait for it or cancel it first")
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True)      # claims the name, so a second start cannot reuse it
-            job = TrainingJob(dataset, model_config, train_config, run_dir, data_spec)
+            job = (TrainingJob(dataset, model_config, train_config, run_dir, data_spec) if processes == 1
+                   else ProcessJob(model_config, train_config, run_dir, data_spec, processes))
             self._jobs[job.id] = job
         return job.start()
 
-    def get(self, job_id: str) -> TrainingJob | None:
+    def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
 
-    def latest(self) -> TrainingJob | None:
+    def latest(self) -> Job | None:
         with self._lock:
             return next(reversed(self._jobs.values()), None)
 
-    def active(self) -> TrainingJob | None:
+    def active(self) -> Job | None:
         with self._lock:
             return self._active()
 
-    def _active(self) -> TrainingJob | None:
+    def _active(self) -> Job | None:
         return next((j for j in reversed(self._jobs.values()) if j.snapshot().active), None)
 
 

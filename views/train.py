@@ -197,8 +197,9 @@ def live_job(job_id: str) -> None:
     snap = job.snapshot()
     head, button = st.columns([4, 1], vertical_alignment="center")
     head.subheader(f"Training **{snap.id}**", anchor=False)
-    head.caption(f"On {describe(snap.data_spec)} · {snap.device.upper()} · the other pages stay usable "
-                 "while it runs.")
+    head.caption(f"On {describe(snap.data_spec)} · {snap.device.upper()}"
+                 + (f" · {snap.processes} processes" if snap.processes > 1 else "")
+                 + " · the other pages stay usable while it runs.")
     if snap.active:
         button.button("Stopping…" if snap.cancel_requested else "Cancel", key="train_cancel",
                       icon=":material/stop_circle:", on_click=job.cancel, disabled=snap.cancel_requested,
@@ -278,6 +279,7 @@ def training_form(dataset, busy: bool) -> None:
             device = st.radio("Device", devices, index=devices.index(state.device()) if state.device() in devices
                               else 0, key="train_device", horizontal=True,
                               help="CUDA is offered when a GPU is present.")
+            processes = processes_field()
             if device == "cpu":
                 st.caption("On a CPU a full epoch of the default model takes many minutes: the *Quick look* "
                            "preset finishes in a few.")
@@ -304,7 +306,18 @@ def training_form(dataset, busy: bool) -> None:
         return
     duration_estimate(dataset, *configs, measure=estimating)
     if submitted:
-        start_job(dataset, *configs, name)
+        start_job(dataset, *configs, name, processes if device == "cuda" else 1)
+
+
+def processes_field() -> int:
+    """How many GPUs to train on, offered only where there are several."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus < 2:
+        return 1
+    return st.number_input("Processes", min_value=1, max_value=gpus, value=1, step=1, key="train_processes",
+                           help="Training processes, one per GPU, launched with torchrun; each trains on its share "
+                                "of every epoch's windows. A step then sees batch size × processes windows (the "
+                                "learning rate is not rescaled). CUDA only: on the CPU training runs in one process.")
 
 
 def checked_configs(model_values: dict, train_values: dict) -> tuple[STMGTConfig, TrainConfig] | None:
@@ -339,10 +352,10 @@ def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainCon
             icon=":material/timer:")
 
 
-def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, name: str) -> None:
+def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, name: str, processes: int) -> None:
     try:
-        training.registry().start(dataset, model_config, train_config,
-                                  state.workspace().new_run_dir(name or "stmgt"), state.current_dataset_spec())
+        training.registry().start(dataset, model_config, train_config, state.workspace().new_run_dir(name or "stmgt"),
+                                  state.current_dataset_spec(), processes=processes)
     except DataError as exc:
         st.error(str(exc))
         return

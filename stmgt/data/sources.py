@@ -36,6 +36,15 @@ def parse_data_arg(arg: str | None) -> dict:
     return {"kind": "folder", "path": str(Path(arg).resolve())}
 
 
+def data_arg(spec: dict) -> str:
+    """The `--data` argument that loads `spec` (`parse_data_arg` undone), for a command run on it."""
+    if spec.get("kind") == "simulator":
+        return f"sim:seed={spec.get('seed', 0)},weeks={float(spec.get('weeks', 8))!r}"
+    if spec.get("kind") == "folder":
+        return str(spec["path"])
+    raise DataError(f"unknown data source {spec!r}")
+
+
 def describe(spec: dict) -> str:
     if spec["kind"] == "simulator":
         return f"simulated HCMC, seed {spec['seed']}, {spec['weeks']:g} weeks"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 from stmgt.model.spatial import GAT_PATHS
@@ -66,6 +67,18 @@ class STMGTConfig:
     gat_path: str = "dense"
 
     def __post_init__(self):
+        # Types first: a hand-written config (`train --config`) must fail here in words, not in torch.
+        for name in ("hidden_dim", "num_blocks", "heads", "num_mixtures", "seq_len", "horizon"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+        for name in ("dropout", "drop_edge"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+        for name in ("use_mask", "time_encoding", "use_weather", "causal_weather"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.gat_layout not in GAT_LAYOUTS:
             raise ValueError(f"gat_layout must be one of {GAT_LAYOUTS}, got {self.gat_layout!r}")
         if self.gat_path not in GAT_PATHS:
@@ -75,12 +88,6 @@ class STMGTConfig:
         if self.horizon != self.seq_len:
             raise ValueError(f"horizon ({self.horizon}) must equal seq_len ({self.seq_len}): "
                              "each output position is read as one horizon step")
-        for name in ("dropout", "drop_edge"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("hidden_dim", "num_blocks", "heads", "num_mixtures", "seq_len"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,6 +16,7 @@ from stmgt.graph import RoadGraph
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
 from stmgt.train import TrainConfig
+from ui import training
 
 PAGE = "views/train.py"
 TINY = {"epochs": 1, "batch_size": 8, "max_batches": 2, "hidden_dim": 16, "num_blocks": 1, "heads": 2,
@@ -86,6 +87,42 @@ def test_settings_that_do_not_fit_together_start_nothing(app, isolated_workspace
     at.button(key="train_start").click().run()
     assert "do not fit together" in messages(at.error) and "divisible" in messages(at.error)
     assert runs_in(isolated_workspace) == [] and not at.get("progress")
+
+
+def gpus(monkeypatch, count: int) -> None:
+    """Pretend this machine has `count` CUDA GPUs (the page asks torch when it draws the form)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+@pytest.mark.parametrize("count", [0, 1])
+def test_processes_are_not_offered_without_several_gpus(app, monkeypatch, count):
+    gpus(monkeypatch, count)
+    at = app(PAGE, device="cpu")
+    assert at.radio(key="train_device").options == (["cuda", "cpu"] if count else ["cpu"])
+    assert "train_processes" not in [n.key for n in at.number_input]
+
+
+def test_several_gpus_offer_processes_and_start_that_many_on_cuda(app, monkeypatch):
+    gpus(monkeypatch, 2)
+    started = []
+
+    def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1):
+        started.append((train_config.device, processes))
+        raise DataError("not started: the test only records what the page asked for")
+
+    monkeypatch.setattr(training.JobRegistry, "start", start)
+    at = app(PAGE, device="cpu")
+    processes = at.number_input(key="train_processes")
+    assert (processes.value, processes.min, processes.max) == (1, 1, 2)
+    assert "one per GPU" in processes.help and "batch size × processes" in processes.help
+    processes.set_value(2)
+    at.radio(key="train_device").set_value("cuda")
+    at.button(key="train_start").click().run()
+    assert started == [("cuda", 2)] and "not started" in messages(at.error)
+    at.radio(key="train_device").set_value("cpu")
+    at.button(key="train_start").click().run()
+    assert started[-1] == ("cpu", 1)                     # on the CPU it trains in this process
 
 
 @pytest.mark.slow
