@@ -31,7 +31,7 @@ from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
 from stmgt.model import STMGTConfig
 from stmgt.outputs import check_file_target, check_folder_target, staged_folder
 from stmgt.routing import RoadNetwork
-from stmgt.runs import CONFIG, Run, list_runs
+from stmgt.runs import CHECKPOINT, CONFIG, Run, list_runs
 from stmgt.train import TrainConfig, fit, resolve_device
 from stmgt.trip import SAMPLES, TripPlanner
 from stmgt.what_if import changes_frame, model_change, true_change
@@ -134,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int,
                    help="windows per step and process: under torchrun a step sees batch size × processes "
                         "(the learning rate is not rescaled); " + CONFIGURED.format(TrainConfig.batch_size))
+    p.add_argument("--lr", type=_finite, metavar="LR", help="peak learning rate; " + CONFIGURED.format(TrainConfig.lr))
+    p.add_argument("--patience", type=_positive_int, metavar="N",
+                   help="early stopping after N epochs without a better validation MAE; "
+                        + CONFIGURED.format(TrainConfig.patience))
+    p.add_argument("--init", type=Path, metavar="RUN",
+                   help="fine-tune: start from RUN's weights (same road graph and architecture) instead of "
+                        "random ones; its σ calibration is refitted at the end")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=CONFIGURED.format("auto"))
     p.add_argument("--seed", type=_seed, help=CONFIGURED.format(TrainConfig.seed))
     p.add_argument("--layout", choices=["concat", "mean"],
@@ -234,9 +241,12 @@ def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
         if args.config:
             raise DataError("a resumed run keeps its own settings; leave --config out", f"--config {args.config}")
         return None
+    if args.init is not None and not (args.init / CHECKPOINT).is_file():
+        raise DataError("not a run folder with a trained model (no checkpoint.pt)", f"--init {args.init}")
     model, train = ({}, {}) if args.config is None else _config_sections(args.config)
-    options = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-               "max_batches": args.max_batches, "device": args.device}
+    options = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
+               "patience": args.patience, "max_batches": args.max_batches, "device": args.device,
+               "init_from": None if args.init is None else str(args.init)}
     train = {**train, **{k: v for k, v in options.items() if v is not None}}
     if args.layout:
         model = {**model, "gat_layout": args.layout}

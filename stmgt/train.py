@@ -80,8 +80,11 @@ class TrainConfig:
                                  f"got {value!r}")
         if not isinstance(self.calibrate, bool):
             raise ValueError(f"calibrate must be true or false, got {self.calibrate!r}")
-        if not isinstance(self.compile, (bool, type(None))):
-            raise ValueError(f"compile must be true, false or null, got {self.compile!r}")
+        for name in ("compile", "bf16"):
+            if not isinstance(getattr(self, name), (bool, type(None))):
+                raise ValueError(f"{name} must be true, false or null, got {getattr(self, name)!r}")
+        if not isinstance(self.init_from, (str, type(None))):
+            raise ValueError(f"init_from must be a run folder's path or null, got {self.init_from!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 

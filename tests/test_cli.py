@@ -61,6 +61,7 @@ def test_whatif_writes_model_and_true_change(tmp_path):
     (["forecast", "--run", "no/such/run", "--at", "2025-08-25T07:00", "--out", "x.csv"], "not a finished run"),
     (["evaluate", "--run", "no/such/run"], "not a finished run"),
     (["train", "--data", "sim:speed=3", "--out", "r"], "unknown simulator option"),
+    (["train", "--out", "r", "--init", "no/such/run"], "--init no/such/run: not a run folder with a trained model"),
     (["import", "generic", "no/such/folder", "--out", "o"], "no/such/folder"),
 ])
 def test_bad_arguments_get_a_plain_message(argv, message, capsys, tmp_path, monkeypatch):
@@ -110,6 +111,14 @@ def test_train_takes_every_setting_from_a_config_file_and_reports_progress_as_js
     again = Run.open(tmp_path / "again").config
     assert again["model"] == first["model"] and again["train"] == first["train"]
     assert "max epochs; best epoch 1" in capsys.readouterr().out
+
+    # Fine-tuning: the first run's weights, a lower learning rate and patience from the flags.
+    assert main(["train", "--out", str(tmp_path / "tuned"), "--init", str(tmp_path / "first"), "--lr", "0.0005",
+                 "--patience", "2", "--config", str(tmp_path / "first" / "config.json"), *quick]) == 0
+    tuned = Run.open(tmp_path / "tuned").config["train"]
+    assert tuned["init_from"] == str(tmp_path / "first") and tuned["lr"] == 0.0005 and tuned["patience"] == 2
+    assert main(["train", "--out", str(tmp_path / "wider"), "--init", str(tmp_path / "first"), *quick]) == 2
+    assert "init_from" in capsys.readouterr().err and "another architecture" in Run(tmp_path / "wider").status.reason
 
 
 @pytest.mark.parametrize("text,message", [
