@@ -110,6 +110,8 @@ def test_model_without_weather_says_so(app, isolated_workspace):
     assert not at.get("plotly_chart")
 
 
-def test_a_model_trained_without_the_causal_weather_mask_says_so(app):
-    at = app(PAGE)                                  # the bundled model predates the causal mask
+def test_a_model_trained_without_the_causal_weather_mask_says_so(app, isolated_workspace):
+    assert not any("before forecasts became causal" in i.value for i in app(PAGE).info)   # the bundled one is causal
+    tiny_run(isolated_workspace / "runs" / "legacy", causal_weather=False)
+    at = app(PAGE, model="Run: legacy")
     assert any("before forecasts became causal" in i.value for i in at.info)
