@@ -186,8 +186,9 @@ def validate(model, windows: Windows, anchors, edge_index, device, batch_size: i
 
 def bf16_native(device: torch.device) -> bool:
     """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU that supports it, or a CPU
-    with AVX-512 BF16 or AMX (oneDNN's check). There a bf16 step is ~1.4× faster on a CPU with the
-    same validation MAE (benchmarks/precision.py); elsewhere bf16 would be emulated, and slower."""
+    with AVX-512 BF16 or AMX (oneDNN's check). There a compiled bf16 step is 1.57× the fp32 one on a
+    2-core CPU (benchmarks/train_speed.py) with validation MAE within fp32's seed spread
+    (benchmarks/precision.py); elsewhere bf16 would be emulated, and slower."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
