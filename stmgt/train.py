@@ -254,7 +254,9 @@ class Trainer:
         if config.max_batches:
             self.num_batches = min(self.num_batches, config.max_batches)
         self.compiled = self._wants_compile()
-        self.forward = torch.compile(self.replica, dynamic=False) if self.compiled else self.replica
+        # fallback_random: dropout's random bits from ATen, not generated code (stmgt.model.dropout).
+        self.forward = (torch.compile(self.replica, dynamic=False, options={"fallback_random": True})
+                        if self.compiled else self.replica)
 
         self.run = Run(run_dir) if run_dir is not None and distributed.is_main() else None
         self.history: list[dict] = []

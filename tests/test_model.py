@@ -9,7 +9,11 @@ from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import scatter
 
 from stmgt.model import STMGT, Diagnostics, STMGTConfig
+from stmgt.model import temporal, weather
+from stmgt.model.attention import attend
+from stmgt.model.dropout import Dropout, dropout
 from stmgt.model.spatial import GAT_PATHS, StepGraph
+from stmgt.model.temporal import TemporalBranch
 from stmgt.model.weather import WeatherCrossAttention
 
 SPEC_PARAMS = {"concat": 487_791, "mean": 656_271}
@@ -162,6 +166,56 @@ def test_model_output_and_weather_attention_respond_to_weather_and_traffic():
     assert (means_rain - means).abs().amax() > 1e-4
     *_, diag_traffic = net.forward_with_diagnostics(**{**batch, "x": batch["x"] + 1.0})
     assert (diag_traffic.weather_attention - diag.weather_attention).abs().amax() > 1e-4
+
+
+# ---- temporal attention and dropout ------------------------------------------------------
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_temporal_branch_equals_multihead_attention(need_weights):
+    """`attend` over the branch's own nn.MultiheadAttention parameters gives what that module gives."""
+    torch.manual_seed(0)
+    branch = TemporalBranch(32, 4, dropout=0.0, seq_len=12).eval()
+    x = torch.randn(2, 12, 5, 32)
+    out, weights = branch(x, need_weights=need_weights)
+    seq = branch.pos_encoding(x.transpose(1, 2).reshape(10, 12, 32))
+    context, reference = branch.attention(seq, seq, seq, average_attn_weights=False)
+    seq = branch.norm1(seq + context)
+    expected = branch.norm2(seq + branch.ffn(seq)).view(2, 5, 12, 32).transpose(1, 2)
+    torch.testing.assert_close(out, expected)
+    if need_weights:
+        torch.testing.assert_close(weights, reference.view(2, 5, 4, 12, 12))
+
+
+def test_dropout_is_bernoulli_per_element_and_rescales():
+    p = 0.2
+    y = dropout(torch.ones(400_000), p)
+    kept = y != 0
+    for lane in range(4):                       # every 16-bit lane of the random words is fair
+        assert abs(kept[lane::4].float().mean().item() - (1 - p)) < 0.006
+    pairs = kept[:-1] & kept[1:]                 # neighbours drawn independently
+    assert abs(pairs.float().mean().item() - (1 - p) ** 2) < 0.006
+    assert torch.allclose(y[kept], torch.tensor(1 / (1 - p)), rtol=1e-4)
+    assert abs(y.mean().item() - 1) < 0.01
+    assert not torch.equal(kept, dropout(torch.ones(400_000), p) != 0)
+
+
+def test_dropout_identity_in_eval_and_at_the_ends():
+    x = torch.randn(3, 50)
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0) is x
+    assert torch.equal(dropout(x, 1.0), torch.zeros_like(x))
+    layer = Dropout(0.5).eval()
+    assert layer(x) is x
+
+
+def test_dropout_compiles_whole_and_draws_the_eager_mask():
+    """No graph break, and with ATen's random numbers the compiled mask is the eager one for one
+    seed, so a resumed run redraws what it would have drawn."""
+    x = torch.randn(64, 40)
+    torch.manual_seed(3)
+    eager = dropout(x, 0.2)
+    compiled = torch.compile(lambda t: dropout(t, 0.2), fullgraph=True, options={"fallback_random": True})
+    torch.manual_seed(3)
+    torch.testing.assert_close(compiled(x), eager)
 
 
 # ---- DropEdge ----------------------------------------------------------------------------
@@ -336,16 +390,21 @@ def test_spatial_attention_is_reported_per_step_and_edge():
     torch.testing.assert_close(diag.spatial_attention[0, 1, 5], attention)
 
 
-def test_plain_forward_computes_no_attention_weights():
+def test_plain_forward_computes_no_attention_weights(monkeypatch):
     net = model(gat_path="pyg")
     seen = []
+
+    def recording(*args, **kwargs):
+        out = attend(*args, **kwargs)
+        seen.append(out[1])
+        return out
+    for module in (temporal, weather):
+        monkeypatch.setattr(module, "attend", recording)
     for module in net.modules():
-        if isinstance(module, torch.nn.MultiheadAttention) and module is not net.weather_attn.cross_attn:
-            module.register_forward_hook(lambda m, i, o: seen.append(o[1]))
         if isinstance(module, GATv2Conv):
             module.register_forward_hook(lambda m, i, o: seen.append(o if isinstance(o, tuple) else None))
     net(**inputs())
-    assert len(seen) == 3 + 3 and all(s is None for s in seen)
+    assert len(seen) == 3 + 1 + 3 and all(s is None for s in seen)   # temporal, weather, GATv2
 
 
 # ---- training ----------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import remove_self_loops
 
+from stmgt.model.dropout import Dropout, dropout
+
 GAT_PATHS = ("dense", "pyg")
 # Above this many nodes the dense path's [B·T, heads, N, N] attention grows past ~100 MB at
 # batch 32 and PyG's sparse message passing is the better choice.
@@ -82,7 +84,7 @@ def dense_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     if gat.training and gat.dropout > 0:
         # Dropout on the edges' weights only, as PyG does: a mask over the whole N×N matrix
         # would draw ~20× more random numbers, and on a CPU drawing them is most of dropout's cost.
-        dropped = F.dropout(weights, gat.dropout, True)
+        dropped = dropout(weights, gat.dropout)
         attention = weights.new_zeros(M, H, N * N).scatter(2, graph.positions.expand(M, H, -1), dropped)
         attention = attention.view(M, H, N, N)
     mixed = attention @ source.transpose(1, 2)                                        # [M, H, N, C]
@@ -104,7 +106,7 @@ class SpatialBranch(nn.Module):
         else:
             self.gat = GATv2Conv(hidden_dim, hidden_dim, heads=heads, dropout=dropout, concat=False)
         self.norm = nn.LayerNorm(hidden_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.path = path
 
     def forward(self, x: Tensor, graph: StepGraph, keep: Tensor | None = None,

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from stmgt.model.attention import attend
 from stmgt.model.embedding import SinusoidalEncoding
 
 
@@ -57,15 +58,9 @@ class WeatherCrossAttention(nn.Module):
         k = F.linear(tokens, w_k, b_k).view(B, S, H, D // H).transpose(1, 2)         # [B, H, S, d]
         v = F.linear(tokens, w_v, b_v).view(B, S, H, D // H).transpose(1, 2)
         allowed = self.allowed_steps(T, S, query.device).repeat(N, 1)                # [N·T, S]
-        dropout = attn.dropout if self.training else 0.0
-        weights = None
-        if need_weights:
-            scores = (q @ k.transpose(-1, -2)) / (D // H) ** 0.5
-            weights = torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-1)
-            mixed = F.dropout(weights, dropout, self.training) @ v
+        mixed, weights = attend(q, k, v, allowed, attn.dropout if self.training else 0.0, need_weights)
+        if weights is not None:
             weights = weights.view(B, H, N, T, S).transpose(1, 2)
-        else:
-            mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
         mixed = mixed.transpose(1, 2).reshape(B, N, T, D)
         return attn.out_proj(mixed), weights
 
