@@ -186,7 +186,7 @@ def validate(model, windows: Windows, anchors, edge_index, device, batch_size: i
 
 def bf16_native(device: torch.device) -> bool:
     """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU that supports it, or a CPU
-    with AVX-512 BF16 or AMX (oneDNN's check). There a compiled bf16 step is 1.57× the fp32 one on a
+    with AVX-512 BF16 or AMX (oneDNN's check). There a compiled bf16 step is 1.69× the fp32 one on a
     2-core CPU (benchmarks/train_speed.py) with validation MAE within fp32's seed spread
     (benchmarks/precision.py); elsewhere bf16 would be emulated, and slower."""
     if device.type == "cuda":
@@ -195,7 +195,7 @@ def bf16_native(device: torch.device) -> bool:
 
 
 TRAINING_STATE = "training_state.pt"     # in the run folder while a run can still be resumed
-# A compiled CPU step saves ~0.9 s per batch of 32 on 2 cores (default model) against 10–140 s
+# A compiled CPU step saves ~0.7 s per batch of 32 on 2 cores (default model) against 10–140 s
 # of compiling: 200 batches earn it back with room to spare.
 COMPILE_MIN_BATCHES = 200
 
@@ -320,7 +320,7 @@ class Trainer:
             return self.replica(**batch.model_inputs(), edge_index=self.edge_index)
 
     def _wants_compile(self) -> bool:
-        """Compiling makes a CPU step 1.5× faster (benchmarks/train_speed.py) but costs 10–140 s
+        """Compiling makes a CPU step 1.8× faster (benchmarks/train_speed.py) but costs 10–140 s
         on 2 cores, so by default only runs of COMPILE_MIN_BATCHES batches or more are compiled.
         On CUDA it stays off unless asked for: not yet measured there."""
         if self.config.compile is not None:
