@@ -60,6 +60,23 @@ def test_scaler_uses_the_training_split_only(week):
     assert Scaler.from_dict(scaler.to_dict()) == scaler
 
 
+def test_precipitation_is_scaled_on_a_log1p_scale_and_old_runs_keep_theirs(week):
+    train = split_ranges(week.num_steps)["train"]
+    scaler = Scaler.fit(week, train)
+    rain = np.log1p(week.weather[:train.stop, 2].astype(np.float64))
+    assert scaler.precipitation_log1p
+    assert scaler.weather_mean[2] == pytest.approx(rain.mean(), rel=1e-6)
+    assert scaler.weather_std[2] == pytest.approx(rain.std(), rel=1e-6)
+    w = np.array([[30.0, 10.0, 0.0], [30.0, 10.0, 0.5], [30.0, 10.0, 30.0]])
+    z = scaler.scale_weather(w)
+    np.testing.assert_allclose(z[:, 2], (np.log1p(w[:, 2]) - rain.mean()) / rain.std(), rtol=1e-6)
+    np.testing.assert_allclose(scaler.scale_weather(torch.tensor(w)).numpy(), z, rtol=1e-6)
+    assert z[1, 2] - z[0, 2] > 0.5                       # light rain is told apart from dry
+    old = {k: v for k, v in scaler.to_dict().items() if k != "precipitation_log1p"}
+    raw = Scaler.from_dict(old).scale_weather(w)          # a run fitted before keeps the raw scale
+    np.testing.assert_allclose(raw[:, 2], (w[:, 2] - scaler.weather_mean[2]) / scaler.weather_std[2])
+
+
 def test_batch_contents(week):
     scaler = Scaler.fit(week, split_ranges(week.num_steps)["train"])
     windows = Windows(week, scaler)
