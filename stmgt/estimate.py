@@ -80,7 +80,8 @@ def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainC
         n = split_windows[split] if count is None else min(count, split_windows[split])
         return min(n, cap * batch_size) if cap else n
 
-    per_epoch = max(1, split_windows["train"] // train_config.batch_size)
+    train_windows = split_windows["train"] * (1 + train_config.weather_copies)   # counterfactual copies too
+    per_epoch = max(1, train_windows // train_config.batch_size)
     per_epoch = min(per_epoch, cap) if cap else per_epoch
     val = windows("val", _default(validate, "batch_size")) * cost.forward_window_s
     phases = {"training": train_config.epochs * per_epoch * cost.train_batch_s,

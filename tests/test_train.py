@@ -14,6 +14,7 @@ from stmgt.checkpoint import load_checkpoint, save_checkpoint
 from stmgt.data.dataset import Scaler, Windows, split_ranges
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
+from stmgt.estimate import StepCost, estimate
 from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
@@ -376,3 +377,12 @@ def test_whatif_fidelity_grid_and_artifact(trained, data, tmp_path):
     fidelity.save(tmp_path, result)
     assert fidelity.load(tmp_path) == result and fidelity.load(tmp_path / "none") is None
     assert list(fidelity.summary(result).index) == names
+
+
+def test_estimate_counts_the_counterfactual_weather_copies():
+    cost = StepCost(train_batch_s=1.0, forward_window_s=0.0, device="cpu")
+    windows = {"train": 320, "val": 64, "test": 64}
+    plain = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32), use_weather=True, simulated=True)
+    copies = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32, weather_copies=2), True, True)
+    assert plain.phases["training"] == 20 and plain.train_batches == 20
+    assert copies.phases["training"] == 60 and copies.train_batches == 60
