@@ -254,8 +254,9 @@ class Trainer:
         if config.max_batches:
             self.num_batches = min(self.num_batches, config.max_batches)
         self.compiled = self._wants_compile()
-        # fallback_random: dropout's random bits from ATen, not generated code (stmgt.model.dropout).
-        self.forward = (torch.compile(self.replica, dynamic=False, options={"fallback_random": True})
+        # On a CPU, dropout's random bits come from ATen, not from generated code (stmgt.model.dropout).
+        options = {"fallback_random": device.type == "cpu"}
+        self.forward = (torch.compile(self.replica, dynamic=False, options=options)
                         if self.compiled else self.replica)
 
         self.run = Run(run_dir) if run_dir is not None and distributed.is_main() else None
