@@ -66,13 +66,32 @@ def process_group(device: torch.device) -> Iterator[torch.device]:
     _control = dist.new_group(backend="gloo") if device.type == "cuda" else None
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _stopped_by_launcher)
+    failed = True
     try:
         yield device
+        failed = False
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _control = None
+        _leave(failed)
+
+
+LEAVE_TIMEOUT_S = 10.0
+
+
+def _leave(failed: bool) -> None:
+    """Destroy the process group. After a failure on this rank its peers may be blocked in a
+    collective waiting for it, and destroying would wait for them in turn (a deadlock CI met):
+    then give it LEAVE_TIMEOUT_S and go on. The process ends soon after, which closes its
+    connections and fails the peers' collective. (Not destroying at all is no way out: the
+    group's destructor aborts the process at exit.)"""
+    if not failed:
         dist.destroy_process_group()
+        return
+    leaving = threading.Thread(target=dist.destroy_process_group, daemon=True)
+    leaving.start()
+    leaving.join(LEAVE_TIMEOUT_S)
 
 
 def _stopped_by_launcher(signum, frame):
