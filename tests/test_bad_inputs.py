@@ -273,6 +273,8 @@ CHECKPOINTS = [
     ("huge-blocks", {"model_config": {**TINY.to_dict(), "num_blocks": 10_000}}, "num_blocks = 10000"),
     ("text-size", {"model_config": {**TINY.to_dict(), "heads": "4"}}, "heads = '4'"),
     ("zero-scale", {"scaler": Scaler(20.0, 0.0, None, None).to_dict()}, "scale"),
+    ("text-log1p", {"scaler": {**Scaler(20.0, 5.0, None, None).to_dict(), "precipitation_log1p": "no"}},
+     "precipitation_log1p is 'no'"),
     ("wrong-version", {"version": 99}, "version 99 is not supported"),
     ("no-header", {"format": "other"}, "not an STMGT checkpoint"),
     ("too-many-nodes", {"node_ids": ["n"] * 30_000}, "node_ids must be 1 to 20,000"),

@@ -222,10 +222,12 @@ class Scaler:
 
     @classmethod
     def from_dict(cls, d: dict) -> Scaler:
+        log1p = d.get("precipitation_log1p", False)
+        if not isinstance(log1p, bool):
+            raise ValueError(f"its scaler's precipitation_log1p is {log1p!r}, not true or false")
         return cls(float(d["speed_mean"]), float(d["speed_std"]),
                    tuple(d["weather_mean"]) if d.get("weather_mean") else None,
-                   tuple(d["weather_std"]) if d.get("weather_std") else None,
-                   bool(d.get("precipitation_log1p", False)))
+                   tuple(d["weather_std"]) if d.get("weather_std") else None, log1p)
 
     def scale_speed(self, speed):
         return (speed - self.speed_mean) / self.speed_std
