@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from stmgt.data.augment import with_weather_copies
+from stmgt.data.augment import sampled_weather, with_weather_copies
 from stmgt.data.dataset import Scaler, TrafficDataset, Windows, split_anchors, split_ranges
-from stmgt.data.simulate import simulate
+from stmgt.data.simulate import simulate, simulator_for
 from stmgt.errors import DataError
 
 
@@ -46,3 +46,15 @@ def test_copies_need_the_simulators_data(data):
     scaler = Scaler.fit(other, split_ranges(other.num_steps)["train"])
     with pytest.raises(DataError, match="simulator's own data"):
         with_weather_copies(other, Windows(other, scaler), split_anchors(other)["train"], copies=1, seed=0)
+
+
+def test_copies_rain_more_and_at_every_hour():
+    """The observed weeks rain ~6 % of the time, mostly in the afternoon; a model learns rain's
+    effect on the morning rush only if the copies bring rain there."""
+    data = simulate(weeks=4, seed=3)
+    copy = sampled_weather(simulator_for(data), np.random.default_rng(0))
+    raining, observed = copy[:, 2] > 0.2, data.weather[:, 2] > 0.2
+    assert raining.mean() > 2 * observed.mean()
+    onsets = np.flatnonzero(raining[1:] & ~raining[:-1]) + 1
+    hours = data.timestamps[onsets].hour
+    assert ((hours >= 6) & (hours < 10)).sum() >= 4              # rain starting into the morning rush

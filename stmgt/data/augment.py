@@ -5,8 +5,11 @@ thresholds, so a model sees too few examples to learn the weather's effect. On t
 data the same training period can be re-simulated under other weather with every other random
 draw unchanged: the traffic differs only by what the weather causes, which is exactly the signal
 the weather attention should learn. Each copy draws fresh weather from the simulator's own
-weather model, with a per-day shift of temperature (−2…+4 °C) and wind (−3…+15 km/h) so that heat
-above 33 °C and wind above 30 km/h occur. The copies are appended to the training windows; the
+weather model, rainier (COPY_RAIN_PER_DAY events a day instead of 0.9, most of them at any hour,
+so rain starts and stops in every part of the day's traffic) and with a per-day shift of
+temperature (−2…+4 °C) and wind (−3…+15 km/h) so that heat above 33 °C and wind above 30 km/h
+occur. Only the weather's marginal changes; how traffic answers it is the simulator's, as in
+the observed weeks. The copies are appended to the training windows; the
 validation and test windows stay the observed data."""
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from stmgt.data.dataset import Windows
 from stmgt.data.simulate import STEPS_PER_DAY, TrafficSimulator, _weather, simulator_for
 from stmgt.errors import DataError
 
+COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE = 2.5, 0.25
+
 
 def sampled_weather(sim: TrafficSimulator, rng: np.random.Generator) -> np.ndarray:
-    """[T, 3] weather for the simulator's period: a fresh draw of its weather model, with hotter and
-    windier days mixed in."""
-    weather = _weather(sim.timestamps, rng)
+    """[T, 3] weather for the simulator's period: a fresh, rainier draw of its weather model, with
+    hotter and windier days mixed in."""
+    weather = _weather(sim.timestamps, rng, COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE)
     days = np.arange(len(weather)) // STEPS_PER_DAY
     count = days[-1] + 1
     weather[:, 0] += rng.uniform(-2.0, 4.0, count)[days]

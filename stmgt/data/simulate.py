@@ -284,16 +284,18 @@ def _interp_profile(knots, hours) -> np.ndarray:
     return np.interp(hours, x, y)
 
 
-def _weather(timestamps: pd.DatetimeIndex, rng) -> np.ndarray:
-    """Temperature with a daily cycle, gusty wind, and afternoon-leaning rain events."""
+def _weather(timestamps: pd.DatetimeIndex, rng, rain_per_day: float = 0.9,
+             afternoon_share: float = 0.75) -> np.ndarray:
+    """Temperature with a daily cycle, gusty wind, and afternoon-leaning rain events
+    (`rain_per_day` on average, `afternoon_share` of them starting around 16 h)."""
     T = len(timestamps)
     hours = (timestamps.hour + timestamps.minute / 60).to_numpy()
     precip = np.zeros(T)
     day_count = int(np.ceil(T / STEPS_PER_DAY))
     for day in range(day_count):
-        for _ in range(rng.poisson(0.9)):
+        for _ in range(rng.poisson(rain_per_day)):
             # Start hour: mostly 13–19 h, sometimes at night or in the morning.
-            hour = rng.normal(16.0, 2.2) if rng.random() < 0.75 else rng.uniform(0, 24)
+            hour = rng.normal(16.0, 2.2) if rng.random() < afternoon_share else rng.uniform(0, 24)
             start = day * STEPS_PER_DAY + int(np.clip(hour, 0, 23.75) * 4)
             duration = int(rng.integers(2, 13))                   # 30 min – 3 h
             peak = float(np.exp(rng.normal(1.6, 0.95)))           # median ≈ 5 mm/h, heavy tail
