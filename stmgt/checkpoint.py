@@ -105,8 +105,8 @@ def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> Loa
             f"dataset has {graph.num_nodes} nodes or other roads. Train a model on this dataset or pick its data.",
             where)
     try:
-        # Checkpoints from before the causal weather mask were trained without it.
-        config = STMGTConfig.from_dict({"causal_weather": False, **state["model_config"]})
+        # Checkpoints from before the causal weather mask and the weather memory were trained without them.
+        config = STMGTConfig.from_dict({"causal_weather": False, "weather_memory": False, **state["model_config"]})
         model = STMGT(config)
         model.load_state_dict(state["state_dict"])
         scaler = Scaler.from_dict(state["scaler"])

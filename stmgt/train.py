@@ -32,6 +32,13 @@ from stmgt.runs import CHECKPOINT, Run
 log = logging.getLogger(__name__)
 
 
+# `tune`: every weight, or only those the weather's effect is learnt in (the weather cross-attention
+# and the mixture head read the traffic features, which stay as they are).
+TUNABLE = ("all", "weather")
+# Fine-tuning a model without weather memory into one with it: the decays start at their initial values.
+FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
+
+
 @dataclass
 class TrainConfig:
     """Defaults are the specification's (§9.4.2–9.4.3)."""
@@ -59,6 +66,8 @@ class TrainConfig:
                                   # is long enough to earn back the compile time (COMPILE_MIN_BATCHES)
     weather_copies: int = 0       # opt-in: train also on N re-simulations under sampled weather (stmgt.data.augment)
     init_from: str | None = None  # a run folder whose weights this run starts from (fine-tuning); None = fresh
+    tune: str = "all"             # which weights train: all, or "weather" = only the weather cross-attention
+                                  # and the mixture head (a weather fine-tune of an init_from model)
     bf16: bool | None = None      # bf16 autocast in the training step; None = where the device runs bf16
                                   # matmuls natively (bf16_native); validation and forecasts stay fp32
 
@@ -87,6 +96,8 @@ class TrainConfig:
             raise ValueError(f"init_from must be a run folder's path or null, got {self.init_from!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.tune not in TUNABLE:
+            raise ValueError(f"tune must be {' or '.join(TUNABLE)}, got {self.tune!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -240,9 +251,11 @@ class Trainer:
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
         if config.init_from and not resume:
             self._start_from(Run(config.init_from), dataset)
+        self._freeze_all_but(config.tune)
         self.replica = distributed.wrap(self.model, device)   # what a step calls; DDP under torchrun
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                           betas=(config.beta1, config.beta2), fused=True)
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
+                                           weight_decay=config.weight_decay, betas=(config.beta1, config.beta2),
+                                           fused=True)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             self.optimizer, T_0=config.restart_epochs, T_mult=config.restart_mult, eta_min=config.min_lr)
         self.bf16 = bf16_native(device) if config.bf16 is None else config.bf16
@@ -284,11 +297,29 @@ class Trainer:
         where = f"init_from {run.path}"
         loaded = run.load(dataset.graph)          # DataError for another graph or a damaged checkpoint
         try:
-            self.model.load_state_dict(loaded.model.state_dict())
+            missing, unexpected = self.model.load_state_dict(loaded.model.state_dict(), strict=False)
         except RuntimeError as exc:
             raise DataError("its model has another architecture than the one to train "
                             f"({str(exc).splitlines()[-1].strip()})", where) from exc
+        missing = [name for name in missing if name != FRESH_WEATHER_MEMORY]   # a model may grow one
+        if missing or unexpected:
+            raise DataError("its model has another architecture than the one to train "
+                            f"(missing: {', '.join(missing) or 'none'}; not in this model: "
+                            f"{', '.join(unexpected) or 'none'})", where)
         self.model.sigma_scale.fill_(1.0)
+
+    def _freeze_all_but(self, tune: str) -> None:
+        """With tune "weather" only the weather cross-attention and the mixture head learn: the
+        backward pass stops there, so a step costs little more than its forward, and the traffic
+        features the weather is read against stay those of the model fine-tuned."""
+        if tune == "all":
+            return
+        if self.model.weather_attn is None:
+            raise DataError("tune \"weather\" needs a model that reads the weather (use_weather on, data with "
+                            "weather)", "tune")
+        self.model.requires_grad_(False)
+        for part in (self.model.weather_attn, self.model.mixture_head):
+            part.requires_grad_(True)
 
     @property
     def cancelled(self) -> bool:

@@ -17,7 +17,8 @@ from stmgt.model.temporal import TemporalBranch
 from stmgt.model.weather import WeatherCrossAttention
 
 SPEC_PARAMS = {"concat": 487_791, "mean": 656_271}
-EXTRAS = 96 + 192 + 672  # observed-flag channel, time-of-day projection, day-of-week embedding
+EXTRAS = 96 + 192 + 672 + 96  # observed-flag channel, time-of-day projection, day-of-week embedding,
+                              # weather memory decays
 
 
 def ring_graph(n: int) -> torch.Tensor:
@@ -92,14 +93,14 @@ def test_missing_required_inputs_are_clear_errors():
 
 @pytest.mark.parametrize("layout", ["concat", "mean"])
 def test_parameter_count_matches_spec_code(layout):
-    bare = STMGT(STMGTConfig(gat_layout=layout, use_mask=False, time_encoding=False))
+    bare = STMGT(STMGTConfig(gat_layout=layout, use_mask=False, time_encoding=False, weather_memory=False))
     assert bare.count_parameters() == SPEC_PARAMS[layout]
     assert STMGT(STMGTConfig(gat_layout=layout)).count_parameters() == SPEC_PARAMS[layout] + EXTRAS
 
 
-def test_default_is_mean_layout_with_657231_parameters():
+def test_default_is_mean_layout_with_657327_parameters():
     assert STMGTConfig().gat_layout == "mean"
-    assert STMGT().count_parameters() == 657_231
+    assert STMGT().count_parameters() == 657_327
 
 
 # ---- the weather cross-attention fix -----------------------------------------------------
@@ -135,11 +136,31 @@ def test_weather_attention_equals_multihead_attention_per_node():
     traffic, weather = torch.randn(2, 12, 5, 96), torch.randn(2, 12, 3)
     out, weights = attn(traffic, weather, need_weights=True)
     query = traffic.transpose(1, 2).reshape(10, 12, 96)
-    tokens = attn.step_encoding(attn.weather_proj(weather)).repeat_interleave(5, dim=0)
+    tokens = attn.step_encoding(attn.remembered(attn.weather_proj(weather))).repeat_interleave(5, dim=0)
     future = torch.ones(12, 12, dtype=torch.bool).triu(1)          # True = may not attend
     context, reference = attn.cross_attn(query, tokens, tokens, attn_mask=future, average_attn_weights=False)
     torch.testing.assert_close(weights, reference.view(2, 5, 4, 12, 12))
     torch.testing.assert_close(out, attn.norm(query + context).view(2, 5, 12, 96).transpose(1, 2))
+
+
+def test_weather_memory_is_a_leaky_running_mean_per_channel():
+    torch.manual_seed(0)
+    attn = WeatherCrossAttention(8, 2, dropout=0.0, horizon=12)
+    projected = torch.randn(3, 12, 8)
+    keep = torch.sigmoid(attn.memory_logit)
+    expected, memory = [], torch.zeros(3, 8)
+    for h in range(12):
+        memory = keep * memory + (1 - keep) * projected[:, h]
+        expected.append(memory)
+    torch.testing.assert_close(attn.remembered(projected), torch.stack(expected, 1))
+    # Steady weather builds up in the slow channels and fades out of them after it stops.
+    rain = torch.zeros(1, 12, 8)
+    rain[:, :4] = 1.0
+    remembered = attn.remembered(rain)[0, :, -1]             # the slowest channel
+    assert (remembered[:4].diff() > 0).all() and (remembered[4:].diff() < 0).all() and remembered[-1] > 0
+    assert 0.02 < keep.min() < 0.1 and 0.9 < keep.max() < 0.95     # ~15 min … ~3 h to start with
+    off = WeatherCrossAttention(8, 2, dropout=0.0, horizon=12, memory=False)
+    assert off.memory_logit is None and torch.equal(off.remembered(projected), projected)
 
 
 @pytest.mark.parametrize("step", [0, 4, 10])

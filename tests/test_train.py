@@ -1,8 +1,10 @@
 """Training, checkpoints, evaluation and forecasting on a small simulated dataset with a small
 model, so the whole path runs in seconds on a CPU."""
 
+import json
 import shutil
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,7 @@ from stmgt.estimate import StepCost, estimate
 from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
-from stmgt.model import STMGTConfig
+from stmgt.model import STMGT, STMGTConfig
 from stmgt.runs import Run
 from stmgt.train import TrainConfig, Trainer, bf16_native, fit, mixture_loss, resolve_device
 
@@ -74,10 +76,31 @@ def test_fine_tuning_starts_from_another_runs_weights_uncalibrated(trained, data
         expected = torch.ones_like(value) if name == "sigma_scale" else value
         torch.testing.assert_close(trainer.model.state_dict()[name], expected, msg=name)
     wider = STMGTConfig(hidden_dim=32, num_blocks=1, heads=2, num_mixtures=3)
+    without_memory = replace(SMALL, weather_memory=False)
+    with pytest.raises(DataError, match="not in this model: weather_attn.memory_logit"):
+        Trainer(data, without_memory, TrainConfig(device="cpu", init_from=str(result.run.path)))
     with pytest.raises(DataError, match="init_from .*another architecture"):
         Trainer(data, wider, TrainConfig(device="cpu", init_from=str(result.run.path)))
     with pytest.raises(DataError):
         Trainer(data, SMALL, TrainConfig(device="cpu", init_from=str(tmp_path / "no-such-run")))
+
+
+def test_a_weather_fine_tune_trains_only_the_weather_attention_and_the_head(trained, data):
+    result, _, _ = trained
+    trainer = Trainer(data, SMALL, TrainConfig(device="cpu", batch_size=16, init_from=str(result.run.path),
+                                               tune="weather", compile=False))
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.model.train()
+    for batch in trainer.windows.iterate(trainer.anchors["train"][:32], 16):
+        trainer.step(batch)
+    changed = {name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p)}
+    assert changed and all(name.startswith(("weather_attn.", "mixture_head.")) for name in changed)
+    assert any(name.startswith("weather_attn.") for name in changed)
+    without = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3, use_weather=False)
+    with pytest.raises(DataError, match="needs a model that reads the weather"):
+        Trainer(data, without, TrainConfig(device="cpu", tune="weather"))
+    with pytest.raises(ValueError, match="tune must be all or weather"):
+        TrainConfig(tune="head")
 
 
 def test_training_is_reproducible_for_a_seed(data, tmp_path):
@@ -127,6 +150,25 @@ def test_device_choice():
         assert resolve_device("auto").type == "cpu"
         with pytest.raises(DataError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_a_model_without_weather_memory_loads_and_can_grow_one(data, tmp_path):
+    """Checkpoints from before the weather memory have no such key in their config: they load with
+    it off, and `train --init` from one starts a memory with fresh decays."""
+    torch.manual_seed(0)
+    old = STMGT(replace(SMALL, weather_memory=False))
+    scaler = Scaler.fit(data, split_ranges(data.num_steps)["train"])
+    save_checkpoint(tmp_path / "checkpoint.pt", old, scaler, data.graph)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["model_config"]["weather_memory"]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    loaded = load_checkpoint(tmp_path / "checkpoint.pt", data.graph)
+    assert loaded.config.weather_memory is False and loaded.model.weather_attn.memory_logit is None
+    (tmp_path / "config.json").write_text(json.dumps({"model": state["model_config"], "data": SPEC}))
+    trainer = Trainer(data, SMALL, TrainConfig(device="cpu", init_from=str(tmp_path), compile=False))
+    fresh = STMGT(SMALL).weather_attn.memory_logit
+    torch.testing.assert_close(trainer.model.weather_attn.memory_logit, fresh)
+    torch.testing.assert_close(trainer.model.weather_attn.weather_proj.weight, old.weather_attn.weather_proj.weight)
 
 
 def test_checkpoint_round_trip(trained, data, tmp_path):

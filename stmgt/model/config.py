@@ -17,8 +17,8 @@ class STMGTConfig:
     `gat_layout` picks how the 4 GATv2 heads are combined:
 
     * ``"concat"`` — the specification's code: ``GATv2Conv(out=hidden//heads, heads,
-      concat=True)``. With ``use_mask=False, time_encoding=False`` the model has exactly the
-      spec code's 487,791 parameters.
+      concat=True)``. With ``use_mask=False, time_encoding=False, weather_memory=False`` the
+      model has exactly the spec code's 487,791 parameters.
     * ``"mean"`` (default) — every head is ``hidden`` wide and the heads are averaged
       (``concat=False``): 656,271 parameters without extras, closer to the "680K" the
       specification's prose claims (that figure is not reproducible from its code). It is the
@@ -26,8 +26,8 @@ class STMGTConfig:
       H200, 30 epochs): validation MAE 1.900 vs 1.939 km/h, test MAE at +1 h 1.74 vs 1.78 km/h,
       at the same training speed on a GPU (~22 ms per batch of 32 either way).
 
-    Extras the default adds on top of the specification (960 parameters, so the default
-    "mean" model has 657,231 and "concat" 488,751):
+    Extras the default adds on top of the specification (1,056 parameters, so the default
+    "mean" model has 657,327 and "concat" 488,847):
 
     * ``use_mask`` — the input gets a second channel, the observed flag, so a filled-in 0
       is distinguishable from a real speed at the mean: ``Linear(2, D)`` instead of
@@ -36,6 +36,10 @@ class STMGTConfig:
       periodic: time of day as sin/cos through ``Linear(2, D, bias=False)`` (+192) and day
       of week as ``Embedding(7, D)`` (+672; weekday/weekend effects are categorical, so a
       learned vector per day fits better than a smooth sin/cos cycle).
+    * ``weather_memory`` — each weather token carries a leaky running mean of the forecast
+      weather up to its step (one learnt decay per channel, +96), so the weather's effect can
+      build up and linger as traffic's does (`stmgt.model.weather`). Checkpoints written before
+      it existed load with it off; `train --init` from one starts the decays fresh.
 
     How it runs (no effect on the parameters, so a checkpoint loads with either):
 
@@ -64,6 +68,7 @@ class STMGTConfig:
     time_encoding: bool = True
     use_weather: bool = True
     causal_weather: bool = True
+    weather_memory: bool = True
     gat_path: str = "dense"
 
     def __post_init__(self):
@@ -76,7 +81,7 @@ class STMGTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        for name in ("use_mask", "time_encoding", "use_weather", "causal_weather"):
+        for name in ("use_mask", "time_encoding", "use_weather", "causal_weather", "weather_memory"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.gat_layout not in GAT_LAYOUTS:

@@ -49,7 +49,7 @@ class STMGT(nn.Module):
             for _ in range(config.num_blocks)
         )
         self.weather_attn = (WeatherCrossAttention(D, config.heads, config.dropout, config.horizon,
-                                                   causal=config.causal_weather)
+                                                   causal=config.causal_weather, memory=config.weather_memory)
                              if config.use_weather else None)
         self.mixture_head = GaussianMixtureHead(D, config.num_mixtures)
         # Per-horizon σ multiplier fitted on the validation split after training

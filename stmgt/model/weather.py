@@ -23,12 +23,20 @@ class WeatherCrossAttention(nn.Module):
 
     The weather tokens, keys and values are computed once per sample and shared by all its
     nodes (every node reads the same forecast). With `causal`, horizon step h attends to the
-    weather of steps ≤ h only: a forecast for 08:45 cannot depend on rain at 09:00."""
+    weather of steps ≤ h only: a forecast for 08:45 cannot depend on rain at 09:00.
+
+    With `memory`, each step's token is a leaky running mean of the projected weather up to that
+    step, one decay per channel (learnt, starting spread from ~15 min to ~3 h). A softmax
+    average over identical rainy tokens cannot count how long it has rained, so without it an
+    hour of rain reads like a quarter of an hour, and rain that stopped is forgotten the step it
+    stops; traffic's answer to weather builds up and lingers."""
 
     def __init__(self, hidden_dim: int, heads: int, dropout: float, horizon: int, weather_dim: int = 3,
-                 causal: bool = True):
+                 causal: bool = True, memory: bool = True):
         super().__init__()
         self.weather_proj = nn.Linear(weather_dim, hidden_dim)
+        # sigmoid(logit) is each channel's share of the previous step's memory it keeps.
+        self.memory_logit = nn.Parameter(torch.linspace(-3.0, 2.5, hidden_dim)) if memory else None
         self.step_encoding = SinusoidalEncoding(hidden_dim, horizon)
         # Holds the projections (in_proj_*, out_proj) and their initialisation; the attention
         # itself is computed in `context`, with keys and values per sample instead of per node.
@@ -50,7 +58,7 @@ class WeatherCrossAttention(nn.Module):
         B, N, T, D = query.shape
         attn = self.cross_attn
         H = attn.num_heads
-        tokens = self.step_encoding(self.weather_proj(weather))            # [B, S, D]
+        tokens = self.step_encoding(self.remembered(self.weather_proj(weather)))   # [B, S, D]
         S = tokens.shape[1]
         w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
         b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
@@ -63,6 +71,19 @@ class WeatherCrossAttention(nn.Module):
             weights = weights.view(B, H, N, T, S).transpose(1, 2)
         mixed = mixed.transpose(1, 2).reshape(B, N, T, D)
         return attn.out_proj(mixed), weights
+
+    def remembered(self, projected: Tensor) -> Tensor:
+        """[B, S, D] -> m with m_h = a m_(h-1) + (1 - a) projected_h and m_0 = 0 (a per channel),
+        as one product with the lower-triangular kernel (1 - a) a^(h-k), k ≤ h: causal."""
+        if self.memory_logit is None:
+            return projected
+        keep = torch.sigmoid(self.memory_logit)                                      # [D]
+        S = projected.shape[1]
+        steps = torch.arange(S, device=projected.device)
+        lag = steps[:, None] - steps[None, :]                                        # [S, S] h - k
+        kernel = (1 - keep) * keep ** lag.clamp(min=0).unsqueeze(-1).to(keep.dtype)  # [S, S, D]
+        kernel = kernel * (lag >= 0).unsqueeze(-1)
+        return torch.einsum("hkd,bkd->bhd", kernel.to(projected.dtype), projected)
 
     def allowed_steps(self, steps: int, weather_steps: int, device) -> Tensor:
         """[steps, weather_steps] bool: which weather steps each output step may read."""
