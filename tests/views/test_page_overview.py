@@ -27,7 +27,8 @@ def test_overview_shows_the_embedded_data_and_the_bundled_model(app):
     saved = json.loads((BUNDLED_RUN / "metrics.json").read_text())["models"]
     assert card.loc["STMGT", "MAE +60 min"] == saved["stmgt"]["mae"][3]
     assert card.loc["Persistence", "MAE +60 min"] == saved["persistence"]["mae"][3]
-    assert "657,231 parameters" in " ".join(m.value for m in at.markdown)
+    parameters = json.loads((BUNDLED_RUN / "config.json").read_text())["parameters"]
+    assert f"{parameters:,} parameters" in " ".join(m.value for m in at.markdown)
 
 
 def test_overview_of_a_dataset_without_model_or_weather(app, isolated_workspace):
