@@ -121,7 +121,8 @@ def scrubbed_map(forecaster, colour_by: str, share: float, basemap: bool) -> Non
         with st.container(width=SIDE_PX):
             with st.container(border=True, key="map_node_card"):
                 st.markdown(f"**{nodes['name'][i]}** · `{node_id}`  \n"
-                            f"Median **{median[i]:.1f} km/h**, 80 % interval {q10[i]:.1f}–{q90[i]:.1f} km/h  \n"
+                            f"{target:%H:%M} ({horizon_label(step, forecast.freq)}): median **{median[i]:.1f} km/h**, "
+                            f"80 % interval {q10[i]:.1f}–{q90[i]:.1f} km/h  \n"
                             f"P(speed < {nodes['limit'][i]}): **{nodes['p_text'][i]}**")
                 st.page_link("views/node_forecast.py", label="Open its forecast", icon=":material/show_chart:")
                 st.caption("Selected node (ringed) · click another on the map to change it.")

@@ -89,6 +89,8 @@ def test_horizon_scrubber_recolours_without_recomputing(app, monkeypatch):
     assert (colours(at) != before).any(axis=1).sum() > 10
     assert not np.allclose(nodes(at)["median"], median_before)
     assert "+3 h" in tooltip(at)
+    card = next(m.value for m in at.markdown if "80 % interval" in m.value)   # the selected node's card
+    assert "(+3 h): median" in card
 
 
 def test_neighbouring_forecast_times_are_prefetched(app, monkeypatch):
