@@ -2,6 +2,7 @@
 simulated weeks, so each job takes seconds; in this process's thread, and as the CLI under torchrun
 with 2 CPU processes."""
 
+import signal
 import time
 from pathlib import Path
 
@@ -187,10 +188,17 @@ def test_cancelling_a_process_job_stops_every_process_and_keeps_the_best_checkpo
     assert processes_of(run_dir.resolve()) == []
 
 
-def test_a_process_job_cancelled_at_once_keeps_nothing(data, tmp_path):
-    job = JobRegistry().start(data, TINY, quick(epochs=50, compile=False), tmp_path / "early", SPEC, processes=2)
-    job.cancel()
-    snap = wait(job, 120)
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_a_process_job_cancelled_at_once_keeps_nothing(data, tmp_path, sigint):
+    """Also from a dashboard started in the background by a shell without job control, whose
+    children inherit SIGINT ignored (cancel is a SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.default_int_handler)
+    try:
+        job = JobRegistry().start(data, TINY, quick(epochs=50, compile=False), tmp_path / "early", SPEC, processes=2)
+        job.cancel()
+        snap = wait(job, 120)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert snap.status == "cancelled" and snap.stopped == "cancelled" and not snap.history
     assert not (tmp_path / "early").exists() and processes_of((tmp_path / "early").resolve()) == []
 

@@ -226,7 +226,7 @@ class TrainingJob(Job):
 
 
 class ProcessJob(Job):
-    """One training run on several GPUs: `python -m torch.distributed.run --nproc-per-node=N -m stmgt
+    """One training run on several GPUs: `python -m stmgt.launch --nproc-per-node=N -m stmgt
     train --progress-json ...`, the command the README gives, in a session of its own. A thread
     reads rank 0's JSON progress lines into the snapshot and waits for the end, which rank 0
     records in the run's status.json as the CLI always does.
@@ -245,9 +245,10 @@ class ProcessJob(Job):
         self._settings = {"model": model_config.to_dict(), "train": train_config.to_dict()}
 
     def _command(self, config_file: Path) -> list[str]:
-        """torchrun as a module of this interpreter, so the processes import the same torch."""
+        """torchrun as a module of this interpreter, so the processes import the same torch, with
+        Ctrl-C's handler restored (`stmgt.launch`): cancel is a SIGINT."""
         snap = self._state
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={snap.processes}",
+        return [sys.executable, "-m", "stmgt.launch", "--standalone", f"--nproc-per-node={snap.processes}",
                 "-m", "stmgt", "train", "--data", data_arg(snap.data_spec), "--out", str(snap.run_dir.resolve()),
                 "--config", str(config_file), "--progress-json"]
 
