@@ -352,7 +352,8 @@ def _bar_batch(bar, p) -> None:
 
 
 def _bar_epoch(bar, r) -> None:
-    bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h  "
+    whatif = "" if r.val_whatif_error is None else f"  what-if error {r.val_whatif_error:.3f} km/h"
+    bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h{whatif}  "
               f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
 
 

@@ -39,16 +39,17 @@ def scenario_grid(horizon: int) -> dict[str, tuple[str, WeatherScenario]]:
     return grid
 
 
-def fidelity_anchors(forecaster: Forecaster, count: int) -> np.ndarray:
-    """`count` evenly spaced test anchors whose whole horizon lies inside the data."""
-    anchors = split_anchors(forecaster.dataset)["test"]
+def fidelity_anchors(forecaster: Forecaster, count: int, split: str = "test") -> np.ndarray:
+    """`count` evenly spaced anchors of `split` whose whole horizon lies inside the data."""
+    anchors = split_anchors(forecaster.dataset)[split]
     anchors = anchors[anchors + forecaster.horizon < forecaster.dataset.num_steps]
     return anchors[np.linspace(0, len(anchors) - 1, min(count, len(anchors))).astype(int)]
 
 
-def measure(forecaster: Forecaster, sim: TrafficSimulator, count: int = 50) -> dict:
-    """Every scenario of the grid at `count` test anchors -> per-step figures and target checks."""
-    anchors = fidelity_anchors(forecaster, count)
+def measure(forecaster: Forecaster, sim: TrafficSimulator, count: int = 50, split: str = "test") -> dict:
+    """Every scenario of the grid at `count` anchors of `split` -> per-step figures and target checks
+    (training selects epochs on the validation split's; the benchmark reports the test split's)."""
+    anchors = fidelity_anchors(forecaster, count, split)
     horizon = forecaster.horizon
     base = median_forecast(forecaster, anchors)
     scenarios = {}
@@ -75,6 +76,11 @@ def measure(forecaster: Forecaster, sim: TrafficSimulator, count: int = 50) -> d
                         "node_mae_share": NODE_MAE_SHARE, "heat_wind_kmh": HEAT_WIND_KMH},
             "scenarios": scenarios,
             "all_targets_met": all(all(s["checks"].values()) for s in scenarios.values())}
+
+
+def mean_error(result: dict) -> float:
+    """One figure for a whole grid: the per-node MAE of the change (km/h) averaged over its scenarios."""
+    return float(np.mean([s["mae_per_node_overall_kmh"] for s in result["scenarios"].values()]))
 
 
 def _checks(result: dict) -> dict[str, bool]:

@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stmgt import distributed
+from stmgt import distributed, fidelity
 from stmgt.calibration import fit_sigma_scale
-from stmgt.checkpoint import UNREADABLE, save_checkpoint
+from stmgt.checkpoint import UNREADABLE, LoadedModel, save_checkpoint
 from stmgt.data.augment import with_weather_copies
 from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors, split_ranges
+from stmgt.data.simulate import simulator_for
 from stmgt.errors import DataError
+from stmgt.forecast import Forecaster
 from stmgt.mixture import GaussianMixture
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.predict import predict
@@ -37,6 +39,11 @@ log = logging.getLogger(__name__)
 TUNABLE = ("all", "weather")
 # Fine-tuning a model without weather memory into one with it: the decays start at their initial values.
 FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
+# `select`: the validation score that picks the best epoch and drives early stopping. "whatif" is
+# the what-if error (stmgt.fidelity.mean_error) on SELECT_ANCHORS validation anchors: validation MAE
+# barely moves with the weather response, which can swing widely from one epoch to the next.
+SELECTABLE = ("val_mae", "whatif")
+SELECT_ANCHORS = 50
 
 
 @dataclass
@@ -53,7 +60,7 @@ class TrainConfig:
     restart_epochs: int = 10      # CosineAnnealingWarmRestarts T_0
     restart_mult: int = 2         # T_mult
     min_lr: float = 1e-6          # eta_min
-    patience: int = 10            # early stopping on validation MAE
+    patience: int = 10            # early stopping on the `select` score
     grad_clip: float = 1.0
     variance_weight: float = 0.01
     entropy_weight: float = 0.001
@@ -68,6 +75,8 @@ class TrainConfig:
     init_from: str | None = None  # a run folder whose weights this run starts from (fine-tuning); None = fresh
     tune: str = "all"             # which weights train: all, or "weather" = only the weather cross-attention
                                   # and the mixture head (a weather fine-tune of an init_from model)
+    select: str = "val_mae"       # the score that picks the best epoch: validation MAE, or "whatif" =
+                                  # the what-if error on validation anchors (simulated data with weather)
     bf16: bool | None = None      # bf16 autocast in the training step; None = where the device runs bf16
                                   # matmuls natively (bf16_native); validation and forecasts stay fp32
 
@@ -98,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.tune not in TUNABLE:
             raise ValueError(f"tune must be {' or '.join(TUNABLE)}, got {self.tune!r}")
+        if self.select not in SELECTABLE:
+            raise ValueError(f"select must be {' or '.join(SELECTABLE)}, got {self.select!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +149,7 @@ class EpochReport:
     seconds: float
     best: bool
     skipped_batches: int = 0      # batches whose loss was not finite (no update made)
+    val_whatif_error: float | None = None  # km/h, measured when the run selects on it
 
 
 @dataclass
@@ -246,6 +258,12 @@ class Trainer:
             self.windows, self.anchors["train"] = with_weather_copies(dataset, self.windows, self.anchors["train"],
                                                                       config.weather_copies, config.seed)
         self.windows.to(device)
+        self.simulator = None
+        if config.select == "whatif":
+            self.simulator = simulator_for(dataset)
+            if self.simulator is None or not model_config.use_weather:
+                raise DataError("select \"whatif\" compares what-ifs with the simulator's truth, so it needs the "
+                                "simulator's own data and a model that reads the weather", "select")
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
@@ -275,6 +293,7 @@ class Trainer:
         self.run = Run(run_dir) if run_dir is not None and distributed.is_main() else None
         self.history: list[dict] = []
         self.best_mae, self.best_epoch, self.best_state, self.bad_epochs = float("inf"), None, None, 0
+        self.best_score = float("inf")            # the `select` score of best_epoch
         self.start_epoch = 1
         if resume:
             self._restore()
@@ -387,6 +406,14 @@ class Trainer:
         return validate(self.model, self.windows, distributed.shard(self.anchors["val"]), self.edge_index,
                         self.device, max_batches=self.config.max_batches)
 
+    def whatif_error(self) -> float:
+        """The what-if error (km/h) of the model as it is now, on validation anchors."""
+        self._phase("what-if check", 0, 1)
+        loaded = LoadedModel(self.model, self.model.config, self.scaler, self.dataset.graph.fingerprint(),
+                             self.dataset.graph.node_ids, {})
+        forecaster = Forecaster(loaded, self.dataset, self.device)     # puts the model in eval mode
+        return fidelity.mean_error(fidelity.measure(forecaster, self.simulator, SELECT_ANCHORS, split="val"))
+
     def checkpoint(self, epoch: int, **meta) -> None:
         """The model as it is now, as the run's checkpoint (written atomically)."""
         if self.run is not None:
@@ -414,15 +441,17 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             val_mae, val_nll = self.validate()
-            improved = val_mae < self.best_mae
+            whatif = self.whatif_error() if self.simulator is not None else None
+            score = val_mae if whatif is None else whatif
+            improved = score < self.best_score
             if improved:
-                self.best_mae, self.best_epoch, self.bad_epochs = val_mae, epoch, 0
+                self.best_score, self.best_mae, self.best_epoch, self.bad_epochs = score, val_mae, epoch, 0
                 self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
                 self.checkpoint(epoch)
             else:
                 self.bad_epochs += 1
             report = EpochReport(epoch, trained[0], val_mae, val_nll, lr, time.perf_counter() - started,
-                                 improved, trained[1])
+                                 improved, trained[1], whatif)
             self.history.append(asdict(report))
             if self.run is not None:
                 self.run.write_history(pd.DataFrame(self.history))
@@ -450,7 +479,7 @@ class Trainer:
         state = {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "best_state": self.best_state,
-            "best_mae": self.best_mae, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+            "best_mae": self.best_mae, "best_score": self.best_score, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
             "history": self.history, "rng": torch.get_rng_state(),
         }
         buffer = io.BytesIO()
@@ -473,6 +502,7 @@ class Trainer:
             raise DataError(f"the saved training state is damaged or belongs to another model "
                             f"({type(exc).__name__})", str(path)) from exc
         self.best_state, self.best_mae = state["best_state"], state["best_mae"]
+        self.best_score = state.get("best_score", self.best_mae)     # states saved before `select` existed
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         self.history, self.start_epoch = list(state["history"]), state["epoch"] + 1
 

@@ -134,6 +134,33 @@ def test_early_stopping_on_validation_mae(data, monkeypatch):
     assert result.stopped == "early_stopping" and result.best_epoch == 2 and len(result.history) == 5
 
 
+def test_selecting_on_the_whatif_error_picks_and_checkpoints_its_best_epoch(data, tmp_path, monkeypatch):
+    import stmgt.train as train
+    monkeypatch.setattr(train, "SELECT_ANCHORS", 3)
+    measured = []
+    real_error = train.fidelity.mean_error
+    monkeypatch.setattr(train.fidelity, "mean_error", lambda r: measured.append(real_error(r)) or measured[-1])
+    maes = iter([5.0, 4.0, 4.5])                      # validation MAE alone would pick epoch 2
+    monkeypatch.setattr(train, "validate", lambda *a, **k: (next(maes), 1.0))
+    result = fit(data, SMALL, TrainConfig(epochs=3, batch_size=16, max_batches=2, patience=3, device="cpu",
+                                          select="whatif"), tmp_path / "run", SPEC)
+    assert len(measured) == 3 and all(np.isfinite(measured))
+    assert result.run.history().val_whatif_error.tolist() == pytest.approx(measured)
+    best = int(np.argmin(measured)) + 1
+    assert result.best_epoch == best and load_checkpoint(tmp_path / "run" / "checkpoint.pt").meta["epoch"] == best
+    assert result.best_val_mae == [5.0, 4.0, 4.5][best - 1]
+
+
+def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
+    without = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3, use_weather=False)
+    imported = replace(data, provenance={"source": "upload"})
+    for dataset, config in ((data, without), (imported, SMALL)):
+        with pytest.raises(DataError, match="needs the simulator's own data and a model that reads the weather"):
+            Trainer(dataset, config, TrainConfig(device="cpu", select="whatif"))
+    with pytest.raises(ValueError, match="select must be val_mae or whatif"):
+        TrainConfig(select="crps")
+
+
 def test_loss_masks_missing_targets():
     from stmgt.mixture import GaussianMixture
     mix = GaussianMixture(torch.zeros(2, 1), torch.ones(2, 1), torch.ones(2, 1))

@@ -91,8 +91,9 @@ class JobSnapshot:
 
     @property
     def best(self) -> dict | None:
-        """The epoch with the lowest validation MAE so far (the one the checkpoint holds)."""
-        return min((h for h in self.history if math.isfinite(h["val_mae"])), key=lambda h: h["val_mae"], default=None)
+        """The epoch the checkpoint holds: the last one that improved the run's selection score
+        (validation MAE, or the what-if error with `select` "whatif")."""
+        return next((h for h in reversed(self.history) if h["best"]), None)
 
 
 class Job(ABC):

@@ -35,7 +35,8 @@ PRESET_HELP = ("*Quick look*: 2 epochs of 3 batches, validation, calibration and
 PHASES = {"validating": "Validating epoch {epoch}",
           "calibrating": "Calibrating the forecast spread on the validation split",
           "scoring": "Scoring the best checkpoint on the test split against both baselines",
-          "scoring what-if": "Scoring weather what-if answers against the simulator"}
+          "scoring what-if": "Scoring weather what-if answers against the simulator",
+          "what-if check": "Checking epoch {epoch}'s weather what-ifs against the simulator"}
 STOP_REASONS = {"early_stopping": "stopped early: validation MAE stopped improving",
                 "max_epochs": "ran all epochs", "cancelled": "cancelled"}
 
