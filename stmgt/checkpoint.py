@@ -105,8 +105,10 @@ def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> Loa
             f"dataset has {graph.num_nodes} nodes or other roads. Train a model on this dataset or pick its data.",
             where)
     try:
-        # Checkpoints from before the causal weather mask and the weather memory were trained without them.
-        config = STMGTConfig.from_dict({"causal_weather": False, "weather_memory": False, **state["model_config"]})
+        # Checkpoints from before the causal weather mask, the weather memory and its start from the
+        # past weather were trained without them.
+        config = STMGTConfig.from_dict({"causal_weather": False, "weather_memory": False, "weather_past": False,
+                                        **state["model_config"]})
         model = STMGT(config)
         model.load_state_dict(state["state_dict"])
         scaler = Scaler.from_dict(state["scaler"])

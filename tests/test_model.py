@@ -38,6 +38,7 @@ def inputs(batch=2, nodes=7, steps=12, seed=0, missing=0.2):
         weather=torch.randn(batch, steps, 3, generator=g),
         time_of_day=torch.rand(batch, steps, generator=g),
         day_of_week=torch.randint(0, 7, (batch, steps), generator=g),
+        past_weather=torch.randn(batch, steps, 3, generator=g),
     )
 
 
@@ -161,6 +162,20 @@ def test_weather_memory_is_a_leaky_running_mean_per_channel():
     assert 0.02 < keep.min() < 0.1 and 0.9 < keep.max() < 0.95     # ~15 min … ~3 h to start with
     off = WeatherCrossAttention(8, 2, dropout=0.0, horizon=12, memory=False)
     assert off.memory_logit is None and torch.equal(off.remembered(projected), projected)
+
+
+def test_the_weather_memory_starts_from_the_past_weather():
+    """Rain already falling at the forecast time reads differently from rain starting now."""
+    net, batch = model(), inputs()
+    wetter = {**batch, "past_weather": batch["past_weather"] + 2.0}
+    assert (net(**wetter)[0] - net(**batch)[0]).abs().amax() > 1e-4
+    off = model(weather_past=False)
+    for a, b in zip(off(**wetter), off(**batch)):
+        assert torch.equal(a, b)                                         # off: the past weather is not read
+    for a, b in zip(off(**batch), net(**{**batch, "past_weather": None})):
+        assert torch.equal(a, b)                                         # none given: the memory starts at 0
+    with pytest.raises(ValueError, match=r"past_weather must be \[2, 12, 3\]"):
+        net(**{**batch, "past_weather": batch["past_weather"][:, :4]})
 
 
 @pytest.mark.parametrize("step", [0, 4, 10])

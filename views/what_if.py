@@ -51,7 +51,8 @@ def fmt_change(values) -> list[str]:
 
 st.title("Weather what-if")
 st.caption("Change the weather over the forecast horizon and see how the forecast responds. The model reads the "
-           "horizon's weather through its weather attention; everything else stays as observed.")
+           "horizon's weather through its weather attention; the traffic and weather of the past three hours, "
+           "and everything else, stay as observed.")
 dataset = state.require_dataset()
 if dataset.weather is None:
     st.warning(f"This page needs weather, and the selected dataset ({state.dataset_label()}) has none "

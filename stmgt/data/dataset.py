@@ -264,13 +264,14 @@ class Batch:
     weather: torch.Tensor | None  # [B, 12, 3] z-scored weather of the 12 target steps
     time_of_day: torch.Tensor  # [B, 12] of the input steps, fraction of day
     day_of_week: torch.Tensor  # [B, 12] of the input steps, 0 = Monday
+    past_weather: torch.Tensor | None = None  # [B, 12, 3] z-scored observed weather of the input steps
 
     def to(self, device) -> Batch:
         return Batch(*(v.to(device) if isinstance(v, torch.Tensor) else v for v in vars(self).values()))
 
     def model_inputs(self) -> dict:
         return {"x": self.x, "mask": self.x_mask, "weather": self.weather,
-                "time_of_day": self.time_of_day, "day_of_week": self.day_of_week}
+                "time_of_day": self.time_of_day, "day_of_week": self.day_of_week, "past_weather": self.past_weather}
 
 
 class Windows:
@@ -312,7 +313,7 @@ class Windows:
 
     def batch(self, anchors, weather: torch.Tensor | None = None) -> Batch:
         """Windows ending at `anchors`; `weather` ([B, horizon, 3], raw units) overrides the
-        target steps' weather (what-if)."""
+        target steps' weather (what-if); the input steps' weather is always the observed one."""
         device = self.x.device
         anchors = torch.as_tensor(anchors, dtype=torch.long).to(device)
         inp = anchors[:, None] + torch.arange(-self.seq_len + 1, 1, device=device)
@@ -324,7 +325,8 @@ class Windows:
             w = self.scaler.scale_weather(weather.to(device, torch.float32))
         else:  # past the end, the last observed weather persists
             w = None if self.weather is None else self.weather[tgt]
-        return Batch(anchors, self.x[inp], self.mask[inp], y, w, self.tod[inp], self.dow[inp])
+        return Batch(anchors, self.x[inp], self.mask[inp], y, w, self.tod[inp], self.dow[inp],
+                     None if self.weather is None else self.weather[inp])
 
     def iterate(self, anchors: np.ndarray, batch_size: int, shuffle: bool = False,
                 generator: torch.Generator | None = None) -> Iterator[Batch]:

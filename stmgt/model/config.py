@@ -40,6 +40,12 @@ class STMGTConfig:
       weather up to its step (one learnt decay per channel, +96), so the weather's effect can
       build up and linger as traffic's does (`stmgt.model.weather`). Checkpoints written before
       it existed load with it off; `train --init` from one starts the decays fresh.
+    * ``weather_past`` — the memory starts from the observed weather of the input window instead
+      of from nothing, so rain that has been falling for an hour is told apart from rain that
+      starts now. Without it the two read the same, and a model fitted mostly on rain that was
+      already falling (its slowdown already in the input speeds) answers a dry morning's
+      rain onset with a fraction of its effect. No parameters; needs ``weather_memory``.
+      Checkpoints written before it existed load with it off.
 
     How it runs (no effect on the parameters, so a checkpoint loads with either):
 
@@ -69,6 +75,7 @@ class STMGTConfig:
     use_weather: bool = True
     causal_weather: bool = True
     weather_memory: bool = True
+    weather_past: bool = True
     gat_path: str = "dense"
 
     def __post_init__(self):
@@ -81,7 +88,8 @@ class STMGTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        for name in ("use_mask", "time_encoding", "use_weather", "causal_weather", "weather_memory"):
+        for name in ("use_mask", "time_encoding", "use_weather", "causal_weather", "weather_memory",
+                     "weather_past"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.gat_layout not in GAT_LAYOUTS:

@@ -35,7 +35,9 @@ class STMGT(nn.Module):
     included), mask [B, T, N] bool True = observed (None = all observed), edge_index [2, E]
     long over the N nodes, weather [B, horizon, 3] z-scored forecast-step weather (unused and
     may be None without `use_weather`), time_of_day [B, T] fraction of the day in [0, 1),
-    day_of_week [B, T] long 0=Monday (both may be None without `time_encoding`).
+    day_of_week [B, T] long 0=Monday (both may be None without `time_encoding`), past_weather
+    [B, T, 3] z-scored observed weather of the input steps (read with `weather_past`; None = the
+    weather memory starts from nothing).
     Outputs means, stds, weights each [B, horizon, N, K]; position i is horizon step i+1."""
 
     def __init__(self, config: STMGTConfig | None = None):
@@ -61,20 +63,21 @@ class STMGT(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, x: Tensor, mask: Tensor | None, edge_index: Tensor, weather: Tensor | None = None,
-                time_of_day: Tensor | None = None, day_of_week: Tensor | None = None):
+                time_of_day: Tensor | None = None, day_of_week: Tensor | None = None,
+                past_weather: Tensor | None = None):
         """-> (means, stds, weights), each [B, horizon, N, K]. No attention weights are
         computed on this path."""
-        means, stds, weights, _ = self._run(x, mask, edge_index, weather, time_of_day, day_of_week,
+        means, stds, weights, _ = self._run(x, mask, edge_index, weather, time_of_day, day_of_week, past_weather,
                                             diagnose=False)
         return means, stds, weights
 
     def forward_with_diagnostics(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
                                  weather: Tensor | None = None, time_of_day: Tensor | None = None,
-                                 day_of_week: Tensor | None = None):
+                                 day_of_week: Tensor | None = None, past_weather: Tensor | None = None):
         """-> (means, stds, weights, Diagnostics). Meant for eval mode: attention is reported
         on the full graph (no DropEdge here), and in train mode GATv2's weights would include
         its attention dropout."""
-        return self._run(x, mask, edge_index, weather, time_of_day, day_of_week, diagnose=True)
+        return self._run(x, mask, edge_index, weather, time_of_day, day_of_week, past_weather, diagnose=True)
 
     def embed(self, x: Tensor, mask: Tensor | None, time_of_day: Tensor | None,
               day_of_week: Tensor | None) -> Tensor:
@@ -108,7 +111,7 @@ class STMGT(nn.Module):
         return torch.rand(copies, graph.num_real_edges, device=device) >= self.config.drop_edge
 
     def _check_inputs(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
-                      weather: Tensor | None) -> None:
+                      weather: Tensor | None, past_weather: Tensor | None) -> None:
         cfg = self.config
         if x.dim() != 3 or x.shape[1] != cfg.seq_len:
             raise ValueError(f"x must be [batch, {cfg.seq_len}, nodes], got {list(x.shape)}")
@@ -121,9 +124,11 @@ class STMGT(nn.Module):
             if weather is None or list(weather.shape) != expected:
                 got = None if weather is None else list(weather.shape)
                 raise ValueError(f"weather must be {expected} when use_weather is on, got {got}")
+            if past_weather is not None and list(past_weather.shape) != [x.shape[0], cfg.seq_len, 3]:
+                raise ValueError(f"past_weather must be {[x.shape[0], cfg.seq_len, 3]}, got {list(past_weather.shape)}")
 
-    def _run(self, x, mask, edge_index, weather, time_of_day, day_of_week, diagnose: bool):
-        self._check_inputs(x, mask, edge_index, weather)
+    def _run(self, x, mask, edge_index, weather, time_of_day, day_of_week, past_weather, diagnose: bool):
+        self._check_inputs(x, mask, edge_index, weather, past_weather)
         B, T, N = x.shape
         h = self.embed(x, mask, time_of_day, day_of_week)
         graph = self.step_graph(edge_index, N)
@@ -139,7 +144,8 @@ class STMGT(nn.Module):
 
         weather_attention = None
         if self.weather_attn is not None:
-            h, weather_attention = self.weather_attn(h, weather, diagnose)
+            past = past_weather if self.config.weather_past else None
+            h, weather_attention = self.weather_attn(h, weather, diagnose, past)
 
         means, stds, weights = self.mixture_head(h)
         stds = stds * self.sigma_scale.view(1, -1, 1, 1)

@@ -29,7 +29,9 @@ class WeatherCrossAttention(nn.Module):
     step, one decay per channel (learnt, starting spread from ~15 min to ~3 h). A softmax
     average over identical rainy tokens cannot count how long it has rained, so without it an
     hour of rain reads like a quarter of an hour, and rain that stopped is forgotten the step it
-    stops; traffic's answer to weather builds up and lingers."""
+    stops; traffic's answer to weather builds up and lingers. Given the observed weather of the
+    input steps (`past`), the memory runs over it first, so rain already falling at the forecast
+    time is told apart from rain that starts in the horizon."""
 
     def __init__(self, hidden_dim: int, heads: int, dropout: float, horizon: int, weather_dim: int = 3,
                  causal: bool = True, memory: bool = True):
@@ -44,22 +46,25 @@ class WeatherCrossAttention(nn.Module):
         self.norm = nn.LayerNorm(hidden_dim)
         self.causal = causal
 
-    def forward(self, traffic: Tensor, weather: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """traffic [B, T, N, D], weather [B, S, 3] -> ([B, T, N, D], attention [B, N, H, T, S]
-        when `need_weights`)."""
+    def forward(self, traffic: Tensor, weather: Tensor, need_weights: bool = False,
+                past: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """traffic [B, T, N, D], weather [B, S, 3], past [B, P, 3] or None -> ([B, T, N, D],
+        attention [B, N, H, T, S] when `need_weights`)."""
         query = traffic.transpose(1, 2)                                   # [B, N, T, D]
-        context, weights = self.context(query, weather, need_weights)
+        context, weights = self.context(query, weather, need_weights, past)
         return self.norm(query + context).transpose(1, 2), weights
 
-    def context(self, query: Tensor, weather: Tensor, need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    def context(self, query: Tensor, weather: Tensor, need_weights: bool = False,
+                past: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """What each node-step reads from the weather, before the residual and norm:
         query [B, N, T, D] -> ([B, N, T, D], attention [B, N, H, T, S] or None)."""
         B, N, T, D = query.shape
         attn = self.cross_attn
         H = attn.num_heads
-        tokens = self.step_encoding(self.remembered(self.weather_proj(weather)))   # [B, S, D]
-        S = tokens.shape[1]
+        S = weather.shape[1]
+        if past is not None and self.memory_logit is not None:
+            weather = torch.cat([past, weather], 1)
+        tokens = self.step_encoding(self.remembered(self.weather_proj(weather))[:, -S:])   # [B, S, D]
         w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
         b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
         q = F.linear(query, w_q, b_q).reshape(B, N * T, H, D // H).transpose(1, 2)  # [B, H, N·T, d]
