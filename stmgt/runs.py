@@ -209,3 +209,12 @@ def _process_alive(pid: int | None, start: int | None) -> bool:
         pass
     now = _process_start(pid)
     return start is None or now is None or now == start
+
+
+def kept_epoch(history: pd.DataFrame) -> pd.Series | None:
+    """The history row of the epoch whose weights the checkpoint holds: the last one that improved
+    the run's selection score (validation MAE, or the what-if error with `select: "whatif"`)."""
+    if history.empty:
+        return None
+    improved = history[history["best"].astype(bool)] if "best" in history else history.iloc[:0]
+    return improved.iloc[-1] if len(improved) else history.loc[history["val_mae"].idxmin()]

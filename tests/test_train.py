@@ -21,7 +21,7 @@ from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.forecast import QUANTILE_LEVELS, Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
 from stmgt.model import STMGT, STMGTConfig
-from stmgt.runs import Run
+from stmgt.runs import Run, kept_epoch
 from stmgt.train import TrainConfig, Trainer, bf16_native, fit, mixture_loss, resolve_device
 
 SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
@@ -456,3 +456,10 @@ def test_estimate_counts_the_counterfactual_weather_copies():
     copies = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32, weather_copies=2), True, True)
     assert plain.phases["training"] == 20 and plain.train_batches == 20
     assert copies.phases["training"] == 60 and copies.train_batches == 60
+
+
+def test_the_kept_epoch_is_the_last_that_improved_the_selection_score():
+    history = pd.DataFrame({"epoch": [1, 2, 3], "val_mae": [2.0, 1.5, 1.8], "best": [True, False, True]})
+    assert kept_epoch(history)["epoch"] == 3                     # chosen on another score than val MAE
+    assert kept_epoch(history.drop(columns="best"))["epoch"] == 2  # a history without the column
+    assert kept_epoch(pd.DataFrame()) is None

@@ -7,6 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from stmgt.runs import kept_epoch
+
 MODEL_NAMES = {"stmgt": "STMGT", "stmgt_perfect_weather": "STMGT (perfect weather forecast)",
                "persistence": "Persistence", "historical_average": "Historical average"}
 MODEL_COLOURS = {"stmgt": "rgb(8, 81, 156)", "stmgt_perfect_weather": "rgb(107, 174, 214)",
@@ -141,7 +143,7 @@ def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None) 
         fig.add_trace(go.Scatter(x=history["epoch"], y=history["val_mae"], mode="lines+markers",
                                  name="validation MAE", line=dict(color="rgb(230, 133, 30)", width=2.5),
                                  hovertemplate="epoch %{x}: %{y:.3f} km/h<extra></extra>"), row=1, col=2)
-        best = history.loc[history["val_mae"].idxmin()]
+        best = kept_epoch(history)
         fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_mae"]], mode="markers", name="best (kept)",
                                  marker=dict(color=REFERENCE, size=13, symbol="star"),
                                  hovertemplate="best: epoch %{x}, %{y:.3f} km/h<extra></extra>"), row=1, col=2)

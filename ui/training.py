@@ -35,7 +35,7 @@ from stmgt.errors import DataError
 from stmgt.estimate import StepCost, measure_step_cost
 from stmgt.jsonfile import write_json
 from stmgt.model import STMGTConfig
-from stmgt.runs import CHECKPOINT, Run, RunStatus
+from stmgt.runs import CHECKPOINT, Run, RunStatus, kept_epoch
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,8 @@ class JobSnapshot:
     def best(self) -> dict | None:
         """The epoch the checkpoint holds: the last one that improved the run's selection score
         (validation MAE, or the what-if error with `select` "whatif")."""
-        return next((h for h in reversed(self.history) if h["best"]), None)
+        best = kept_epoch(self.history_frame())
+        return None if best is None else best.to_dict()
 
 
 class Job(ABC):

@@ -10,6 +10,7 @@ from stmgt.data.sources import describe
 from stmgt.errors import DataError
 from stmgt.fidelity import load as load_fidelity
 from stmgt.fidelity import summary
+from stmgt.runs import kept_epoch
 from ui import state
 from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure, pit_figure,
                             reliability_figure, training_figure, width_figure)
@@ -106,9 +107,11 @@ def history(run) -> None:
         return
     st.subheader("Training history", anchor=False)
     st.plotly_chart(training_figure(frame), key="eval_history")
-    best = frame.loc[frame["val_mae"].idxmin()]
+    best = kept_epoch(frame)
+    chosen = (f"chosen on the what-if error over validation forecasts ({best['val_whatif_error']:.2f} km/h; "
+              if pd.notna(best.get("val_whatif_error")) else "(")
     st.caption(f"{len(frame)} epoch{'s' if len(frame) != 1 else ''}; the saved checkpoint is epoch {int(best['epoch'])} "
-               f"(validation MAE {best['val_mae']:.2f} km/h).")
+               f"{chosen}validation MAE {best['val_mae']:.2f} km/h).")
 
 
 st.title("Evaluation")

@@ -49,7 +49,13 @@ def test_the_bundled_models_numbers_are_its_saved_metrics(app):
     assert stmgt_curve["y"] == pytest.approx([100 * v for v in models["stmgt"]["reliability"]["observed"]])
     pit = next(f for f in figures if "PIT" in f["layout"]["title"]["text"])
     assert pit["data"][0]["y"] == pytest.approx(models["stmgt"]["pit_histogram"]["density"])
-    assert any(f["layout"]["title"]["text"] == "" for f in figures)    # the training history
+    history = next(f for f in figures if f["layout"]["title"]["text"] == "")    # the training history
+    kept = Run(BUNDLED_RUN).history().query("best").iloc[-1]                    # the epoch the checkpoint holds
+    star = next(t for t in history["data"] if t["name"] == "best (kept)")
+    assert star["x"] == [kept["epoch"]] and star["y"] == pytest.approx([kept["val_mae"]])
+    caption = next(c.value for c in at.caption if "saved checkpoint" in c.value)
+    assert f"the saved checkpoint is epoch {kept['epoch']} chosen on the what-if error" in caption
+    assert f"({kept['val_whatif_error']:.2f} km/h; validation MAE {kept['val_mae']:.2f} km/h)" in caption
 
 
 def test_the_metric_selector_redraws_the_chart_and_table(app):
