@@ -108,9 +108,9 @@ def history(run) -> None:
     st.subheader("Training history", anchor=False)
     st.plotly_chart(training_figure(frame), key="eval_history")
     best = kept_epoch(frame)
-    chosen = (f"chosen on the what-if error over validation forecasts ({best['val_whatif_error']:.2f} km/h; "
-              if pd.notna(best.get("val_whatif_error")) else "(")
-    st.caption(f"{len(frame)} epoch{'s' if len(frame) != 1 else ''}; the saved checkpoint is epoch {int(best['epoch'])} "
+    chosen = (f", chosen on the what-if error over validation forecasts ({best['val_whatif_error']:.2f} km/h; "
+              if pd.notna(best.get("val_whatif_error")) else " (")
+    st.caption(f"{len(frame)} epoch{'s' if len(frame) != 1 else ''}; the saved checkpoint is epoch {int(best['epoch'])}"
                f"{chosen}validation MAE {best['val_mae']:.2f} km/h).")
 
 
