@@ -86,6 +86,11 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.seeds) < 2:
         parser.error("give at least two seeds: their spread is the noise the layouts are judged against")
+    if args.out is not None:
+        taken = [f"{layout}-seed{seed}" for seed in args.seeds for layout in LAYOUTS
+                 if (args.out / f"{layout}-seed{seed}").exists()]
+        if taken:
+            parser.error(f"{args.out} already holds {', '.join(taken)}; give a new folder (nothing was written)")
     reuse_freed_memory()
     device = resolve_device(args.device)
     data = load_dataset(DATA)
@@ -100,7 +105,8 @@ def main() -> None:
                     else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
         "torch": torch.__version__, "recipe": {"epochs": args.epochs, "max_batches": args.max_batches,
                                                "patience": TrainConfig.patience},
-        "runs_kept_in": None if args.out is None else str(args.out), "runs": runs, **summary, "markdown": markdown(summary, args.seeds),
+        "runs_kept_in": None if args.out is None else str(args.out), "runs": runs, **summary,
+        "markdown": markdown(summary, args.seeds),
     }, indent=2))
 
 

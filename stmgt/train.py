@@ -479,7 +479,8 @@ class Trainer:
         state = {
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "best_state": self.best_state,
-            "best_mae": self.best_mae, "best_score": self.best_score, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs,
+            "best_mae": self.best_mae, "best_score": self.best_score, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
             "history": self.history, "rng": torch.get_rng_state(),
         }
         buffer = io.BytesIO()
