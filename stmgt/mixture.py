@@ -101,6 +101,15 @@ class GaussianMixture:
         """P(Y < threshold), e.g. the chance speed drops under a congestion limit."""
         return self.cdf(threshold)
 
+    def median(self) -> Tensor:
+        """The median, differentiable: bisection (`quantiles`) finds it, and the implicit-function
+        theorem gives its gradient (dq/dθ = −∂F(q)/∂θ / f(q)), so a loss on what-if changes, which
+        the dashboard reads off medians, can train the parameters."""
+        with torch.no_grad():
+            q = self.quantiles([0.5])[..., 0]
+            density = self.distribution().log_prob(q).exp().clamp(min=1e-12)
+        return q - (self.cdf(q) - 0.5) / density
+
     def quantiles(self, levels: Sequence[float] | Tensor) -> Tensor:
         """Exact quantiles for L probability levels in (0, 1); returns [..., L].
 

@@ -20,7 +20,7 @@ import torch
 from stmgt import distributed, fidelity
 from stmgt.calibration import fit_sigma_scale
 from stmgt.checkpoint import UNREADABLE, LoadedModel, save_checkpoint
-from stmgt.data.augment import with_weather_copies
+from stmgt.data.augment import whatif_pairs, with_weather_copies
 from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors, split_ranges
 from stmgt.data.simulate import simulator_for
 from stmgt.errors import DataError
@@ -44,6 +44,7 @@ FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
 # barely moves with the weather response, which can swing widely from one epoch to the next.
 SELECTABLE = ("val_mae", "whatif")
 SELECT_ANCHORS = 50
+PAIR_STREAM = 11          # the what-if pairs' random stream: (seed, epoch, PAIR_STREAM)
 
 
 @dataclass
@@ -77,6 +78,8 @@ class TrainConfig:
                                   # and the mixture head (a weather fine-tune of an init_from model)
     select: str = "val_mae"       # the score that picks the best epoch: validation MAE, or "whatif" =
                                   # the what-if error on validation anchors (simulated data with weather)
+    whatif_weight: float = 0.0    # opt-in: weight of the what-if loss, |model − true change| of the median on
+                                  # a batch of sampled what-if pairs per step (simulated data; in train_loss)
     bf16: bool | None = None      # bf16 autocast in the training step; None = where the device runs bf16
                                   # matmuls natively (bf16_native); validation and forecasts stay fp32
 
@@ -89,8 +92,8 @@ class TrainConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
                 raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}")
-        for name in ("lr", "weight_decay", "min_lr", "grad_clip", "variance_weight", "entropy_weight", "beta1",
-                     "beta2"):
+        for name in ("lr", "weight_decay", "min_lr", "grad_clip", "variance_weight", "entropy_weight",
+                     "whatif_weight", "beta1", "beta2"):
             value, beta = getattr(self, name), name.startswith("beta")
             below = 1 if beta else math.inf
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < below:
@@ -254,16 +257,23 @@ class Trainer:
         self.anchors = split_anchors(dataset)
         self.scaler = Scaler.fit(dataset, self.ranges["train"])
         self.windows = Windows(dataset, self.scaler)
+        train = self.anchors["train"]
+        self.pair_anchors = train[train + self.windows.horizon < dataset.num_steps]   # of the observed series
+        self.pair_rng = np.random.default_rng([config.seed, 0, PAIR_STREAM])
         if config.weather_copies:
             self.windows, self.anchors["train"] = with_weather_copies(dataset, self.windows, self.anchors["train"],
                                                                       config.weather_copies, config.seed)
         self.windows.to(device)
         self.simulator = None
-        if config.select == "whatif":
+        if config.select == "whatif" or config.whatif_weight:
+            option = "select \"whatif\"" if config.select == "whatif" else "whatif_weight"
             self.simulator = simulator_for(dataset)
             if self.simulator is None or not model_config.use_weather:
-                raise DataError("select \"whatif\" compares what-ifs with the simulator's truth, so it needs the "
-                                "simulator's own data and a model that reads the weather", "select")
+                raise DataError(f"{option} compares what-ifs with the simulator's truth, so it needs the "
+                                "simulator's own data and a model that reads the weather", option.split()[0])
+        if config.whatif_weight and distributed.active():
+            raise DataError("the what-if loss does not run under torchrun yet (its extra forward pass would "
+                            "break DistributedDataParallel's one-forward-per-backward)", "whatif_weight")
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
@@ -352,6 +362,8 @@ class Trainer:
         with self.autocast:
             params = self._forward(batch)
         loss = mixture_loss(GaussianMixture(*params), y_scaled, mask, self.config)
+        if self.config.whatif_weight:
+            loss = loss + self.config.whatif_weight * self.whatif_loss()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -359,6 +371,25 @@ class Trainer:
         self.optimizer.found_inf = (~finite).float()     # one bad batch must not poison the weights
         self.optimizer.step()
         return loss.detach(), finite
+
+    def whatif_loss(self) -> torch.Tensor:
+        """Mean |model − true change| of the median (z-scored km/h) over a batch of sampled what-if
+        pairs (stmgt.data.augment.whatif_pairs), the model run as it forecasts: eval mode, no dropout."""
+        anchors = self.pair_rng.choice(self.pair_anchors, self.config.batch_size)
+        observed, edited, change = whatif_pairs(self.simulator, anchors, self.windows.horizon, self.pair_rng)
+        batch = self.windows.batch(np.concatenate([anchors, anchors]),
+                                   weather=torch.from_numpy(np.concatenate([observed, edited])))
+        self.model.eval()
+        try:
+            with self.autocast:
+                params = self._forward(batch)
+        finally:
+            self.model.train()
+        as_observed, as_edited = GaussianMixture(*(p.float() for p in params)).median().chunk(2)
+        target = torch.from_numpy(change).to(self.device) / self.scaler.speed_std
+        known = ~torch.isnan(target)
+        error = torch.where(known, (as_edited - as_observed) - torch.nan_to_num(target), 0.0).abs()
+        return error.sum() / known.sum().clamp(min=1)
 
     def _forward(self, batch: Batch):
         try:
@@ -382,6 +413,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, int] | None:
         """-> (mean finite training loss, batches skipped as non-finite), None if cancelled."""
         self.model.train()
+        self.pair_rng = np.random.default_rng([self.config.seed, epoch, PAIR_STREAM])
         total = torch.zeros(2, device=self.device)      # finite loss sum, finite batches
         batches = self.windows.iterate(self.epoch_anchors(epoch), self.config.batch_size)
         for i, batch in zip(range(self.num_batches), batches):
@@ -441,7 +473,7 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             val_mae, val_nll = self.validate()
-            whatif = self.whatif_error() if self.simulator is not None else None
+            whatif = self.whatif_error() if self.config.select == "whatif" else None
             score = val_mae if whatif is None else whatif
             improved = score < self.best_score
             if improved:

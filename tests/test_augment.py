@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from stmgt.data.augment import sampled_weather, with_weather_copies
+from stmgt.data.augment import sampled_weather, sampled_whatif, whatif_pairs, with_weather_copies
 from stmgt.data.dataset import Scaler, TrafficDataset, Windows, split_anchors, split_ranges
 from stmgt.data.simulate import simulate, simulator_for
 from stmgt.errors import DataError
@@ -58,3 +58,30 @@ def test_copies_rain_more_and_at_every_hour():
     onsets = np.flatnonzero(raining[1:] & ~raining[:-1]) + 1
     hours = data.timestamps[onsets].hour
     assert ((hours >= 6) & (hours < 10)).sum() >= 4              # rain starting into the morning rush
+
+
+def test_whatif_pairs_are_the_simulators_answer_to_an_edited_horizon(data):
+    sim = simulator_for(data)
+    anchors = split_anchors(data)["train"][::40]
+    observed, edited, change = whatif_pairs(sim, anchors, 12, np.random.default_rng(0))
+    assert observed.shape == edited.shape == (len(anchors), 12, 3) and change.shape == (len(anchors), 12, 62)
+    for b, anchor in enumerate(anchors):
+        np.testing.assert_allclose(observed[b], data.weather[anchor + 1:anchor + 13], rtol=1e-6)
+        np.testing.assert_allclose(change[b], sim.horizon_speed(anchor, edited[b])
+                                   - sim.horizon_speed(anchor, observed[b]), atol=1e-4)
+        edited_steps = np.flatnonzero(np.any(np.abs(edited[b] - observed[b]) > 1e-6, axis=1))
+        first = edited_steps[0] if len(edited_steps) else 12
+        assert np.all(np.abs(np.nan_to_num(change[b, :first])) < 1e-4)     # nothing moves before the edit
+    again = whatif_pairs(sim, anchors, 12, np.random.default_rng(0))
+    np.testing.assert_array_equal(again[1], edited)
+
+
+def test_sampled_whatifs_cover_rain_a_dry_spell_heat_and_wind_over_spans():
+    rng = np.random.default_rng(1)
+    scenarios = [sampled_whatif(rng, 12) for _ in range(400)]
+    rain = [s.precipitation_mm for s in scenarios if s.precipitation_mm is not None]
+    assert 0.0 in rain and min(r for r in rain if r > 0) < 1 and max(rain) > 20
+    assert any(s.temperature_shift > 3 for s in scenarios) and any(s.temperature_shift < 0 for s in scenarios)
+    assert any(s.wind_shift > 15 for s in scenarios) and any(s.wind_shift < 0 for s in scenarios)
+    spans = {(s.first_step, s.last_step) for s in scenarios}
+    assert (1, 12) in spans and any(first > 1 for first, _ in spans) and any(last < 12 for _, last in spans)

@@ -56,6 +56,18 @@ def test_cdf_of_quantile_recovers_level(mix):
     assert error < 1e-6  # callers need 1e-4; float64 search promises 1e-7
 
 
+def test_the_median_is_the_exact_one_and_its_gradient_is_the_implicit_functions():
+    mix = random_mixture(shape=(2, 3), k=3, seed=4)
+    torch.testing.assert_close(mix.median(), mix.quantiles([0.5])[..., 0], atol=1e-7, rtol=0)
+    means, stds = mix.means.clone().requires_grad_(), mix.stds.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda m, s: GaussianMixture(m, s, mix.weights).median(), (means, stds),
+                                    eps=1e-6, atol=1e-5)
+    # A shift of every component moves the median by the same amount.
+    shifted = GaussianMixture(means + 0.0, stds, mix.weights).median().sum()
+    grad, = torch.autograd.grad(shifted, means)
+    torch.testing.assert_close(grad.sum(-1), torch.ones(2, 3, dtype=F64))
+
+
 def test_quantiles_in_float32_keep_dtype_and_accuracy():
     mix = random_mixture((8, 6), dtype=torch.float32)
     q = mix.quantiles(LEVELS)

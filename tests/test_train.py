@@ -161,6 +161,35 @@ def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
         TrainConfig(select="crps")
 
 
+def test_the_whatif_loss_teaches_the_simulators_answer(data):
+    """A step on what-if pairs moves the model's what-if answers towards the simulator's; the same
+    steps without the loss do not."""
+    def pair_error(trainer):
+        trainer.pair_rng = np.random.default_rng(99)                  # the same pairs each time
+        with torch.no_grad():
+            return trainer.whatif_loss().item()
+
+    errors = {}
+    for weight in (0.0, 5.0):
+        trainer = Trainer(data, SMALL, TrainConfig(device="cpu", batch_size=16, lr=3e-3, seed=0, compile=False,
+                                                   whatif_weight=weight, select="whatif"))
+        before = pair_error(trainer)
+        batches = trainer.windows.iterate(trainer.epoch_anchors(1), 16)
+        trainer.model.train()
+        for _, batch in zip(range(25), batches):
+            trainer.step(batch)
+        errors[weight] = pair_error(trainer) / before
+    assert errors[5.0] < 0.8 and errors[5.0] < errors[0.0] - 0.1
+
+
+def test_the_whatif_loss_needs_the_simulators_data(data):
+    imported = replace(data, provenance={"source": "upload"})
+    with pytest.raises(DataError, match="whatif_weight compares what-ifs with the simulator's truth"):
+        Trainer(imported, SMALL, TrainConfig(device="cpu", whatif_weight=1.0))
+    with pytest.raises(ValueError, match="whatif_weight must be a finite number of at least 0"):
+        TrainConfig(whatif_weight=-1.0)
+
+
 def test_loss_masks_missing_targets():
     from stmgt.mixture import GaussianMixture
     mix = GaussianMixture(torch.zeros(2, 1), torch.ones(2, 1), torch.ones(2, 1))

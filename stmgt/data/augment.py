@@ -10,7 +10,13 @@ so rain starts and stops in every part of the day's traffic) and with a per-day 
 temperature (−2…+4 °C) and wind (−3…+15 km/h) so that heat above 33 °C and wind above 30 km/h
 occur. Only the weather's marginal changes; how traffic answers it is the simulator's, as in
 the observed weeks. The copies are appended to the training windows; the
-validation and test windows stay the observed data."""
+validation and test windows stay the observed data.
+
+What-if pairs go one step further: a training window's horizon weather is edited as an analyst
+would on the What-if page, and the simulator re-runs only that horizon from the same state with
+the same draws. The true change is then free of traffic noise, so a model can be taught the
+answer to the what-if question itself, including that a wind or heat change below the
+simulator's thresholds changes nothing."""
 
 from __future__ import annotations
 
@@ -19,8 +25,14 @@ import numpy as np
 from stmgt.data.dataset import Windows
 from stmgt.data.simulate import STEPS_PER_DAY, TrafficSimulator, _weather, simulator_for
 from stmgt.errors import DataError
+from stmgt.forecast import WeatherScenario
+from stmgt.what_if import true_change
 
 COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE = 2.5, 0.25
+# What-ifs drawn for pairs: which variable changes, and over how much of the horizon.
+PAIR_RAIN_SHARE, PAIR_HEAT_SHARE, PAIR_WHOLE_HORIZON_SHARE, PAIR_DRY_SHARE = 0.6, 0.2, 0.4, 0.15
+PAIR_RAIN_MM = (0.5, 40.0)          # log-uniform
+PAIR_TEMPERATURE_SHIFT, PAIR_WIND_SHIFT = (-3.0, 6.0), (-10.0, 25.0)
 
 
 def sampled_weather(sim: TrafficSimulator, rng: np.random.Generator) -> np.ndarray:
@@ -49,3 +61,32 @@ def with_weather_copies(dataset, windows: Windows, train_anchors: np.ndarray, co
     T = len(windows.speed)
     anchors = np.concatenate([np.asarray(train_anchors) + k * T for k in range(copies + 1)])
     return Windows.joined(parts), anchors
+
+
+def sampled_whatif(rng: np.random.Generator, horizon: int) -> WeatherScenario:
+    """A what-if as the What-if page sets one: rain of 0.5–40 mm/h (or none: a dry spell), a
+    temperature shift of −3…+6 °C or a wind shift of −10…+25 km/h, over the whole horizon or a
+    span of it."""
+    first = int(rng.integers(1, horizon + 1))
+    span = dict(first_step=1, last_step=horizon) if rng.random() < PAIR_WHOLE_HORIZON_SHARE else \
+        dict(first_step=first, last_step=int(rng.integers(first, horizon + 1)))
+    kind = rng.random()
+    if kind < PAIR_RAIN_SHARE:
+        dry = rng.random() < PAIR_DRY_SHARE
+        rain = 0.0 if dry else float(np.exp(rng.uniform(*np.log(PAIR_RAIN_MM))))
+        return WeatherScenario(precipitation_mm=round(rain, 2), **span)
+    if kind < PAIR_RAIN_SHARE + PAIR_HEAT_SHARE:
+        return WeatherScenario(temperature_shift=float(rng.uniform(*PAIR_TEMPERATURE_SHIFT)), **span)
+    return WeatherScenario(wind_shift=float(rng.uniform(*PAIR_WIND_SHIFT)), **span)
+
+
+def whatif_pairs(sim: TrafficSimulator, anchors: np.ndarray, horizon: int,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One sampled what-if per anchor -> (observed [B, H, 3], edited [B, H, 3] horizon weather in
+    raw units, true change [B, H, N] km/h, NaN where a reading is missing). The anchors' whole
+    horizons must lie inside the simulated period."""
+    observed = np.stack([sim.weather[a + 1:a + 1 + horizon] for a in anchors]).astype(np.float32)
+    scenarios = [sampled_whatif(rng, horizon) for _ in anchors]
+    edited = np.stack([s.apply(w) for s, w in zip(scenarios, observed)])
+    change = np.concatenate([true_change(sim, [a], horizon, s) for a, s in zip(anchors, scenarios)])
+    return observed, edited, change
