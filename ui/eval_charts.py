@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -124,11 +126,13 @@ def fidelity_figure(scenario: dict, minutes: list[int]) -> go.Figure:
     return _layout(fig, "Mean change per horizon step: model against the simulator")
 
 
-def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None) -> go.Figure:
+def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None,
+                    whatif_weight: float = 0.0) -> go.Figure:
     """Training loss (per batch when given, and the epoch mean) beside validation MAE per epoch,
-    the best epoch marked."""
+    the best epoch marked. `whatif_weight`: the run's, so the loss is named as it was trained."""
+    loss = "mixture NLL + regularisers" + (f" + {whatif_weight:g} × what-if loss" if whatif_weight else "")
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("Training loss (mixture NLL + regularisers)", "Validation MAE (km/h)"))
+                        subplot_titles=(f"Training loss ({loss})", "Validation MAE (km/h)"))
     if batches is not None and len(batches):
         fig.add_trace(go.Scatter(x=batches["epoch"], y=batches["loss"], mode="lines", name="loss per batch",
                                  line=dict(color="rgba(107, 174, 214, 0.7)", width=1),
@@ -147,7 +151,8 @@ def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None) 
         fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_mae"]], mode="markers", name="best (kept)",
                                  marker=dict(color=REFERENCE, size=13, symbol="star"),
                                  hovertemplate="best: epoch %{x}, %{y:.3f} km/h<extra></extra>"), row=1, col=2)
-    fig.update_xaxes(title="epoch")
+    epochs = int(history["epoch"].max()) if len(history) else 1
+    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, math.ceil(epochs / 10)))   # whole epochs only
     fig.update_annotations(font=dict(size=13))
     return _layout(fig, "", height=360, hovermode="closest", margin=dict(l=10, r=10, t=40, b=10),
                    legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))

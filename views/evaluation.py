@@ -106,7 +106,8 @@ def history(run) -> None:
     if frame.empty:
         return
     st.subheader("Training history", anchor=False)
-    st.plotly_chart(training_figure(frame), key="eval_history")
+    st.plotly_chart(training_figure(frame, whatif_weight=run.config.get("train", {}).get("whatif_weight", 0.0)),
+                    key="eval_history")
     best = kept_epoch(frame)
     chosen = (f", chosen on the what-if error over validation forecasts ({best['val_whatif_error']:.2f} km/h; "
               if pd.notna(best.get("val_whatif_error")) else " (")

@@ -53,6 +53,9 @@ def test_the_bundled_models_numbers_are_its_saved_metrics(app):
     kept = Run(BUNDLED_RUN).history().query("best").iloc[-1]                    # the epoch the checkpoint holds
     star = next(t for t in history["data"] if t["name"] == "best (kept)")
     assert star["x"] == [kept["epoch"]] and star["y"] == pytest.approx([kept["val_mae"]])
+    weight = Run(BUNDLED_RUN).config["train"]["whatif_weight"]                 # the loss named as trained
+    titles = [a["text"] for a in history["layout"]["annotations"]]
+    assert f"Training loss (mixture NLL + regularisers + {weight:g} × what-if loss)" in titles
     caption = next(c.value for c in at.caption if "saved checkpoint" in c.value)
     assert f"the saved checkpoint is epoch {kept['epoch']}, chosen on the what-if error" in caption
     assert f"({kept['val_whatif_error']:.2f} km/h; validation MAE {kept['val_mae']:.2f} km/h)" in caption
