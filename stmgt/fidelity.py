@@ -46,14 +46,18 @@ def fidelity_anchors(forecaster: Forecaster, count: int, split: str = "test") ->
     return anchors[np.linspace(0, len(anchors) - 1, min(count, len(anchors))).astype(int)]
 
 
-def measure(forecaster: Forecaster, sim: TrafficSimulator, count: int = 50, split: str = "test") -> dict:
+def measure(forecaster: Forecaster, sim: TrafficSimulator, count: int = 50, split: str = "test",
+            cancel=None) -> dict | None:
     """Every scenario of the grid at `count` anchors of `split` -> per-step figures and target checks
-    (training selects epochs on the validation split's; the benchmark reports the test split's)."""
+    (training selects epochs on the validation split's; the benchmark reports the test split's).
+    None if `cancel` (anything with `is_set()`) is set between two scenarios."""
     anchors = fidelity_anchors(forecaster, count, split)
     horizon = forecaster.horizon
     base = median_forecast(forecaster, anchors)
     scenarios = {}
     for name, (kind, scenario) in scenario_grid(horizon).items():
+        if cancel is not None and cancel.is_set():
+            return None
         model = median_forecast(forecaster, anchors, scenario) - base               # [B, H, N]
         true = true_change(sim, anchors, horizon, scenario)
         observed = ~np.isnan(true)

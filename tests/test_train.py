@@ -151,6 +151,26 @@ def test_selecting_on_the_whatif_error_picks_and_checkpoints_its_best_epoch(data
     assert result.best_val_mae == [5.0, 4.0, 4.5][best - 1]
 
 
+def test_a_cancel_during_the_whatif_check_stops_there_and_keeps_the_best(data, tmp_path, monkeypatch):
+    import stmgt.train as train
+    monkeypatch.setattr(train, "SELECT_ANCHORS", 3)
+    cancel, checked = threading.Event(), []
+    real_grid = train.fidelity.scenario_grid
+
+    def grid(horizon):                       # the cancel arrives while epoch 2's check runs
+        checked.append(1)
+        if len(checked) == 2:
+            cancel.set()
+        return real_grid(horizon)
+
+    monkeypatch.setattr(train.fidelity, "scenario_grid", grid)
+    result = fit(data, SMALL, TrainConfig(epochs=4, batch_size=16, max_batches=2, device="cpu", select="whatif"),
+                 tmp_path / "run", SPEC, cancel=cancel)
+    assert result.stopped == "cancelled" and len(checked) == 2
+    assert list(result.history.epoch) == [1] and result.best_epoch == 1
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").meta["epoch"] == 1
+
+
 def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
     without = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3, use_weather=False)
     imported = replace(data, provenance={"source": "upload"})
