@@ -202,10 +202,14 @@ def test_the_whatif_loss_teaches_the_simulators_answer(data):
     assert errors[5.0] < 0.8 and errors[5.0] < errors[0.0] - 0.1
 
 
-def test_the_whatif_loss_needs_the_simulators_data(data):
+def test_the_whatif_loss_needs_the_simulators_data_and_one_process(data, monkeypatch):
     imported = replace(data, provenance={"source": "upload"})
     with pytest.raises(DataError, match="whatif_weight compares what-ifs with the simulator's truth"):
         Trainer(imported, SMALL, TrainConfig(device="cpu", whatif_weight=1.0))
+    import stmgt.train as train
+    monkeypatch.setattr(train.distributed, "active", lambda: True)          # as under torchrun
+    with pytest.raises(DataError, match="does not run under torchrun yet"):
+        Trainer(data, SMALL, TrainConfig(device="cpu", whatif_weight=1.0))
     with pytest.raises(ValueError, match="whatif_weight must be a finite number of at least 0"):
         TrainConfig(whatif_weight=-1.0)
 
