@@ -266,11 +266,11 @@ class Trainer:
         self.windows.to(device)
         self.simulator = None
         if config.select == "whatif" or config.whatif_weight:
-            option = "select \"whatif\"" if config.select == "whatif" else "whatif_weight"
+            option, where = ("select \"whatif\"", "select") if config.select == "whatif" else ("whatif_weight",) * 2
             self.simulator = simulator_for(dataset)
             if self.simulator is None or not model_config.use_weather:
                 raise DataError(f"{option} compares what-ifs with the simulator's truth, so it needs the "
-                                "simulator's own data and a model that reads the weather", option.split()[0])
+                                "simulator's own data and a model that reads the weather", where)
         if config.whatif_weight and distributed.active():
             raise DataError("the what-if loss does not run under torchrun yet (its extra forward pass would "
                             "break DistributedDataParallel's one-forward-per-backward)", "whatif_weight")
@@ -475,10 +475,12 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.scheduler.step()
             val_mae, val_nll = self.validate()
-            whatif = self.whatif_error() if self.config.select == "whatif" else None
-            if self.config.select == "whatif" and whatif is None:
-                stopped = "cancelled"                   # this epoch unscored: resume redoes it
-                break
+            whatif = None
+            if self.config.select == "whatif":
+                whatif = self.whatif_error()
+                if whatif is None:
+                    stopped = "cancelled"               # this epoch unscored: resume redoes it
+                    break
             score = val_mae if whatif is None else whatif
             improved = score < self.best_score
             if improved:

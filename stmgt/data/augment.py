@@ -26,7 +26,6 @@ from stmgt.data.dataset import Windows
 from stmgt.data.simulate import STEPS_PER_DAY, TrafficSimulator, _weather, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecast import WeatherScenario
-from stmgt.what_if import true_change
 
 COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE = 2.5, 0.25
 # What-ifs drawn for pairs: which variable changes, and over how much of the horizon.
@@ -86,7 +85,6 @@ def whatif_pairs(sim: TrafficSimulator, anchors: np.ndarray, horizon: int,
     raw units, true change [B, H, N] km/h, NaN where a reading is missing). The anchors' whole
     horizons must lie inside the simulated period."""
     observed = np.stack([sim.weather[a + 1:a + 1 + horizon] for a in anchors]).astype(np.float32)
-    scenarios = [sampled_whatif(rng, horizon) for _ in anchors]
-    edited = np.stack([s.apply(w) for s, w in zip(scenarios, observed)])
-    change = np.concatenate([true_change(sim, [a], horizon, s) for a, s in zip(anchors, scenarios)])
+    edited = np.stack([sampled_whatif(rng, horizon).apply(w) for w in observed])
+    change = np.stack([sim.horizon_speed(a, e) - sim.horizon_speed(a, o) for a, o, e in zip(anchors, observed, edited)])
     return observed, edited, change
