@@ -131,6 +131,12 @@ def shard(anchors: np.ndarray) -> np.ndarray:
     return anchors[rank()::world_size()]
 
 
+def generator(*key: int) -> np.random.Generator:
+    """The random stream `key` of this rank: every rank draws its own, and rank 0's is a single
+    process's `np.random.default_rng(key)`, so one process reproduces its earlier runs."""
+    return np.random.default_rng([*key, rank()] if rank() else list(key))
+
+
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum `tensor` over ranks, in place."""
     if active():

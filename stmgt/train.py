@@ -44,7 +44,7 @@ FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
 # barely moves with the weather response, which can swing widely from one epoch to the next.
 SELECTABLE = ("val_mae", "whatif")
 SELECT_ANCHORS = 50
-PAIR_STREAM = 11          # the what-if pairs' random stream: (seed, epoch, PAIR_STREAM)
+PAIR_STREAM = 11          # the what-if pairs' random stream: (seed, epoch, PAIR_STREAM), one per rank
 
 
 @dataclass
@@ -259,7 +259,7 @@ class Trainer:
         self.windows = Windows(dataset, self.scaler)
         train = self.anchors["train"]
         self.pair_anchors = train[train + self.windows.horizon < dataset.num_steps]   # of the observed series
-        self.pair_rng = np.random.default_rng([config.seed, 0, PAIR_STREAM])
+        self.pair_rng = distributed.generator(config.seed, 0, PAIR_STREAM)
         if config.weather_copies:
             self.windows, self.anchors["train"] = with_weather_copies(dataset, self.windows, self.anchors["train"],
                                                                       config.weather_copies, config.seed)
@@ -271,9 +271,6 @@ class Trainer:
             if self.simulator is None or not model_config.use_weather:
                 raise DataError(f"{option} compares what-ifs with the simulator's truth, so it needs the "
                                 "simulator's own data and a model that reads the weather", where)
-        if config.whatif_weight and distributed.active():
-            raise DataError("the what-if loss does not run under torchrun yet (its extra forward pass would "
-                            "break DistributedDataParallel's one-forward-per-backward)", "whatif_weight")
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
@@ -374,7 +371,9 @@ class Trainer:
 
     def whatif_loss(self) -> torch.Tensor:
         """Mean |model − true change| of the median (z-scored km/h) over a batch of sampled what-if
-        pairs (stmgt.data.augment.whatif_pairs), the model run as it forecasts: eval mode, no dropout."""
+        pairs (stmgt.data.augment.whatif_pairs), the model run as it forecasts: eval mode, no dropout.
+        Under torchrun it is a second pass through DDP before the step's one backward, which DDP
+        takes: it reduces the summed gradient (tests/test_distributed.py)."""
         anchors = self.pair_rng.choice(self.pair_anchors, self.config.batch_size)
         observed, edited, change = whatif_pairs(self.simulator, anchors, self.windows.horizon, self.pair_rng)
         batch = self.windows.batch(np.concatenate([anchors, anchors]),
@@ -413,7 +412,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> tuple[float, int] | None:
         """-> (mean finite training loss, batches skipped as non-finite), None if cancelled."""
         self.model.train()
-        self.pair_rng = np.random.default_rng([self.config.seed, epoch, PAIR_STREAM])
+        self.pair_rng = distributed.generator(self.config.seed, epoch, PAIR_STREAM)
         total = torch.zeros(2, device=self.device)      # finite loss sum, finite batches
         batches = self.windows.iterate(self.epoch_anchors(epoch), self.config.batch_size)
         for i, batch in zip(range(self.num_batches), batches):
@@ -440,12 +439,15 @@ class Trainer:
 
     def whatif_error(self) -> float | None:
         """The what-if error (km/h) of the model as it is now, on validation anchors; None if
-        cancelled on the way (it takes ~45 s on 2 CPU cores)."""
+        cancelled on the way (it takes ~45 s on 2 CPU cores). Rank 0 measures it and every rank gets
+        its answer, so all stop early or cancel together (on a GPU their forecasts may differ in
+        the last bits)."""
         self._phase("what-if check", 0, 1)
         loaded = LoadedModel(self.model, self.model.config, self.scaler, self.dataset.graph.fingerprint(),
                              self.dataset.graph.node_ids, {})
         forecaster = Forecaster(loaded, self.dataset, self.device)     # puts the model in eval mode
-        result = fidelity.measure(forecaster, self.simulator, SELECT_ANCHORS, split="val", cancel=self.cancel)
+        result = distributed.on_main(lambda: fidelity.measure(forecaster, self.simulator, SELECT_ANCHORS,
+                                                              split="val", cancel=self.cancel))
         return None if result is None else fidelity.mean_error(result)
 
     def checkpoint(self, epoch: int, **meta) -> None:

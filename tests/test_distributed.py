@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from stmgt import distributed
+from stmgt import distributed, train
 from stmgt.checkpoint import load_checkpoint
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
@@ -66,6 +66,25 @@ def _train_two_ways(rank: int, port: int, data, run_dir, out) -> None:
                 "seen": seen}, out / f"rank{rank}.pt")
 
 
+def _train_with_the_whatif_loss(rank: int, port: int, data, out) -> None:
+    """Rank `rank` of 2 training as `_train_two_ways` does, with the what-if loss added and the
+    best epoch chosen on the what-if error."""
+    _as_rank(rank, port)
+    measured = []
+    measure = train.fidelity.measure
+    train.fidelity.measure = lambda *a, **k: measured.append(rank) or measure(*a, **k)
+    with distributed.process_group(torch.device("cpu")):
+        weights, pair_losses = [], []
+        trainer = Trainer(data, SMALL, _config(PER_RANK_BATCH, whatif_weight=1.0, select="whatif"),
+                          on_batch=lambda p: weights.append(
+                              torch.nn.utils.parameters_to_vector(trainer.model.parameters()).detach().clone()))
+        whatif_loss = trainer.whatif_loss
+        trainer.whatif_loss = lambda: pair_losses.append(whatif_loss()) or pair_losses[-1]
+        result = trainer.fit()
+    torch.save({"weights": weights, "pair_losses": [loss.item() for loss in pair_losses], "measured": measured,
+                "history": result.history.to_dict("list")}, out / f"whatif{rank}.pt")
+
+
 @pytest.fixture(scope="module")
 def data():
     return simulate(weeks=2, seed=2)
@@ -108,6 +127,19 @@ def test_validation_matches_one_process_with_the_same_global_batch(two_ranks, da
     single = fit(data, SMALL, _config(2 * PER_RANK_BATCH))
     torch.testing.assert_close(torch.tensor(a["history"]["val_mae"]), torch.tensor(list(single.history.val_mae)),
                                rtol=1e-3, atol=0)
+
+
+def test_the_whatif_loss_and_check_keep_the_ranks_in_lockstep(two_ranks, data):
+    out, (plain, _) = two_ranks
+    mp.spawn(_train_with_the_whatif_loss, args=(_free_port(), data, out), nprocs=2, join=True)
+    a, b = (torch.load(out / f"whatif{r}.pt") for r in range(2))
+    assert len(a["weights"]) == len(b["weights"]) == 2 * BATCHES
+    for step, (wa, wb) in enumerate(zip(a["weights"], b["weights"])):
+        assert torch.equal(wa, wb), f"ranks differ after step {step + 1}"
+    assert not torch.equal(a["weights"][0], plain["weights"][0])    # the pairs' gradient reached the step
+    assert all(la != lb for la, lb in zip(a["pair_losses"], b["pair_losses"]))   # each rank drew its own
+    assert (a["measured"], b["measured"]) == ([0, 0], [])                 # rank 0 checks the what-ifs
+    assert a["history"]["val_whatif_error"] == b["history"]["val_whatif_error"]   # and every rank gets its score
 
 
 @pytest.mark.slow

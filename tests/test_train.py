@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from stmgt import fidelity
 from stmgt.baselines import HistoricalAverage, persistence
 from stmgt.checkpoint import load_checkpoint, save_checkpoint
 from stmgt.data.dataset import Scaler, Windows, split_ranges
@@ -202,14 +203,10 @@ def test_the_whatif_loss_teaches_the_simulators_answer(data):
     assert errors[5.0] < 0.8 and errors[5.0] < errors[0.0] - 0.1
 
 
-def test_the_whatif_loss_needs_the_simulators_data_and_one_process(data, monkeypatch):
+def test_the_whatif_loss_needs_the_simulators_data(data):
     imported = replace(data, provenance={"source": "upload"})
     with pytest.raises(DataError, match="whatif_weight compares what-ifs with the simulator's truth"):
         Trainer(imported, SMALL, TrainConfig(device="cpu", whatif_weight=1.0))
-    import stmgt.train as train
-    monkeypatch.setattr(train.distributed, "active", lambda: True)          # as under torchrun
-    with pytest.raises(DataError, match="does not run under torchrun yet"):
-        Trainer(data, SMALL, TrainConfig(device="cpu", whatif_weight=1.0))
     with pytest.raises(ValueError, match="whatif_weight must be a finite number of at least 0"):
         TrainConfig(whatif_weight=-1.0)
 
@@ -502,13 +499,17 @@ def test_whatif_fidelity_grid_and_artifact(trained, data, tmp_path):
     assert list(fidelity.summary(result).index) == names
 
 
-def test_estimate_counts_the_counterfactual_weather_copies():
-    cost = StepCost(train_batch_s=1.0, forward_window_s=0.0, device="cpu")
+def test_estimate_counts_the_counterfactual_weather_copies_and_the_whatif_checks():
+    cost = StepCost(train_batch_s=1.0, forward_window_s=0.01, device="cpu")
     windows = {"train": 320, "val": 64, "test": 64}
     plain = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32), use_weather=True, simulated=True)
     copies = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32, weather_copies=2), True, True)
-    assert plain.phases["training"] == 20 and plain.train_batches == 20
+    assert plain.phases["training"] == 20 and plain.train_batches == 20 and "what-if checks" not in plain.phases
     assert copies.phases["training"] == 60 and copies.train_batches == 60
+    checked = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32, select="whatif"), True, True)
+    forecasts = 50 * (1 + len(fidelity.scenario_grid(12)))          # as observed, then each of 11 scenarios
+    assert checked.phases["what-if checks"] == pytest.approx(2 * forecasts * 0.01)
+    assert checked.total_s == pytest.approx(plain.total_s + 2 * forecasts * 0.01)
 
 
 def test_the_kept_epoch_is_the_last_that_improved_the_selection_score():
