@@ -3,7 +3,8 @@ optimiser step of the configured model and one timed forward pass, scaled by the
 windows every phase (training, validation, calibration, scoring) will go through.
 
 Everything else (loading data, the simulator's what-if counterfactuals, writing files) is not
-counted, and a compiled run (long runs on a CPU) steps faster than the eager step timed here."""
+counted, and a compiled run (long runs on a CPU) steps faster than the eager step timed here.
+The timed step includes the what-if loss's pass when the run has one."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from stmgt import evaluate
+from stmgt import evaluate, fidelity
 from stmgt.calibration import fit_sigma_scale
 from stmgt.data.dataset import TrafficDataset
 from stmgt.model import STMGTConfig
 from stmgt.predict import predict
-from stmgt.train import Trainer, TrainConfig, validate
+from stmgt.train import SELECT_ANCHORS, Trainer, TrainConfig, validate
 
 
 def _default(func, name: str):
@@ -70,10 +71,11 @@ class Estimate:
 
 
 def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainConfig, use_weather: bool,
-             simulated: bool) -> Estimate:
+             simulated: bool, horizon: int = STMGTConfig.horizon) -> Estimate:
     """The run's duration from measured `cost`, for splits of `split_windows` windows each.
     `use_weather`: the model is scored twice (forecast and observed weather); `simulated`: the
-    what-if answers are scored too."""
+    what-if answers are scored too. With `select` "whatif" every epoch also forecasts the what-if
+    grid (as observed and under each scenario) at SELECT_ANCHORS validation anchors."""
     cap = train_config.max_batches
 
     def windows(split: str, batch_size: int, count: int | None = None) -> int:
@@ -86,6 +88,9 @@ def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainC
     val = windows("val", _default(validate, "batch_size")) * cost.forward_window_s
     phases = {"training": train_config.epochs * per_epoch * cost.train_batch_s,
               "validating": train_config.epochs * val}
+    if train_config.select == "whatif":
+        grid = min(SELECT_ANCHORS, split_windows["val"]) * (1 + len(fidelity.scenario_grid(horizon)))
+        phases["what-if checks"] = train_config.epochs * grid * cost.forward_window_s
     if train_config.calibrate:
         phases["calibrating"] = windows("val", _default(fit_sigma_scale, "batch_size")) * cost.forward_window_s
     passes = 2 if use_weather else 1

@@ -67,6 +67,7 @@ class JobSnapshot:
     history: tuple[dict, ...] = ()   # one EpochReport dict per finished epoch
     error: str | None = None
     stopped: str | None = None       # fit's reason: early_stopping | max_epochs | cancelled
+    select: str = "val_mae"          # the score that picks the best epoch (TrainConfig.select)
     cancel_requested: bool = False
     started: float = field(default_factory=time.time)
     ended: float | None = None
@@ -105,7 +106,7 @@ class Job(ABC):
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._state = JobSnapshot(id=Path(run_dir).name, run_dir=Path(run_dir), data_spec=data_spec,
-                                  device=train_config.device, epochs=train_config.epochs,
+                                  device=train_config.device, epochs=train_config.epochs, select=train_config.select,
                                   max_batches=train_config.max_batches, processes=processes)
         self._losses: list[tuple[float, float]] = []   # appended to, copied only when read
         self._history: list[dict] = []
@@ -398,7 +399,8 @@ def step_cost(dataset: TrafficDataset, spec: dict, model_config: STMGTConfig, tr
               measure: bool) -> StepCost | None:
     """The per-batch cost of this model on this dataset and device, measured once per server process
     (`measure=True` times it now if it is not known yet; otherwise None until it is)."""
-    key = json.dumps([spec, model_config.to_dict(), train_config.batch_size, train_config.device], sort_keys=True)
+    key = json.dumps([spec, model_config.to_dict(), train_config.batch_size, train_config.device,
+                      train_config.whatif_weight > 0], sort_keys=True)   # the what-if loss adds a forward pass
     costs = _step_costs()
     if key not in costs and measure:
         costs[key] = measure_step_cost(dataset, model_config, train_config)

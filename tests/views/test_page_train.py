@@ -103,15 +103,21 @@ def test_processes_are_not_offered_without_several_gpus(app, monkeypatch, count)
     assert "train_processes" not in [n.key for n in at.number_input]
 
 
-def test_several_gpus_offer_processes_and_start_that_many_on_cuda(app, monkeypatch):
-    gpus(monkeypatch, 2)
+def recording_starts(monkeypatch) -> list:
+    """(train config, processes) of every start the page asks for; nothing is started."""
     started = []
 
     def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1):
-        started.append((train_config.device, processes))
+        started.append((train_config, processes))
         raise DataError("not started: the test only records what the page asked for")
 
     monkeypatch.setattr(training.JobRegistry, "start", start)
+    return started
+
+
+def test_several_gpus_offer_processes_and_start_that_many_on_cuda(app, monkeypatch):
+    gpus(monkeypatch, 2)
+    started = recording_starts(monkeypatch)
     at = app(PAGE, device="cpu")
     processes = at.number_input(key="train_processes")
     assert (processes.value, processes.min, processes.max) == (1, 1, 2)
@@ -119,10 +125,48 @@ def test_several_gpus_offer_processes_and_start_that_many_on_cuda(app, monkeypat
     processes.set_value(2)
     at.radio(key="train_device").set_value("cuda")
     at.button(key="train_start").click().run()
-    assert started == [("cuda", 2)] and "not started" in messages(at.error)
+    assert [(c.device, n) for c, n in started] == [("cuda", 2)] and "not started" in messages(at.error)
     at.radio(key="train_device").set_value("cpu")
     at.button(key="train_start").click().run()
-    assert started[-1] == ("cpu", 1)                     # on the CPU it trains in this process
+    assert (started[-1][0].device, started[-1][1]) == ("cpu", 1)     # on the CPU it trains in this process
+
+
+def test_the_weather_response_is_taught_and_checked_on_the_simulators_data(app, monkeypatch):
+    started = recording_starts(monkeypatch)
+    at = app(PAGE)
+    select = at.radio(key="train_select")
+    assert (select.options, select.value, select.disabled) == (["validation MAE", "what-if error"], "val_mae", False)
+    assert at.number_input(key="train_whatif_weight").value == TrainConfig.whatif_weight == 0
+    assert at.number_input(key="train_weather_copies").value == TrainConfig.weather_copies == 0
+    select.set_value("whatif")
+    at.number_input(key="train_whatif_weight").set_value(3.0)
+    at.number_input(key="train_weather_copies").set_value(1)
+    at.button(key="train_start").click().run()
+    ((config, _),) = started
+    assert (config.select, config.whatif_weight, config.weather_copies) == ("whatif", 3.0, 1)
+
+
+def test_the_weather_response_is_not_offered_on_imported_data(app, monkeypatch, small_dataset):
+    started = recording_starts(monkeypatch)
+    at = app(PAGE, dataset=small_dataset)
+    assert at.radio(key="train_select").disabled and at.number_input(key="train_whatif_weight").disabled
+    assert "need the simulator's own data" in messages(at.caption)
+    at.session_state["train_whatif_weight"] = 3.0            # left from the simulated dataset
+    at.button(key="train_start").click().run()
+    ((config, _),) = started
+    assert (config.select, config.whatif_weight, config.weather_copies) == ("val_mae", 0.0, 0)
+
+
+def wait_for_the_result(at, seconds: float = 240) -> bool:
+    """Rerun the page until its job has finished -> whether progress bars were seen on the way."""
+    seen_progress, deadline = False, time.time() + seconds
+    while "Finished" not in messages(at.success) and time.time() < deadline:
+        seen_progress |= bool(at.get("progress"))
+        assert not at.error, messages(at.error)
+        time.sleep(2)                                   # leave the CPU to the worker between polls
+        at.run()
+    assert "Finished" in messages(at.success), "the job did not finish in time"
+    return seen_progress or bool(at.get("progress"))
 
 
 @pytest.mark.slow
@@ -135,14 +179,7 @@ def test_a_tiny_training_runs_in_the_background_and_joins_the_model_list(app, sm
     assert not at.exception, [e.message for e in at.exception]
     (name,) = runs_in(isolated_workspace)
     assert name.startswith("tiny-")
-    seen_progress, deadline = False, time.time() + 240
-    while "Finished" not in messages(at.success) and time.time() < deadline:
-        seen_progress |= bool(at.get("progress"))
-        assert not at.error, messages(at.error)
-        time.sleep(2)                                   # leave the CPU to the worker between polls
-        at.run()
-    assert "Finished" in messages(at.success), "the job did not finish in time"
-    assert seen_progress or at.get("progress")          # progress bars while running (kept in the result)
+    assert wait_for_the_result(at)                      # progress bars while running (kept in the result)
     assert f"Run: {name}" in messages(at.success)
     assert "MAE at +1 h" in messages(at.success) and "than persistence (" in messages(at.success)
     assert "quick look" in messages(at.success)                        # its scoring was capped too
@@ -151,6 +188,20 @@ def test_a_tiny_training_runs_in_the_background_and_joins_the_model_list(app, sm
     at.button(key="train_job_use").click().run()
     assert at.session_state["model"] == f"Run: {name}" and at.selectbox(key="model").value == f"Run: {name}"
     assert Run(isolated_workspace / "runs" / name).has_metrics
+
+
+@pytest.mark.slow
+def test_a_run_choosing_its_epoch_on_the_whatif_error_reports_that_score(app, isolated_workspace):
+    at = app(PAGE)
+    for name, value in TINY.items():
+        at.number_input(key=f"train_{name}").set_value(value)
+    at.radio(key="train_select").set_value("whatif")
+    at.button(key="train_start").click().run()
+    wait_for_the_result(at, seconds=420)
+    (name,) = runs_in(isolated_workspace)
+    error = Run(isolated_workspace / "runs" / name).history().val_whatif_error.iloc[0]
+    assert f"Best what-if error **{error:.2f} km/h** at epoch 1" in messages(at.success)
+    assert at.metric[1].label == "Best what-if error" and at.metric[1].value == f"{error:.2f} km/h"
 
 
 def test_estimate_duration_times_the_configured_model_once(app, small_dataset, isolated_workspace):
