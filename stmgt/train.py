@@ -22,7 +22,7 @@ from stmgt.calibration import fit_sigma_scale
 from stmgt.checkpoint import UNREADABLE, LoadedModel, save_checkpoint
 from stmgt.data.augment import whatif_pairs, with_weather_copies
 from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors, split_ranges
-from stmgt.data.simulate import simulator_for
+from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecast import Forecaster
 from stmgt.mixture import GaussianMixture
@@ -170,6 +170,22 @@ class CancelSignal(Protocol):
     def is_set(self) -> bool: ...
 
 
+def whatif_simulator(dataset: TrafficDataset, model_config: STMGTConfig,
+                     config: TrainConfig) -> TrafficSimulator | None:
+    """The simulator a run's what-if loss and what-if check compare with, None when it uses
+    neither; a DataError, before anything is trained, when the data has none or the model reads no
+    weather."""
+    if config.select != "whatif" and not config.whatif_weight:
+        return None
+    simulator = simulator_for(dataset)
+    if simulator is None or not model_config.use_weather:
+        option, where = (("choosing the best epoch on the what-if error", "select") if config.select == "whatif"
+                         else ("the what-if loss", "whatif_weight"))
+        raise DataError(f"{option} compares what-ifs with the simulator's truth, so it needs the simulator's "
+                        "own data and a model that reads the weather", where)
+    return simulator
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -264,13 +280,7 @@ class Trainer:
             self.windows, self.anchors["train"] = with_weather_copies(dataset, self.windows, self.anchors["train"],
                                                                       config.weather_copies, config.seed)
         self.windows.to(device)
-        self.simulator = None
-        if config.select == "whatif" or config.whatif_weight:
-            option, where = ("select \"whatif\"", "select") if config.select == "whatif" else ("whatif_weight",) * 2
-            self.simulator = simulator_for(dataset)
-            if self.simulator is None or not model_config.use_weather:
-                raise DataError(f"{option} compares what-ifs with the simulator's truth, so it needs the "
-                                "simulator's own data and a model that reads the weather", where)
+        self.simulator = whatif_simulator(dataset, model_config, config)
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile

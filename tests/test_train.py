@@ -176,7 +176,9 @@ def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
     without = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3, use_weather=False)
     imported = replace(data, provenance={"source": "upload"})
     for dataset, config in ((data, without), (imported, SMALL)):
-        with pytest.raises(DataError, match="needs the simulator's own data and a model that reads the weather"):
+        with pytest.raises(DataError, match="select: choosing the best epoch on the what-if error compares what-ifs "
+                                            "with the simulator's truth, so it needs the simulator's own data and a "
+                                            "model that reads the weather"):
             Trainer(dataset, config, TrainConfig(device="cpu", select="whatif"))
     with pytest.raises(ValueError, match="select must be val_mae or whatif"):
         TrainConfig(select="crps")
@@ -205,7 +207,7 @@ def test_the_whatif_loss_teaches_the_simulators_answer(data):
 
 def test_the_whatif_loss_needs_the_simulators_data(data):
     imported = replace(data, provenance={"source": "upload"})
-    with pytest.raises(DataError, match="whatif_weight compares what-ifs with the simulator's truth"):
+    with pytest.raises(DataError, match="whatif_weight: the what-if loss compares what-ifs with the simulator's truth"):
         Trainer(imported, SMALL, TrainConfig(device="cpu", whatif_weight=1.0))
     with pytest.raises(ValueError, match="whatif_weight must be a finite number of at least 0"):
         TrainConfig(whatif_weight=-1.0)

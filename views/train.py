@@ -14,7 +14,7 @@ from stmgt.evaluate import versus_baselines
 from stmgt.model import STMGTConfig
 from stmgt.model.config import GAT_LAYOUTS
 from stmgt.runs import Run, import_checkpoint
-from stmgt.train import SELECT_ANCHORS, SELECTABLE, TrainConfig
+from stmgt.train import SELECT_ANCHORS, SELECTABLE, TrainConfig, whatif_simulator
 from ui import state, training
 from ui.eval_charts import training_figure
 from ui.labels import attention_heads
@@ -320,7 +320,7 @@ def training_form(dataset, busy: bool) -> None:
                  "batches of every phase. Measured once per model, batch size and device.")
     if busy:
         st.caption("A training is running: wait for it or cancel it to start another.")
-    configs = checked_configs(model_values, train_values | {"max_batches": max_batches, "device": device})
+    configs = checked_configs(dataset, model_values, train_values | {"max_batches": max_batches, "device": device})
     if configs is None:
         return
     duration_estimate(dataset, *configs, measure=estimating)
@@ -358,12 +358,18 @@ def processes_field() -> int:
                                 "learning rate is not rescaled). CUDA only: on the CPU training runs in one process.")
 
 
-def checked_configs(model_values: dict, train_values: dict) -> tuple[STMGTConfig, TrainConfig] | None:
+def checked_configs(dataset, model_values: dict, train_values: dict) -> tuple[STMGTConfig, TrainConfig] | None:
     try:
-        return STMGTConfig(**model_values), TrainConfig(**train_values)
+        configs = STMGTConfig(**model_values), TrainConfig(**train_values)
     except ValueError as exc:
         st.error(f"These model settings do not fit together: {exc}")
         return None
+    try:
+        whatif_simulator(dataset, *configs)
+    except DataError as exc:
+        st.error(f"These settings cannot train on this dataset: {exc}")
+        return None
+    return configs
 
 
 def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainConfig, measure: bool) -> None:

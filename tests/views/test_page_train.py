@@ -146,6 +146,18 @@ def test_the_weather_response_is_taught_and_checked_on_the_simulators_data(app, 
     assert (config.select, config.whatif_weight, config.weather_copies) == ("whatif", 3.0, 1)
 
 
+def test_a_weather_response_the_model_cannot_give_is_refused_in_words(app, isolated_workspace):
+    at = app(PAGE)
+    at.checkbox(key="train_use_weather").uncheck()
+    at.radio(key="train_select").set_value("whatif")
+    for button in ("train_estimate", "train_start"):
+        at.button(key=button).click().run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert "cannot train on this dataset: select: choosing the best epoch on the what-if error" in \
+            messages(at.error) and "a model that reads the weather" in messages(at.error)
+        assert "Expected" not in messages(at.info) and runs_in(isolated_workspace) == []
+
+
 def test_the_weather_response_is_not_offered_on_imported_data(app, monkeypatch, small_dataset):
     started = recording_starts(monkeypatch)
     at = app(PAGE, dataset=small_dataset)
