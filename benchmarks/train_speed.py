@@ -14,6 +14,12 @@ share of the CPU threads) at the same per-process batch; samples/s counts all pr
 and the scaling efficiency is samples/s(2) / (2 × samples/s(1)).
 
     PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --ddp [--steps 4] [--batch-size 32]
+
+`--whatif`: what the what-if loss costs. The project's compiled CPU step at batch 32 without it and
+with it (`whatif_weight` 3: a second pass over 32 windows, each under its observed and an edited
+weather), in turns as above.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --whatif [--rounds 5] [--steps 2]
 """
 
 from __future__ import annotations
@@ -48,11 +54,12 @@ def shuffled_batches(trainer: Trainer):
         yield from trainer.windows.iterate(trainer.epoch_anchors(epoch), trainer.config.batch_size)
 
 
-def project_step(data, device, batch_size, compile=False, bf16=None, **model):
+def project_step(data, device, batch_size, compile=False, bf16=None, whatif_weight=0.0, **model):
     """The project's step on fresh batches of the training split (bf16 None: the default, on where
     the hardware has it)."""
     trainer = Trainer(data, STMGTConfig(**model), TrainConfig(device=str(device), batch_size=batch_size,
-                                                               compile=compile, bf16=bf16))
+                                                               compile=compile, bf16=bf16,
+                                                               whatif_weight=whatif_weight))
     batches = shuffled_batches(trainer)
     return lambda: trainer.step(next(batches))
 
@@ -132,10 +139,23 @@ def ddp_scaling(args) -> dict:
     return result
 
 
+def whatif_cost(data, rounds: int, steps: int) -> dict:
+    """Seconds per compiled CPU step at batch 32 without and with the what-if loss."""
+    cpu = torch.device("cpu")
+    contenders = {"without_whatif_loss": project_step(data, cpu, 32, compile=True),
+                  "with_whatif_loss": project_step(data, cpu, 32, compile=True, whatif_weight=3.0)}
+    seconds = interleaved(contenders, rounds, steps, cpu)
+    return {"benchmark": "train_speed --whatif", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "torch": torch.__version__, "batch_size": 32, "whatif_weight": 3.0, "seconds_per_step": seconds,
+            "cost_with_loss": seconds["with_whatif_loss"] / seconds["without_whatif_loss"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ddp", action="store_true", help="data-parallel scaling, 1 against 2 processes")
     parser.add_argument("--ddp-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--whatif", action="store_true", help="the what-if loss's cost: steps without and with it")
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=32, help="per-process batch in --ddp mode")
     parser.add_argument("--rounds", type=int, default=5, help="turns per contender (median taken)")
@@ -151,6 +171,9 @@ def main() -> None:
         print(json.dumps(ddp_scaling(args), indent=2))
         return
     data = simulate()
+    if args.whatif:
+        print(json.dumps(whatif_cost(data, args.rounds, args.steps), indent=2))
+        return
     cpu = torch.device("cpu")
     result = {"benchmark": "train_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",

@@ -386,12 +386,11 @@ class Trainer:
         takes: it reduces the summed gradient (tests/test_distributed.py)."""
         anchors = self.pair_rng.choice(self.pair_anchors, self.config.batch_size)
         observed, edited, change = whatif_pairs(self.simulator, anchors, self.windows.horizon, self.pair_rng)
-        batch = self.windows.batch(np.concatenate([anchors, anchors]),
-                                   weather=torch.from_numpy(np.concatenate([observed, edited])))
+        batch = self.windows.batch(anchors, weather=torch.from_numpy(np.concatenate([observed, edited])))
         self.model.eval()
         try:
             with self.autocast:
-                params = self._forward(batch)
+                params = self._forward(batch, futures=2)     # the past encoded once for both
         finally:
             self.model.train()
         as_observed, as_edited = GaussianMixture(*(p.float() for p in params)).median().chunk(2)
@@ -400,15 +399,15 @@ class Trainer:
         error = torch.where(known, (as_edited - as_observed) - torch.nan_to_num(target), 0.0).abs()
         return error.sum() / known.sum().clamp(min=1)
 
-    def _forward(self, batch: Batch):
+    def _forward(self, batch: Batch, futures: int = 1):
         try:
-            return self.forward(**batch.model_inputs(), edge_index=self.edge_index)
+            return self.forward(**batch.model_inputs(), edge_index=self.edge_index, futures=futures)
         except Exception as exc:   # noqa: BLE001 - no compiler or an unsupported op: train eagerly
             if self.forward is self.replica:
                 raise
             log.warning("torch.compile failed (%s); training without it", str(exc).splitlines()[0][:200])
             self.forward, self.compiled = self.replica, False
-            return self.replica(**batch.model_inputs(), edge_index=self.edge_index)
+            return self.replica(**batch.model_inputs(), edge_index=self.edge_index, futures=futures)
 
     def _wants_compile(self) -> bool:
         """Compiling makes a CPU step 1.8× faster (benchmarks/train_speed.py) but costs 10–140 s

@@ -178,6 +178,23 @@ def test_the_weather_memory_starts_from_the_past_weather():
         net(**{**batch, "past_weather": batch["past_weather"][:, :4]})
 
 
+def test_several_weather_futures_match_one_forecast_each():
+    """futures=S reads one encoded past under S weathers: the forecasts one window at a time would give."""
+    net, batch = model(), inputs(batch=3)
+    futures = [batch["weather"], batch["weather"] + 2.0, batch["weather"] * -1.5]
+    together = net(**{**batch, "weather": torch.cat(futures)}, futures=3)
+    for s, weather in enumerate(futures):
+        for a, b in zip(together, net(**{**batch, "weather": weather})):
+            torch.testing.assert_close(a[3 * s:3 * s + 3], b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"weather must be \[6, 12, 3\]"):
+        net(**batch, futures=2)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="futures must be a whole number of at least 1"):
+            net(**batch, futures=bad)
+    with pytest.raises(ValueError, match="more than 1 only with use_weather"):
+        model(use_weather=False)(**{**batch, "weather": None}, futures=2)
+
+
 @pytest.mark.parametrize("step", [0, 4, 10])
 def test_forecast_at_a_step_ignores_later_weather(step):
     """Causal weather: changing the weather after horizon step h leaves step h exactly as it was."""

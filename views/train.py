@@ -87,7 +87,7 @@ WEATHER_RESPONSE = {
     "whatif_weight": ("What-if loss weight", "Adds this weight × the what-if loss to every step: 32 training windows "
                       "each get a sampled what-if (rain, a dry spell, heat or wind over part of the horizon), and the "
                       "model's change of its median forecast is fitted to the simulator's true change. 0 = off. "
-                      "A step takes about 2–4× as long.", dict(min_value=0.0, max_value=100.0, step=0.5)),
+                      "A step takes about 2.5× as long.", dict(min_value=0.0, max_value=100.0, step=0.5)),
     "weather_copies": ("Counterfactual weather copies", "Also trains on this many re-simulations of the training "
                        "weeks under sampled, rainier weather, every other random draw kept: each copy adds an "
                        "epoch's worth of windows.", dict(min_value=0, max_value=10)),

@@ -261,7 +261,7 @@ class Batch:
     x: torch.Tensor            # [B, 12, N] z-scored speed, missing filled with 0
     x_mask: torch.Tensor       # [B, 12, N] True = observed
     y: torch.Tensor            # [B, 12, N] target speed km/h, NaN = missing
-    weather: torch.Tensor | None  # [B, 12, 3] z-scored weather of the 12 target steps
+    weather: torch.Tensor | None  # [B, 12, 3] z-scored weather of the 12 target steps ([S·B, ...]: S futures)
     time_of_day: torch.Tensor  # [B, 12] of the input steps, fraction of day
     day_of_week: torch.Tensor  # [B, 12] of the input steps, 0 = Monday
     past_weather: torch.Tensor | None = None  # [B, 12, 3] z-scored observed weather of the input steps
@@ -312,8 +312,9 @@ class Windows:
         return joined
 
     def batch(self, anchors, weather: torch.Tensor | None = None) -> Batch:
-        """Windows ending at `anchors`; `weather` ([B, horizon, 3], raw units) overrides the
-        target steps' weather (what-if); the input steps' weather is always the observed one."""
+        """Windows ending at `anchors`; `weather` ([B, horizon, 3], raw units, or [S·B, horizon, 3]
+        for S futures of each window: STMGT.forward's `futures`) overrides the target steps'
+        weather (what-if); the input steps' weather is always the observed one."""
         device = self.x.device
         anchors = torch.as_tensor(anchors, dtype=torch.long).to(device)
         inp = anchors[:, None] + torch.arange(-self.seq_len + 1, 1, device=device)

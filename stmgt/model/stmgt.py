@@ -38,7 +38,11 @@ class STMGT(nn.Module):
     day_of_week [B, T] long 0=Monday (both may be None without `time_encoding`), past_weather
     [B, T, 3] z-scored observed weather of the input steps (read with `weather_past`; None = the
     weather memory starts from nothing).
-    Outputs means, stds, weights each [B, horizon, N, K]; position i is horizon step i+1."""
+    Outputs means, stds, weights each [B, horizon, N, K]; position i is horizon step i+1.
+
+    `forward(..., futures=S)` forecasts each window under S weather futures at once (what-ifs):
+    weather is [S·B, horizon, 3], future-major (rows s·B … s·B + B − 1 are future s), the past
+    goes through the blocks once, which is nearly all the work, and the outputs have S·B rows."""
 
     def __init__(self, config: STMGTConfig | None = None):
         super().__init__()
@@ -64,11 +68,11 @@ class STMGT(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None, edge_index: Tensor, weather: Tensor | None = None,
                 time_of_day: Tensor | None = None, day_of_week: Tensor | None = None,
-                past_weather: Tensor | None = None):
-        """-> (means, stds, weights), each [B, horizon, N, K]. No attention weights are
+                past_weather: Tensor | None = None, futures: int = 1):
+        """-> (means, stds, weights), each [futures·B, horizon, N, K]. No attention weights are
         computed on this path."""
         means, stds, weights, _ = self._run(x, mask, edge_index, weather, time_of_day, day_of_week, past_weather,
-                                            diagnose=False)
+                                            diagnose=False, futures=futures)
         return means, stds, weights
 
     def forward_with_diagnostics(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
@@ -111,8 +115,11 @@ class STMGT(nn.Module):
         return torch.rand(copies, graph.num_real_edges, device=device) >= self.config.drop_edge
 
     def _check_inputs(self, x: Tensor, mask: Tensor | None, edge_index: Tensor,
-                      weather: Tensor | None, past_weather: Tensor | None) -> None:
+                      weather: Tensor | None, past_weather: Tensor | None, futures: int) -> None:
         cfg = self.config
+        if futures != 1 and not (cfg.use_weather and isinstance(futures, int) and futures > 1):
+            raise ValueError(f"futures must be a whole number of at least 1, and more than 1 only with "
+                             f"use_weather, got {futures!r}")
         if x.dim() != 3 or x.shape[1] != cfg.seq_len:
             raise ValueError(f"x must be [batch, {cfg.seq_len}, nodes], got {list(x.shape)}")
         if mask is not None and mask.shape != x.shape:
@@ -120,15 +127,16 @@ class STMGT(nn.Module):
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ValueError(f"edge_index must be [2, edges], got {list(edge_index.shape)}")
         if cfg.use_weather:
-            expected = [x.shape[0], cfg.horizon, 3]
+            expected = [futures * x.shape[0], cfg.horizon, 3]
             if weather is None or list(weather.shape) != expected:
                 got = None if weather is None else list(weather.shape)
                 raise ValueError(f"weather must be {expected} when use_weather is on, got {got}")
             if past_weather is not None and list(past_weather.shape) != [x.shape[0], cfg.seq_len, 3]:
                 raise ValueError(f"past_weather must be {[x.shape[0], cfg.seq_len, 3]}, got {list(past_weather.shape)}")
 
-    def _run(self, x, mask, edge_index, weather, time_of_day, day_of_week, past_weather, diagnose: bool):
-        self._check_inputs(x, mask, edge_index, weather, past_weather)
+    def _run(self, x, mask, edge_index, weather, time_of_day, day_of_week, past_weather, diagnose: bool,
+             futures: int = 1):
+        self._check_inputs(x, mask, edge_index, weather, past_weather, futures)
         B, T, N = x.shape
         h = self.embed(x, mask, time_of_day, day_of_week)
         graph = self.step_graph(edge_index, N)
@@ -145,6 +153,9 @@ class STMGT(nn.Module):
         weather_attention = None
         if self.weather_attn is not None:
             past = past_weather if self.config.weather_past else None
+            if futures > 1:                 # the one encoded past, read under each future
+                h = h.repeat(futures, 1, 1, 1)
+                past = None if past is None else past.repeat(futures, 1, 1)
             h, weather_attention = self.weather_attn(h, weather, diagnose, past)
 
         means, stds, weights = self.mixture_head(h)
