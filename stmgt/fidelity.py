@@ -17,7 +17,7 @@ from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import TrafficSimulator
 from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.jsonfile import read_json, write_json
-from stmgt.what_if import median_forecast, true_change
+from stmgt.what_if import median_changes, true_change
 
 ARTIFACT = "whatif_fidelity.json"
 RAIN_EVENT_STARTS = (1, 4, 7, 9)          # one-hour (4-step) events starting at these horizon steps
@@ -50,15 +50,16 @@ def measure(forecaster: Forecaster, sim: TrafficSimulator, count: int = 50, spli
             cancel=None) -> dict | None:
     """Every scenario of the grid at `count` anchors of `split` -> per-step figures and target checks
     (training selects epochs on the validation split's; the benchmark reports the test split's).
-    None if `cancel` (anything with `is_set()`) is set between two scenarios."""
+    The model reads each anchor's past once, under every scenario's weather. None if `cancel`
+    (anything with `is_set()`) is set before every scenario is scored."""
     anchors = fidelity_anchors(forecaster, count, split)
     horizon = forecaster.horizon
-    base = median_forecast(forecaster, anchors)
+    grid = scenario_grid(horizon)
+    changes = median_changes(forecaster, anchors, [scenario for _, scenario in grid.values()])   # [S, B, H, N]
     scenarios = {}
-    for name, (kind, scenario) in scenario_grid(horizon).items():
+    for (name, (kind, scenario)), model in zip(grid.items(), changes):
         if cancel is not None and cancel.is_set():
             return None
-        model = median_forecast(forecaster, anchors, scenario) - base               # [B, H, N]
         true = true_change(sim, anchors, horizon, scenario)
         observed = ~np.isnan(true)
         model_net = np.nanmean(np.where(observed, model, np.nan), axis=2)            # [B, H] over nodes

@@ -3,6 +3,7 @@ quantiles, P(congested), diagnostics, and weather what-if scenarios."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,18 +165,14 @@ class Forecaster:
                  weather: np.ndarray | None = None) -> Forecast:
         """`weather` ([B, H, 3], e.g. a weather forecast) replaces the observed horizon weather;
         `scenario` edits whichever of the two is used."""
-        anchors = np.atleast_1d(np.asarray(anchors, dtype=np.int64))
-        if ((anchors < self.seq_len - 1) | (anchors >= self.dataset.num_steps)).any():
-            raise DataError("anchor outside the data or without a full input window")
+        anchors = self._checked(anchors)
         override = None
         if weather is not None and self.loaded.config.use_weather:
             override = torch.from_numpy(np.asarray(weather, dtype=np.float32))
         else:
             weather = self.horizon_weather(anchors)
         if scenario is not None:
-            if weather is None or not self.loaded.config.use_weather:
-                raise DataError("this dataset or model has no weather, so a weather scenario cannot be applied")
-            weather = scenario.apply(weather)
+            weather = scenario.apply(self._scenario_weather(weather))
             override = torch.from_numpy(weather)
         batch = self.windows.batch(anchors, weather=override).to(self.device)
         mixture, diag = predict(self.model, batch, self.edge_index, self.loaded.scaler, diagnostics=True) \
@@ -183,3 +180,26 @@ class Forecaster:
         inputs = anchors[:, None] + np.arange(-self.seq_len + 1, 1)
         return Forecast(self.dataset.graph.node_ids, self.dataset.timestamps[anchors], self.dataset.freq,
                         mixture.to("cpu"), self.dataset.speed[inputs], batch.y.cpu().numpy(), weather, diag)
+
+    @torch.no_grad()
+    def under_scenarios(self, anchors, scenarios: Sequence[WeatherScenario | None]) -> GaussianMixture:
+        """Each window's forecast (km/h, on the CPU) under each of S scenarios, None being the
+        weather as observed: [S·B, H, N, K], future-major. One pass: the past goes through the
+        model once and is read under every scenario's weather (STMGT's `futures`)."""
+        anchors = self._checked(anchors)
+        weather = self._scenario_weather(self.horizon_weather(anchors))
+        futures = np.concatenate([weather if s is None else s.apply(weather) for s in scenarios])
+        batch = self.windows.batch(anchors, weather=torch.from_numpy(futures)).to(self.device)
+        return predict(self.model, batch, self.edge_index, self.loaded.scaler, futures=len(scenarios)).to("cpu")
+
+    def _checked(self, anchors) -> np.ndarray:
+        anchors = np.atleast_1d(np.asarray(anchors, dtype=np.int64))
+        if ((anchors < self.seq_len - 1) | (anchors >= self.dataset.num_steps)).any():
+            raise DataError("anchor outside the data or without a full input window")
+        return anchors
+
+    def _scenario_weather(self, weather: np.ndarray | None) -> np.ndarray:
+        """The horizon weather a scenario edits, refused in words where there is none to edit."""
+        if weather is None or not self.loaded.config.use_weather:
+            raise DataError("this dataset or model has no weather, so a weather scenario cannot be applied")
+        return weather

@@ -448,7 +448,7 @@ class Trainer:
 
     def whatif_error(self) -> float | None:
         """The what-if error (km/h) of the model as it is now, on validation anchors; None if
-        cancelled on the way (it takes ~45 s on 2 CPU cores). Rank 0 measures it and every rank gets
+        cancelled on the way (~3.5 s on 2 CPU cores). Rank 0 measures it and every rank gets
         its answer, so all stop early or cancel together (on a GPU their forecasts may differ in
         the last bits)."""
         self._phase("what-if check", 0, 1)

@@ -29,19 +29,23 @@ def true_change(sim: TrafficSimulator, anchors, horizon: int, scenario: WeatherS
     return changes
 
 
-def median_forecast(forecaster: Forecaster, anchors, scenario: WeatherScenario | None = None) -> np.ndarray:
-    """The forecast median [B, H, N] km/h under `scenario` (None: the observed weather)."""
-    return forecaster.forecast(anchors, scenario).quantiles([MEDIAN])[..., 0]
+def median_changes(forecaster: Forecaster, anchors, scenarios: list[WeatherScenario]) -> np.ndarray:
+    """Median forecast under each scenario − median forecast with the observed weather,
+    [S, B, H, N] km/h, all from one pass of the model (Forecaster.under_scenarios)."""
+    mixture = forecaster.under_scenarios(anchors, [None, *scenarios])
+    medians = mixture.quantiles([MEDIAN])[..., 0].numpy().reshape(len(scenarios) + 1, -1, *mixture.means.shape[1:3])
+    return medians[1:] - medians[0]
 
 
 def model_change(forecaster: Forecaster, anchors, scenario: WeatherScenario) -> np.ndarray:
     """Median forecast under `scenario` − median forecast with the observed weather, [B, H, N] km/h."""
-    return median_forecast(forecaster, anchors, scenario) - median_forecast(forecaster, anchors)
+    return median_changes(forecaster, anchors, [scenario])[0]
 
 
 def changes_frame(forecaster: Forecaster, anchors, model: np.ndarray, true: np.ndarray | None) -> pd.DataFrame:
     """One row per anchor, node and step: anchor, node_id, horizon_step, target_time,
-    model_change, true_change (NaN where unknown, and throughout on data not simulated)."""
+    model_change, true_change in km/h to 4 decimals, so float rounding (~10⁻⁶) reads as the 0 it
+    is (NaN where unknown, and throughout on data not simulated)."""
     anchors = np.atleast_1d(anchors)
     B, H, N = model.shape
     times = forecaster.dataset.timestamps[anchors]
@@ -52,6 +56,6 @@ def changes_frame(forecaster: Forecaster, anchors, model: np.ndarray, true: np.n
         "node_id": np.tile(np.array(forecaster.dataset.graph.node_ids, dtype=object), B * H),
         "horizon_step": step,
         "target_time": [t.isoformat() for t in anchor_time + step * forecaster.dataset.freq],
-        "model_change": model.ravel(),
-        "true_change": np.full(model.size, np.nan) if true is None else true.ravel(),
+        "model_change": np.round(model.ravel(), 4) + 0.0,      # + 0.0: no "-0.0"
+        "true_change": np.full(model.size, np.nan) if true is None else np.round(true.ravel(), 4) + 0.0,
     })

@@ -46,7 +46,8 @@ def test_whatif_writes_model_and_true_change(tmp_path):
     assert len(frame) == 2 * 62 * 12
     assert frame.anchor.iloc[0] == "2025-08-25T07:00:00+07:00" and frame.target_time.iloc[0] == "2025-08-25T07:15:00+07:00"
     by_step = frame.groupby("horizon_step")[["model_change", "true_change"]].mean()
-    assert (by_step.loc[1:4, "true_change"] == 0).all()
+    assert (by_step.loc[1:4, "true_change"] == 0).all()                                # causal, both
+    assert (frame[frame.horizon_step <= 4].model_change == 0).all()
     assert (by_step.loc[6:8, "true_change"] < -1).all() and (by_step.loc[6:8, "model_change"] < 0).all()
 
 

@@ -340,8 +340,8 @@ def weather_response_fields(dataset, defaults: TrainConfig) -> dict:
         select = st.radio("Choose the best epoch by", SELECTABLE, key="train_select", disabled=not simulated,
                           format_func=lambda name: SCORES[name][0],
                           help="Picks the checkpoint and drives early stopping. *what-if error*: after every "
-                               f"epoch the what-if grid runs at {SELECT_ANCHORS} validation anchors (under a "
-                               "minute on 2 CPU cores); validation MAE barely moves with the weather response.")
+                               f"epoch the what-if grid runs at {SELECT_ANCHORS} validation anchors (seconds on "
+                               "2 CPU cores); validation MAE barely moves with the weather response.")
     with cols[1]:
         values = number_fields(WEATHER_RESPONSE, defaults, disabled=not simulated) | {"select": select}
     return values if simulated else {}
@@ -386,7 +386,7 @@ def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainCon
         return
     windows = {split: len(a) for split, a in split_anchors(dataset).items()}
     plan = estimate(cost, windows, train_config, model_config.use_weather and dataset.has_weather,
-                    spec.get("kind") == "simulator", model_config.horizon)
+                    spec.get("kind") == "simulator")
     parts = ", ".join(f"{phase} {duration(round(seconds, -1))}" for phase, seconds in plan.phases.items())
     st.info(f"**Expected: about {duration(round(plan.total_s, -1))}**, less if early stopping ends it sooner: {parts}. "
             f"Based on one timed training step of this model here ({cost.train_batch_s:.1f} s per batch of "
