@@ -76,7 +76,7 @@ def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainC
     `use_weather`: the model is scored twice (forecast and observed weather); `simulated`: the
     what-if answers are scored too. With `select` "whatif" every epoch also forecasts the what-if
     grid at SELECT_ANCHORS validation anchors: one pass through the blocks per anchor, counted as
-    one window (reading it under the grid's 12 weathers adds about a quarter, not counted)."""
+    one window (reading each under the grid's 12 weathers costs a little more, not counted)."""
     cap = train_config.max_batches
 
     def windows(split: str, batch_size: int, count: int | None = None) -> int:
