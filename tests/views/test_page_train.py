@@ -11,6 +11,7 @@ from stmgt.checkpoint import save_checkpoint
 from stmgt.data.dataset import Scaler, split_ranges
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
+from stmgt.estimate import StepCost
 from stmgt.errors import DataError
 from stmgt.graph import RoadGraph
 from stmgt.model import STMGT, STMGTConfig
@@ -144,6 +145,10 @@ def test_the_weather_response_is_taught_and_checked_on_the_simulators_data(app, 
     at.button(key="train_start").click().run()
     ((config, _),) = started
     assert (config.select, config.whatif_weight, config.weather_copies) == ("whatif", 3.0, 1)
+    monkeypatch.setattr(training, "step_cost", lambda *a, **k: StepCost(1.0, 0.1, "cpu"))
+    at.button(key="train_estimate").click().run()
+    (estimate,) = [m.value for m in at.info if "Expected" in m.value]
+    assert "what-if checks 10 s" in estimate             # 2 epochs × 50 validation anchors × 0.1 s
 
 
 def test_a_weather_response_the_model_cannot_give_is_refused_in_words(app, isolated_workspace):
