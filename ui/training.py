@@ -52,10 +52,8 @@ class JobSnapshot:
     id: str
     run_dir: Path
     data_spec: dict
-    device: str
-    epochs: int
+    config: train.TrainConfig        # what the job trains with
     processes: int = 1               # training processes (one per GPU); >1 under torchrun
-    max_batches: int | None = None   # the cap on every pass (a quick look), if any
     status: str = "running"          # running | evaluating | finished | cancelled | failed
     phase: str = "starting"          # starting | training | validating | calibrating | scoring | scoring what-if | done
     phase_done: int = 0              # batches done and in all of the current phase after training
@@ -67,7 +65,6 @@ class JobSnapshot:
     history: tuple[dict, ...] = ()   # one EpochReport dict per finished epoch
     error: str | None = None
     stopped: str | None = None       # fit's reason: early_stopping | max_epochs | cancelled
-    select: str = "val_mae"          # the score that picks the best epoch (TrainConfig.select)
     cancel_requested: bool = False
     started: float = field(default_factory=time.time)
     ended: float | None = None
@@ -106,8 +103,7 @@ class Job(ABC):
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._state = JobSnapshot(id=Path(run_dir).name, run_dir=Path(run_dir), data_spec=data_spec,
-                                  device=train_config.device, epochs=train_config.epochs, select=train_config.select,
-                                  max_batches=train_config.max_batches, processes=processes)
+                                  config=train_config, processes=processes)
         self._losses: list[tuple[float, float]] = []   # appended to, copied only when read
         self._history: list[dict] = []
         self._thread = threading.Thread(target=self._work, name=f"train-{self._state.id}", daemon=True)

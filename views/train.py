@@ -174,12 +174,13 @@ def progress_view(snap: training.JobSnapshot) -> None:
     """Progress bars, headline numbers and curves of a job, running or done."""
     done = len(snap.history)
     in_epoch = snap.epoch > done and snap.num_batches
-    share = (done + (snap.batch / snap.num_batches if in_epoch else 0)) / snap.epochs
-    score, column, meaning = SCORES[snap.select]
+    epochs = snap.config.epochs
+    share = (done + (snap.batch / snap.num_batches if in_epoch else 0)) / epochs
+    score, column, meaning = SCORES[snap.config.select]
     if snap.stopped == "early_stopping":
-        share, text = 1.0, f"Stopped early after {done} of {snap.epochs} epochs: {score} stopped improving"
+        share, text = 1.0, f"Stopped early after {done} of {epochs} epochs: {score} stopped improving"
     else:
-        text = f"{done} of {snap.epochs} epochs done" + (" · early stopping may end it sooner" if snap.active else "")
+        text = f"{done} of {epochs} epochs done" + (" · early stopping may end it sooner" if snap.active else "")
     st.progress(min(share, 1.0), text=text)
     if snap.active and snap.phase in PHASES:
         st.progress(snap.phase_done / snap.phase_total if snap.phase_total else 0.0,
@@ -213,7 +214,7 @@ def live_job(job_id: str) -> None:
     snap = job.snapshot()
     head, button = st.columns([4, 1], vertical_alignment="center")
     head.subheader(f"Training **{snap.id}**", anchor=False)
-    head.caption(f"On {describe(snap.data_spec)} · {snap.device.upper()}"
+    head.caption(f"On {describe(snap.data_spec)} · {snap.config.device.upper()}"
                  + (f" · {snap.processes} processes" if snap.processes > 1 else "")
                  + " · the other pages stay usable while it runs.")
     if snap.active:
@@ -231,7 +232,7 @@ def job_result(snap: training.JobSnapshot, dataset) -> None:
     st.subheader(f"Training **{snap.id}**", anchor=False)
     if snap.status == "finished":
         metrics = run.metrics()
-        score, column, _ = SCORES[snap.select]
+        score, column, _ = SCORES[snap.config.select]
         st.success(f"Finished in {duration(snap.elapsed)} ({STOP_REASONS[snap.stopped].format(score=score)}). "
                    f"Best {score} **{best[column]:.2f} km/h** at epoch {best['epoch']}. On the test split: "
                    f"**{versus_baselines(metrics)}**. The model is now in the sidebar's model list as "
