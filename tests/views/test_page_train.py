@@ -2,6 +2,7 @@
 refused settings, and uploads (damaged, another graph, valid) through the page and the saving
 function, which must write nothing unless the checkpoint loads."""
 
+import json
 import time
 
 import pytest
@@ -213,12 +214,15 @@ def test_a_run_choosing_its_epoch_on_the_whatif_error_reports_that_score(app, is
     for name, value in TINY.items():
         at.number_input(key=f"train_{name}").set_value(value)
     at.radio(key="train_select").set_value("whatif")
+    at.number_input(key="train_whatif_weight").set_value(2.0)
     at.button(key="train_start").click().run()
     wait_for_the_result(at, seconds=420)
     (name,) = runs_in(isolated_workspace)
     error = Run(isolated_workspace / "runs" / name).history().val_whatif_error.iloc[0]
     assert f"Best what-if error **{error:.2f} km/h** at epoch 1" in messages(at.success)
     assert at.metric[1].label == "Best what-if error" and at.metric[1].value == f"{error:.2f} km/h"
+    curves = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"][0]["text"]
+    assert curves == "Training loss (mixture NLL + regularisers + 2 × what-if loss)"
 
 
 def test_estimate_duration_times_the_configured_model_once(app, small_dataset, isolated_workspace):
