@@ -73,8 +73,7 @@ class Estimate:
 def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainConfig, use_weather: bool,
              simulated: bool) -> Estimate:
     """The run's duration from measured `cost`, for splits of `split_windows` windows each.
-    `use_weather`: the model is scored twice (forecast and observed weather); `simulated`: the
-    what-if answers are scored too. With `select` "whatif" every epoch also forecasts the what-if
+    `use_weather` and `simulated`: the what-if answers are scored too. With `select` "whatif" every epoch also forecasts the what-if
     grid at SELECT_ANCHORS validation anchors: one pass through the blocks per anchor, counted as
     one window (reading each under the grid's 12 weathers costs a little more, not counted)."""
     cap = train_config.max_batches
@@ -94,11 +93,11 @@ def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainC
         phases["what-if checks"] = train_config.epochs * checked * cost.forward_window_s
     if train_config.calibrate:
         phases["calibrating"] = windows("val", _default(fit_sigma_scale, "batch_size")) * cost.forward_window_s
-    passes = 2 if use_weather else 1
-    phases["scoring"] = passes * windows("test", _default(evaluate.score_split, "batch_size")) * cost.forward_window_s
+    # One pass per window: a second weather (perfect forecast, what-if) reuses the encoded past.
+    phases["scoring"] = windows("test", _default(evaluate.score_split, "batch_size")) * cost.forward_window_s
     if use_weather and simulated:
         what_if = windows("test", _default(evaluate.what_if_error, "batch_size"),
                           _default(evaluate.what_if_error, "count"))
-        phases["scoring"] += 2 * what_if * cost.forward_window_s
+        phases["scoring"] += what_if * cost.forward_window_s
     return Estimate(phases, train_config.epochs * per_epoch)
 

@@ -76,16 +76,18 @@ def score_split(forecaster: Forecaster, sim: TrafficSimulator | None, split: str
     chunks = _batches(anchors, batch_size, "scoring", on_progress, cancel)
     for chunk in tqdm(chunks, desc=f"evaluate {split}", total=-(-len(anchors) // batch_size),
                       disable=not progress, unit="batch"):
-        issued, weather_kind = issued_forecast(dataset, sim, chunk, horizon) if uses_weather else (None, "none")
-        forecast = forecaster.forecast(chunk, weather=issued)
-        y = torch.from_numpy(forecast.truth)
+        batch = forecaster.windows.batch(chunk)
+        y = batch.y.cpu()
+        if uses_weather:   # one pass reads each window under the issued and the observed weather
+            issued, weather_kind = issued_forecast(dataset, sim, chunk, horizon)
+            both = forecaster.under_weathers(chunk, [issued, forecaster.horizon_weather(chunk)])
+            stmgt, perfect = both[:len(chunk)], both[len(chunk):]
+            scores["stmgt_perfect_weather"].update(y, perfect.mean(), perfect)
+        else:
+            stmgt = forecaster.forecast(chunk).mixture
+        scores["stmgt"].update(y, stmgt.mean(), stmgt)
         target_steps = torch.from_numpy(chunk)[:, None] + torch.arange(1, horizon + 1)
         ha_pred = ha.predict(target_steps)
-        batch = forecaster.windows.batch(chunk)
-        scores["stmgt"].update(y, forecast.mixture.mean(), forecast.mixture)
-        if uses_weather:
-            perfect = forecaster.forecast(chunk)
-            scores["stmgt_perfect_weather"].update(y, perfect.mixture.mean(), perfect.mixture)
         scores["persistence"].update(y, persistence(batch, forecaster.loaded.scaler, ha_pred))
         scores["historical_average"].update(y, ha_pred)
     if cancel is not None and cancel.is_set():
@@ -107,7 +109,8 @@ def what_if_error(forecaster: Forecaster, sim: TrafficSimulator, scenario: Weath
     anchors = spread(split_anchors(forecaster.dataset)["test"], min(count, (max_batches or count) * batch_size))
     predicted, true = [], []
     for chunk in _batches(anchors, batch_size, "scoring what-if", on_progress, cancel):
-        predicted.append(forecaster.forecast(chunk, scenario).mean() - forecaster.forecast(chunk).mean())
+        means = forecaster.under_scenarios(chunk, [None, scenario]).mean().numpy()
+        predicted.append(means[len(chunk):] - means[:len(chunk)])
         true.append(true_change(sim, chunk, forecaster.horizon, scenario))
     if cancel is not None and cancel.is_set():
         return None

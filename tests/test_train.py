@@ -418,6 +418,19 @@ def test_several_scenarios_in_one_pass_match_one_forecast_each(trained, data):
     assert np.abs(changes[1][:, :3]).max() < 1e-4        # causal: nothing before step 4 (to float rounding)
 
 
+def test_several_weathers_in_one_pass_match_one_forecast_each(trained, data):
+    """evaluate reads each window under the issued and the observed weather in one pass."""
+    forecaster = Forecaster(trained[0].run.load(data.graph), data)
+    anchors = forecaster.test_anchors()[[3, 40]]
+    observed = forecaster.horizon_weather(anchors)
+    issued = observed + np.array([1.0, 5.0, 2.0])
+    both = forecaster.under_weathers(anchors, [issued, observed])
+    for s, weather in enumerate((issued, observed)):
+        alone = forecaster.forecast(anchors, weather=weather).mixture
+        torch.testing.assert_close(both[2 * s:2 * s + 2].mean(), alone.mean(), atol=1e-4, rtol=0)
+    assert (both[:2].mean() - both[2:].mean()).abs().max() > 0.01
+
+
 def test_anchor_validation(trained, data):
     forecaster = Forecaster(trained[0].run.load(data.graph), data)
     assert forecaster.anchor_at(data.timestamps[100].isoformat()) == 100
@@ -527,6 +540,8 @@ def test_estimate_counts_the_counterfactual_weather_copies_and_the_whatif_checks
     checked = estimate(cost, windows, TrainConfig(epochs=2, batch_size=32, select="whatif"), True, True)
     assert checked.phases["what-if checks"] == pytest.approx(2 * 50 * 0.01)    # 2 epochs × 50 anchors
     assert checked.total_s == pytest.approx(plain.total_s + 2 * 50 * 0.01)
+    # scoring: one pass over the 64 test windows (both weathers) and one over 48 what-if anchors
+    assert plain.phases["scoring"] == pytest.approx((64 + 48) * 0.01)
 
 
 def test_the_kept_epoch_is_the_last_that_improved_the_selection_score():
