@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--out", type=Path, help="run folder to create")
     target.add_argument("--resume", type=Path, metavar="RUN",
                         help="carry on a cancelled, failed or interrupted run from its last finished epoch, "
-                             "with its own data and settings")
+                             "with its own data and settings, on the device --device names (default auto)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("run") +
                    "; the old run stays until the new one is complete")
     p.add_argument("--config", type=Path, metavar="FILE.json",
@@ -283,6 +283,7 @@ def _train_here(args, device, configs, emit) -> None:
     main = distributed.is_main()
     if args.resume:
         run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume))
+        train_config = replace(train_config, device=device.type)   # a run may finish on another machine
         replacing = False
         args.out = run_dir
     else:

@@ -70,6 +70,19 @@ def test_exception_inside_an_epoch_leaves_a_resumable_run(data, tmp_path, monkey
     assert list(result.history.epoch) == [1, 2, 3] and result.best_epoch is not None
 
 
+def test_cli_resume_carries_a_run_on_to_another_device(data, tmp_path):
+    """A run started on a GPU machine can finish on a CPU one (and back): --device, not the record."""
+    cancel = threading.Event()
+    fit(data, SMALL, CONFIG, tmp_path / "run", SPEC, on_batch=lambda p: p.epoch == 2 and cancel.set(), cancel=cancel)
+    run = Run(tmp_path / "run")
+    config = run.config
+    config["train"]["device"] = "cuda"                # as a GPU machine records it
+    run.write_config(config)
+    run.mark_finished("cancelled", "interrupted with Ctrl-C")
+    assert main(["train", "--resume", str(run.path), "--device", "cpu", "--no-evaluate"]) == 0
+    assert list(run.history().epoch) == [1, 2, 3] and run.status.state == "complete"
+
+
 def test_nothing_to_resume_is_a_clear_error(data, tmp_path):
     with pytest.raises(DataError, match="nothing to resume"):
         fit(data, SMALL, CONFIG, tmp_path / "empty", SPEC, resume=True)
