@@ -97,7 +97,7 @@ def _train(recipe: Recipe, out: Path, device: str, epochs: int, max_batches: int
     if state in ("complete", "unrecorded"):
         return
     if state in RESUMABLE and (run.path / TRAINING_STATE).is_file():
-        command = ["--resume", str(run.path)]
+        command = ["--resume", str(run.path), "--device", device]   # the device may differ from the last sitting's
     else:   # --overwrite: a run stopped before its first epoch ended (train refuses folders not its own)
         command = ["--data", recipe.data, "--out", str(run.path), "--seed", str(recipe.seed),
                    "--epochs", str(epochs), "--device", device, *recipe.options,
