@@ -73,9 +73,10 @@ class Estimate:
 def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainConfig, use_weather: bool,
              simulated: bool) -> Estimate:
     """The run's duration from measured `cost`, for splits of `split_windows` windows each.
-    `use_weather` and `simulated`: the what-if answers are scored too. With `select` "whatif" every epoch also forecasts the what-if
-    grid at SELECT_ANCHORS validation anchors: one pass through the blocks per anchor, counted as
-    one window (reading each under the grid's 12 weathers costs a little more, not counted)."""
+    `use_weather` and `simulated`: the what-if answers are scored too. With `select` "whatif"
+    every epoch also forecasts the what-if grid at SELECT_ANCHORS validation anchors: one pass
+    through the blocks per anchor, counted as one window (reading each under the grid's 12
+    weathers costs a little more, not counted)."""
     cap = train_config.max_batches
 
     def windows(split: str, batch_size: int, count: int | None = None) -> int:
