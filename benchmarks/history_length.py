@@ -2,17 +2,18 @@
 restarts, early stopping on validation MAE, up to 100 epochs) from scratch on 8 and on 26 weeks
 of the embedded simulator (seed 0: the same city, the same roads and daily patterns), on the same
 training seeds (issue 10, item 7). Every run is calibrated and scored on the same windows: the
-test split of the longest history, which no run trained or was validated on (a shorter history is
-a separate simulation, not a prefix of the longer one's test weeks). More history wins only if
-its test MAE, averaged over seeds, beats the shorter one's by more than the larger seed-to-seed
-spread. Prints one JSON object with a Markdown table for the README.
+test split of the longest history, which no run trained or was validated on (the 8-week
+simulation shares random draws with the first weeks of the 26-week one, never with its test
+weeks). More history wins only if its test MAE, averaged over seeds, beats the shorter one's by
+more than the larger seed-to-seed spread. Prints one JSON object with a Markdown table for the
+README.
 
     PYTHONPATH=. .venv/bin/python benchmarks/history_length.py [--weeks 8 26] [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N]
 
-One 8-week run to convergence took 42 min on the 2-core development CPU (20 epochs), a 26-week one
-should take about 3× that; `--epochs 1 --max-batches 2` is a smoke test. With `--out` the runs are kept, and
-running the command again carries on from them (`benchmarks/recipe_runs.py`): a CPU can finish
-the comparison over several sittings.
+One 8-week run to convergence took 42 min on the 2-core development CPU (20 epochs), a 26-week
+one should take about 3× that; `--epochs 1 --max-batches 2` is a smoke test. With `--out` the
+runs are kept, and running the command again carries on from them (`benchmarks/recipe_runs.py`):
+a CPU can finish the comparison over several sittings.
 """
 
 from __future__ import annotations
