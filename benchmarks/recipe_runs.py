@@ -195,12 +195,12 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
     groups = list(dict.fromkeys(group for group, _ in runs))
     if len(groups) != 2:
         parser.error(f"a comparison needs two different choices, got {', '.join(groups)}")
-    recipes = [recipe for _, recipe in runs]
+    recipes, test = [recipe for _, recipe in runs], test_data(args)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
         train_all(recipes, out, device.type, args.epochs, args.max_batches, args.jobs)
-        figures, baselines = score_all(recipes, out, test_data(args), device, args.max_batches)
+        figures, baselines = score_all(recipes, out, test, device, args.max_batches)
     for (group, _), run in zip(runs, figures):
         run[label] = group
     summary = summarise(figures, label, *groups)
@@ -210,7 +210,7 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
                     else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
         "torch": torch.__version__, "recipe": {"epochs": args.epochs, "max_batches": args.max_batches,
                                                "patience": TrainConfig.patience},
-        "test_data": test_data(args), "runs_kept_in": None if args.out is None else str(args.out),
+        "test_data": test, "runs_kept_in": None if args.out is None else str(args.out),
         "runs": figures, **summary, "decision": verdicts[0] if summary["challenger_wins"] else verdicts[1],
         "baselines_test_mae": baselines, "markdown": markdown(summary, baselines, label, args.seeds),
     }, indent=2))

@@ -80,8 +80,7 @@ def score_split(forecaster: Forecaster, sim: TrafficSimulator | None, split: str
         y = batch.y.cpu()
         if uses_weather:   # one pass reads each window under the issued and the observed weather
             issued, weather_kind = issued_forecast(dataset, sim, chunk, horizon)
-            both = forecaster.under_weathers(chunk, [issued, forecaster.horizon_weather(chunk)])
-            stmgt, perfect = both[:len(chunk)], both[len(chunk):]
+            stmgt, perfect = forecaster.under_weathers(chunk, [issued, forecaster.horizon_weather(chunk)])
             scores["stmgt_perfect_weather"].update(y, perfect.mean(), perfect)
         else:
             stmgt = forecaster.forecast(chunk).mixture
@@ -109,8 +108,8 @@ def what_if_error(forecaster: Forecaster, sim: TrafficSimulator, scenario: Weath
     anchors = spread(split_anchors(forecaster.dataset)["test"], min(count, (max_batches or count) * batch_size))
     predicted, true = [], []
     for chunk in _batches(anchors, batch_size, "scoring what-if", on_progress, cancel):
-        means = forecaster.under_scenarios(chunk, [None, scenario]).mean().numpy()
-        predicted.append(means[len(chunk):] - means[:len(chunk)])
+        observed, wet = forecaster.under_scenarios(chunk, [None, scenario])
+        predicted.append((wet.mean() - observed.mean()).numpy())
         true.append(true_change(sim, chunk, forecaster.horizon, scenario))
     if cancel is not None and cancel.is_set():
         return None

@@ -182,16 +182,18 @@ class Forecaster:
                         mixture.to("cpu"), self.dataset.speed[inputs], batch.y.cpu().numpy(), weather, diag)
 
     @torch.no_grad()
-    def under_weathers(self, anchors, weathers: Sequence[np.ndarray]) -> GaussianMixture:
-        """Each window's forecast (km/h, on the CPU) under each of S horizon weathers ([B, H, 3]
-        each, raw units): [S·B, H, N, K], future-major. One pass: the past goes through the model
-        once and is read under every weather (STMGT's `futures`)."""
+    def under_weathers(self, anchors, weathers: Sequence[np.ndarray]) -> list[GaussianMixture]:
+        """The windows' forecast (km/h, on the CPU, [B, H, N, K]) under each of S horizon weathers
+        ([B, H, 3] each, raw units). One pass: the past goes through the model once and is read
+        under every weather (STMGT's `futures`)."""
         anchors = self._checked(anchors)
         futures = torch.from_numpy(np.concatenate(weathers).astype(np.float32))
         batch = self.windows.batch(anchors, weather=futures).to(self.device)
-        return predict(self.model, batch, self.edge_index, self.loaded.scaler, futures=len(weathers)).to("cpu")
+        mixture = predict(self.model, batch, self.edge_index, self.loaded.scaler, futures=len(weathers)).to("cpu")
+        B = len(anchors)
+        return [mixture[s * B:(s + 1) * B] for s in range(len(weathers))]     # the model's output is future-major
 
-    def under_scenarios(self, anchors, scenarios: Sequence[WeatherScenario | None]) -> GaussianMixture:
+    def under_scenarios(self, anchors, scenarios: Sequence[WeatherScenario | None]) -> list[GaussianMixture]:
         """`under_weathers` for S scenarios, None being the weather as observed."""
         weather = self._scenario_weather(self.horizon_weather(self._checked(anchors)))
         return self.under_weathers(anchors, [weather if s is None else s.apply(weather) for s in scenarios])

@@ -32,9 +32,9 @@ def true_change(sim: TrafficSimulator, anchors, horizon: int, scenario: WeatherS
 def median_changes(forecaster: Forecaster, anchors, scenarios: list[WeatherScenario]) -> np.ndarray:
     """Median forecast under each scenario − median forecast with the observed weather,
     [S, B, H, N] km/h, all from one pass of the model (Forecaster.under_scenarios)."""
-    mixture = forecaster.under_scenarios(anchors, [None, *scenarios])
-    medians = mixture.quantiles([MEDIAN])[..., 0].numpy().reshape(len(scenarios) + 1, -1, *mixture.means.shape[1:3])
-    return medians[1:] - medians[0]
+    observed, *under = (m.quantiles([MEDIAN])[..., 0].numpy()
+                        for m in forecaster.under_scenarios(anchors, [None, *scenarios]))
+    return np.stack(under) - observed
 
 
 def model_change(forecaster: Forecaster, anchors, scenario: WeatherScenario) -> np.ndarray:

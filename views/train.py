@@ -201,7 +201,8 @@ def progress_view(snap: training.JobSnapshot) -> None:
                    help=f"Last epoch took {duration(snap.history[-1]['seconds'])} (training + validation)."
                    if snap.history else None)
     if snap.batch_losses:
-        st.plotly_chart(training_figure(snap.history_frame(), snap.batches_frame(), snap.config.whatif_weight), key=f"train_curves_{snap.id}")
+        figure = training_figure(snap.history_frame(), snap.batches_frame(), snap.config.whatif_weight)
+        st.plotly_chart(figure, key=f"train_curves_{snap.id}")
 
 
 @st.fragment(run_every=POLL_S)
