@@ -8,7 +8,7 @@ weeks). More history wins only if its test MAE, averaged over seeds, beats the s
 more than the larger seed-to-seed spread. Prints one JSON object with a Markdown table for the
 README.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/history_length.py [--weeks 8 26] [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N]
+    PYTHONPATH=. .venv/bin/python benchmarks/history_length.py [--weeks 8 26] [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N] [--so-far]
 
 One 8-week run to convergence took 42 min on the 2-core development CPU (20 epochs), a 26-week
 one should take about 3× that; `--epochs 1 --max-batches 2` is a smoke test. With `--out` the

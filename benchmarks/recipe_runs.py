@@ -8,6 +8,7 @@ Resumable: in a kept folder (`--out`) a complete run is not trained again, and a
 failed or interrupted one carries on from its last finished epoch (`train --resume`). A
 comparison longer than one sitting (hours on a CPU; a GPU session's time limit) is finished by
 running the same command again; a run folder trained with other settings is refused in words.
+`--so-far` trains nothing and scores the runs complete so far: a progress table, no decision.
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ def _refuse_other_settings(recipes: list[Recipe], out: Path, epochs: int, max_ba
 
 def _train(recipe: Recipe, out: Path, device: str, epochs: int, max_batches: int | None) -> None:
     run = Run(out / recipe.name)
-    state = run.status.state if (run.path / CONFIG).is_file() else None
-    if state in ("complete", "unrecorded"):
+    if finished(run):
         return
+    state = run.status.state if (run.path / CONFIG).is_file() else None
     if state in RESUMABLE and (run.path / TRAINING_STATE).is_file():
         command = ["--resume", str(run.path), "--device", device]   # the device may differ from the last sitting's
     else:   # --overwrite: a run stopped before its first epoch ended (train refuses folders not its own)
@@ -110,6 +111,11 @@ def _train(recipe: Recipe, out: Path, device: str, epochs: int, max_batches: int
     if code != 0:
         raise SystemExit(f"error: training {recipe.name} stopped (exit status {code}); its output is in {log}. "
                          "Run the same command again to carry on from its last finished epoch.")
+
+
+def finished(run: Run) -> bool:
+    """Trained to its end (early stopping or the last epoch), so it can be scored."""
+    return (run.path / CONFIG).is_file() and run.status.state in ("complete", "unrecorded")
 
 
 def score_all(recipes: list[Recipe], out: Path, test_data: str, device: str,
@@ -155,8 +161,9 @@ def summarise(runs: list[dict], key: str, incumbent: str, challenger: str) -> di
             "challenger_wins": bool(gain > noise)}
 
 
-def markdown(summary: dict, baselines: dict, label: str, seeds: list[int]) -> str:
-    """The README table: one row per group, means ± half the seed range, baselines below."""
+def markdown(summary: dict, baselines: dict, label: str, seeds: dict[str, list[int]]) -> str:
+    """The README table: one row per group, means ± half the seed range (`seeds`: each group's),
+    baselines below."""
     head = f"| {label} | " + " | ".join(["validation MAE", "test MAE", *(f"test MAE {n}" for n in HOURS),
                                           "test CRPS", "80 % coverage"]) + " |"
     rows = [head, "|" + " --- |" * 8]
@@ -165,8 +172,10 @@ def markdown(summary: dict, baselines: dict, label: str, seeds: list[int]) -> st
         rows.append(f"| {value} | " + " | ".join(cells) + " |")
     for name, maes in baselines.items():
         rows.append(f"| {name.replace('_', ' ')} | | | " + " | ".join(f"{v:.3f}" for v in maes.values()) + " | | |")
-    rows.append(f"\nMeans over seeds {', '.join(map(str, seeds))} ± half the seed-to-seed range; the baselines "
-                "read the same test windows.")
+    listed = {group: ", ".join(map(str, values)) for group, values in seeds.items()}
+    over = (f"seeds {next(iter(listed.values()))}" if len(set(listed.values())) == 1
+            else "; ".join(f"{group}: seeds {values}" for group, values in listed.items()))
+    rows.append(f"\nMeans over {over} ± half the seed-to-seed range; the baselines read the same test windows.")
     return "\n".join(rows)
 
 
@@ -185,25 +194,43 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (pays on a GPU)")
     parser.add_argument("--out", type=Path, default=None,
                         help="keep the runs here; running again carries on from them (default: a temporary folder)")
+    parser.add_argument("--so-far", action="store_true",
+                        help="train nothing: score the runs in --out that are complete and name those still to "
+                             "train (a progress table; the decision waits for every run)")
     more_options(parser)
     args = parser.parse_args()
     if len(args.seeds) < 2:
         parser.error("give at least two seeds: their spread is the noise the choice is judged against")
+    if args.so_far and args.out is None:
+        parser.error("--so-far scores the runs kept in --out: give it")
     reuse_freed_memory()
     device = resolve_device(args.device)
     runs = [pair for seed in args.seeds for pair in plan(args, seed)]
     groups = list(dict.fromkeys(group for group, _ in runs))
     if len(groups) != 2:
         parser.error(f"a comparison needs two different choices, got {', '.join(groups)}")
+    pending = [recipe.name for _, recipe in runs if args.so_far and not finished(Run(args.out / recipe.name))]
+    runs = [(group, recipe) for group, recipe in runs if recipe.name not in pending]
+    if missing := [group for group in groups if group not in {kept for kept, _ in runs}]:
+        sys.exit(f"error: no complete run of {' or '.join(missing)} in {args.out} yet (still to train: "
+                 f"{', '.join(pending)})")
     recipes, test = [recipe for _, recipe in runs], test_data(args)
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
-        train_all(recipes, out, device.type, args.epochs, args.max_batches, args.jobs)
+        if args.so_far:
+            _refuse_other_settings(recipes, out, args.epochs, args.max_batches)
+        else:
+            train_all(recipes, out, device.type, args.epochs, args.max_batches, args.jobs)
         figures, baselines = score_all(recipes, out, test, device, args.max_batches)
     for (group, _), run in zip(runs, figures):
         run[label] = group
     summary = summarise(figures, label, *groups)
+    if pending:   # a spread over fewer seeds than planned decides nothing
+        summary["challenger_wins"] = None
+    seeds = {group: [recipe.seed for g, recipe in runs if g == group] for group in groups}
+    decision = (verdicts[0] if summary["challenger_wins"] else verdicts[1]) if not pending else \
+        f"none yet: {len(pending)} runs still to train ({', '.join(pending)})"
     print(json.dumps({
         "benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -211,6 +238,6 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
         "torch": torch.__version__, "recipe": {"epochs": args.epochs, "max_batches": args.max_batches,
                                                "patience": TrainConfig.patience},
         "test_data": test, "runs_kept_in": None if args.out is None else str(args.out),
-        "runs": figures, **summary, "decision": verdicts[0] if summary["challenger_wins"] else verdicts[1],
-        "baselines_test_mae": baselines, "markdown": markdown(summary, baselines, label, args.seeds),
+        "runs": figures, **summary, "still_to_train": pending, "decision": decision,
+        "baselines_test_mae": baselines, "markdown": markdown(summary, baselines, label, seeds),
     }, indent=2))
