@@ -228,9 +228,10 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
     summary = summarise(figures, label, *groups)
     if pending:   # a spread over fewer seeds than planned decides nothing
         summary["challenger_wins"] = None
+        decision = f"none yet: {len(pending)} runs still to train ({', '.join(pending)})"
+    else:
+        decision = verdicts[0] if summary["challenger_wins"] else verdicts[1]
     seeds = {group: [recipe.seed for g, recipe in runs if g == group] for group in groups}
-    decision = (verdicts[0] if summary["challenger_wins"] else verdicts[1]) if not pending else \
-        f"none yet: {len(pending)} runs still to train ({', '.join(pending)})"
     print(json.dumps({
         "benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
