@@ -396,7 +396,8 @@ def step_cost(dataset: TrafficDataset, spec: dict, model_config: STMGTConfig, tr
     """The per-batch cost of this model on this dataset and device, measured once per server process
     (`measure=True` times it now if it is not known yet; otherwise None until it is)."""
     key = json.dumps([spec, model_config.to_dict(), train_config.batch_size, train_config.device,
-                      train_config.whatif_weight > 0], sort_keys=True)   # the what-if loss adds a forward pass
+                      train_config.whatif_weight > 0, train_config.tune], sort_keys=True)
+    # the what-if loss adds a forward pass; tuning the weather response alone skips most of the backward
     costs = _step_costs()
     if key not in costs and measure:
         costs[key] = measure_step_cost(dataset, model_config, train_config)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 import torch
@@ -13,8 +15,8 @@ from stmgt.estimate import estimate
 from stmgt.evaluate import versus_baselines
 from stmgt.model import STMGTConfig
 from stmgt.model.config import GAT_LAYOUTS
-from stmgt.runs import Run, import_checkpoint
-from stmgt.train import SELECT_ANCHORS, SELECTABLE, TrainConfig, whatif_simulator
+from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
+from stmgt.train import SELECT_ANCHORS, SELECTABLE, TUNABLE, TrainConfig, whatif_simulator
 from ui import state, training
 from ui.eval_charts import training_figure
 from ui.labels import attention_heads
@@ -70,6 +72,8 @@ ARCHITECTURE = {
     "heads": ("Attention heads", "GATv2 and temporal attention heads.", dict(min_value=1, max_value=16)),
     "num_mixtures": ("Mixture components", "Gaussians in each forecast distribution.",
                      dict(min_value=1, max_value=10)),
+}
+REGULARISERS = {
     "dropout": ("Dropout", None, dict(min_value=0.0, max_value=0.9, step=0.05)),
     "drop_edge": ("DropEdge", "Share of road segments dropped at random in each training step.",
                   dict(min_value=0.0, max_value=0.9, step=0.01)),
@@ -97,6 +101,13 @@ MODEL_SWITCHES = {
     "use_mask": ("Observed-flag input channel", "Tells a filled-in gap from a real reading."),
     "time_encoding": ("Time-of-day and weekday encoding", None),
 }
+# Fine-tuning (`TrainConfig.init_from`): the starting model fixes the architecture; dropout and
+# DropEdge only act in training, so they stay the user's.
+NEW_MODEL = "New model (random weights)"
+START_KEY = "train_start_from"
+SHAPE = (*ARCHITECTURE, "gat_layout", *MODEL_SWITCHES)
+FINE_TUNE_LR = 3e-4        # the peak learning rate of the bundled model's fine-tuning stages (README)
+TUNE_LABELS = {"all": "every weight", "weather": "only the weather response"}
 
 
 def number_fields(fields: dict, defaults, disabled: bool = False) -> dict:
@@ -104,6 +115,44 @@ def number_fields(fields: dict, defaults, disabled: bool = False) -> dict:
     return {name: st.number_input(label, help=help_text, key=f"train_{name}", disabled=disabled, **options,
                                   **({} if f"train_{name}" in st.session_state else {"value": getattr(defaults, name)}))
             for name, (label, help_text, options) in fields.items()}
+
+
+def take_settings_of(runs: dict[str, Run]) -> None:
+    """On choosing a model to start from: show its architecture in the form, and a fine-tuning
+    learning rate."""
+    run = runs.get(st.session_state[START_KEY])
+    if run is None:
+        return
+    for name, value in run.config["model"].items():
+        if name in SHAPE or name in REGULARISERS:
+            st.session_state[f"train_{name}"] = value
+    st.session_state["train_lr"] = FINE_TUNE_LR
+
+
+def start_from(dataset) -> tuple[Run | None, str]:
+    """The trained model (of this road graph) a fine-tune starts from, None for random weights;
+    and which weights train."""
+    choices, _ = state.model_choices(dataset.graph.fingerprint())
+    runs = {c.label: c.run for c in choices}
+    if st.session_state.get(START_KEY) not in (NEW_MODEL, *runs):
+        st.session_state[START_KEY] = NEW_MODEL
+    cols = st.columns([2, 3, 3], vertical_alignment="bottom")
+    label = cols[0].selectbox(
+        "Start from", [NEW_MODEL, *runs], key=START_KEY, on_change=take_settings_of, args=(runs,),
+        help="Fine-tune a trained model of this road graph instead of training a new one: training begins from "
+             "its weights, keeps its architecture, and refits its σ calibration at the end. The learning rate "
+             f"is set to {FINE_TUNE_LR:.0e}, gentler than a new model's.")
+    run = runs.get(label)
+    reads_weather = run is not None and run.config["model"].get("use_weather", True) and dataset.has_weather
+    tune = cols[1].radio(
+        "Weights that train", TUNABLE, key="train_tune", format_func=TUNE_LABELS.get, horizontal=True,
+        disabled=not reads_weather,
+        help="*only the weather response*: the weather cross-attention and the mixture head learn, every other "
+             "weight stays the starting model's: a step costs little more than a forward pass, and the traffic "
+             "patterns learnt before are kept. Needs a starting model that reads the weather.")
+    if run is not None:
+        cols[2].caption(f"Fine-tunes **{label}**: the model settings below are its own.")
+    return run, tune if reads_weather else "all"
 
 
 def apply_preset() -> None:
@@ -162,6 +211,10 @@ def duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+def fine_tuned_from(init_from: str) -> str:
+    return "the bundled model" if Path(init_from).resolve() == BUNDLED_RUN else f"run {Path(init_from).name}"
+
+
 def best_val_mae(run: Run) -> float | None:
     history = run.history()
     if "val_mae" in history and history["val_mae"].notna().any():
@@ -217,6 +270,7 @@ def live_job(job_id: str) -> None:
     head.subheader(f"Training **{snap.id}**", anchor=False)
     head.caption(f"On {describe(snap.data_spec)} · {snap.config.device.upper()}"
                  + (f" · {snap.processes} processes" if snap.processes > 1 else "")
+                 + (f" · fine-tuning {fine_tuned_from(snap.config.init_from)}" if snap.config.init_from else "")
                  + " · the other pages stay usable while it runs.")
     if snap.active:
         button.button("Stopping…" if snap.cancel_requested else "Cancel", key="train_cancel",
@@ -270,6 +324,8 @@ def training_form(dataset, busy: bool) -> None:
                 "windows against persistence and the historical average.")
     devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
     preset_picker()
+    init, tune = start_from(dataset)
+    locked = init is not None
     with st.form("train_form", border=True):
         schedule, optimiser, model, run = st.columns(4, gap="medium")
         with schedule:
@@ -285,11 +341,13 @@ def training_form(dataset, busy: bool) -> None:
             train_values |= number_fields(OPTIMISER, train_defaults)
         with model:
             st.markdown("**Model**")
-            layout = st.radio("GATv2 head layout", GAT_LAYOUTS, index=GAT_LAYOUTS.index(model_defaults.gat_layout),
-                              key="train_gat_layout", horizontal=True,
+            layout = st.radio("GATv2 head layout", GAT_LAYOUTS, key="train_gat_layout", horizontal=True,
+                              disabled=locked, **({} if "train_gat_layout" in st.session_state
+                                                  else {"index": GAT_LAYOUTS.index(model_defaults.gat_layout)}),
                               help="concat: the heads split the hidden size (the specification's code, fewer "
                                    "parameters); mean: every head is full width and they are averaged.")
-            model_values = number_fields(ARCHITECTURE, model_defaults) | {"gat_layout": layout}
+            model_values = (number_fields(ARCHITECTURE, model_defaults, disabled=locked)
+                            | number_fields(REGULARISERS, model_defaults) | {"gat_layout": layout})
         with run:
             st.markdown("**Run**")
             name = st.text_input("Run name", value="stmgt", max_chars=40, key="train_name",
@@ -309,8 +367,10 @@ def training_form(dataset, busy: bool) -> None:
             with cols[1]:
                 for field, (label, help_text) in MODEL_SWITCHES.items():
                     no_weather = field == "use_weather" and not dataset.has_weather
-                    model_values[field] = st.checkbox(label, value=getattr(model_defaults, field) and not no_weather,
-                                                      key=f"train_{field}", help=help_text, disabled=no_weather)
+                    model_values[field] = st.checkbox(
+                        label, key=f"train_{field}", help=help_text, disabled=no_weather or locked,
+                        **({} if f"train_{field}" in st.session_state
+                           else {"value": getattr(model_defaults, field) and not no_weather}))
         with st.expander("Weather response: taught and checked against the simulator"):
             train_values |= weather_response_fields(dataset, train_defaults)
         buttons = st.columns([1, 1, 3])
@@ -322,6 +382,9 @@ def training_form(dataset, busy: bool) -> None:
                  "batches of every phase. Measured once per model, batch size and device.")
     if busy:
         st.caption("A training is running: wait for it or cancel it to start another.")
+    if locked:      # the starting model's architecture, every setting the form does not show included
+        model_values = init.config["model"] | {k: v for k, v in model_values.items() if k not in SHAPE}
+        train_values |= {"init_from": str(init.path), "tune": tune}
     configs = checked_configs(dataset, model_values, train_values | {"max_batches": max_batches, "device": device})
     if configs is None:
         return
@@ -362,7 +425,7 @@ def processes_field() -> int:
 
 def checked_configs(dataset, model_values: dict, train_values: dict) -> tuple[STMGTConfig, TrainConfig] | None:
     try:
-        configs = STMGTConfig(**model_values), TrainConfig(**train_values)
+        configs = STMGTConfig.from_dict(model_values), TrainConfig.from_dict(train_values)
     except ValueError as exc:
         st.error(f"These model settings do not fit together: {exc}")
         return None
@@ -410,6 +473,11 @@ def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, nam
     st.rerun()
 
 
+def source(config: dict) -> str:
+    init_from = config.get("train", {}).get("init_from")
+    return f"fine-tuned from {fine_tuned_from(init_from)}" if init_from else config.get("source", "trained")
+
+
 def saved_runs(dataset) -> None:
     runs = state.workspace().runs()
     if not runs:
@@ -429,7 +497,7 @@ def saved_runs(dataset) -> None:
                      "Data": describe(config["data"]) if config.get("data") else "–",
                      "Best val MAE (km/h)": best_val_mae(run), "Test MAE (km/h)": test_mae,
                      "Parameters": config.get("parameters"), "Device": config.get("device"),
-                     "Created": pd.to_datetime(config.get("created")), "Source": config.get("source", "trained"),
+                     "Created": pd.to_datetime(config.get("created")), "Source": source(config),
                      "This graph": config.get("graph_fingerprint") == fingerprint})
     small = dict(width="small")       # every column in view at 1440 px: long cells truncate, hover shows all
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",

@@ -19,6 +19,7 @@ from stmgt.model import STMGT, STMGTConfig
 from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
 from stmgt.train import TrainConfig
 from ui import training
+from tests.views.page_helpers import tiny_run
 
 PAGE = "views/train.py"
 TINY = {"epochs": 1, "batch_size": 8, "max_batches": 2, "hidden_dim": 16, "num_blocks": 1, "heads": 2,
@@ -106,11 +107,11 @@ def test_processes_are_not_offered_without_several_gpus(app, monkeypatch, count)
 
 
 def recording_starts(monkeypatch) -> list:
-    """(train config, processes) of every start the page asks for; nothing is started."""
+    """(train config, processes, model config) of every start the page asks for; nothing is started."""
     started = []
 
     def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1):
-        started.append((train_config, processes))
+        started.append((train_config, processes, model_config))
         raise DataError("not started: the test only records what the page asked for")
 
     monkeypatch.setattr(training.JobRegistry, "start", start)
@@ -127,7 +128,7 @@ def test_several_gpus_offer_processes_and_start_that_many_on_cuda(app, monkeypat
     processes.set_value(2)
     at.radio(key="train_device").set_value("cuda")
     at.button(key="train_start").click().run()
-    assert [(c.device, n) for c, n in started] == [("cuda", 2)] and "not started" in messages(at.error)
+    assert [(c.device, n) for c, n, _ in started] == [("cuda", 2)] and "not started" in messages(at.error)
     at.radio(key="train_device").set_value("cpu")
     at.button(key="train_start").click().run()
     assert (started[-1][0].device, started[-1][1]) == ("cpu", 1)     # on the CPU it trains in this process
@@ -144,7 +145,7 @@ def test_the_weather_response_is_taught_and_checked_on_the_simulators_data(app, 
     at.number_input(key="train_whatif_weight").set_value(3.0)
     at.number_input(key="train_weather_copies").set_value(1)
     at.button(key="train_start").click().run()
-    ((config, _),) = started
+    ((config, _, _),) = started
     assert (config.select, config.whatif_weight, config.weather_copies) == ("whatif", 3.0, 1)
     monkeypatch.setattr(training, "step_cost", lambda *a, **k: StepCost(1.0, 0.1, "cpu"))
     at.button(key="train_estimate").click().run()
@@ -171,8 +172,41 @@ def test_the_weather_response_is_not_offered_on_imported_data(app, monkeypatch, 
     assert "need the simulator's own data" in messages(at.caption)
     at.session_state["train_whatif_weight"] = 3.0            # left from the simulated dataset
     at.button(key="train_start").click().run()
-    ((config, _),) = started
+    ((config, _, _),) = started
     assert (config.select, config.whatif_weight, config.weather_copies) == ("val_mae", 0.0, 0)
+
+
+# ---- fine-tuning ---------------------------------------------------------------------------------
+ARCHITECTURE_KEYS = ("hidden_dim", "num_blocks", "heads", "num_mixtures")
+
+
+def test_a_fine_tune_starts_from_the_chosen_models_weights_and_architecture(app, monkeypatch):
+    started = recording_starts(monkeypatch)
+    at = app(PAGE)
+    start = at.selectbox(key="train_start_from")
+    assert start.value == "New model (random weights)" and "Bundled model" in start.options
+    assert at.radio(key="train_tune").disabled and not at.number_input(key="train_hidden_dim").disabled
+    start.set_value("Bundled model").run()
+    bundled = Run(BUNDLED_RUN).config["model"]
+    for name in ARCHITECTURE_KEYS:
+        field = at.number_input(key=f"train_{name}")
+        assert field.disabled and field.value == bundled[name], name
+    assert at.radio(key="train_gat_layout").disabled and at.radio(key="train_gat_layout").value == bundled["gat_layout"]
+    assert at.checkbox(key="train_use_weather").disabled
+    assert not at.number_input(key="train_dropout").disabled          # regularisers stay the user's
+    assert at.number_input(key="train_lr").value == pytest.approx(3e-4)
+    assert "Fine-tunes **Bundled model**" in messages(at.caption)
+    at.radio(key="train_tune").set_value("weather")
+    at.number_input(key="train_dropout").set_value(0.1)
+    at.button(key="train_start").click().run()
+    (config, _, model), = started
+    assert (config.init_from, config.tune, config.lr) == (str(BUNDLED_RUN), "weather", pytest.approx(3e-4))
+    assert model.to_dict() == bundled | {"dropout": 0.1}      # every architecture setting, hidden ones too
+
+    at.selectbox(key="train_start_from").set_value("New model (random weights)").run()
+    assert not at.number_input(key="train_hidden_dim").disabled and at.radio(key="train_tune").disabled
+    at.button(key="train_start").click().run()
+    assert (started[-1][0].init_from, started[-1][0].tune) == (None, "all")
 
 
 def wait_for_the_result(at, seconds: float = 240) -> bool:
@@ -223,6 +257,28 @@ def test_a_run_choosing_its_epoch_on_the_whatif_error_reports_that_score(app, is
     assert at.metric[1].label == "Best what-if error" and at.metric[1].value == f"{error:.2f} km/h"
     curves = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["annotations"][0]["text"]
     assert curves == "Training loss (mixture NLL + regularisers + 2 × what-if loss)"
+
+
+@pytest.mark.slow
+def test_a_fine_tune_of_the_weather_response_keeps_every_other_weight(app, small_dataset, isolated_workspace):
+    base = Run(tiny_run(isolated_workspace / "runs" / "base"))
+    at = app(PAGE, dataset=small_dataset)
+    at.selectbox(key="train_start_from").set_value("Run: base").run()
+    at.radio(key="train_tune").set_value("weather")
+    for name in ("epochs", "batch_size", "max_batches"):
+        at.number_input(key=f"train_{name}").set_value(TINY[name])
+    at.text_input(key="train_name").input("tuned")
+    at.button(key="train_start").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    wait_for_the_result(at)
+    (name,) = [n for n in runs_in(isolated_workspace) if n.startswith("tuned-")]
+    tuned = Run(isolated_workspace / "runs" / name)
+    assert (tuned.config["train"]["init_from"], tuned.config["train"]["tune"]) == (str(base.path), "weather")
+    before, after = base.load().model.state_dict(), tuned.load().model.state_dict()
+    learnt = {k for k in after if not torch.equal(before[k], after[k])}
+    assert learnt and all(k.startswith(("weather_attn.", "mixture_head.", "sigma_scale")) for k in learnt), learnt
+    table = at.dataframe[0].value
+    assert table.set_index("Run").loc[name, "Source"] == "fine-tuned from run base"
 
 
 def test_estimate_duration_times_the_configured_model_once(app, small_dataset, isolated_workspace):
