@@ -385,6 +385,10 @@ def training_form(dataset, busy: bool) -> None:
     if locked:      # the starting model's architecture, every setting the form does not show included
         model_values = init.config["model"] | {k: v for k, v in model_values.items() if k not in SHAPE}
         train_values |= {"init_from": str(init.path), "tune": tune}
+        if model_values.get("use_weather", True) and not dataset.has_weather:
+            st.error(f"The starting model, {fine_tuned_from(str(init.path))}, reads the weather and this dataset has "
+                     "none, so it cannot be fine-tuned on it: start from a new model instead.")
+            return
     configs = checked_configs(dataset, model_values, train_values | {"max_batches": max_batches, "device": device})
     if configs is None:
         return

@@ -259,6 +259,18 @@ def test_a_run_choosing_its_epoch_on_the_whatif_error_reports_that_score(app, is
     assert curves == "Training loss (mixture NLL + regularisers + 2 × what-if loss)"
 
 
+def test_a_model_reading_the_weather_is_not_fine_tuned_on_data_without_it(app, monkeypatch, isolated_workspace, small):
+    started = recording_starts(monkeypatch)
+    folder = write_folder(small, isolated_workspace / "datasets" / "dry")
+    (folder / "weather.csv").unlink()
+    at = app(PAGE, dataset="Imported: dry")
+    at.selectbox(key="train_start_from").set_value("Bundled model").run()
+    assert at.radio(key="train_tune").disabled
+    at.button(key="train_start").click().run()
+    assert not at.exception and started == []
+    assert "The starting model, the bundled model, reads the weather and this dataset has none" in messages(at.error)
+
+
 @pytest.mark.slow
 def test_a_fine_tune_of_the_weather_response_keeps_every_other_weight(app, small_dataset, isolated_workspace):
     base = Run(tiny_run(isolated_workspace / "runs" / "base"))
