@@ -8,8 +8,9 @@ import torch
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import scatter
 
+from stmgt.graph import RoadGraph
 from stmgt.model import STMGT, Diagnostics, STMGTConfig
-from stmgt.model import temporal, weather
+from stmgt.model import spatial, temporal, weather
 from stmgt.model.attention import attend
 from stmgt.model.dropout import Dropout, dropout
 from stmgt.model.spatial import GAT_PATHS, StepGraph
@@ -324,13 +325,27 @@ def test_batched_spatial_branch_equals_one_graph_at_a_time(path):
     net = model(gat_path=path)
     batch = inputs(batch=2, nodes=7)
     h = net.embed(batch["x"], batch["mask"], batch["time_of_day"], batch["day_of_week"])
-    spatial = net.blocks[0].spatial
-    out, _ = spatial(h, net.step_graph(batch["edge_index"], 7))
-    gat_one = spatial.gat(h[1, 5], batch["edge_index"])
-    torch.testing.assert_close(out[1, 5], spatial.norm(gat_one + h[1, 5]))
+    branch = net.blocks[0].spatial
+    out, _ = branch(h, net.step_graph(batch["edge_index"], 7))
+    gat_one = branch.gat(h[1, 5], batch["edge_index"])
+    torch.testing.assert_close(out[1, 5], branch.norm(gat_one + h[1, 5]))
 
 
 # ---- the dense GATv2 path equals PyG's -------------------------------------------------------
+
+def test_the_per_edge_gather_has_index_selects_gradient_eager_and_compiled():
+    """Compiled on a CPU (how training runs there) its backward sums each node's uses through a
+    padded table instead of index_add's atomics."""
+    graph = StepGraph(RoadGraph.hcmc().edge_index, 62)            # 2 to 6 uses per node
+    x = torch.randn(3, 62, 4, 5, requires_grad=True)
+    weights = torch.randn(3, graph.edge_index.shape[1], 4, 5)
+    for gather, index in ((graph.sources, graph.edge_index[0]), (graph.targets, graph.edge_index[1])):
+        expected = torch.autograd.grad((x.index_select(1, index) * weights).sum(), x)[0]
+        table = lambda x: spatial._Gather.apply(x, gather.index, gather.uses, gather.used)   # noqa: E731
+        for run in (gather, table, torch.compile(gather.__call__, fullgraph=True)):
+            torch.testing.assert_close(run(x), x.index_select(1, index))
+            torch.testing.assert_close(torch.autograd.grad((run(x) * weights).sum(), x)[0], expected)
+
 
 @pytest.mark.parametrize("layout", ["concat", "mean"])
 @pytest.mark.parametrize("drop_edge", [0.0, 0.3])
