@@ -478,8 +478,11 @@ def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, nam
 
 
 def source(config: dict) -> str:
-    init_from = config.get("train", {}).get("init_from")
-    return f"fine-tuned from {fine_tuned_from(init_from)}" if init_from else config.get("source", "trained")
+    train = config.get("train")
+    init_from = train.get("init_from") if isinstance(train, dict) else None
+    if isinstance(init_from, str):
+        return f"fine-tuned from {fine_tuned_from(init_from)}"
+    return config.get("source", "trained")
 
 
 def saved_runs(dataset) -> None:
