@@ -110,10 +110,16 @@ FINE_TUNE_LR = 3e-4        # the peak learning rate of the bundled model's fine-
 TUNE_LABELS = {"all": "every weight", "weather": "only the weather response"}
 
 
+def unless_set(key: str, **default) -> dict:
+    """A widget's default argument, left out when a preset or a chosen starting model has put its
+    value in the session state already (Streamlit refuses both)."""
+    return {} if key in st.session_state else default
+
+
 def number_fields(fields: dict, defaults, disabled: bool = False) -> dict:
     """Number inputs keyed train_<name>; a value a preset put in the session state wins over the default."""
     return {name: st.number_input(label, help=help_text, key=f"train_{name}", disabled=disabled, **options,
-                                  **({} if f"train_{name}" in st.session_state else {"value": getattr(defaults, name)}))
+                                  **unless_set(f"train_{name}", value=getattr(defaults, name)))
             for name, (label, help_text, options) in fields.items()}
 
 
@@ -333,7 +339,7 @@ def training_form(dataset, busy: bool) -> None:
             train_values = number_fields(SCHEDULE, train_defaults)
             max_batches = st.number_input(
                 "Max batches per epoch (optional)", min_value=1, step=1, key="train_max_batches",
-                placeholder=f"all {per_epoch}", **({} if "train_max_batches" in st.session_state else {"value": None}),
+                placeholder=f"all {per_epoch}", **unless_set("train_max_batches", value=None),
                 help="For a quick look on a CPU: caps the batches of every epoch and of every validation, "
                      "calibration and test-scoring pass. Leave empty to use every window.")
         with optimiser:
@@ -342,8 +348,8 @@ def training_form(dataset, busy: bool) -> None:
         with model:
             st.markdown("**Model**")
             layout = st.radio("GATv2 head layout", GAT_LAYOUTS, key="train_gat_layout", horizontal=True,
-                              disabled=locked, **({} if "train_gat_layout" in st.session_state
-                                                  else {"index": GAT_LAYOUTS.index(model_defaults.gat_layout)}),
+                              disabled=locked,
+                              **unless_set("train_gat_layout", index=GAT_LAYOUTS.index(model_defaults.gat_layout)),
                               help="concat: the heads split the hidden size (the specification's code, fewer "
                                    "parameters); mean: every head is full width and they are averaged.")
             model_values = (number_fields(ARCHITECTURE, model_defaults, disabled=locked)
@@ -369,8 +375,7 @@ def training_form(dataset, busy: bool) -> None:
                     no_weather = field == "use_weather" and not dataset.has_weather
                     model_values[field] = st.checkbox(
                         label, key=f"train_{field}", help=help_text, disabled=no_weather or locked,
-                        **({} if f"train_{field}" in st.session_state
-                           else {"value": getattr(model_defaults, field) and not no_weather}))
+                        **unless_set(f"train_{field}", value=getattr(model_defaults, field) and not no_weather))
         with st.expander("Weather response: taught and checked against the simulator"):
             train_values |= weather_response_fields(dataset, train_defaults)
         buttons = st.columns([1, 1, 3])
