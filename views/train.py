@@ -135,12 +135,19 @@ def take_settings_of(runs: dict[str, Run]) -> None:
     st.session_state["train_lr"] = FINE_TUNE_LR
 
 
-def start_from(dataset) -> tuple[Run | None, str]:
+def start_from(dataset) -> tuple[Run | None, str, bool]:
     """The trained model (of this road graph) a fine-tune starts from, None for random weights;
-    and which weights train."""
+    which weights train; and whether the model chosen before is gone (so a Start pressed now
+    would train something else than the user chose)."""
     choices, _ = state.model_choices(dataset.graph.fingerprint())
     runs = {c.label: c.run for c in choices}
-    if st.session_state.get(START_KEY) not in (NEW_MODEL, *runs):
+    chosen = st.session_state.get(START_KEY)
+    gone = chosen not in (None, NEW_MODEL, *runs)
+    if gone:
+        st.warning(f"**{chosen}** is no longer offered to start from: deleted, unfinished, or made for another "
+                   "road graph than this dataset's. Nothing was started; pick what to start from again.",
+                   icon=":material/warning:")
+    if chosen not in (NEW_MODEL, *runs):
         st.session_state[START_KEY] = NEW_MODEL
     cols = st.columns([2, 3, 3], vertical_alignment="bottom")
     label = cols[0].selectbox(
@@ -158,7 +165,7 @@ def start_from(dataset) -> tuple[Run | None, str]:
              "patterns learnt before are kept. Needs a starting model that reads the weather.")
     if run is not None:
         cols[2].caption(f"Fine-tunes **{label}**: the model settings below are its own.")
-    return run, tune if reads_weather else "all"
+    return run, tune if reads_weather else "all", gone
 
 
 def apply_preset() -> None:
@@ -330,7 +337,7 @@ def training_form(dataset, busy: bool) -> None:
                 "windows against persistence and the historical average.")
     devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
     preset_picker()
-    init, tune = start_from(dataset)
+    init, tune, start_gone = start_from(dataset)
     locked = init is not None
     with st.form("train_form", border=True):
         schedule, optimiser, model, run = st.columns(4, gap="medium")
@@ -398,7 +405,7 @@ def training_form(dataset, busy: bool) -> None:
     if configs is None:
         return
     duration_estimate(dataset, *configs, measure=estimating)
-    if submitted:
+    if submitted and not start_gone:
         start_job(dataset, *configs, name, processes if device == "cuda" else 1)
 
 

@@ -3,6 +3,7 @@ refused settings, and uploads (damaged, another graph, valid) through the page a
 function, which must write nothing unless the checkpoint loads."""
 
 import json
+import shutil
 import time
 
 import pytest
@@ -269,6 +270,20 @@ def test_a_model_reading_the_weather_is_not_fine_tuned_on_data_without_it(app, m
     at.button(key="train_start").click().run()
     assert not at.exception and started == []
     assert "The starting model, the bundled model, reads the weather and this dataset has none" in messages(at.error)
+
+
+def test_a_start_with_the_chosen_model_gone_starts_nothing_and_says_so(app, monkeypatch, isolated_workspace):
+    started = recording_starts(monkeypatch)
+    base = tiny_run(isolated_workspace / "runs" / "base")
+    at = app(PAGE)
+    at.selectbox(key="train_start_from").set_value("Run: base").run()
+    shutil.rmtree(base)                                   # deleted in another tab or by hand
+    at.button(key="train_start").click().run()
+    assert not at.exception and started == []
+    assert "**Run: base** is no longer offered to start from" in messages(at.warning)
+    assert at.selectbox(key="train_start_from").value == "New model (random weights)"
+    at.button(key="train_start").click().run()           # now knowingly a new model
+    assert [(c.init_from, c.tune) for c, _, _ in started] == [(None, "all")]
 
 
 @pytest.mark.slow
