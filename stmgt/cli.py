@@ -26,6 +26,7 @@ from stmgt.data.simulate import simulate, simulator_for
 from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
 from stmgt.evaluate import evaluate, versus_baselines
+from stmgt.exports import csv_bytes
 from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
 from stmgt.model import STMGTConfig
@@ -222,7 +223,7 @@ def _import(args) -> None:
     write_folder(result.dataset, args.out, args.overwrite)
     d = result.dataset
     print(f"wrote {args.out}: {d.num_nodes} nodes, {d.graph.num_edges} edges, {d.num_steps} steps "
-          f"every {d.freq}, weather {'present' if d.has_weather else 'absent'}")
+          f"every {d.freq / pd.Timedelta(minutes=1):g} min, weather {'present' if d.has_weather else 'absent'}")
 
 
 def _train(args) -> None:
@@ -417,7 +418,7 @@ def _forecast(args) -> None:
     scenario = _scenario(args)
     frame = forecaster.forecast(anchor, scenario).to_frame().drop(columns="anchor_time")
     frame["target_time"] = frame["target_time"].map(lambda t: t.isoformat())
-    atomic_write_bytes(args.out, frame.to_csv(index=False, float_format="%.3f").encode())
+    atomic_write_bytes(args.out, csv_bytes(frame, float_format="%.3f"))
     print(f"wrote {args.out}: {len(frame)} rows, {dataset.num_nodes} nodes × {forecaster.horizon} steps "
           f"after {dataset.timestamps[anchor].isoformat()}")
 
@@ -454,7 +455,7 @@ def _whatif(args) -> None:
     sim = simulator_for(forecaster.dataset)
     true = None if sim is None else true_change(sim, anchors, horizon, scenario)
     frame = changes_frame(forecaster, anchors, model_change(forecaster, anchors, scenario), true)
-    atomic_write_bytes(args.out, frame.to_csv(index=False, float_format="%.3f").encode())
+    atomic_write_bytes(args.out, csv_bytes(frame, float_format="%.3f"))
     note = "true_change from the simulator" if sim is not None else "no true_change (not the simulator's data)"
     print(f"wrote {args.out}: {len(frame)} rows, {len(anchors)} anchor(s) × {forecaster.dataset.num_nodes} nodes "
           f"× {horizon} steps; weather changed at steps {args.from_step}–{last}; {note}")

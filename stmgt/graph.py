@@ -14,6 +14,7 @@ import torch
 
 from stmgt.errors import DataError, reason
 
+from stmgt.exports import csv_bytes, restored
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -57,7 +58,7 @@ class RoadGraph:
         """Read `nodes.csv` and `edges.csv` from a folder (the generic on-disk format)."""
         folder = Path(folder)
         nodes = read_nodes(folder)
-        edges = read_csv_table(folder / "edges.csv", dtype={"source": str, "target": str, "road_name": str})
+        edges = restored(read_csv_table(folder / "edges.csv", dtype={"source": str, "target": str, "road_name": str}))
         return cls(nodes, edges, source=str(folder))
 
     @classmethod
@@ -67,8 +68,8 @@ class RoadGraph:
 
     def write(self, folder: str | Path) -> None:
         folder = Path(folder)
-        self.nodes.to_csv(folder / "nodes.csv", index=False)
-        self.edges.to_csv(folder / "edges.csv", index=False)
+        (folder / "nodes.csv").write_bytes(csv_bytes(self.nodes))
+        (folder / "edges.csv").write_bytes(csv_bytes(self.edges))
 
     # ---- views ---------------------------------------------------------------------------
     @property
@@ -210,7 +211,7 @@ def edges_table(frame: pd.DataFrame, node_ids, where: str, row=_line) -> pd.Data
 def read_nodes(folder: str | Path) -> pd.DataFrame:
     """A folder's validated `nodes.csv` (for importers that build the edges another way)."""
     folder = Path(folder)
-    frame = read_csv_table(folder / "nodes.csv", dtype={"node_id": str, "name": str, "road_class": str})
+    frame = restored(read_csv_table(folder / "nodes.csv", dtype={"node_id": str, "name": str, "road_class": str}))
     return nodes_table(frame, f"{folder} nodes")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from stmgt.data.dataset import SPEED_CEILING_KMH, WEATHER_COLUMNS, TrafficDataset, check_weather
 from stmgt.errors import DataError, reason
+from stmgt.exports import csv_bytes, restored
 from stmgt.jsonfile import read_json
 from stmgt.graph import RoadGraph, read_csv_table
 from stmgt.outputs import check_folder_target, staged_folder
@@ -34,11 +35,11 @@ def write_folder(dataset: TrafficDataset, out: str | Path, overwrite: bool = Fal
         stamps = [t.isoformat() for t in dataset.timestamps]
         speed = dataset.speed_frame().round(3)
         speed.insert(0, "timestamp", stamps)
-        speed.to_csv(tmp / "speed.csv", index=False, na_rep="")
+        (tmp / "speed.csv").write_bytes(csv_bytes(speed, na_rep=""))
         if dataset.weather is not None:
             weather = dataset.weather_frame().round(3)
             weather.insert(0, "timestamp", stamps)
-            weather.to_csv(tmp / "weather.csv", index=False)
+            (tmp / "weather.csv").write_bytes(csv_bytes(weather))
         provenance = {**dataset.provenance, "timezone": str(dataset.timestamps.tz)}
         (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str))
     return out
@@ -102,7 +103,7 @@ def read_timeseries(path: Path, columns: list[str] | None = None, timezone: str 
     Checks that every row has the header's number of fields, columns, numbers, timestamps
     (`parse_timestamps`), duplicates and order (speed values: `check_speeds`)."""
     check_rectangular(path)
-    return timeseries_frame(read_csv_table(path, dtype={"timestamp": str}), str(path), columns, timezone)
+    return timeseries_frame(restored(read_csv_table(path, dtype={"timestamp": str})), str(path), columns, timezone)
 
 
 def check_rectangular(path: Path, header: bool = True) -> None:
