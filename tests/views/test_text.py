@@ -1,0 +1,56 @@
+"""The escaping rule for user text (`ui.text`): hostile text comes out of `md`, `code` and `html`
+as the literal characters, read back by a Markdown or HTML parser, and ordinary text unchanged."""
+
+import re
+from html import unescape
+
+import pytest
+from markdown_it import MarkdownIt
+
+from tests.hostile_data import PAYLOADS, html_dangers, markdown_dangers
+from ui.text import code, html, md, one_line
+
+EXTRA = ["**bold** _it_ `c`", "# heading", "- item", "12. item", "> quote", "---", "&lt;b&gt; &#60;i&#62;",
+         "a\\b", "www.example.invalid", "mail@example.invalid", "<http://example.invalid>", ":smile: :+1:",
+         "~~gone~~", "`` ` ``", "\u2066isolated\u2069 \u202aembedded\u202c"]
+RENDER = MarkdownIt("commonmark").enable("strikethrough")
+WORD_JOINER = "\u2060"
+
+
+def shown(markdown: str) -> str:
+    """The text a reader sees in rendered Markdown: tags dropped, entities decoded, joiners invisible."""
+    return unescape(re.sub(r"<[^>]+>", "", RENDER.render(markdown))).strip().replace(WORD_JOINER, "")
+
+
+@pytest.mark.parametrize("text", PAYLOADS + EXTRA)
+def test_md_shows_the_literal_text_and_nothing_live(text):
+    assert markdown_dangers(md(text)) == []
+    assert shown(md(text)) == one_line(text).strip()
+
+
+@pytest.mark.parametrize("text", PAYLOADS + EXTRA)
+def test_code_is_one_code_span_of_the_literal_text(text):
+    tokens = RENDER.parseInline(code(text))[0].children
+    assert [t.type for t in tokens] == ["code_inline"]
+    assert tokens[0].content.replace(WORD_JOINER, "") == one_line(text)
+    assert markdown_dangers(code(text)) == []
+
+
+@pytest.mark.parametrize("text", PAYLOADS + EXTRA + ["it's \"quoted\""])
+def test_html_has_no_tag_and_reads_back(text):
+    escaped = html(text)
+    assert "<" not in escaped and ">" not in escaped and html_dangers(escaped) == []
+    assert "&quot;" not in escaped                      # plotly's text renderer knows numeric references only
+    assert unescape(escaped) == one_line(text)
+
+
+@pytest.mark.parametrize("text", ["line 3: bad value in speed.csv", "n07 · Lê Lợi – Hàm Nghi", "use_weather",
+                                  "/tmp/a-b/c_d.csv (x, y)!", "Run: e2e-quick-20261206-071500"])
+def test_ordinary_text_reads_unchanged(text):
+    assert md(text) == text and html(text) == text
+
+
+def test_newlines_and_bidi_controls_are_shown_not_obeyed():
+    assert one_line("two\nlines\r\nthree\u2028four") == "two lines three four"
+    assert one_line("abc\u202eexe.txt") == "abc[U+202E]exe.txt"
+    assert "\u202e" not in md("\u202e") + code("\u202e") + html("\u202e")
