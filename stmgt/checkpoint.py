@@ -17,7 +17,9 @@ from stmgt.data.dataset import Scaler
 from stmgt.errors import DataError, reason
 from stmgt.graph import RoadGraph
 from stmgt.jsonfile import atomic_write_bytes
+from stmgt.limits import LIMITS
 from stmgt.model import STMGT, STMGTConfig
+from stmgt.model.config import SIZES
 
 # What torch.load raises for a damaged, truncated or foreign file read with weights_only=True
 # (its unpickler runs no code, but on garbage its stack machine fails with Index/Key/TypeError).
@@ -26,11 +28,6 @@ UNREADABLE = (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError
 
 FORMAT = "stmgt-checkpoint"
 VERSION = 1
-# The largest model a checkpoint may ask for, checked before anything is allocated: a few bytes
-# of config could otherwise ask for gigabytes. The default model uses 96 / 3 / 4 / 5 / 12.
-MODEL_SIZE_LIMITS = {"hidden_dim": 512, "num_blocks": 8, "heads": 16, "num_mixtures": 16, "seq_len": 96,
-                     "horizon": 96}
-MAX_NODES = 20_000
 # The fields a checkpoint must hold, and their types.
 FIELDS = {"state_dict": dict, "model_config": dict, "scaler": dict, "graph_fingerprint": str, "node_ids": list}
 
@@ -81,24 +78,44 @@ def read_checkpoint(source) -> dict:
             raise DataError(f"the checkpoint is incomplete: its {name!r} is missing or not a {kind.__name__}", where)
     if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["state_dict"].items()):
         raise DataError("the checkpoint's weights are not a table of named tensors", where)
-    if not 1 <= len(state["node_ids"]) <= MAX_NODES or not all(isinstance(n, str) for n in state["node_ids"]):
-        raise DataError(f"the checkpoint's node_ids must be 1 to {MAX_NODES:,} node names", where)
+    nodes = LIMITS["nodes"]
+    if not nodes.low <= len(state["node_ids"]) <= nodes.high or not all(isinstance(n, str) for n in state["node_ids"]):
+        raise DataError(f"the checkpoint's node_ids must be {nodes.low} to {nodes.high:,} node names", where)
     _check_sizes(state["model_config"], where)
     return state
 
 
 def _check_sizes(config: dict, where: str) -> None:
-    for name, limit in MODEL_SIZE_LIMITS.items():
+    """The sizes the trainer accepts (`LIMITS`), checked before a model of them is allocated: a few
+    bytes of config could otherwise ask for gigabytes."""
+    for name in SIZES:
         value = config.get(name, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise DataError(f"the checkpoint asks for {name} = {value!r}; this version accepts whole "
-                            f"numbers from 1 to {limit}", where)
+        try:
+            LIMITS[name].check(value)
+        except DataError:
+            raise DataError(f"the checkpoint asks for {name} = {value!r}; this version accepts "
+                            f"{LIMITS[name].accepted}", where) from None
+
+
+def _check_finite(weights: dict[str, torch.Tensor], where: str) -> None:
+    """A model with a NaN or infinite weight forecasts nothing but NaN or inf: refuse it, naming
+    the tensors, rather than write empty or infinite forecasts."""
+    bad = []
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            counts = {"NaN": int(tensor.isnan().sum()), "inf": int(tensor.isinf().sum())}
+            bad.append(f"{name} ({', '.join(f'{n:,} {kind}' for kind, n in counts.items() if n)})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise DataError(f"the checkpoint has non-finite weights in: {shown}; it cannot forecast; retrain or "
+                        "pick another run", where)
 
 
 def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> LoadedModel:
     """Rebuild the model; with `graph`, refuse a checkpoint trained on another graph."""
     where = "the uploaded checkpoint" if isinstance(source, (bytes, bytearray)) else str(source)
     state = read_checkpoint(source)
+    _check_finite(state["state_dict"], where)
     if graph is not None and state["graph_fingerprint"] != graph.fingerprint():
         raise DataError(
             f"this model was trained on another road graph ({len(state['node_ids'])} nodes); the selected "

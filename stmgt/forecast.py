@@ -177,6 +177,7 @@ class Forecaster:
         batch = self.windows.batch(anchors, weather=override).to(self.device)
         mixture, diag = predict(self.model, batch, self.edge_index, self.loaded.scaler, diagnostics=True) \
             if diagnostics else (predict(self.model, batch, self.edge_index, self.loaded.scaler), None)
+        self._check_finite(mixture, anchors)
         inputs = anchors[:, None] + np.arange(-self.seq_len + 1, 1)
         return Forecast(self.dataset.graph.node_ids, self.dataset.timestamps[anchors], self.dataset.freq,
                         mixture.to("cpu"), self.dataset.speed[inputs], batch.y.cpu().numpy(), weather, diag)
@@ -190,6 +191,7 @@ class Forecaster:
         futures = torch.from_numpy(np.concatenate(weathers).astype(np.float32))
         batch = self.windows.batch(anchors, weather=futures).to(self.device)
         mixture = predict(self.model, batch, self.edge_index, self.loaded.scaler, futures=len(weathers)).to("cpu")
+        self._check_finite(mixture, np.tile(anchors, len(weathers)))
         B = len(anchors)
         return [mixture[s * B:(s + 1) * B] for s in range(len(weathers))]     # the model's output is future-major
 
@@ -197,6 +199,21 @@ class Forecaster:
         """`under_weathers` for S scenarios, None being the weather as observed."""
         weather = self._scenario_weather(self.horizon_weather(self._checked(anchors)))
         return self.under_weathers(anchors, [weather if s is None else s.apply(weather) for s in scenarios])
+
+    def _check_finite(self, mixture: GaussianMixture, anchors: np.ndarray) -> None:
+        """Refuse a forecast that is not a number somewhere (weights gone bad, or an input the model
+        cannot read), naming where, rather than let it reach a CSV as empty or infinite cells."""
+        finite = torch.stack([t.isfinite().all(-1) for t in (mixture.means, mixture.stds, mixture.weights)]).all(0)
+        if bool(finite.all()):
+            return
+        rows, steps, nodes = (~finite).nonzero(as_tuple=True)
+        ids = self.dataset.graph.node_ids
+        names = [ids[n] for n in sorted(set(nodes.tolist()))]
+        steps = sorted(set((steps + 1).tolist()))
+        made = self.dataset.timestamps[anchors[int(rows[0])]].isoformat()
+        raise DataError(f"the model's forecast made at {made} is not a number for {len(names)} node(s) "
+                        f"({_first(names, 5)}) at horizon step(s) {_first(steps, 12)}; the model cannot compute "
+                        "with its weights or with the data's values there, so no forecast is given")
 
     def _checked(self, anchors) -> np.ndarray:
         anchors = np.atleast_1d(np.asarray(anchors, dtype=np.int64))
@@ -209,3 +226,7 @@ class Forecaster:
         if weather is None or not self.loaded.config.use_weather:
             raise DataError("this dataset or model has no weather, so a weather scenario cannot be applied")
         return weather
+
+
+def _first(items: list, count: int) -> str:
+    return ", ".join(map(str, items[:count])) + (", …" if len(items) > count else "")
