@@ -9,7 +9,7 @@ import argparse
 import json
 import math
 import sys
-from contextlib import nullcontext, redirect_stdout
+from contextlib import ExitStack, nullcontext, redirect_stdout
 from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
@@ -21,20 +21,23 @@ from tqdm import tqdm
 from stmgt import distributed
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
-from stmgt.data.folder import write_folder
+from stmgt.data.folder import DATASET, write_folder
+from stmgt.data.importers.common import unobserved_note
 from stmgt.data.simulate import simulate, simulator_for
 from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
 from stmgt.evaluate import evaluate, versus_baselines
 from stmgt.exports import csv_bytes
 from stmgt.forecast import Forecaster, WeatherScenario
-from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
+from stmgt.jsonfile import atomic_write_bytes, json_text, read_json, write_json
+from stmgt.limits import LIMITS
 from stmgt.model import STMGTConfig
-from stmgt.outputs import check_file_target, check_folder_target, staged_folder
+from stmgt.lock import FolderLock
+from stmgt.outputs import check_file_target, check_folder_target, locked_target, os_failure, staged_folder
 from stmgt.routing import RoadNetwork
-from stmgt.runs import CHECKPOINT, CONFIG, Run, list_runs
-from stmgt.train import TrainConfig, fit, resolve_device
-from stmgt.trip import SAMPLES, TripPlanner
+from stmgt.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
+from stmgt.train import TrainConfig, Trainer, fit, resolve_device
+from stmgt.trip import SAMPLES, TripPlanner, check_request
 from stmgt.what_if import changes_frame, model_change, true_change
 from stmgt.workspace import Workspace
 
@@ -43,6 +46,7 @@ OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is 
 TIMEZONE_HELP = "IANA time zone (e.g. Asia/Ho_Chi_Minh) of timestamps written without a UTC offset"
 CONFIGURED = "default: the --config file's, else {}"
 FORECAST_COLUMNS = "node_id,horizon_step,target_time,mean,"   # how a forecast CSV of ours begins
+RESUME_KEEPS = ("config", "batch_size", "lr", "patience", "init", "seed", "layout", "max_batches")  # train options
 
 
 def _int_from(low: int):
@@ -58,6 +62,21 @@ def _int_from(low: int):
 
 
 _positive_int, _seed = _int_from(1), _int_from(0)
+
+
+def _limited(name: str):
+    """An argparse type for a size in the table of limits: refused before any work, naming the limit."""
+    limit = LIMITS[name]
+    at_least = _int_from(limit.low)
+
+    def parse(text: str) -> int:
+        value = at_least(text)
+        try:
+            limit.check(value)
+        except DataError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    return parse
 
 
 def _finite(text: str) -> float:
@@ -125,29 +144,31 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--out", type=Path, help="run folder to create")
     target.add_argument("--resume", type=Path, metavar="RUN",
                         help="carry on a cancelled, failed or interrupted run from its last finished epoch, "
-                             "with its own data and settings, on the device --device names (default auto)")
+                             "with its own data and settings, on the device --device names (default auto); "
+                             "--epochs N changes its total to N epochs (more than it has finished): the "
+                             "learning-rate restarts and early stopping go on as in a run begun with N")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("run") +
                    "; the old run stays until the new one is complete")
     p.add_argument("--config", type=Path, metavar="FILE.json",
                    help='every model and training setting: {"model": {...}, "train": {...}} with the keys of a '
                         "run's config.json (a run's config.json itself will do); the options below override it")
-    p.add_argument("--epochs", type=_positive_int, help=CONFIGURED.format(TrainConfig.epochs))
-    p.add_argument("--batch-size", type=_positive_int,
+    p.add_argument("--epochs", type=_limited("epochs"), help=CONFIGURED.format(TrainConfig.epochs))
+    p.add_argument("--batch-size", type=_limited("batch_size"),
                    help="windows per step and process: under torchrun a step sees batch size × processes "
                         "(the learning rate is not rescaled); " + CONFIGURED.format(TrainConfig.batch_size))
     p.add_argument("--lr", type=_finite, metavar="LR", help="peak learning rate; " + CONFIGURED.format(TrainConfig.lr))
-    p.add_argument("--patience", type=_positive_int, metavar="N",
+    p.add_argument("--patience", type=_limited("patience"), metavar="N",
                    help="early stopping after N epochs without a better validation MAE; "
                         + CONFIGURED.format(TrainConfig.patience))
     p.add_argument("--init", type=Path, metavar="RUN",
                    help="fine-tune: start from RUN's weights (same road graph and architecture) instead of "
                         "random ones; its σ calibration is refitted at the end")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=CONFIGURED.format("auto"))
-    p.add_argument("--seed", type=_seed, help=CONFIGURED.format(TrainConfig.seed))
+    p.add_argument("--seed", type=_limited("seed"), help=CONFIGURED.format(TrainConfig.seed))
     p.add_argument("--layout", choices=["concat", "mean"],
                    help="GAT heads: concat (the specification's code) or mean (96-wide averaged heads); "
                         + CONFIGURED.format(STMGTConfig.gat_layout))
-    p.add_argument("--max-batches", type=_positive_int, metavar="N",
+    p.add_argument("--max-batches", type=_limited("max_batches"), metavar="N",
                    help="quick look: at most N batches per epoch and per validation, calibration and "
                         "test-scoring pass (metrics.json then says how many test windows were scored)")
     p.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
@@ -193,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depart", required=True, metavar="TIME",
                    help="departure, ISO 8601; the forecast is made at the last data step at or before it")
     p.add_argument("--deadline", metavar="TIME", help="arrival deadline, ISO 8601: adds p_on_time")
-    p.add_argument("--samples", type=_positive_int, default=SAMPLES, help="Monte Carlo draws")
+    p.add_argument("--samples", type=_limited("samples"), default=SAMPLES, help="Monte Carlo draws")
     p.add_argument("--data", help=DATA_HELP + " (default: the data the run was trained on)")
     p.add_argument("--out", type=Path, help="JSON file to write (default: print the JSON)")
     return parser
@@ -208,7 +229,7 @@ def _run_data_spec(run: Run, data_arg: str | None) -> dict:
 
 
 def _import(args) -> None:
-    check_folder_target(args.out, "dataset", args.overwrite)
+    check_folder_target(args.out, DATASET, args.overwrite)
     if args.kind == "generic":
         result = importers.import_generic(args.folder, timezone=args.timezone)
     elif args.kind == "matrix":
@@ -239,8 +260,10 @@ def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
     """A new run's settings: the --config file's, with the options given on top; None for
     --resume, which carries on with the run's own."""
     if args.resume:
-        if args.config:
-            raise DataError("a resumed run keeps its own settings; leave --config out", f"--config {args.config}")
+        fixed = [f"--{name.replace('_', '-')}" for name in RESUME_KEEPS if getattr(args, name) is not None]
+        if fixed:
+            raise DataError(f"a resumed run keeps its own settings (only --epochs and --device may change); "
+                            f"leave {', '.join(fixed)} out", f"--resume {args.resume}")
         return None
     if args.init is not None and not (args.init / CHECKPOINT).is_file():
         raise DataError("not a run folder with a trained model (no checkpoint.pt)", f"--init {args.init}")
@@ -281,39 +304,45 @@ def _json_lines(stream):
 
 
 def _train_here(args, device, configs, emit) -> None:
+    """Every check that needs no training (the folder, the data and its length, the settings, what
+    a resume needs) comes before the run is marked running, so a refused run leaves nothing behind.
+    Rank 0 holds the run folder's lock from before its last check to the end."""
     main = distributed.is_main()
     if args.resume:
-        run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume))
+        run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume, args.epochs))
         train_config = replace(train_config, device=device.type)   # a run may finish on another machine
-        replacing = False
         args.out = run_dir
     else:
-        replacing = distributed.on_main(lambda: check_folder_target(args.out, "run", args.overwrite))
+        distributed.on_main(lambda: check_folder_target(args.out, RUN, args.overwrite))   # before any work
         spec = parse_data_arg(args.data)
         config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
     ranks = distributed.world_size()
     cancel = distributed.cancel_on_interrupt()
+    held = ExitStack()
+    replacing = distributed.on_main(lambda: _hold(held, args))
     if not main:
         fit(dataset, config, train_config, cancel=cancel)
         return
-    print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}"
-          + (f"; {ranks} processes, global batch {train_config.batch_size * ranks}" if ranks > 1 else ""))
-    if emit:
-        bar = None
-        progress = dict(on_batch=partial(emit, "batch"), on_epoch=partial(emit, "epoch"),
-                        on_phase=partial(emit, "phase"))
-    else:
-        bar = tqdm(unit="batch", dynamic_ncols=True)
-        progress = dict(on_batch=partial(_bar_batch, bar), on_epoch=partial(_bar_epoch, bar))
     # A run replacing an old one trains beside it and takes its place only when complete.
-    with staged_folder(args.out, "run") if replacing else nullcontext(args.out) as run_dir:
+    with held, staged_folder(args.out, RUN) if replacing else nullcontext(args.out) as run_dir:
+        # The trainer checks the data's length and the settings before it writes anything.
+        trainer = Trainer(dataset, config, train_config, run_dir=run_dir, data_spec=spec, cancel=cancel,
+                          resume=bool(args.resume))
+        print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}"
+              + (f"; {ranks} processes, global batch {train_config.batch_size * ranks}" if ranks > 1 else ""))
+        if emit:
+            bar = None
+            trainer.on_batch, trainer.on_epoch, trainer.on_phase = (partial(emit, event)
+                                                                     for event in ("batch", "epoch", "phase"))
+        else:
+            bar = tqdm(unit="batch", dynamic_ncols=True)
+            trainer.on_batch, trainer.on_epoch = partial(_bar_batch, bar), partial(_bar_epoch, bar)
         run = Run(run_dir)
         run.mark_running()
         metrics = None
         try:
-            result = fit(dataset, config, train_config, run_dir=run_dir, data_spec=spec, cancel=cancel,
-                         resume=bool(args.resume), **progress)
+            result = trainer.fit()
             if bar is not None:
                 bar.close()
             print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
@@ -344,6 +373,20 @@ def _train_here(args, device, configs, emit) -> None:
                               result.stopped.replace("_", " "))
 
 
+def _hold(held: ExitStack, args) -> bool:
+    """Rank 0: take the run folder's lock into `held` and check the folder again under it (another
+    writer may have finished with it meanwhile); -> whether an old run of ours is replaced."""
+    with ExitStack() as stack:
+        if args.resume:
+            stack.enter_context(FolderLock(args.out, f"--resume {args.out}"))
+            _resumable(args.out, args.epochs)
+            replacing = False
+        else:
+            replacing = stack.enter_context(locked_target(args.out, RUN, args.overwrite))
+        held.enter_context(stack.pop_all())
+    return replacing
+
+
 def _bar_batch(bar, p) -> None:
     if p.batch == 1:
         bar.reset(total=p.num_batches)
@@ -359,8 +402,9 @@ def _bar_epoch(bar, r) -> None:
               f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
 
 
-def _resumable(path: Path) -> tuple[Path, dict, STMGTConfig, TrainConfig]:
-    """The run folder, data spec and configs of a run that `train --resume` may carry on."""
+def _resumable(path: Path, epochs: int | None = None) -> tuple[Path, dict, STMGTConfig, TrainConfig]:
+    """The run folder, data spec and configs of a run that `train --resume` may carry on, its
+    total changed to `epochs` when given (the trainer records it in config.json)."""
     run = Run(path)
     if not (run.path / CONFIG).is_file():
         raise DataError("not a run folder (no config.json)", f"--resume {path}")
@@ -370,11 +414,20 @@ def _resumable(path: Path) -> tuple[Path, dict, STMGTConfig, TrainConfig]:
                         f"{status.describe()}", f"--resume {path}")
     config = run.config
     try:
-        return (run.path, config["data"], STMGTConfig.from_dict(config["model"]),
-                TrainConfig.from_dict(config["train"]))
+        resumed = (run.path, config["data"], STMGTConfig.from_dict(config["model"]),
+                   TrainConfig.from_dict(config["train"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise DataError(f"its config.json is incomplete or from another version ({reason(exc)})",
                         f"--resume {path}") from exc
+    if epochs is None:
+        return resumed
+    history = run.history()
+    finished = int(history["epoch"].max()) if "epoch" in history and len(history) else 0
+    if epochs <= finished:
+        raise DataError(f"the run has already trained {finished} epochs, so --epochs {epochs} leaves nothing to "
+                        f"do; give more than {finished}, or leave --epochs out to train to its own "
+                        f"{resumed[3].epochs}", f"--resume {path}")
+    return (*resumed[:3], replace(resumed[3], epochs=epochs))
 
 
 def _print_metrics(metrics: dict) -> None:
@@ -421,6 +474,8 @@ def _forecast(args) -> None:
     atomic_write_bytes(args.out, csv_bytes(frame, float_format="%.3f"))
     print(f"wrote {args.out}: {len(frame)} rows, {dataset.num_nodes} nodes × {forecaster.horizon} steps "
           f"after {dataset.timestamps[anchor].isoformat()}")
+    if dataset.unobserved_nodes:
+        print(f"warning: {unobserved_note(dataset.unobserved_nodes)}")
 
 
 def _is_forecast_csv(path: Path) -> bool:
@@ -470,16 +525,15 @@ def _timestamp(text: str, option: str, tz) -> pd.Timestamp:
 
 
 def _route(args) -> None:
+    """Everything that needs no model is checked before the model loads and the error model is
+    fitted (the slow part, most of a minute on a CPU)."""
     run = Run.open(args.run)
     dataset = load_dataset(_run_data_spec(run, args.data))
-    forecaster = Forecaster(run.load(dataset.graph), dataset)
-    network = RoadNetwork(dataset.graph)
-    network.check_node(args.origin, "--from")
-    network.check_node(args.destination, "--to")
-    network.shortest(args.origin, args.destination)        # unreachable: say so before any work
     steps = dataset.timestamps
     depart = _timestamp(args.depart, "--depart", steps.tz)
     deadline = None if args.deadline is None else _timestamp(args.deadline, "--deadline", steps.tz)
+    check_request(RoadNetwork(dataset.graph), args.origin, args.destination, depart, deadline, ("--from", "--to"))
+    forecaster = Forecaster(run.load(dataset.graph), dataset)
     latest = steps[-1] + forecaster.horizon * dataset.freq
     if not steps[forecaster.seq_len - 1] <= depart < latest:
         raise DataError(f"{depart.isoformat()} is outside the data: departures run from "
@@ -488,7 +542,7 @@ def _route(args) -> None:
     trip = TripPlanner.for_forecaster(forecaster).plan(forecast, args.origin, args.destination, depart,
                                                        deadline, samples=args.samples)
     if args.out is None:
-        print(json.dumps(trip.summary(), ensure_ascii=False, indent=2))
+        print(json_text(trip.summary()), end="")
         return
     write_json(args.out, trip.summary())
     print(f"wrote {args.out}: {len(trip.fastest.route.nodes)} nodes, {trip.fastest.length_m / 1000:.2f} km, "
@@ -501,7 +555,7 @@ def main(argv=None) -> int:
     reuse_freed_memory()
     try:
         if args.command == "simulate":
-            check_folder_target(args.out, "dataset", args.overwrite)
+            check_folder_target(args.out, DATASET, args.overwrite)
             dataset = simulate(weeks=args.weeks, seed=args.seed)
             write_folder(dataset, args.out, args.overwrite)
             print(f"wrote {args.out}: {dataset.num_nodes} nodes, {dataset.num_steps} steps "
@@ -525,8 +579,8 @@ def main(argv=None) -> int:
     except DataError as exc:
         _error(str(exc))
         return 2
-    except OSError as exc:        # disk full, permissions changed under us: still one line
-        _error(f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or reason(exc)}")
+    except OSError as exc:        # disk full, permissions changed under us: still one line, naming the file
+        _error(f"{exc.filename}: {os_failure(exc)}" if exc.filename else os_failure(exc))
         return 2
     except KeyboardInterrupt:
         _error("interrupted")

@@ -25,11 +25,12 @@ from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anc
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecast import Forecaster
+from stmgt.limits import LIMITS, check_memory, memory_budget
 from stmgt.mixture import GaussianMixture
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.predict import predict
 from stmgt.jsonfile import atomic_write_bytes
-from stmgt.runs import CHECKPOINT, Run
+from stmgt.runs import CHECKPOINT, TRAINING_STATE, Run
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
 SELECTABLE = ("val_mae", "whatif")
 SELECT_ANCHORS = 50
 PAIR_STREAM = 11          # the what-if pairs' random stream: (seed, epoch, PAIR_STREAM), one per rank
+# TrainConfig's whole-number settings, bounded by the table of limits.
+SIZES = ("epochs", "batch_size", "restart_epochs", "restart_mult", "patience", "seed", "weather_copies", "max_batches")
 
 
 @dataclass
@@ -85,13 +88,9 @@ class TrainConfig:
 
     def __post_init__(self):
         """Refuse, in words, what training would only trip over later (a `train --config` file can hold anything)."""
-        for name, low in (("epochs", 1), ("batch_size", 1), ("restart_epochs", 1), ("restart_mult", 1),
-                          ("patience", 1), ("seed", 0), ("weather_copies", 0), ("max_batches", 1)):
-            value = getattr(self, name)
-            if name == "max_batches" and value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"{name} must be a whole number of at least {low}, got {value!r}")
+        for name in SIZES:
+            if not (name == "max_batches" and self.max_batches is None):
+                LIMITS[name].check(getattr(self, name))
         for name in ("lr", "weight_decay", "min_lr", "grad_clip", "variance_weight", "entropy_weight",
                      "whatif_weight", "beta1", "beta2"):
             value, beta = getattr(self, name), name.startswith("beta")
@@ -186,6 +185,17 @@ def whatif_simulator(dataset: TrafficDataset, model_config: STMGTConfig,
     return simulator
 
 
+def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: TrainConfig) -> None:
+    """Refuse, before anything is allocated, a road graph over the node limit (the loader would
+    refuse its checkpoint) or a training step whose memory would not fit the training device."""
+    LIMITS["nodes"].check(dataset.num_nodes)
+    need = model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges)
+    check_memory(need, memory_budget(resolve_device(config.device)),
+                 f"a training step (batch_size {config.batch_size} × {dataset.num_nodes} nodes × seq_len "
+                 f"{model_config.seq_len}, hidden_dim {model_config.hidden_dim} × {model_config.heads} heads "
+                 f"× {model_config.num_blocks} blocks)", "lower batch_size, hidden_dim, heads or num_blocks")
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -236,7 +246,6 @@ def bf16_native(device: torch.device) -> bool:
     return device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-TRAINING_STATE = "training_state.pt"     # in the run folder while a run can still be resumed
 # A compiled CPU step saves ~0.7 s per batch of 32 on 2 cores (default model) against 10–140 s
 # of compiling: 200 batches earn it back with room to spare.
 COMPILE_MIN_BATCHES = 200
@@ -266,6 +275,7 @@ class Trainer:
         self.dataset, self.data_spec = dataset, data_spec
         self.on_batch, self.on_epoch, self.on_phase, self.cancel = on_batch, on_epoch, on_phase, cancel
         self.device = device = resolve_device(config.device)
+        check_fits(dataset, model_config, config)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
 
@@ -556,6 +566,9 @@ class Trainer:
         self.best_score = state.get("best_score", self.best_mae)     # states saved before `select` existed
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
         self.history, self.start_epoch = list(state["history"]), state["epoch"] + 1
+        recorded = self.run.config.get("train", {})
+        if recorded.get("epochs") != self.config.epochs:       # `train --resume --epochs N` changed the total
+            self.run.write_config({**self.run.config, "train": {**recorded, "epochs": self.config.epochs}})
 
     def _phase(self, name: str, done: int, total: int) -> None:
         if self.on_phase:

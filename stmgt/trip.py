@@ -19,9 +19,13 @@ from stmgt.data.dataset import TrafficDataset, split_ranges
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecast import Forecast, Forecaster
+from stmgt.limits import LIMITS, check_memory, memory_budget
 from stmgt.routing import RoadNetwork, Route, TravelTime, segments_table
 
 SAMPLES = 2000
+# float64 arrays of [samples, H, nodes on the routes] that drawing holds at once (the copula's
+# noise and its two products, then the quantile table lookup's positions, indices and bounds).
+DRAW_ARRAYS = 10
 REFERENCE_STEPS = 48    # the historical and true speeds a trip may use: 12 h at 15 min, far above any trip
 
 
@@ -67,6 +71,20 @@ class Trip:
                 "segments": segments.round(2).to_dict("records"), "shortest": times(self.shortest)}
 
 
+def check_request(network: RoadNetwork, origin: str, destination: str, depart: pd.Timestamp,
+                  deadline: pd.Timestamp | None, options=("origin", "destination")) -> None:
+    """What a trip needs no model for, so a caller can refuse it before loading one: known,
+    distinct and connected nodes (`options` name them in messages) and a deadline after departure."""
+    for node_id, option in zip((origin, destination), options):
+        network.check_node(node_id, option)
+    if origin == destination:
+        raise DataError(f"origin and destination are the same node ({origin}); give two different nodes",
+                        "/".join(options))
+    network.shortest(origin, destination)          # unreachable: a DataError in words
+    if deadline is not None and deadline <= depart:
+        raise DataError(f"the deadline {deadline.isoformat()} is not after the departure {depart.isoformat()}")
+
+
 def actual_speeds(dataset: TrafficDataset) -> np.ndarray | None:
     """The speeds a trip is truly driven through: on simulated data the simulator's own, without
     the sensor gaps of the dataset; None for other data, whose gaps would have to be guessed."""
@@ -98,6 +116,7 @@ class TripPlanner:
     def plan(self, forecast: Forecast, origin: str, destination: str, depart, deadline=None,
              samples: int = SAMPLES, seed: int = 0, copula: ErrorCopula | None = None) -> Trip:
         """The trip leaving at `depart` (within the horizon of `forecast`, a one-anchor forecast)."""
+        LIMITS["samples"].check(samples)
         anchor_time = forecast.anchor_times[0]
         depart, deadline = pd.Timestamp(depart), None if deadline is None else pd.Timestamp(deadline)
         depart_min = (depart - anchor_time) / pd.Timedelta(minutes=1)
@@ -105,12 +124,7 @@ class TripPlanner:
             last = forecast.target_times(0)[-1] - forecast.freq
             raise DataError(f"departure {depart.isoformat()} is outside the forecast made at "
                             f"{anchor_time.isoformat()} (depart between then and {last.isoformat()})")
-        if deadline is not None and deadline <= depart:
-            raise DataError(f"the deadline {deadline.isoformat()} is not after the departure {depart.isoformat()}")
-        for node_id, option in ((origin, "origin"), (destination, "destination")):
-            self.network.check_node(node_id, option)
-        if origin == destination:
-            raise DataError(f"origin and destination are the same node ({origin})")
+        check_request(self.network, origin, destination, depart, deadline)
 
         expected = forecast.mean()[0]                                                # [H, N]
         fastest = self.network.fastest(origin, destination, expected, depart_min, self.step_min)
@@ -130,6 +144,9 @@ class TripPlanner:
                copula: ErrorCopula) -> np.ndarray:
         """Joint speed draws [samples, H, N] at the nodes the routes touch (other columns 0)."""
         nodes = np.unique(np.concatenate([self.network.source[edges], self.network.target[edges]]))
+        need = 8 * samples * forecast.horizon * (self.dataset.num_nodes + DRAW_ARRAYS * len(nodes))
+        check_memory(need, memory_budget(), f"{samples:,} samples of the trip ({forecast.horizon} steps × "
+                     f"{self.dataset.num_nodes} nodes, {len(nodes)} of them on the routes)", "ask for fewer samples")
         z = copula.sample(nodes, samples, np.random.default_rng(seed))
         draws = np.zeros((samples, forecast.horizon, self.dataset.num_nodes))
         draws[:, :, nodes] = mixture_draws(forecast.mixture[0][:, torch.from_numpy(nodes)], z)

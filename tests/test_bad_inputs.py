@@ -429,3 +429,209 @@ def test_server_path_inside_the_folder_is_read(tmp_path, monkeypatch):
     config.write_text(f'[data_page]\nserver_folder = "{tmp_path}"\n')
     monkeypatch.setenv("STMGT_CONFIG", str(config))
     assert server_files.allowed_path("sub/data") == tmp_path / "sub" / "data"
+
+
+# ---- bounds at entry and non-finite models (issue 26) ----
+import json as _json
+
+from stmgt.copula import ErrorCopula
+from stmgt.data.dataset import split_ranges
+from stmgt.data.simulate import simulate
+from stmgt.forecast import Forecaster
+from stmgt.jsonfile import write_json
+from stmgt.limits import LIMITS
+from stmgt.model.config import SIZES as MODEL_SIZES
+from stmgt.train import SIZES as TRAIN_SIZES, TrainConfig
+from stmgt.trip import TripPlanner
+
+
+def over(name):
+    """The words every refusal of one more than the limit carries: the value and the limit."""
+    high = LIMITS[name].high
+    return high + 1, f"{name} = {high + 1} is over the limit of {high:,}"
+
+
+ROUTE = ["route", "--run", "r", "--from", "a", "--to", "b", "--depart", "2025-08-25T07:00+07:00"]
+TOO_LARGE_OPTIONS = [
+    ("samples-issue", [*ROUTE, "--samples", "1000000000"], "samples = 1000000000 is over the limit of"),
+    ("samples", [*ROUTE, "--samples", over("samples")[0]], over("samples")[1]),
+    ("epochs", ["train", "--epochs", over("epochs")[0]], over("epochs")[1]),
+    ("batch-size", ["train", "--batch-size", over("batch_size")[0]], over("batch_size")[1]),
+    ("patience", ["train", "--patience", over("patience")[0]], over("patience")[1]),
+    ("max-batches", ["train", "--max-batches", over("max_batches")[0]], over("max_batches")[1]),
+    ("seed", ["train", "--seed", over("seed")[0]], over("seed")[1]),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in TOO_LARGE_OPTIONS], ids=[c[0] for c in TOO_LARGE_OPTIONS])
+def test_sizes_over_the_limit_on_the_command_line(tmp_path, capsys, argv, message):
+    before = snapshot(tmp_path)
+    cli_fails([*argv, "--out", tmp_path / "out"], message, capsys)
+    assert snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+CONFIG_SIZES = [("model", name) for name in MODEL_SIZES] + [("train", name) for name in TRAIN_SIZES]
+
+
+@pytest.mark.parametrize("section,name", CONFIG_SIZES, ids=[name for _, name in CONFIG_SIZES])
+def test_sizes_over_the_limit_in_a_config_file(tmp_path, capsys, section, name):
+    value, message = over(name)
+    config = write(tmp_path / "settings.json", _json.dumps({section: {name: value}}))
+    before = snapshot(tmp_path)
+    err = cli_fails(["train", "--out", tmp_path / "run", "--config", config], message, capsys)
+    assert f"--config {config}" in err and LIMITS[name].why in err
+    assert snapshot(tmp_path) == before
+
+
+def test_the_issues_huge_hidden_dim_is_refused_before_any_allocation(tmp_path, capsys):
+    config = write(tmp_path / "settings.json", '{"model": {"hidden_dim": 100000000}}')
+    cli_fails(["train", "--out", tmp_path / "run", "--config", config], "hidden_dim = 100000000 is over the limit", capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_training_step_too_large_for_memory_is_refused_with_its_estimate(tmp_path, capsys):
+    """Every size within its limit, together far beyond any machine's memory."""
+    widest = {name: LIMITS[name].high for name in MODEL_SIZES}
+    config = write(tmp_path / "settings.json", _json.dumps({"model": widest, "train": {"batch_size": LIMITS["batch_size"].high}}))
+    before = snapshot(tmp_path)
+    err = cli_fails(["train", "--data", "sim:weeks=0.5", "--out", tmp_path / "run", "--config", config, "--device", "cpu"],
+                    "a training step (batch_size 1024 × 62 nodes", capsys)
+    assert "GB of memory, more than the" in err and "lower batch_size" in err
+    assert snapshot(tmp_path) == before
+
+
+def one_at_the_limit(name):
+    """A tiny model with one size at its maximum (heads must divide hidden_dim; horizon = seq_len)."""
+    high = LIMITS[name].high
+    sizes = {"hidden_dim": 8, "num_blocks": 1, "heads": 2, "num_mixtures": 2, name: high}
+    if name == "heads":
+        sizes["hidden_dim"] = high
+    if name in ("seq_len", "horizon"):
+        sizes["seq_len"] = sizes["horizon"] = high
+    return STMGTConfig(**sizes, gat_layout="concat")
+
+
+@pytest.mark.parametrize("name", MODEL_SIZES)
+def test_any_model_the_trainer_accepts_the_loader_loads(tmp_path, name):
+    config = one_at_the_limit(name)
+    graph = small_dataset().graph
+    save_checkpoint(tmp_path / "checkpoint.pt", STMGT(config), Scaler(20.0, 5.0, None, None), graph)
+    assert getattr(load_checkpoint(tmp_path / "checkpoint.pt", graph).config, name) == LIMITS[name].high
+
+
+def test_every_size_at_its_limit_is_a_valid_config_and_one_more_is_not():
+    STMGTConfig(**{name: LIMITS[name].high for name in MODEL_SIZES})      # 512 hidden is divisible by 16 heads
+    TrainConfig(**{name: LIMITS[name].high for name in TRAIN_SIZES})
+    for name in MODEL_SIZES:
+        with pytest.raises(ValueError, match=over(name)[1]):
+            STMGTConfig.from_dict({**STMGTConfig().to_dict(), name: over(name)[0]})
+    for name in TRAIN_SIZES:
+        with pytest.raises(ValueError, match=over(name)[1]):
+            TrainConfig.from_dict({name: over(name)[0]})
+
+
+def test_the_train_pages_number_inputs_take_their_bounds_from_the_table(app):
+    at = app("views/train.py")
+    for name in ("epochs", "patience", "batch_size", "seed", "max_batches", "restart_epochs", "restart_mult",
+                 "weather_copies", *MODEL_SIZES[:4]):
+        field = at.number_input(key=f"train_{name}")
+        assert (field.min, field.max) == (LIMITS[name].low, LIMITS[name].high), name
+
+
+# Checkpoints whose weights are NaN or infinite, and one whose finite weights overflow to inf.
+BAD_WEIGHTS = [
+    ("nan-weights", "blocks.0.spatial.gat.lin_l.bias", [0, 1, 2], float("nan"), "blocks.0.spatial.gat.lin_l.bias (3 NaN)"),
+    ("inf-bias", "mixture_head.output_layer.bias", [0], float("inf"), "mixture_head.output_layer.bias (1 inf)"),
+    ("minus-inf", "embedding.linear.weight", [1], float("-inf"), "embedding.linear.weight (1 inf)"),
+]
+
+
+@pytest.fixture(scope="module")
+def half_week():
+    return simulate(weeks=0.5, seed=0)
+
+
+def run_with(folder, dataset, tensor=None, where=(), value=None):
+    """A run folder of the simulated half week whose TINY model has `value` at `where` in `tensor`."""
+    model = STMGT(TINY)
+    if tensor is not None:
+        with torch.no_grad():
+            model.state_dict()[tensor].view(-1)[where] = value
+    folder.mkdir()
+    write(folder / "config.json", _json.dumps({"data": {"kind": "simulator", "seed": 0, "weeks": 0.5}}))
+    save_checkpoint(folder / "checkpoint.pt", model, Scaler.fit(dataset, split_ranges(dataset.num_steps)["train"]),
+                    dataset.graph)
+    return folder
+
+
+@pytest.mark.parametrize("tensor,where,value,message", [c[1:] for c in BAD_WEIGHTS], ids=[c[0] for c in BAD_WEIGHTS])
+def test_non_finite_weights_are_refused_at_load_naming_the_tensors(tmp_path, half_week, tensor, where, value, message):
+    run = run_with(tmp_path / "run", half_week, tensor, where, value)
+    with pytest.raises(DataError, match="has non-finite weights in") as err:
+        load_checkpoint(run / "checkpoint.pt")
+    assert message in str(err.value) and "retrain or pick another run" in str(err.value)
+
+
+def forecast_args(run, dataset, out):
+    return ["forecast", "--run", run, "--at", dataset.timestamps[200].isoformat(), "--out", out]
+
+
+def route_args(run, dataset, out):
+    edge = dataset.graph.edges.iloc[0]
+    return ["route", "--run", run, "--from", edge.source, "--to", edge.target,
+            "--depart", dataset.timestamps[200].isoformat(), "--out", out]
+
+
+MODEL_PROBLEMS = [
+    ("forecast-nan", forecast_args, BAD_WEIGHTS[0], "non-finite weights in: blocks.0.spatial.gat.lin_l.bias"),
+    ("route-nan", route_args, BAD_WEIGHTS[0], "non-finite weights in: blocks.0.spatial.gat.lin_l.bias"),
+    ("forecast-inf", forecast_args, BAD_WEIGHTS[1], "non-finite weights in: mixture_head.output_layer.bias"),
+    ("route-inf", route_args, BAD_WEIGHTS[1], "non-finite weights in: mixture_head.output_layer.bias"),
+    ("forecast-overflow", forecast_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""),
+     "is not a number for 62 node(s)"),
+    ("route-overflow", route_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""), "is not a number for 62 node(s)"),
+]
+
+
+@pytest.mark.parametrize("args,bad,message", [c[1:] for c in MODEL_PROBLEMS], ids=[c[0] for c in MODEL_PROBLEMS])
+def test_forecast_and_route_refuse_a_model_that_cannot_forecast(tmp_path, capsys, half_week, args, bad, message):
+    run = run_with(tmp_path / "run", half_week, *bad[1:4])
+    before = snapshot(tmp_path)
+    err = cli_fails(args(run, half_week, tmp_path / "answer"), message, capsys)
+    assert "no route" not in err and snapshot(tmp_path) == before
+
+
+def test_a_forecast_that_overflows_names_nodes_and_steps(tmp_path, half_week):
+    run = run_with(tmp_path / "run", half_week, "mixture_head.output_layer.bias", [0], 3e38)
+    forecaster = Forecaster(Run.open(run).load(half_week.graph), half_week)
+    with pytest.raises(DataError, match="horizon step\\(s\\) 1, 2, 3") as err:
+        forecaster.forecast(forecaster.anchor_at(half_week.timestamps[200]))
+    assert half_week.graph.node_ids[0] in str(err.value) and "no forecast is given" in str(err.value)
+
+
+def test_route_samples_over_the_memory_budget_are_refused_with_the_estimate(tmp_path, half_week, monkeypatch):
+    forecaster = Forecaster(Run.open(run_with(tmp_path / "run", half_week)).load(half_week.graph), half_week)
+    planner = TripPlanner(half_week, ErrorCopula.independent(half_week.num_nodes, forecaster.horizon))
+    anchor = forecaster.anchor_at(half_week.timestamps[200])
+    edge = half_week.graph.edges.iloc[0]
+    monkeypatch.setattr("stmgt.trip.memory_budget", lambda: 10**6)
+    with pytest.raises(DataError, match="samples of the trip .* would need about .* more than the 0.0 GB") as err:
+        planner.plan(forecaster.forecast(anchor), edge.source, edge.target, half_week.timestamps[200], samples=20_000)
+    assert "ask for fewer samples" in str(err.value)
+    with pytest.raises(DataError, match=over("samples")[1]):
+        planner.plan(forecaster.forecast(anchor), edge.source, edge.target, half_week.timestamps[200],
+                     samples=over("samples")[0])
+
+
+JSON_NON_FINITE = [
+    ("top", {"p50_min": float("nan")}, "p50_min is nan"),
+    ("nested", {"segments": [{"speed": 3.0}, {"speed": float("inf")}]}, "segments[1].speed is inf"),
+    ("deep", {"shortest": {"path": ["a"], "p90_min": float("-inf")}}, "shortest.p90_min is -inf"),
+]
+
+
+@pytest.mark.parametrize("data,message", [c[1:] for c in JSON_NON_FINITE], ids=[c[0] for c in JSON_NON_FINITE])
+def test_json_never_holds_a_bare_nan(tmp_path, data, message):
+    with pytest.raises(DataError, match="which JSON cannot hold") as err:
+        write_json(tmp_path / "answer.json", data)
+    assert message in str(err.value) and list(tmp_path.iterdir()) == []

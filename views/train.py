@@ -13,6 +13,7 @@ from stmgt.data.sources import describe
 from stmgt.errors import DataError
 from stmgt.estimate import estimate
 from stmgt.evaluate import versus_baselines
+from stmgt.limits import LIMITS
 from stmgt.model import STMGTConfig
 from stmgt.model.config import GAT_LAYOUTS
 from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
@@ -20,6 +21,7 @@ from stmgt.train import SELECT_ANCHORS, SELECTABLE, TUNABLE, TrainConfig, whatif
 from ui import state, training
 from ui.eval_charts import training_figure
 from ui.labels import attention_heads
+from ui.text import md
 
 DISMISSED_KEY = "train_dismissed"   # the id of the finished job whose panel was closed
 UPLOADS_KEY = "train_uploads"  # upload file id -> run name, so a rerun never saves an upload twice
@@ -47,15 +49,22 @@ SCORES = {"val_mae": ("validation MAE", "val_mae", "Mean absolute error of the f
                      "Mean per-node error of the weather what-if answers against the simulator's true change, "
                      f"over the what-if grid at {SELECT_ANCHORS} validation anchors.")}
 
+
+
+def bounds(name: str) -> dict:
+    """A whole-number input's range: the table of limits the trainer and the loader check."""
+    return dict(min_value=LIMITS[name].low, max_value=LIMITS[name].high)
+
+
 # Form fields: attribute -> (label, help, number_input options). Defaults come from the dataclasses.
 SCHEDULE = {
-    "epochs": ("Epochs", "Upper limit; early stopping usually ends sooner.", dict(min_value=1, max_value=1000)),
+    "epochs": ("Epochs", "Upper limit; early stopping usually ends sooner.", bounds("epochs")),
     "patience": ("Early-stopping patience", "Stop after this many epochs without a better score (validation MAE, "
                  "or the what-if error when the best epoch is chosen on it).",
-                 dict(min_value=1, max_value=1000)),
+                 bounds("patience")),
 }
 OPTIMISER = {
-    "batch_size": ("Batch size", "Windows per gradient step.", dict(min_value=1, max_value=1024)),
+    "batch_size": ("Batch size", "Windows per gradient step.", bounds("batch_size")),
     "lr": ("Learning rate", "AdamW peak learning rate (cosine annealing with warm restarts).",
            dict(min_value=1e-6, max_value=1.0, step=1e-4, format="%.1e")),
     "weight_decay": ("Weight decay", "AdamW decoupled weight decay.",
@@ -64,14 +73,14 @@ OPTIMISER = {
                   dict(min_value=0.01, max_value=100.0, step=0.1)),
 }
 SEED = {"seed": ("Seed", "Fixes initial weights and batch order: the same seed trains the same model.",
-                 dict(min_value=0, step=1))}
+                 dict(**bounds("seed"), step=1))}
 ARCHITECTURE = {
     "hidden_dim": ("Hidden size", "Width of every block; must be divisible by the number of heads.",
-                   dict(min_value=4, max_value=512, step=4)),
-    "num_blocks": ("Blocks", "Parallel spatial/temporal blocks stacked.", dict(min_value=1, max_value=8)),
-    "heads": ("Attention heads", "GATv2 and temporal attention heads.", dict(min_value=1, max_value=16)),
+                   dict(**bounds("hidden_dim"), step=4)),
+    "num_blocks": ("Blocks", "Parallel spatial/temporal blocks stacked.", bounds("num_blocks")),
+    "heads": ("Attention heads", "GATv2 and temporal attention heads.", bounds("heads")),
     "num_mixtures": ("Mixture components", "Gaussians in each forecast distribution.",
-                     dict(min_value=1, max_value=10)),
+                     bounds("num_mixtures")),
 }
 REGULARISERS = {
     "dropout": ("Dropout", None, dict(min_value=0.0, max_value=0.9, step=0.05)),
@@ -79,8 +88,8 @@ REGULARISERS = {
                   dict(min_value=0.0, max_value=0.9, step=0.01)),
 }
 ADVANCED_TRAIN = {
-    "restart_epochs": ("Epochs to first LR restart", None, dict(min_value=1)),
-    "restart_mult": ("Restart period multiplier", None, dict(min_value=1)),
+    "restart_epochs": ("Epochs to first LR restart", None, bounds("restart_epochs")),
+    "restart_mult": ("Restart period multiplier", None, bounds("restart_mult")),
     "min_lr": ("Minimum learning rate", None, dict(min_value=0.0, step=1e-6, format="%.1e")),
     "beta1": ("Adam β1", None, dict(min_value=0.0, max_value=0.999, step=0.01, format="%.3f")),
     "beta2": ("Adam β2", None, dict(min_value=0.0, max_value=0.9999, step=0.001, format="%.4f")),
@@ -94,7 +103,7 @@ WEATHER_RESPONSE = {
                       "A step takes about 2.5× as long.", dict(min_value=0.0, max_value=100.0, step=0.5)),
     "weather_copies": ("Counterfactual weather copies", "Also trains on this many re-simulations of the training "
                        "weeks under sampled, rainier weather, every other random draw kept: each copy adds an "
-                       "epoch's worth of windows.", dict(min_value=0, max_value=10)),
+                       "epoch's worth of windows.", bounds("weather_copies")),
 }
 MODEL_SWITCHES = {
     "use_weather": ("Weather cross-attention", "Off for data without weather."),
@@ -144,7 +153,7 @@ def start_from(dataset) -> tuple[Run | None, str, bool]:
     chosen = st.session_state.get(START_KEY)
     gone = chosen not in (None, NEW_MODEL, *runs)
     if gone:
-        st.warning(f"**{chosen}** is no longer offered to start from: deleted, unfinished, or made for another "
+        st.warning(f"**{md(chosen)}** is no longer offered to start from: deleted, unfinished, or made for another "
                    "road graph than this dataset's. Nothing was started; pick what to start from again.",
                    icon=":material/warning:")
     if chosen not in (NEW_MODEL, *runs):
@@ -164,7 +173,7 @@ def start_from(dataset) -> tuple[Run | None, str, bool]:
              "weight stays the starting model's: a step costs little more than a forward pass, and the traffic "
              "patterns learnt before are kept. Needs a starting model that reads the weather.")
     if run is not None:
-        cols[2].caption(f"Fine-tunes **{label}**: the model settings below are its own.")
+        cols[2].caption(f"Fine-tunes **{md(label)}**: the model settings below are its own.")
     return run, tune if reads_weather else "all", gone
 
 
@@ -204,7 +213,7 @@ def use_button(run: Run, dataset, key: str) -> None:
         st.button("Selected in the sidebar", key=key, disabled=True, icon=":material/check:")
     else:
         st.button("Use this model", key=key, type="primary", icon=":material/check_circle:",
-                  on_click=_select, args=(label,), help=f"Selects '{label}' in the sidebar for every page.")
+                  on_click=_select, args=(label,), help=f"Selects '{md(label)}' in the sidebar for every page.")
 
 
 def next_steps(run: Run, dataset, key: str) -> None:
@@ -225,7 +234,8 @@ def duration(seconds: float) -> str:
 
 
 def fine_tuned_from(init_from: str) -> str:
-    return "the bundled model" if Path(init_from).resolve() == BUNDLED_RUN else f"run {Path(init_from).name}"
+    """How a fine-tuned run's start is named in Markdown (the run's name escaped)."""
+    return "the bundled model" if Path(init_from).resolve() == BUNDLED_RUN else f"run {md(Path(init_from).name)}"
 
 
 def best_val_mae(run: Run) -> float | None:
@@ -280,8 +290,8 @@ def live_job(job_id: str) -> None:
         st.rerun()
     snap = job.snapshot()
     head, button = st.columns([4, 1], vertical_alignment="center")
-    head.subheader(f"Training **{snap.id}**", anchor=False)
-    head.caption(f"On {describe(snap.data_spec)} · {snap.config.device.upper()}"
+    head.subheader(f"Training **{md(snap.id)}**", anchor=False)
+    head.caption(f"On {md(describe(snap.data_spec))} · {snap.config.device.upper()}"
                  + (f" · {snap.processes} processes" if snap.processes > 1 else "")
                  + (f" · fine-tuning {fine_tuned_from(snap.config.init_from)}" if snap.config.init_from else "")
                  + " · the other pages stay usable while it runs.")
@@ -297,27 +307,27 @@ def job_result(snap: training.JobSnapshot, dataset) -> None:
     """How a finished, cancelled or failed job ended, and what to do next."""
     run = Run(snap.run_dir)
     best = snap.best
-    st.subheader(f"Training **{snap.id}**", anchor=False)
+    st.subheader(f"Training **{md(snap.id)}**", anchor=False)
     if snap.status == "finished":
         metrics = run.metrics()
         score, column, _ = SCORES[snap.config.select]
         st.success(f"Finished in {duration(snap.elapsed)} ({STOP_REASONS[snap.stopped].format(score=score)}). "
                    f"Best {score} **{best[column]:.2f} km/h** at epoch {best['epoch']}. On the test split: "
                    f"**{versus_baselines(metrics)}**. The model is now in the sidebar's model list as "
-                   f"**Run: {snap.id}**.", icon=":material/task_alt:")
+                   f"**Run: {md(snap.id)}**.", icon=":material/task_alt:")
     elif snap.status == "cancelled" and snap.stopped != "cancelled":
         st.warning(f"Scoring was cancelled. The trained model (best epoch {best['epoch']}, validation MAE "
-                   f"{best['val_mae']:.2f} km/h) is kept as **Run: {snap.id}** without test metrics: "
+                   f"{best['val_mae']:.2f} km/h) is kept as **Run: {md(snap.id)}** without test metrics: "
                    "*Evaluate now* scores it.", icon=":material/stop_circle:")
     elif snap.status == "cancelled" and snap.has_checkpoint:
         st.warning(f"Cancelled during epoch {snap.epoch}. The best checkpoint (epoch {best['epoch']}, validation "
-                   f"MAE {best['val_mae']:.2f} km/h) is kept as **Run: {snap.id}**; it has no test metrics yet.",
+                   f"MAE {best['val_mae']:.2f} km/h) is kept as **Run: {md(snap.id)}**; it has no test metrics yet.",
                    icon=":material/stop_circle:")
     elif snap.status == "cancelled":
         st.info("Cancelled before the first epoch ended, so there was no model to keep; nothing was saved.",
                 icon=":material/stop_circle:")
     else:
-        st.error(f"Training failed: {snap.error}", icon=":material/error:")
+        st.error(f"Training failed: {md(snap.error)}", icon=":material/error:")
     if snap.has_checkpoint:
         next_steps(run, dataset, key="train_job")
     if snap.batch_losses:
@@ -331,7 +341,7 @@ def training_form(dataset, busy: bool) -> None:
     anchors = split_anchors(dataset)
     train_defaults, model_defaults = TrainConfig(), STMGTConfig()
     per_epoch = max(1, len(anchors["train"]) // train_defaults.batch_size)   # whole batches, as Trainer
-    st.markdown(f"Trains on **{state.dataset_label()}**: {len(anchors['train']):,} training windows "
+    st.markdown(f"Trains on **{md(state.dataset_label())}**: {len(anchors['train']):,} training windows "
                 f"({per_epoch} batches of {train_defaults.batch_size} per epoch), early stopping on "
                 f"{len(anchors['val']):,} validation windows, then scored on {len(anchors['test']):,} test "
                 "windows against persistence and the historical average.")
@@ -345,7 +355,7 @@ def training_form(dataset, busy: bool) -> None:
             st.markdown("**Schedule**")
             train_values = number_fields(SCHEDULE, train_defaults)
             max_batches = st.number_input(
-                "Max batches per epoch (optional)", min_value=1, step=1, key="train_max_batches",
+                "Max batches per epoch (optional)", **bounds("max_batches"), step=1, key="train_max_batches",
                 placeholder=f"all {per_epoch}", **unless_set("train_max_batches", value=None),
                 help="For a quick look on a CPU: caps the batches of every epoch and of every validation, "
                      "calibration and test-scoring pass. Leave empty to use every window.")
@@ -443,12 +453,12 @@ def checked_configs(dataset, model_values: dict, train_values: dict) -> tuple[ST
     try:
         configs = STMGTConfig.from_dict(model_values), TrainConfig.from_dict(train_values)
     except ValueError as exc:
-        st.error(f"These model settings do not fit together: {exc}")
+        st.error(f"These model settings do not fit together: {md(exc)}")
         return None
     try:
         whatif_simulator(dataset, *configs)
     except DataError as exc:
-        st.error(f"These settings cannot train on this dataset: {exc}")
+        st.error(f"These settings cannot train on this dataset: {md(exc)}")
         return None
     return configs
 
@@ -483,7 +493,7 @@ def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, nam
         training.registry().start(dataset, model_config, train_config, state.workspace().new_run_dir(name or "stmgt"),
                                   state.current_dataset_spec(), processes=processes)
     except DataError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return
     st.session_state[SCROLL_KEY] = True
     st.rerun()
@@ -555,13 +565,13 @@ def upload(dataset) -> None:
             run = import_checkpoint(file.getvalue(), state.workspace().new_run_dir(
                 "uploaded" if stem == "checkpoint" else stem), dataset.graph, state.current_dataset_spec())
         except DataError as exc:
-            st.error(f"**{file.name}** cannot be used: {exc.problem}", icon=":material/error:")
+            st.error(f"**{md(file.name)}** cannot be used: {md(exc.problem)}", icon=":material/error:")
             return
         saved[file.file_id] = run.name
         st.rerun()                      # so the sidebar lists the new run
     run = Run(state.workspace().runs_dir / saved[file.file_id])
     config, meta = run.config, run.config["checkpoint"]
-    st.success(f"**{file.name}** is saved as **Run: {run.name}**: {config['parameters']:,} parameters, "
+    st.success(f"**{md(file.name)}** is saved as **Run: {md(run.name)}**: {config['parameters']:,} parameters, "
                f"{attention_heads(config['model'])}"
                + (f", best validation MAE {meta['val_mae']:.2f} km/h at epoch {meta['epoch']}"
                   if "val_mae" in meta else "") + ".", icon=":material/task_alt:")
@@ -576,7 +586,7 @@ try:
     data = state.current_dataset()
     split_anchors(data)
 except DataError as exc:
-    st.error(f"The selected dataset cannot be used for training: {exc}")
+    st.error(f"The selected dataset cannot be used for training: {md(exc)}")
     st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
     st.stop()
 
