@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stmgt.csv_layout import TIME_COLUMN, check_separator
 from stmgt.errors import DataError, reason
-
 from stmgt.exports import csv_bytes, restored
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -161,6 +162,10 @@ def nodes_table(frame: pd.DataFrame, where: str, row=_line) -> pd.DataFrame:
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise DataError(f"duplicate node_id {ids.iloc[i]!r}", f"{where} {row(i)}")
+    reserved = ids.astype(str).str.strip() == TIME_COLUMN
+    if reserved.any():
+        raise DataError(f"node_id {TIME_COLUMN!r} is the name of the time column of speed.csv, so no node may "
+                        "be called that; give this node another id", f"{where} {row(int(np.flatnonzero(reserved)[0]))}")
     for col, lo, hi in (("lat", -90, 90), ("lon", -180, 180)):
         values = pd.to_numeric(nodes[col], errors="coerce")
         bad_text = values.isna() & nodes[col].notna()
@@ -242,6 +247,7 @@ def read_csv_table(path: Path, **read_csv_args) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", str(path))
+    check_separator(path)
     try:
         return pd.read_csv(path, **read_csv_args)
     except pd.errors.EmptyDataError as exc:

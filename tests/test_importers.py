@@ -213,7 +213,7 @@ def test_matrix_notes_mph_looking_speeds_without_converting(tmp_path):
      "lat 'north' is not a number", "loc.csv line 2"),
     ("101,102\n20,x\n", "0,1\n1,0\n", None, {}, "'x' in column '102' is not a number", "speed.csv line 2"),
     ("101,102\n20,21\n20,-3\n", "0,1\n1,0\n", None, {}, "negative speed -3 for node '102'", "speed.csv"),
-    ("101,101\n20,21\n20,3\n", "0,1\n1,0\n", None, {}, "duplicate node id '101'", "speed.csv line 1"),
+    ("101,101\n20,21\n20,3\n", "0,1\n1,0\n", None, {}, "column '101' appears twice in the header", "speed.csv line 1"),
     ("101,102\n", "0,1\n1,0\n", None, {}, "no data rows", "speed.csv"),
     ("101,102\n20,21\n", "0,1\n1,0\n", None, {}, "at least two time steps", "speed.csv"),
     ("101,102\n20,21\n22,23\n", "0,1\n1,\n", None, {}, "empty cell", "adj.csv line 2"),

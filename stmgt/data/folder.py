@@ -13,24 +13,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stmgt.csv_layout import check_header, check_separator
 from stmgt.data.dataset import SPEED_CEILING_KMH, WEATHER_COLUMNS, TrafficDataset, check_weather
 from stmgt.errors import DataError, reason
 from stmgt.exports import csv_bytes, restored
 from stmgt.jsonfile import read_json
 from stmgt.graph import RoadGraph, read_csv_table
-from stmgt.outputs import check_folder_target, staged_folder
+from stmgt.outputs import FolderKind, locked_target, staged_folder
 
 PROVENANCE_FILE = "dataset.json"
+DATASET = FolderKind("dataset", frozenset({"nodes.csv", "edges.csv", "speed.csv", "weather.csv", PROVENANCE_FILE}))
 
 
 def write_folder(dataset: TrafficDataset, out: str | Path, overwrite: bool = False,
                  option: str = "--out") -> Path:
     """Write the dataset as a folder at `out`, under the rules of `stmgt.outputs`: built beside
-    it and moved into place when complete; an existing dataset of ours is replaced only with
-    `overwrite`, anything else already there is refused (`option` names the input in messages)."""
+    it and moved into place when complete, holding its lock; an existing dataset of ours is
+    replaced only with `overwrite` and only if it holds nothing else (`DATASET` lists what the tool
+    writes), anything else already there is refused (`option` names the input in messages)."""
     out = Path(out)
-    check_folder_target(out, "dataset", overwrite, option)
-    with staged_folder(out, "dataset") as tmp:
+    with locked_target(out, DATASET, overwrite, option), staged_folder(out, DATASET, option) as tmp:
         dataset.graph.write(tmp)
         stamps = [t.isoformat() for t in dataset.timestamps]
         speed = dataset.speed_frame().round(3)
@@ -111,10 +113,14 @@ def check_rectangular(path: Path, header: bool = True) -> None:
     with missing values (read as "no reading") and reports a long one in its own words."""
     if not Path(path).is_file():
         raise DataError("file not found", str(path))
+    check_separator(path)
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = csv.reader(f)
-            width = len(next(rows, []))
+            first = next(rows, [])
+            if header:
+                check_header(first, str(path))
+            width = len(first)
             for line, row in enumerate(rows, start=2):
                 if row and len(row) != width:
                     raise DataError(f"has {len(row)} fields where the {'header' if header else 'first row'} "

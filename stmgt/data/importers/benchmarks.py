@@ -60,8 +60,6 @@ def _header_ids(header: pd.Series, path: Path) -> list[str]:
     for k, node_id in enumerate(ids):
         if not node_id:
             raise DataError(f"column {k + 1} has no node id in the header row", f"{path} line 1")
-        if node_id in ids[:k]:
-            raise DataError(f"duplicate node id {node_id!r} in the header row", f"{path} line 1")
     return ids
 
 
