@@ -635,3 +635,167 @@ def test_json_never_holds_a_bare_nan(tmp_path, data, message):
     with pytest.raises(DataError, match="which JSON cannot hold") as err:
         write_json(tmp_path / "answer.json", data)
     assert message in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+# ---- messages that say what was found, early checks, resume (issue 26) ----
+import json as _json
+
+import pandas as _pd
+
+from stmgt.data.simulate import simulate as _simulate
+from stmgt.runs import BUNDLED_RUN
+
+
+def resaved(path, separator=";", decimal_comma=False):
+    """The CSV as a spreadsheet in a decimal-comma locale saves it."""
+    text = path.read_text()
+    text = text.replace(",", separator)
+    path.write_text(text.replace(".", ",") if decimal_comma else text)
+
+
+def renamed_node(folder, old, new):
+    for name in ("nodes.csv", "edges.csv", "speed.csv"):
+        path = folder / name
+        path.write_text(path.read_text().replace(old, new))
+
+
+def header(path, text):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([text, *lines[1:]]) + "\n")
+
+
+LAYOUTS = [
+    ("speed-semicolons", lambda g: resaved(g / "speed.csv"),
+     "speed.csv: looks `;`-separated (first line: 'timestamp;n1;n2;n3'); save it with commas between fields,"),
+    ("speed-decimal-commas", lambda g: resaved(g / "speed.csv", decimal_comma=True),
+     "looks `;`-separated with decimal commas (first line: 'timestamp;n1;n2;n3'); save it with commas between "
+     "fields and points as decimal marks"),
+    ("speed-tabs", lambda g: resaved(g / "speed.csv", "\t"), "speed.csv: looks tab-separated"),
+    ("speed-pipes", lambda g: resaved(g / "speed.csv", "|"), "speed.csv: looks `|`-separated"),
+    ("weather-semicolons", lambda g: resaved(g / "weather.csv", decimal_comma=True),
+     "weather.csv: looks `;`-separated with decimal commas"),
+    ("nodes-semicolons", lambda g: resaved(g / "nodes.csv"),
+     "nodes.csv: looks `;`-separated (first line: 'node_id;name;lat;lon;road_class')"),
+    ("edges-tabs", lambda g: resaved(g / "edges.csv", "\t"), "edges.csv: looks tab-separated"),
+    ("adjacency-semicolons", lambda g: [(g / "edges.csv").unlink(), write(g / "adjacency.csv", "0;1;0\n0;0;1\n1;0;0\n")],
+     "adjacency.csv: looks `;`-separated (first line: '0;1;0')"),
+    ("node-called-timestamp", lambda g: renamed_node(g, "n2", "timestamp"),
+     "nodes line 3: node_id 'timestamp' is the name of the time column of speed.csv"),
+    ("speed-header-repeats-node", lambda g: header(g / "speed.csv", "timestamp,n1,n2,n1"),
+     "speed.csv line 1: column 'n1' appears twice in the header (fields 2 and 4)"),
+    ("speed-header-repeats-time", lambda g: header(g / "speed.csv", "timestamp,n1,timestamp,n3"),
+     "'timestamp' names the time column, so no node may be called that"),
+    ("weather-header-repeats", lambda g: header(g / "weather.csv", "timestamp,temperature_c,wind_kmh,wind_kmh"),
+     "weather.csv line 1: column 'wind_kmh' appears twice"),
+]
+
+
+@pytest.mark.parametrize("damage,message", [c[1:] for c in LAYOUTS], ids=[c[0] for c in LAYOUTS])
+def test_a_file_in_another_layout_is_described(tmp_path, capsys, damage, message):
+    folder = write_folder(small_dataset(), tmp_path / "given")
+    damage(folder)
+    before = snapshot(folder)
+    err = cli_fails(["import", "generic", folder, "--out", tmp_path / "out"], message, capsys)
+    assert "not node ids" not in err and "no 'timestamp' column" not in err
+    assert snapshot(folder) == before and not (tmp_path / "out").exists()
+
+
+MATRIX_LAYOUTS = [
+    ("matrix-speed-semicolons", lambda t: [write(t / "speed.csv", "101;102;103\n20,5;30;1\n22;31;40\n"),
+                                           write(t / "adj.csv", MATRIX_ADJ)],
+     "speed.csv: looks `;`-separated with decimal commas (first line: '101;102;103')"),
+    ("matrix-adjacency-semicolons", lambda t: [write(t / "speed.csv", MATRIX_SPEED),
+                                               write(t / "adj.csv", MATRIX_ADJ.replace(",", ";"))],
+     "adj.csv: looks `;`-separated"),
+    ("matrix-header-repeats", lambda t: [write(t / "speed.csv", "101,102,101\n20,30,1\n22,31,40\n"),
+                                         write(t / "adj.csv", MATRIX_ADJ)],
+     "column '101' appears twice in the header (fields 1 and 3)"),
+]
+
+
+@pytest.mark.parametrize("files,message", [c[1:] for c in MATRIX_LAYOUTS], ids=[c[0] for c in MATRIX_LAYOUTS])
+def test_a_matrix_in_another_layout_is_described(tmp_path, capsys, files, message):
+    cli_fails(["import", "matrix", *files(tmp_path), "--start", "2012-03-01", "--out", tmp_path / "out"],
+              message, capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_import_says_the_cadence_in_minutes_and_names_a_node_never_observed(tmp_path, capsys):
+    dataset = small_dataset()
+    dataset.speed[:, 1] = np.nan
+    folder = write_folder(dataset, tmp_path / "given")
+    assert main(["import", "generic", str(folder), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "8 steps every 15 min," in out and "0 days" not in out
+    assert "note: 1 node(s) have no speed reading anywhere in the data (n2): their forecasts rest on their " \
+           "neighbours" in out
+
+
+@pytest.fixture(scope="module")
+def short_hcmc(tmp_path_factory):
+    """Two weeks of the simulator's HCMC data as a folder, node n05 never observed."""
+    dataset = _simulate(weeks=2, seed=3)
+    dataset.speed[:, dataset.graph.index_of["n05"]] = np.nan
+    return write_folder(dataset, tmp_path_factory.mktemp("hcmc") / "data")
+
+
+DEPART = "2025-07-10T08:00+07:00"
+ROUTES = [
+    ("same-node", ["--from", "n01", "--to", "n01", "--depart", DEPART],
+     "--from/--to: origin and destination are the same node (n01); give two different nodes"),
+    ("deadline-before", ["--from", "n01", "--to", "n09", "--depart", DEPART, "--deadline", "2025-07-10T07:30+07:00"],
+     "the deadline 2025-07-10T07:30:00+07:00 is not after the departure 2025-07-10T08:00:00+07:00"),
+    ("deadline-at-departure", ["--from", "n01", "--to", "n09", "--depart", DEPART, "--deadline", DEPART],
+     "is not after the departure"),
+    ("unknown-origin", ["--from", "n99", "--to", "n01", "--depart", DEPART], "--from: unknown node 'n99'"),
+    ("unknown-destination", ["--from", "n01", "--to", "x", "--depart", DEPART], "--to: unknown node 'x'"),
+    ("depart-text", ["--from", "n01", "--to", "n09", "--depart", "soon"], "--depart: 'soon' is not a time"),
+    ("deadline-text", ["--from", "n01", "--to", "n09", "--depart", DEPART, "--deadline", "late"],
+     "--deadline: 'late' is not a time"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in ROUTES], ids=[c[0] for c in ROUTES])
+def test_route_refuses_before_the_model_loads(short_hcmc, monkeypatch, capsys, argv, message):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the request was checked")
+
+    monkeypatch.setattr(Run, "load", no_model)
+    cli_fails(["route", "--run", BUNDLED_RUN, "--data", short_hcmc, *argv], message, capsys)
+
+
+def test_forecast_warns_about_a_node_never_observed(short_hcmc, tmp_path, capsys):
+    assert main(["forecast", "--run", str(BUNDLED_RUN), "--data", str(short_hcmc), "--at", DEPART,
+                 "--out", str(tmp_path / "f.csv")]) == 0
+    assert "warning: 1 node(s) have no speed reading anywhere in the data (n05)" in capsys.readouterr().out
+
+
+def cancelled_run(folder, epochs_done=3):
+    """A run cancelled after `epochs_done` epochs, as `train --resume` finds it (no training needed:
+    every refusal below comes before the data is loaded)."""
+    run = Run(folder)
+    config = _json.loads((BUNDLED_RUN / "config.json").read_text())
+    run.write_config({**config, "data": {"kind": "simulator", "seed": 0, "weeks": 1.0}})
+    run.write_history(_pd.DataFrame({"epoch": range(1, epochs_done + 1), "val_mae": 5.0}))
+    run.mark_finished("cancelled", "cancelled by the user")
+    return run
+
+
+RESUMES = [
+    ("epochs-fewer", ["--epochs", "2"], "the run has already trained 3 epochs, so --epochs 2 leaves nothing to do; "
+                                        "give more than 3, or leave --epochs out to train to its own 4"),
+    ("epochs-same", ["--epochs", "3"], "--epochs 3 leaves nothing to do"),
+    ("lr", ["--lr", "0.1"], "a resumed run keeps its own settings (only --epochs and --device may change); "
+                            "leave --lr out"),
+    ("batch-and-seed", ["--batch-size", "8", "--seed", "2"], "leave --batch-size, --seed out"),
+    ("layout", ["--layout", "mean"], "leave --layout out"),
+    ("max-batches", ["--max-batches", "2", "--patience", "3"], "leave --patience, --max-batches out"),
+]
+
+
+@pytest.mark.parametrize("argv,message", [c[1:] for c in RESUMES], ids=[c[0] for c in RESUMES])
+def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys, argv, message):
+    run = cancelled_run(tmp_path / "run")
+    before = snapshot(run.path)
+    cli_fails(["train", "--resume", run.path, *argv], message, capsys)
+    assert snapshot(run.path) == before

@@ -6,9 +6,12 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from stmgt.data.importers.common import unobserved_note
 from stmgt.forecast import QUANTILE_LEVELS
 from ui import state
+from ui.downloads import csv_download
 from ui.fan_chart import density_chart, fan_chart, horizon_label
+from ui.text import code, md
 
 QUANTILE_COLUMNS = [f"q{round(100 * level)}" for level in QUANTILE_LEVELS]
 DENSITY_GRID = 400
@@ -56,9 +59,11 @@ quantiles = mixture.quantiles(QUANTILE_LEVELS).numpy()    # [H, L], exact
 mean = mixture.mean().numpy()
 history, truth = forecast.history[0, :, n], forecast.truth[0, :, n]
 targets, median = forecast.target_times(0), quantiles[:, QUANTILE_LEVELS.index(0.5)]
-st.caption(f"{dataset.graph.names[node_id]} · `{node_id}` · {node['road_class']} road · forecast made at "
-           f"{forecast.anchor_times[0]:%a %d %b %Y %H:%M} with {state.current_model_choice().label}. "
+st.caption(f"{md(dataset.graph.names[node_id])} · {code(node_id)} · {md(node['road_class'])} road · forecast made "
+           f"at {forecast.anchor_times[0]:%a %d %b %Y %H:%M} with {md(state.current_model_choice().label)}. "
            "Speeds in km/h; bands are exact quantiles of the predicted Gaussian mixture.")
+if node_id in dataset.unobserved_nodes:
+    st.warning(md(unobserved_note([node_id])), icon="⚠️")
 
 last = history[-1]
 with st.container(horizontal=True, gap="medium", key="node_metrics"):    # wraps rather than cutting units
@@ -90,8 +95,6 @@ with st.container(horizontal=True, gap="large"):      # the table moves under th
                                     "truth": st.column_config.NumberColumn("Actual", format="%.1f", width=COLUMN_PX,
                                                                            help="Observed speed; empty when unknown"),
                                     **dict.fromkeys(QUANTILE_COLUMNS, speed)})
-        csv = table.assign(target_time=[t.isoformat() for t in targets]).round(3).to_csv(index=False)
-        st.download_button("Download CSV", csv,
-                           file_name=f"forecast_{node_id}_{forecast.anchor_times[0]:%Y%m%dT%H%M}.csv",
-                           mime="text/csv", icon=":material/download:", key="node_csv")
+        csv_download(table.assign(target_time=[t.isoformat() for t in targets]).round(3),
+                     f"forecast_{node_id}_{forecast.anchor_times[0]:%Y%m%dT%H%M}.csv", "node_csv")
         st.caption("km/h. q10…q90: the speed stays below this with 10…90 % probability.")

@@ -96,6 +96,11 @@ class TrafficDataset:
         return ~np.isnan(self.speed)
 
     @property
+    def unobserved_nodes(self) -> list[str]:
+        """Nodes without a single speed reading: the model can only guess them from their neighbours."""
+        return [self.graph.node_ids[i] for i in np.flatnonzero(np.isnan(self.speed).all(axis=0))]
+
+    @property
     def has_weather(self) -> bool:
         return self.weather is not None
 
@@ -164,10 +169,12 @@ def window_anchors(steps: range, seq_len: int = SEQ_LEN, horizon: int = HORIZON)
 
 def split_anchors(dataset: TrafficDataset) -> dict[str, np.ndarray]:
     anchors = {name: window_anchors(r) for name, r in split_ranges(dataset.num_steps).items()}
-    for name, a in anchors.items():
+    for (name, a), share in zip(anchors.items(), SPLIT_RATIOS):
         if len(a) == 0:
             raise DataError(f"the data is too short: its {name} split holds no complete "
-                            f"{SEQ_LEN}+{HORIZON}-step window ({dataset.num_steps} steps in all)")
+                            f"{SEQ_LEN}+{HORIZON}-step window ({dataset.num_steps} steps in all); give a longer "
+                            f"series: the {name} split is {share:.0%} of the steps and needs at least "
+                            f"{SEQ_LEN + HORIZON}")
     return anchors
 
 

@@ -58,9 +58,19 @@ def build_dataset(speed: pd.DataFrame, weather, graph: RoadGraph, provenance: di
         raise DataError(exc.problem, where) from exc
 
 
+def unobserved_note(node_ids: list[str]) -> str:
+    """What a user must know before trusting the forecast of nodes never observed, in the same
+    words wherever it shows (import notes, `forecast`, the Node forecast page)."""
+    return (f"{len(node_ids)} node(s) have no speed reading anywhere in the data ({listing(node_ids, 10)}): their "
+            "forecasts rest on their neighbours and the time of day only, and their bands are not a measured "
+            "uncertainty.")
+
+
 def finish(dataset: TrafficDataset, notes: list[str]) -> ImportResult:
-    """Adds the remarks every import owes the user: no map coordinates, no weather."""
+    """Adds the remarks every import owes the user: nodes never observed, no map coordinates, no weather."""
     notes = list(notes)
+    if dataset.unobserved_nodes:
+        notes.append(unobserved_note(dataset.unobserved_nodes))
     if not dataset.graph.has_coordinates:
         notes.append("The data has no node locations: the map places the nodes by a layout of the graph, "
                      "not by geography.")
