@@ -799,3 +799,150 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys, argv, message
     before = snapshot(run.path)
     cli_fails(["train", "--resume", run.path, *argv], message, capsys)
     assert snapshot(run.path) == before
+
+
+# ---- injection-safe exports (issue 26) ----
+# A hostile dataset (node ids, names and streets a spreadsheet would evaluate) leaves no live
+# formula in any CSV the command line or the dashboard writes, and its text reads back exactly.
+import csv
+import re
+import shutil
+
+import pandas as pd
+
+from stmgt.data.dataset import TrafficDataset
+from stmgt.data.folder import read_folder
+from stmgt.data.simulate import simulate
+from stmgt.exports import FORMULA_STARTS, neutralise, restored
+from stmgt.train import TrainConfig, fit
+from tests.views.test_page_node_forecast import downloads  # noqa: F401 (fixture)
+
+HOSTILE_IDS = ['=HYPERLINK("http://x")', "@SUM(1)", "+1", "-1+2", "=cmd|' /C calc'!A0"]
+HOSTILE_TEXT = ["\tx", "\r=1+1", 'x\r=HYPERLINK("http://x")', "@SUM(1)", "-2+3"]
+
+
+def csv_cells(data: bytes) -> list[str]:
+    """Every cell of a CSV as a spreadsheet splits it (a bare CR ends a row there too)."""
+    text = data.decode().replace("\r\n", "\n")
+    return [cell for line in csv.reader(text.splitlines(keepends=True)) for cell in line]
+
+
+PLAIN_NUMBER = re.compile(r"-?\d+(\.\d+)?")       # what the writers print for a number (to_csv, %.3f)
+
+
+def assert_no_formula(data: bytes) -> None:
+    """No cell begins as a formula, unless it is a plain negative number (a number to a spreadsheet)."""
+    live = [c for c in csv_cells(data) if c.startswith(FORMULA_STARTS) and not PLAIN_NUMBER.fullmatch(c)]
+    assert not live, f"cells a spreadsheet would evaluate: {live[:5]}"
+
+
+def hostile_dataset(dataset: TrafficDataset) -> TrafficDataset:
+    """`dataset` with its first node ids, every name and every street name hostile."""
+    g = dataset.graph
+    rename = dict(zip(g.node_ids, HOSTILE_IDS))
+    nodes = g.nodes.assign(node_id=g.nodes.node_id.replace(rename),
+                           name=[HOSTILE_TEXT[i % len(HOSTILE_TEXT)] + str(i) for i in range(g.num_nodes)])
+    edges = g.edges.assign(source=g.edges.source.replace(rename), target=g.edges.target.replace(rename),
+                           road_name=[HOSTILE_TEXT[i % len(HOSTILE_TEXT)] for i in range(g.num_edges)])
+    return TrafficDataset(dataset.timestamps, dataset.speed, dataset.weather, RoadGraph(nodes, edges),
+                          {"source": "test"})
+
+
+@pytest.fixture(scope="module")
+def hostile_workspace(tmp_path_factory):
+    """A workspace with the hostile dataset and a tiny evaluated run on it (seconds on a CPU)."""
+    root = tmp_path_factory.mktemp("hostile")
+    data = hostile_dataset(simulate(weeks=2, seed=5))
+    folder = write_folder(data, root / "datasets" / "hostile")
+    run = root / "runs" / "hostile"
+    fit(data, TINY, TrainConfig(epochs=1, batch_size=16, max_batches=1, calibrate=False, device="cpu"), run,
+        {"kind": "folder", "path": str(folder)})
+    assert main(["evaluate", "--run", str(run)]) == 0
+    return root
+
+
+def hand_written(folder, dataset: TrafficDataset) -> None:
+    """The dataset as a user's own folder: text as it is, every cell quoted."""
+    folder.mkdir()
+    dataset.graph.nodes.to_csv(folder / "nodes.csv", index=False, quoting=csv.QUOTE_ALL)
+    dataset.graph.edges.to_csv(folder / "edges.csv", index=False, quoting=csv.QUOTE_ALL)
+    for name, frame in (("speed.csv", dataset.speed_frame()), ("weather.csv", dataset.weather_frame())):
+        frame.insert(0, "timestamp", [t.isoformat() for t in dataset.timestamps])
+        frame.to_csv(folder / name, index=False, quoting=csv.QUOTE_ALL)
+
+
+IMPORTED_TEXT = [("node_id", '=HYPERLINK("http://x")'), ("node_id", "@SUM(1)"), ("node_id", "-1+2"),
+                 ("name", "\tx"), ("name", "x\r=1+1"),
+                 ("road_name", "+1"), ("road_name", "\r=1+1")]
+
+
+@pytest.mark.parametrize("field,text", IMPORTED_TEXT, ids=[f"{f}-{t!r}" for f, t in IMPORTED_TEXT])
+def test_imported_hostile_text_is_stored_inert_and_reads_back_exactly(tmp_path, capsys, field, text):
+    base = small_dataset()
+    nodes, edges = base.graph.nodes.copy(), base.graph.edges.copy()
+    if field == "node_id":
+        nodes.loc[0, "node_id"] = text
+        edges = edges.replace({"source": {"n1": text}, "target": {"n1": text}})
+    elif field == "name":
+        nodes.loc[0, "name"] = text
+    else:
+        edges.loc[0, "road_name"] = text
+    given = TrafficDataset(base.timestamps, base.speed, base.weather, RoadGraph(nodes, edges), {"source": "test"})
+    hand_written(tmp_path / "mine", given)
+    before = snapshot(tmp_path / "mine")
+    assert main(["import", "generic", str(tmp_path / "mine"), "--out", str(tmp_path / "ours")]) == 0, \
+        capsys.readouterr().err
+    assert snapshot(tmp_path / "mine") == before
+    for name in ("nodes.csv", "edges.csv", "speed.csv", "weather.csv"):
+        assert_no_formula((tmp_path / "ours" / name).read_bytes())
+    back = read_folder(tmp_path / "ours").graph
+    assert back.node_ids == given.graph.node_ids
+    assert back.nodes["name"].tolist() == given.graph.nodes["name"].tolist()
+    assert back.edges["road_name"].tolist() == given.graph.edges["road_name"].tolist()
+
+
+CLI_EXPORTS = [(command, node) for command in ("forecast", "whatif") for node in HOSTILE_IDS]
+
+
+@pytest.mark.parametrize("command,node", CLI_EXPORTS, ids=[f"{c}-{n!r}" for c, n in CLI_EXPORTS])
+def test_command_line_exports_carry_no_formula(hostile_workspace, tmp_path, command, node):
+    run = hostile_workspace / "runs" / "hostile"
+    at = read_folder(hostile_workspace / "datasets" / "hostile").timestamps[-30].isoformat()
+    out = tmp_path / f"{command}.csv"
+    weather = ["--precipitation", "20"] if command == "whatif" else []
+    assert main([command, "--run", str(run), "--at", at, *weather, "--out", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]          # no temporary file left beside it
+    data = out.read_bytes()
+    assert_no_formula(data)
+    assert neutralise(node) in csv_cells(data)
+    frame = restored(pd.read_csv(out, dtype={"node_id": str}))
+    assert (frame["node_id"] == node).sum() == 12                        # its 12 steps, the text exact
+    numbers = [c for c in frame.columns if c in ("mean", "q10", "q50", "q90", "model_change")]
+    assert numbers and all(pd.api.types.is_float_dtype(frame[c]) for c in numbers)
+    assert (frame[numbers].to_numpy() < 0).any() or command == "forecast"  # negative changes stay numbers
+
+
+DASHBOARD_EXPORTS = [
+    ("views/node_forecast.py", {"node_id": HOSTILE_IDS[0]}, "forecast_", "horizon", "+15 min"),
+    ("views/route.py", {}, "route_", "from", HOSTILE_IDS[0]),
+    ("views/route.py", {}, "route_", "road_name", None),
+    ("views/evaluation.py", {}, "mae_by_horizon", "Horizon", "+15 min"),
+]
+
+
+@pytest.mark.parametrize("view,session,prefix,column,first", DASHBOARD_EXPORTS,
+                         ids=["node-forecast", "route-from", "route-street", "evaluation"])
+def test_dashboard_downloads_carry_no_formula(app, hostile_workspace, isolated_workspace, downloads,
+                                              view, session, prefix, column, first):
+    for kind in ("datasets", "runs"):
+        shutil.copytree(hostile_workspace / kind, isolated_workspace / kind)
+    app(view, dataset="Imported: hostile", model="Run: hostile", **session)
+    (name, data), = [(k, v) for k, v in downloads.items() if k.startswith(prefix)]
+    assert name.endswith(".csv") and "/" not in name and '"' not in name
+    assert_no_formula(data)
+    frame = restored(pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False))
+    values = frame[column].tolist()
+    if first is None:                   # every street of the route is one of the hostile names
+        assert set(values) <= set(HOSTILE_TEXT) and values
+    else:
+        assert values[0] == first

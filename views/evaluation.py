@@ -12,6 +12,7 @@ from stmgt.fidelity import load as load_fidelity
 from stmgt.fidelity import summary
 from stmgt.runs import kept_epoch
 from ui import state
+from ui.downloads import csv_download
 from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure, pit_figure,
                             reliability_figure, training_figure, width_figure)
 from ui.labels import moment, scoring_weather
@@ -55,6 +56,8 @@ def per_horizon(metrics: dict) -> None:
                          index=[f"+{m} min" for m in metrics["horizon_minutes"]] + ["All horizons"])
     right.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3,
                     column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns})
+    with right:
+        csv_download(table.rename_axis("Horizon").reset_index(), f"{metric}_by_horizon.csv", "eval_csv")
     right.caption(f"{name} in {unit}; lower is better. " + (
         "MAPE ignores observed speeds below 1 km/h." if metric == "mape" else
         "The baselines are point forecasts, so their CRPS is their MAE." if metric == "crps" else ""))

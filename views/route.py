@@ -11,6 +11,7 @@ import streamlit as st
 from stmgt.errors import DataError
 from stmgt.trip import TripPlanner
 from ui import state
+from ui.downloads import csv_download
 from ui.fan_chart import horizon_label
 from ui.maps import NODE_LAYER, SPEED_STOPS, legend_html, ramp, road_map
 from ui.route_chart import travel_time_histogram
@@ -156,4 +157,7 @@ st.dataframe(segments, hide_index=True, key="route_segments", column_order=(
     "expected_speed_kmh": st.column_config.NumberColumn("Expected speed (km/h)", format="%.1f"),
     "entry_time": st.column_config.DatetimeColumn("Entered at", format="HH:mm:ss"),
     "minutes": st.column_config.NumberColumn("Minutes", format="%.2f")})
+csv_download(fastest.segments.assign(from_name=segments["from"], to_name=segments["to"],
+                                     entry_time=[t.isoformat() for t in segments["entry_time"]]).round(3),
+             f"route_{origin}_{destination}_{depart:%Y%m%dT%H%M}.csv", "route_segments_csv")
 st.caption("Driven on the expected (mixture mean) speeds; the entry time picks the forecast step.")
