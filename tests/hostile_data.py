@@ -25,7 +25,7 @@ PAYLOADS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "![b](h
             "two\nlines", ":red[x] :material/home:", "$x$"]
 # Folder names cannot hold "/" or a newline.
 DATASET_NAME = "<img src=x onerror=alert(4)> :red[d] $d$"
-RUN_NAME = "[r](javascript:alert(5)) <b>run</b> :red[r]"
+RUN_NAME = "[r](javascript:alert(5)) <b onmouseover=alert(6)>run :red[r]"
 DATASET_LABEL = f"Imported: {DATASET_NAME}"
 WEEKS = 2
 # Payload pieces that no escaping lets through as they are (escaping shows them visibly or as a space).
@@ -34,8 +34,9 @@ NEVER_RAW = ("\u202e", "two\nlines")
 # A CommonMark parser that keeps escaped characters apart from the plain text runs.
 _MARKDOWN = MarkdownIt("commonmark").disable("text_join")
 # Plain text that Streamlit or GitHub Markdown still act on, though CommonMark leaves it as text:
-# `$` maths, `:red[…]` / `:material/…:` / `:smile:`, bare addresses, a `[…](…)` link.
-_LIVE_TEXT = re.compile(r"\$|:[A-Za-z+-]|www\.|://|@\w|\[[^\]]*\]\(")
+# `$` maths, the payloads' colour, icon and shortcodes (the app's own icons are `:material/…:` too),
+# bare addresses, a `[…](…)` link.
+_LIVE_TEXT = re.compile(r"\$|:(?:red\[|material/home|smile:|\+1:)|www\.|://|@\w|\[[^\]]*\]\(")
 _HTML_TAG = re.compile(r"<\s*/?\s*(?:img|script|a)\b", re.IGNORECASE)
 
 

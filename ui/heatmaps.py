@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from stmgt.forecast import QUANTILE_LEVELS
+from ui.text import html
 
 # Gate α: orange = temporal branch (0), white = even mix, blue = spatial branch (1).
 GATE_SCALE = [[0.0, "#b35806"], [0.25, "#f1a340"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]
@@ -46,14 +47,15 @@ def gate_range(alpha: np.ndarray) -> tuple[float, float]:
 
 def gate_figure(alpha: np.ndarray, node_ids: list[str], names: list[str], step_labels: list[str],
                 selected: str) -> go.Figure:
-    """α [blocks, T, N] as one node × input-step heatmap per block, sharing one colour axis."""
+    """α [blocks, T, N] as one node × input-step heatmap per block, sharing one colour axis. Ids
+    and names are user text: plotly reads tags in ticks and hover labels, so they go in escaped."""
     blocks = alpha.shape[0]
     fig = make_subplots(rows=blocks, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=[f"Block {k + 1}" for k in range(blocks)])
-    hover_names = np.broadcast_to(np.asarray(names, dtype=object), alpha.shape[1:])
+    hover_names = np.broadcast_to(np.asarray([html(n) for n in names], dtype=object), alpha.shape[1:])
     for k in range(blocks):
         fig.add_trace(go.Heatmap(
-            z=alpha[k], x=node_ids, y=step_labels, customdata=hover_names, coloraxis="coloraxis",
+            z=alpha[k], x=[html(i) for i in node_ids], y=step_labels, customdata=hover_names, coloraxis="coloraxis",
             name=f"Block {k + 1}", xgap=1, ygap=1,
             hovertemplate="<b>%{x}</b> %{customdata}<br>input step %{y}<br>α = %{z:.2f}"
                           "<extra>%{fullData.name}</extra>"),
@@ -82,11 +84,13 @@ def neighbourhood(dense: np.ndarray, node: int, hops: int = 2) -> np.ndarray:
 
 def attention_matrix(dense: np.ndarray, node_ids: list[str], names: list[str], selected: str) -> go.Figure:
     """GATv2 attention as target (rows) × source (columns); the selected target's row is outlined.
-    Pass a sub-matrix and its ids to zoom on a neighbourhood: ticks then stay legible."""
-    names = np.asarray(names, dtype=object)
+    Pass a sub-matrix and its ids to zoom on a neighbourhood: ticks then stay legible. Ids and
+    names are user text, escaped for plotly's tags."""
+    names = np.asarray([html(n) for n in names], dtype=object)
     custom = np.stack(np.broadcast_arrays(names[:, None], names[None, :]), axis=-1)
+    ticks = [html(i) for i in node_ids]
     fig = go.Figure(go.Heatmap(
-        z=dense, x=node_ids, y=node_ids, customdata=custom, zmin=0.0, zmax=1.0, colorscale=ATTENTION_SCALE,
+        z=dense, x=ticks, y=ticks, customdata=custom, zmin=0.0, zmax=1.0, colorscale=ATTENTION_SCALE,
         xgap=0.5, ygap=0.5, colorbar=dict(title=dict(text="weight", side="top"), thickness=12, len=0.6),
         hovertemplate="target <b>%{y}</b> %{customdata[0]}<br>source <b>%{x}</b> %{customdata[1]}"
                       "<br>attention %{z:.2f}<extra></extra>"))

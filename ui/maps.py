@@ -13,6 +13,7 @@ import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
 from stmgt.graph import RoadGraph
+from ui.text import html
 
 NODE_LAYER = "nodes"
 # Speed colours (km/h): jammed red → orange → yellow → free-flowing green; fixed, not per frame.
@@ -53,7 +54,8 @@ def signed(x: float) -> str:
 
 
 def legend_html(stops, unit: str, fmt=lambda x: f"{x:g}") -> str:
-    """A horizontal gradient bar with tick labels (`fmt(x)`), for st.html / st.markdown."""
+    """A horizontal gradient bar with tick labels (`fmt(x)`), for st.html / st.markdown. `unit` is
+    text, escaped here, so it may name a node."""
     lo, hi = stops[0][0], stops[-1][0]
     grad = ", ".join(f"rgb{c} {100 * (x - lo) / (hi - lo):.0f}%" for x, c in stops)
     ticks = "".join(f"<span style='position:absolute;left:{100 * (x - lo) / (hi - lo):.0f}%;"
@@ -61,7 +63,7 @@ def legend_html(stops, unit: str, fmt=lambda x: f"{x:g}") -> str:
     return (f"<div style='max-width:420px;margin:4px 0 18px 0'>"
             f"<div style='height:12px;border-radius:3px;background:linear-gradient(to right,{grad})'></div>"
             f"<div style='position:relative;height:14px'>{ticks}</div>"
-            f"<div style='font-size:0.75rem;color:#666;margin-top:2px'>{unit}</div></div>")
+            f"<div style='font-size:0.75rem;color:#666;margin-top:2px'>{html(unit)}</div></div>")
 
 
 def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basemap: bool = False,
@@ -74,7 +76,8 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
     The `highlight`ed node keeps its colour and gets a dark ring. Without `basemap` tiles the
     streets are named from the graph. `size` is the map's approximate width and height on screen
     (px): the view fits the graph in it. `node_layer` names the clickable layer (see
-    `ui.state.node_layer`)."""
+    `ui.state.node_layer`). `tooltip_html` is a fixed template: user text reaches it only through
+    `{column}` fields, whose values Streamlit escapes as it fills them in."""
     pos = graph.positions()
     lat, lon = pos["lat"].to_numpy(), pos["lon"].to_numpy()
     chosen = nodes["node_id"].to_numpy() == highlight

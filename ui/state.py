@@ -20,6 +20,7 @@ from stmgt.forecast import Forecast, Forecaster, WeatherScenario
 from stmgt.runs import BUNDLED_RUN, Run
 from stmgt.workspace import Workspace
 from ui.maps import NODE_LAYER
+from ui.text import md
 
 EMBEDDED_LABEL = "Simulated HCMC (embedded)"
 BUNDLED_LABEL = "Bundled model"
@@ -89,7 +90,7 @@ def sidebar() -> None:
         try:
             dataset = current_dataset()
         except DataError as exc:
-            st.error(f"This dataset cannot be loaded: {exc}")
+            st.error(f"This dataset cannot be loaded: {md(exc)}")
             return
         models, hidden = model_choices(dataset.graph.fingerprint())
         labels = [m.label for m in models]
@@ -126,7 +127,7 @@ def require_dataset() -> TrafficDataset:
     try:
         return current_dataset()
     except DataError as exc:
-        st.error(f"The selected dataset cannot be loaded: {exc}")
+        st.error(f"The selected dataset cannot be loaded: {md(exc)}")
         st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
         st.stop()
 
@@ -189,7 +190,7 @@ def require_forecaster() -> Forecaster:
     try:
         forecaster = current_forecaster()
     except DataError as exc:
-        st.error(f"The selected model cannot be used: {exc}")
+        st.error(f"The selected model cannot be used: {md(exc)}")
         st.page_link("views/train.py", label="Train or load another model", icon=":material/model_training:")
         st.stop()
     if forecaster is None:

@@ -3,7 +3,11 @@ in a thread and records the run's lifecycle (`Run.mark_running` …, as the CLI 
 runs the CLI itself under torchrun, one process per GPU, and follows its progress lines. Pages
 poll either through the same snapshot. Cancel works in every phase, scoring included. The worker
 threads make no st.* calls — only `registry()` (one per server process, so jobs outlive reruns) and
-`evaluate_button` touch Streamlit, from the script thread."""
+`evaluate_button` touch Streamlit, from the script thread.
+
+A job writes its run folder as the CLI does, holding the folder's lock (`stmgt.lock`): a thread job
+for its whole life, a process job's CLI while it trains and the job itself while it records the
+end; a command-line `train --resume` or `--overwrite` of that folder meanwhile is refused."""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +37,11 @@ from stmgt.data.sources import data_arg
 from stmgt.errors import DataError
 from stmgt.estimate import StepCost, measure_step_cost
 from stmgt.jsonfile import write_json
+from stmgt.lock import FolderLock
 from stmgt.model import STMGTConfig
-from stmgt.runs import CHECKPOINT, Run, RunStatus, kept_epoch
+from stmgt.outputs import remove_ours
+from stmgt.runs import CHECKPOINT, RUN, Run, RunStatus, kept_epoch
+from ui.text import md
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +164,12 @@ class Job(ABC):
         self._update(status="evaluating", phase="scoring", phase_done=0, phase_total=0, stopped=stopped)
 
     def _keeps_model(self) -> bool:
-        """False, removing the run folder, when no model came of the run: leave no empty run behind."""
+        """False, removing the run's files, when no model came of the run: leave no empty run behind
+        (a file someone else put in the folder stays, and the folder with it)."""
         if self.snapshot().has_checkpoint:
             return True
-        shutil.rmtree(self._state.run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_ours(self._state.run_dir, RUN)
         return False
 
     def _end(self, status: str, stopped: str | None, error: str | None = None) -> None:
@@ -178,6 +186,15 @@ class TrainingJob(Job):
         self._args = (dataset, model_config, train_config, Path(run_dir), data_spec)
 
     def _work(self) -> None:
+        try:
+            lock = FolderLock(self._state.run_dir, str(self._state.run_dir))
+        except (DataError, OSError) as exc:    # another process writes the folder: it stays theirs
+            self._end("failed", None, f"training did not start: {exc}")
+            return
+        with lock:
+            self._train()
+
+    def _train(self) -> None:
         dataset, model_config, train_config, run_dir, data_spec = self._args
         run = Run(run_dir)
         try:
@@ -231,7 +248,7 @@ class ProcessJob(Job):
     records in the run's status.json as the CLI always does.
 
     Cancel sends SIGINT, which torchrun passes to every process: the CLI then stops after the
-    current batch (`distributed.cancel_on_interrupt`), and torchrun kills any process not gone
+    current batch (`stmgt.stopping`), and torchrun kills any process not gone
     within its shutdown timeout (30 s). SIGTERM, then SIGKILL, follow only if torchrun itself hangs."""
 
     STOP_SIGNALS = ((signal.SIGINT, 45.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, math.inf))
@@ -259,7 +276,10 @@ class ProcessJob(Job):
                 with open(log_file, "wb") as stderr:
                     code = self._run(self._command(config_file), stderr)
                 log_text = log_file.read_bytes()[-LOG_TAIL:].decode(errors="replace")
-            self._conclude(code, log_text)
+            with FolderLock(self._state.run_dir, str(self._state.run_dir)):   # the processes have let it go
+                self._conclude(code, log_text)
+        except DataError as exc:   # a process of theirs lives on, or another writer took the folder: theirs now
+            self._end("failed", self.snapshot().stopped, str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure must reach the page as a message
             log.exception("training job %s", self.id)
             self._keeps_model()
@@ -415,6 +435,6 @@ def evaluate_button(run: Run, dataset: TrafficDataset, spec: dict, device: str, 
         try:
             evaluation.evaluate(run, dataset, spec, device=device)
         except DataError as exc:
-            st.error(f"This run cannot be evaluated: {exc}")
+            st.error(f"This run cannot be evaluated: {md(exc)}")
             return
     st.rerun()

@@ -14,6 +14,7 @@ from stmgt.errors import DataError
 from stmgt.workspace import slug
 from ui import data_import, server_files, state
 from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
+from ui.text import code, html, md
 
 RESULT, SAVED, DELETING = "data_result", "data_saved", "data_deleting"
 GENERIC, MATRIX, METR, SNAPSHOTS = "Generic folder", "Matrix CSVs", "METR-LA / PEMS-BAY", "Snapshot runs"
@@ -134,7 +135,7 @@ def show_report(result) -> None:
                    "will be unavailable for it.", icon=":material/cloud_off:")
     if report["notes"]:
         with st.container(border=True):
-            st.markdown("**Importer notes**\n\n" + "\n".join(f"- {note}" for note in report["notes"]))
+            st.markdown("**Importer notes**\n\n" + "\n".join(f"- {md(note)}" for note in report["notes"]))
 
     left, right = st.columns([3, 2])
     with left:
@@ -168,8 +169,8 @@ def missing_chart(missing: pd.Series, dataset, limit: int = 20) -> None:
         return
     worst = missing.sort_values(ascending=False).head(limit)[::-1]
     names = dict(zip(dataset.graph.node_ids, dataset.graph.nodes["name"]))
-    fig = go.Figure(go.Bar(x=100 * worst.to_numpy(), y=worst.index, orientation="h", marker_color="#8c6bb1",
-                           customdata=[names[n] for n in worst.index],
+    fig = go.Figure(go.Bar(x=100 * worst.to_numpy(), y=[html(n) for n in worst.index], orientation="h",
+                           marker_color="#8c6bb1", customdata=[html(names[n]) for n in worst.index],
                            hovertemplate="%{y} · %{customdata}<br>%{x:.1f} % missing<extra></extra>"))
     fig.update_layout(height=max(220, 18 * len(worst) + 70), margin=dict(l=0, r=10, t=10, b=0),
                       xaxis_title="missing readings (%)", yaxis=dict(type="category"))
@@ -184,8 +185,8 @@ def speed_chart(dataset) -> None:
     picked = st.multiselect("Nodes", ids, default=default, key="data_nodes", max_selections=8,
                             format_func=dataset.graph.label)
     frame = dataset.speed_frame()
-    fig = go.Figure([go.Scattergl(x=frame.index, y=frame[n], name=n, mode="lines",
-                                  hovertemplate=f"{n}<br>%{{x|%a %d %b %H:%M}}<br>%{{y:.1f}} km/h<extra></extra>")
+    fig = go.Figure([go.Scattergl(x=frame.index, y=frame[n], name=html(n), mode="lines",
+                                  hovertemplate=f"{html(n)}<br>%{{x|%a %d %b %H:%M}}<br>%{{y:.1f}} km/h<extra></extra>")
                      for n in picked])
     fig.update_layout(height=320, margin=dict(l=0, r=0, t=10, b=0), yaxis_title="speed (km/h)",
                       legend=dict(orientation="h", y=1.08), hovermode="x unified")
@@ -198,19 +199,19 @@ def save_form(result) -> None:
     c1, c2 = st.columns([2, 1])
     name = c1.text_input("Dataset name", key="data_name", max_chars=60)
     target = ws.dataset_dir(name)
-    c1.caption(f"Saved to `{target}` and listed in the sidebar as *Imported: {target.name}*.")
+    c1.caption(f"Saved to {code(target)} and listed in the sidebar as *Imported: {md(target.name)}*.")
     replace = c2.checkbox("Replace a dataset with this name", key="data_replace")
     if not c2.button("Save dataset", key="data_save", type="primary", icon=":material/save:"):
         return
     if target.exists() and not replace:
-        st.error(f"A dataset named **{target.name}** already exists. Choose another name, or tick "
+        st.error(f"A dataset named **{md(target.name)}** already exists. Choose another name, or tick "
                  "*Replace a dataset with this name* to overwrite it.")
         return
     try:
         with st.spinner("Saving…"):
             write_folder(result.dataset, target, overwrite=replace, option="Dataset name")
     except (DataError, OSError) as exc:
-        st.error(f"Could not save the dataset: {exc}")
+        st.error(f"Could not save the dataset: {md(exc)}")
         return
     state.forget_dataset(target)
     st.session_state[SAVED] = target.name
@@ -230,7 +231,7 @@ def delete_dataset(name: str) -> None:
     if path is not None:  # not already gone (another tab)
         data_import.delete_saved(path, ws.datasets_dir)
         state.forget_dataset(path)
-        st.toast(f"Deleted {name}.", icon=":material/delete:")
+        st.toast(f"Deleted {md(name)}.", icon=":material/delete:")
 
 
 def saved_datasets() -> None:
@@ -238,7 +239,7 @@ def saved_datasets() -> None:
     saved = ws.datasets()
     if not saved:
         st.info("No imported datasets yet. Import one on the first tab; it will be saved in "
-                f"`{ws.datasets_dir}`.", icon=":material/inbox:")
+                f"{code(ws.datasets_dir)}.", icon=":material/inbox:")
         return
     rows = []
     for name, path in saved.items():
@@ -252,7 +253,7 @@ def saved_datasets() -> None:
                      "Missing (%)": round(100 * s["missing_share"], 1),
                      "Weather": "yes" if s["has_weather"] else "no — no what-if"})
     st.dataframe(pd.DataFrame(rows).set_index("Name"), width="stretch")
-    st.caption(f"Stored in `{ws.datasets_dir}`.")
+    st.caption(f"Stored in {code(ws.datasets_dir)}.")
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     name = c1.selectbox("Imported dataset", list(saved), key="data_manage")
     selected = st.session_state.get("dataset") == f"Imported: {name}"
@@ -264,7 +265,7 @@ def saved_datasets() -> None:
     pending = st.session_state.get(DELETING)
     if pending in saved:
         with st.container(border=True):
-            st.warning(f"Delete **{pending}** and its files? Models trained on it stay in the workspace but can "
+            st.warning(f"Delete **{md(pending)}** and its files? Models trained on it stay in the workspace but can "
                        "no longer be evaluated on it.", icon=":material/warning:")
             with st.container(horizontal=True):
                 st.button("Delete", key="data_delete_confirm", type="primary", icon=":material/delete:",
@@ -281,14 +282,15 @@ with tab_import:
     if st.session_state.get(SAVED):
         name = st.session_state[SAVED]
         with st.container(border=True):
-            st.success(f"Saved **{name}**. The sidebar lists it as *Imported: {name}*.", icon=":material/check:")
-            st.button(f"Use {name} now", key="data_use_saved", type="primary", on_click=use_dataset, args=(name,))
+            st.success(f"Saved **{md(name)}**. The sidebar lists it as *Imported: {md(name)}*.",
+                       icon=":material/check:")
+            st.button(f"Use {md(name)} now", key="data_use_saved", type="primary", on_click=use_dataset, args=(name,))
     fmt = st.radio("Format", list(FORMATS), horizontal=True, key="data_format")
     st.caption(FORMATS[fmt])
     allowed = server_files.server_folder()
     by_upload = allowed is None or st.radio(
         "Source", [UPLOAD, PATH], horizontal=True, key="data_source",
-        help=f"Uploads are read from a temporary folder; paths only inside {allowed} on the server. Nothing "
+        help=f"Uploads are read from a temporary folder; paths only inside {md(allowed)} on the server. Nothing "
              "is saved until you press Save.") == UPLOAD
     read, default_name, missing = import_inputs(fmt, by_upload)
     if st.button("Check the data", key="data_check", type="primary", icon=":material/fact_check:",
@@ -299,7 +301,7 @@ with tab_import:
 
     outcome = st.session_state.get(RESULT)
     if outcome and "error" in outcome:
-        st.error(f"**This data cannot be imported.** {outcome['error']}", icon=":material/error:")
+        st.error(f"**This data cannot be imported.** {md(outcome['error'])}", icon=":material/error:")
         st.caption(f"Nothing was saved. Fix the file named above and check again. What this format expects: "
                    f"{FORMATS.get(outcome.get('format'), '')}")
     elif outcome:

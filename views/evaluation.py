@@ -17,6 +17,7 @@ from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figu
                             reliability_figure, training_figure, width_figure)
 from ui.labels import moment, scoring_weather
 from ui.training import evaluate_button
+from ui.text import md
 
 
 def gain(model: float, baseline: float) -> str:
@@ -80,7 +81,7 @@ def calibration(metrics: dict) -> None:
 
 def what_if(result: dict) -> None:
     st.subheader("Weather what-if, checked against the simulator", anchor=False)
-    st.caption(f"Scenario: {result['scenario']}, on {result['anchors']} test forecasts. The simulator knows the "
+    st.caption(f"Scenario: {md(result['scenario'])}, on {result['anchors']} test forecasts. The simulator knows the "
                "true effect of the scenario, so the model's predicted change can be scored.")
     cols = st.columns(3)
     cols[0].metric("True mean change", f"{result['mean_true_change_kmh']:+.2f} km/h")
@@ -92,8 +93,9 @@ def what_if(result: dict) -> None:
 def fidelity_section(result: dict) -> None:
     st.subheader("What-if fidelity benchmark", anchor=False)
     st.caption(f"`benchmarks/whatif_fidelity.py` on {result['anchors']} test forecasts, measured "
-               f"{moment(result.get('measured'))} ({result.get('machine', '?')}). Change = scenario − observed-weather "
-               "forecast median; the true change comes from the simulator re-run under the scenario's weather. "
+               f"{moment(result.get('measured'))} ({md(result.get('machine', '?'))}). Change = scenario − "
+               "observed-weather forecast median; the true change comes from the simulator re-run under the "
+               "scenario's weather. "
                + ("Every target of the benchmark is met." if result["all_targets_met"] else
                   "Not every target is met (see the last column)."))
     table = summary(result)
@@ -130,19 +132,19 @@ run = choice.run
 try:
     metrics = run.metrics() if run.has_metrics else None
 except DataError as exc:
-    st.error(f"The saved metrics of {choice.label} cannot be read: {exc}. Evaluating again replaces them.")
+    st.error(f"The saved metrics of {md(choice.label)} cannot be read: {md(exc)}. Evaluating again replaces them.")
     metrics = None
 if metrics is None:
     if not run.has_metrics:
-        st.info(f"**{choice.label}** has no saved test metrics yet. Evaluating scores it and both baselines on "
-                f"the test split of {state.dataset_label()} and saves the result with the model.",
+        st.info(f"**{md(choice.label)}** has no saved test metrics yet. Evaluating scores it and both baselines on "
+                f"the test split of {md(state.dataset_label())} and saves the result with the model.",
                 icon=":material/info:")
     evaluate_button(run, dataset, state.current_dataset_spec(), state.device(), key="eval_now")
     history(run)
     st.stop()
 
 data = describe(metrics["data"]) if metrics.get("data") else state.dataset_label()
-st.caption(f"**{choice.label}** · test split of {data}: {metrics['windows']:,} forecast windows, "
+st.caption(f"**{md(choice.label)}** · test split of {md(data)}: {metrics['windows']:,} forecast windows, "
            f"horizons +{metrics['horizon_minutes'][0]}…+{metrics['horizon_minutes'][-1]} min · "
            f"evaluated {moment(metrics.get('evaluated'))}. Baselines: persistence (the last observed speed) and "
            "the historical average for the time of week (else the time of day). " + scoring_weather(metrics))
@@ -154,7 +156,8 @@ if metrics.get("what_if"):
 try:
     fidelity_result = load_fidelity(run.path)
 except DataError as exc:
-    st.warning(f"The saved what-if fidelity result cannot be read: {exc}. Run `benchmarks/whatif_fidelity.py` again.")
+    st.warning(f"The saved what-if fidelity result cannot be read: {md(exc)}. "
+               "Run `benchmarks/whatif_fidelity.py` again.")
     fidelity_result = None
 if fidelity_result:
     fidelity_section(fidelity_result)

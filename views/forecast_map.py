@@ -15,6 +15,7 @@ from stmgt.errors import DataError
 from ui import state
 from ui.fan_chart import horizon_bars, horizon_label
 from ui.maps import PROB_STOPS, SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
+from ui.text import code, md
 
 MEDIAN, PROBABILITY = "Median speed", "Congestion probability"
 PICK_KEY = "forecast_map_pick"
@@ -108,7 +109,7 @@ def scrubbed_map(forecaster, colour_by: str, share: float, basemap: bool) -> Non
                        "speed observed when the forecast was made.")
         st.metric("Likely congested", f"{likely[h]} of {graph.num_nodes} nodes", width="content",
                   help=f"Nodes whose forecast gives P({congested}) above 50 %.")
-        st.metric("Slowest node", f"{median[slowest]:.1f} km/h", delta=nodes["name"][slowest], delta_color="off",
+        st.metric("Slowest node", f"{median[slowest]:.1f} km/h", delta=md(nodes["name"][slowest]), delta_color="off",
                   delta_arrow="off", width="content")
 
     deck = road_map(graph, nodes, colour, basemap=basemap, tooltip_html=tooltip, highlight=node_id, size=(600, 520),
@@ -120,7 +121,7 @@ def scrubbed_map(forecaster, colour_by: str, share: float, basemap: bool) -> Non
             st.html(legend)
         with st.container(width=SIDE_PX):
             with st.container(border=True, key="map_node_card"):
-                st.markdown(f"**{nodes['name'][i]}** · `{node_id}`  \n"
+                st.markdown(f"**{md(nodes['name'][i])}** · {code(node_id)}  \n"
                             f"{target:%H:%M} ({horizon_label(step, forecast.freq)}): median **{median[i]:.1f} km/h**, "
                             f"80 % interval {q10[i]:.1f}–{q90[i]:.1f} km/h  \n"
                             f"P(speed < {nodes['limit'][i]}): **{nodes['p_text'][i]}**")
@@ -134,8 +135,8 @@ def scrubbed_map(forecaster, colour_by: str, share: float, basemap: bool) -> Non
 
 st.title("Forecast map")
 forecaster = state.require_forecaster()
-st.caption(f"{state.dataset_label()} · {state.current_model_choice().label}. Pick when the forecast is made and "
-           "how far ahead to look; colours use fixed scales so frames compare while you scrub. "
+st.caption(f"{md(state.dataset_label())} · {md(state.current_model_choice().label)}. Pick when the forecast is "
+           "made and how far ahead to look; colours use fixed scales so frames compare while you scrub. "
            "Hover a node for its forecast.")
 with st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
     colour_by = st.radio("Colour nodes and roads by", [MEDIAN, PROBABILITY], horizontal=True, key="map_layer",

@@ -12,6 +12,7 @@ from ui import state
 from ui.heatmaps import (ATTENTION_STOPS, attention_matrix, dense_attention, gate_figure, neighbourhood,
                          step_attention)
 from ui.maps import basemap_toggle, legend_html, ramp, road_map
+from ui.text import md
 
 MAP_KEY = "interp_map"
 ARROW_MAX_PX = 24          # arrow width in pixels for an attention weight of 1
@@ -59,7 +60,7 @@ def views() -> None:
                "names.")
     st.plotly_chart(gate_figure(alpha, ids, names, input_labels, node), key="interp_gate")
     lean = ", ".join(f"block {k + 1}: **{a:.2f}**" for k, a in enumerate(alpha[:, :, target].mean(axis=1)))
-    st.markdown(f"Mean α for **{dataset.graph.label(node)}** — {lean} "
+    st.markdown(f"Mean α for **{md(dataset.graph.label(node))}** — {lean} "
                 f"(network: {', '.join(f'{a:.2f}' for a in alpha.mean(axis=(1, 2)))}).")
 
     # ---- selectors shared by the attention views -------------------------------------------
@@ -108,15 +109,15 @@ def views() -> None:
             "to_lon": pos.lon.iloc[target], "to_lat": pos.lat.iloc[target],
             "width": ARROW_MAX_PX * row[sources], "r": ATTENTION_STOPS[-1][1][0], "g": ATTENTION_STOPS[-1][1][1],
             "b": ATTENTION_STOPS[-1][1][2]})
-        st.caption(f"Arrows point from each upstream neighbour into **{dataset.graph.label(node)}**; "
+        st.caption(f"Arrows point from each upstream neighbour into **{md(dataset.graph.label(node))}**; "
                    "width ∝ attention. Click a road to select it.")
         basemap = basemap_toggle("interp_basemap")
         nodes = dataset.graph.nodes[["node_id", "name"]].assign(
-            attention=[f"{w:.2f}" if w > 0 else "—" for w in row])
+            attention=[f"{w:.2f}" if w > 0 else "—" for w in row], attending=node)
         deck = road_map(dataset.graph, nodes, ramp(row, ATTENTION_STOPS), highlight=node, arrows=arrows,
                         node_layer=state.node_layer(MAP_KEY), basemap=basemap,
                         edge_colour=np.full((dataset.graph.num_edges, 3), SEGMENT_GREY),
-                        tooltip_html=f"<b>{{name}}</b><br/>{{node_id}}<br/>weight given by {node}: {{attention}}")
+                        tooltip_html="<b>{name}</b><br/>{node_id}<br/>weight given by {attending}: {attention}")
         view = deck.initial_view_state          # closer in, centred on the selected road, so its arrows read
         view.latitude, view.longitude = float(pos.lat.iloc[target]), float(pos.lon.iloc[target])
         view.zoom += ZOOM_IN
@@ -124,17 +125,17 @@ def views() -> None:
         st.html(legend_html(ATTENTION_STOPS, f"attention weight {node} gives each road",
                             fmt=lambda w: f"{w:.1f}"))
         order = sorted(np.flatnonzero(row), key=lambda j: -row[j])
-        listed = " · ".join(f"{'itself' if j == target else dataset.graph.label(ids[j])} **{row[j]:.2f}**"
+        listed = " · ".join(f"{'itself' if j == target else md(dataset.graph.label(ids[j]))} **{row[j]:.2f}**"
                             for j in order)
         st.caption(f"Weights: {listed}" if sources else
-                   f"{node} has no upstream neighbour: it attends only to itself ({row[target]:.2f}).")
+                   f"{md(node)} has no upstream neighbour: it attends only to itself ({row[target]:.2f}).")
 
     # ---- temporal and weather attention ------------------------------------------------------
     target_labels = forecast.target_times(0).strftime("%H:%M").tolist()
     left, right = st.columns(2)
     with left:
         st.subheader("Which past steps matter")
-        st.caption(f"Temporal attention of {node} in block {block + 1}: row = the input step being updated "
+        st.caption(f"Temporal attention of {md(node)} in block {block + 1}: row = the input step being updated "
                    "(query), column = the step it draws on (key); rows sum to 1.")
         matrix = pick_head(diag.temporal_attention[block, 0, target].numpy().transpose(1, 2, 0))
         st.plotly_chart(step_attention(matrix, input_labels, input_labels, query_title="query step",
@@ -145,7 +146,7 @@ def views() -> None:
             st.info("This model was trained without weather (use_weather off), so it has no weather attention. "
                     "Train one with weather on **Train & load** to see it.")
         else:
-            st.caption(f"Weather attention of {node}: row = the forecast step, column = the horizon's weather "
+            st.caption(f"Weather attention of {md(node)}: row = the forecast step, column = the horizon's weather "
                        "step it reads; rows sum to 1. Edit that weather on **Weather what-if**.")
             matrix = pick_head(diag.weather_attention[0, target].numpy().transpose(1, 2, 0))
             st.plotly_chart(step_attention(matrix, target_labels, target_labels, query_title="forecast step",

@@ -10,12 +10,13 @@ from ui import state
 from ui.eval_charts import MODEL_NAMES
 from ui.labels import attention_heads, moment, scoring_weather
 from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
+from ui.text import code, md
 
 st.title("Overview")
 dataset = state.require_dataset()
 
 summary = dataset.summary()
-st.caption(state.dataset_label())
+st.caption(md(state.dataset_label()))
 with st.container(horizontal=True, gap="medium"):          # wraps rather than cutting values at narrow widths
     for label, value in (("Span", f"{summary['days']:.0f} days"), ("Cadence", f"{summary['cadence_min']:g} min"),
                          ("Nodes", summary["nodes"]), ("Road segments", summary["edges"]),
@@ -59,15 +60,15 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
             try:
                 config = choice.run.config
             except DataError as exc:
-                st.error(f"The model's run folder is damaged: {exc}")
+                st.error(f"The model's run folder is damaged: {md(exc)}")
                 st.stop()
             model = config.get("model", {})
             st.markdown(
-                f"**{choice.label}**  \n"
+                f"**{md(choice.label)}**  \n"
                 f"{config.get('parameters', 0):,} parameters · {model.get('num_blocks')} blocks · "
                 f"{attention_heads(model)} · weather {'on' if model.get('use_weather') else 'off'}  \n"
-                f"Trained on {config.get('device_name') or config.get('device')} ({config.get('device')}) "
-                f"on {describe(config['data']) if config.get('data') else 'unrecorded data'}, "
+                f"Trained on {md(config.get('device_name') or config.get('device'))} ({md(config.get('device'))}) "
+                f"on {md(describe(config['data'])) if config.get('data') else 'unrecorded data'}, "
                 f"{moment(config.get('created'))}  \n"
                 f"Forecasts run on **{state.device()}** here.")
             if choice.run.has_metrics:
@@ -87,4 +88,4 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                 st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
             else:
                 st.info("This run has no saved metrics yet: evaluate it with "
-                        f"`python -m stmgt evaluate --run {choice.run.path}`.")
+                        f"{code(f'python -m stmgt evaluate --run {choice.run.path}')}.")

@@ -15,6 +15,7 @@ from ui.downloads import csv_download
 from ui.fan_chart import horizon_label
 from ui.maps import NODE_LAYER, SPEED_STOPS, legend_html, ramp, road_map
 from ui.route_chart import travel_time_histogram
+from ui.text import md
 
 FROM_KEY, TO_KEY, CLICK_KEY, MAP_KEY = "route_from", "route_to", "route_click", "route_map"
 ORIGIN, DESTINATION = "Origin", "Destination"
@@ -83,7 +84,7 @@ with when[2]:
 try:
     trip = _planner(state.model_key()).plan(forecast, origin, destination, depart, deadline)
 except DataError as exc:
-    st.error(f"No answer for this trip: {exc}")
+    st.error(f"No answer for this trip: {md(exc)}")
     st.stop()
 fastest, shortest = trip.fastest, trip.shortest
 travel = fastest.travel

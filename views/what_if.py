@@ -13,6 +13,7 @@ from ui import state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison
 from ui.maps import DELTA_STOPS, basemap_toggle, legend_html, ramp, road_map, signed
+from ui.text import md
 
 MAP_KEY, TRUE_MAP_KEY = "whatif_map", "whatif_true_map"
 MEDIAN = QUANTILE_LEVELS.index(0.5)
@@ -38,7 +39,7 @@ def scenario_fan(base, q_base, q_scen, target: int, node: str) -> None:
     """The selected road's scenario forecast as a fan chart, with the baseline over it."""
     times = base.target_times(0)
     st.subheader("Scenario vs baseline forecast")
-    st.caption(f"**{dataset.graph.label(node)}**: the scenario forecast (blue: median, 50 % and 80 % intervals) "
+    st.caption(f"**{md(dataset.graph.label(node))}**: the scenario forecast (blue: median, 50 % and 80 % intervals) "
                "against the baseline forecast with the observed weather (grey), in km/h.")
     fig = fan_chart(base.input_times(0), base.history[0, :, target], times, q_scen[:, target],
                     np.full(base.horizon, np.nan), base.anchor_times[0])
@@ -55,7 +56,7 @@ st.caption("Change the weather over the forecast horizon and see how the forecas
            "and everything else, stay as observed.")
 dataset = state.require_dataset()
 if dataset.weather is None:
-    st.warning(f"This page needs weather, and the selected dataset ({state.dataset_label()}) has none "
+    st.warning(f"This page needs weather, and the selected dataset ({md(state.dataset_label())}) has none "
                "(no `weather.csv`). A what-if edits the weather the model reads, so both the data and the model "
                "must have it.")
     st.page_link("views/data.py", label="Import a dataset with weather on the Data page", icon=":material/database:")
@@ -130,10 +131,10 @@ def what_if() -> None:
     true_help = (f"The simulator re-run with the scenario's weather, minus what it simulated, averaged over the "
                  f"{base.horizon} steps")
     headline = [("Network · model", f"{change.mean():+.2f} km/h", f"{model_help} and all roads."),
-                (f"{node} · model", f"{change[:, target].mean():+.2f} km/h", f"{model_help}.")]
+                (f"{md(node)} · model", f"{change[:, target].mean():+.2f} km/h", f"{model_help}.")]
     if truth is not None:
         headline[1:1] = [("Network · true", f"{np.nanmean(truth):+.2f} km/h", f"{true_help} and all roads.")]
-        headline += [(f"{node} · true", f"{np.nanmean(truth[:, target]):+.2f} km/h", f"{true_help}."),
+        headline += [(f"{md(node)} · true", f"{np.nanmean(truth[:, target]):+.2f} km/h", f"{true_help}."),
                      ("Error (MAE)", f"{np.nanmean(np.abs(change - truth)):.2f} km/h",
                       "Mean absolute difference between the model's and the simulator's change, over all roads "
                       "and steps.")]
@@ -181,7 +182,7 @@ def what_if() -> None:
             scenario_fan(base, q_base, q_scen, target, node)
         with right:
             st.subheader("Predicted vs true change")
-            st.caption(f"For {node}: the model's change in mean speed and the simulator's true change, step by "
+            st.caption(f"For {md(node)}: the model's change in mean speed and the simulator's true change, step by "
                        "step. Close lines = the model learned the weather's effect on this road.")
             st.plotly_chart(change_comparison(times, {"Model (predicted change)": change[:, target],
                                                       "Simulator (true change)": truth[:, target]},
