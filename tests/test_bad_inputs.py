@@ -538,6 +538,16 @@ def test_the_train_pages_number_inputs_take_their_bounds_from_the_table(app):
         assert (field.min, field.max) == (LIMITS[name].low, LIMITS[name].high), name
 
 
+def test_the_train_page_refuses_a_step_too_large_for_memory_before_starting(app, isolated_workspace):
+    at = app("views/train.py")
+    for name in ("hidden_dim", "heads", "num_blocks", "batch_size"):
+        at.number_input(key=f"train_{name}").set_value(LIMITS[name].high)
+    at.button(key="train_start").click().run()
+    errors = " ".join(e.value for e in at.error)
+    assert "cannot train on this dataset" in errors and "GB of memory" in errors and "lower batch_size" in errors
+    assert not (isolated_workspace / "runs").exists() and not at.exception
+
+
 # Checkpoints whose weights are NaN or infinite, and one whose finite weights overflow to inf.
 BAD_WEIGHTS = [
     ("nan-weights", "blocks.0.spatial.gat.lin_l.bias", [0, 1, 2], float("nan"), "blocks.0.spatial.gat.lin_l.bias (3 NaN)"),
@@ -946,3 +956,285 @@ def test_dashboard_downloads_carry_no_formula(app, hostile_workspace, isolated_w
         assert set(values) <= set(HOSTILE_TEXT) and values
     else:
         assert values[0] == first
+
+
+# ---- folders the tool owns, file by file, and one writer at a time (issue 26) ----
+import errno
+import json
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from stmgt.data.simulate import simulate
+from stmgt.graph import RoadGraph
+from stmgt.train import TrainConfig
+from ui.training import JobRegistry
+
+REPO = Path(__file__).resolve().parent.parent
+DEAD_PID = 2**22 + 12345                      # above Linux's pid_max: never a live process
+QUICK_TRAIN = ["--data", "sim:weeks=1", "--epochs", "1", "--max-batches", "1", "--batch-size", "4",
+               "--device", "cpu", "--no-evaluate"]
+SHORT_DATA = {"kind": "simulator", "seed": 0, "weeks": 0.05}     # 34 steps: too short to train
+
+
+def train_args(tmp_path, *more):
+    """`train` of the smallest model for one batch (seconds on a CPU)."""
+    config = tmp_path / "tiny.json"
+    if not config.exists():
+        config.write_text(json.dumps({"model": TINY.to_dict(), "train": {"calibrate": False}}))
+    return ["train", *QUICK_TRAIN, "--config", config, *more]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run folder of ours, trained once for the tests below to copy."""
+    folder = tmp_path_factory.mktemp("trained")
+    assert main([str(a) for a in train_args(folder, "--out", folder / "run")]) == 0
+    return folder / "run"
+
+
+def our_run(trained, folder, state=None):
+    """A copy of the trained run at `folder`, its recorded state changed to `state` if given."""
+    shutil.copytree(trained, folder)
+    if state is not None:
+        Run(folder).mark_finished(state, "stopped by the test")
+    return folder
+
+
+def tree(folder):
+    """Everything under `folder`, links not followed: a file's bytes, a link's target, None for a folder."""
+    entries = {}
+    for top, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(top) / name
+            entries[path.relative_to(folder)] = (os.readlink(path) if path.is_symlink()
+                                                 else None if path.is_dir() else path.read_bytes())
+    return entries
+
+
+@contextmanager
+def held_by_another_process(folder):
+    """`folder`'s writer lock, held by a child process until the block ends; yields its pid."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from stmgt.lock import FolderLock; "
+                              "lock = FolderLock(sys.argv[1], 'test'); print('held', flush=True); sys.stdin.read()",
+                              str(folder)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "held\n"
+        yield child.pid
+    finally:
+        child.stdin.close()
+        child.wait(30)
+
+
+def left_by_a_killed_process(folder):
+    """A lock file on `folder` whose holder was killed (SIGKILL: it could not clean up)."""
+    with held_by_another_process(folder) as pid:
+        os.kill(pid, 9)
+    return pid
+
+
+FOREIGN = [
+    ("dataset-notes", "dataset", lambda f: write(f / "NOTES.txt", "call the city on Monday"), "NOTES.txt"),
+    ("dataset-script", "dataset", lambda f: write(f / "analysis" / "plot.py", "import matplotlib"), "analysis/"),
+    ("dataset-notebook", "dataset", lambda f: write(f / "my_analysis.ipynb", "{}"), "my_analysis.ipynb"),
+    ("dataset-empty-folder", "dataset", lambda f: (f / "plots").mkdir(), "plots/"),
+    ("dataset-many", "dataset", lambda f: [write(f / f"note{i}.txt", "x") for i in range(7)],
+     "note0.txt, note1.txt, note2.txt, note3.txt, note4.txt and 2 more"),
+    ("run-notes", "run", lambda f: write(f / "NOTES.txt", "lr 1e-3 was too high"), "NOTES.txt"),
+    ("run-script", "run", lambda f: write(f / "analysis" / "plot.py", "import matplotlib"), "analysis/"),
+    ("run-notebook", "run", lambda f: write(f / "my_analysis.ipynb", "{}"), "my_analysis.ipynb"),
+    ("run-plots", "run", lambda f: write(f / "plots" / "loss.png", "png"), "plots/"),
+    ("run-hidden-file", "run", lambda f: write(f / ".notes", "x"), ".notes"),
+    ("run-our-name-as-folder", "run", lambda f: (f / "metrics.json").mkdir(), "metrics.json/"),
+    ("run-link", "run", lambda f: (f / "data.csv").symlink_to(f.parent / "given" / "speed.csv"), "data.csv"),
+    ("run-not-a-temp-file", "run", lambda f: write(f / ".config.json.old", "{}"), ".config.json.old"),
+]
+
+
+@pytest.mark.parametrize("kind,add,named", [c[1:] for c in FOREIGN], ids=[c[0] for c in FOREIGN])
+def test_overwrite_refuses_a_folder_of_ours_that_holds_the_users_files(tmp_path, capsys, trained, kind, add, named):
+    given = write_folder(small_dataset(weather=False), tmp_path / "given")
+    if kind == "dataset":
+        out = write_folder(small_dataset(), tmp_path / "out")
+        argv = ["import", "generic", given, "--out", out, "--overwrite"]
+    else:
+        out = our_run(trained, tmp_path / "out")
+        argv = train_args(tmp_path, "--out", out, "--overwrite")
+    add(out)
+    before = tree(tmp_path)
+    cli_fails(argv, f"--out {out}: holds files this tool did not write: {named}; move them out or choose "
+                    "another folder; nothing was changed", capsys)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind,leftover", [("dataset", None), ("dataset", ".speed.csv.k2j4h6g8"),
+                                           ("run", None), ("run", ".checkpoint.pt.a1b2c3d4")],
+                         ids=["dataset", "dataset-killed-write", "run", "run-killed-write"])
+def test_overwrite_replaces_a_folder_that_holds_only_our_files(tmp_path, capsys, trained, kind, leftover):
+    """Also the temporary file of an atomic write that a killed process left is known as ours."""
+    given = write_folder(small_dataset(weather=False), tmp_path / "given")
+    if kind == "dataset":
+        out = write_folder(small_dataset(), tmp_path / "out")
+        argv = ["import", "generic", given, "--out", out, "--overwrite"]
+    else:
+        out = our_run(trained, tmp_path / "out")
+        argv = train_args(tmp_path, "--out", out, "--overwrite", "--seed", "5")
+    if leftover:
+        write(out / leftover, "half a file")
+    assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
+    assert leftover is None or not (out / leftover).exists()
+    if kind == "dataset":
+        assert not (out / "weather.csv").exists()           # the new dataset's: given has no weather
+    else:
+        assert Run.open(out).config["train"]["seed"] == 5 and Run(out).status.state == "complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["given", "out", *(["tiny.json"] * (kind == "run"))])
+
+
+WRITERS = [   # (the folder it writes, its command line); `dataset` and `run` are ours, `run` cancelled
+    ("import-overwrite", "dataset", lambda t: ["import", "generic", t / "given", "--out", t / "dataset", "--overwrite"]),
+    ("simulate-overwrite", "dataset", lambda t: ["simulate", "--weeks", "0.1", "--out", t / "dataset", "--overwrite"]),
+    ("simulate-new", "fresh", lambda t: ["simulate", "--weeks", "0.1", "--out", t / "fresh"]),
+    ("train-overwrite", "run", lambda t: train_args(t, "--out", t / "run", "--overwrite")),
+    ("train-new", "fresh", lambda t: train_args(t, "--out", t / "fresh")),
+    ("train-resume", "run", lambda t: ["train", "--resume", t / "run"]),
+]
+
+
+@pytest.mark.parametrize("target,argv", [c[1:] for c in WRITERS], ids=[c[0] for c in WRITERS])
+def test_a_second_writer_is_refused_while_the_first_lives(tmp_path, capsys, trained, target, argv):
+    write_folder(small_dataset(weather=False), tmp_path / "given")
+    write_folder(small_dataset(), tmp_path / "dataset")
+    our_run(trained, tmp_path / "run", "cancelled")
+    args = argv(tmp_path)
+    with held_by_another_process(tmp_path / target) as pid:
+        before = tree(tmp_path)
+        err = cli_fails(args, f"--{'resume' if '--resume' in args else 'out'} {tmp_path / target}: is being "
+                              f"written by another process (pid {pid} on ", capsys)
+        assert "wait for it to finish or stop it" in err
+        assert tree(tmp_path) == before
+
+
+def test_the_data_page_save_and_a_dashboard_job_are_refused_while_another_writes(tmp_path):
+    target, run_dir = write_folder(small_dataset(), tmp_path / "dataset"), tmp_path / "runs" / "job"
+    with held_by_another_process(target) as pid, held_by_another_process(run_dir) as job_pid:
+        before = tree(tmp_path)
+        with pytest.raises(DataError, match=f"Dataset name {target}: is being written by another process "
+                                            f"\\(pid {pid} "):
+            write_folder(small_dataset(weather=False), target, overwrite=True, option="Dataset name")
+        assert tree(tmp_path) == before
+        job = JobRegistry().start(simulate(weeks=1), TINY, TrainConfig(epochs=1, max_batches=1, device="cpu"),
+                                  run_dir, {"kind": "simulator", "seed": 0, "weeks": 1})
+        job.join(60)
+        snap = job.snapshot()
+        assert snap.status == "failed" and f"is being written by another process (pid {job_pid} " in snap.error
+        assert tree(run_dir) == {}                         # the job wrote nothing into it
+
+
+@pytest.mark.parametrize("target,argv", [c[1:] for c in WRITERS if c[0] != "train-resume"],
+                         ids=[c[0] for c in WRITERS if c[0] != "train-resume"])
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys, trained, target, argv):
+    write_folder(small_dataset(weather=False), tmp_path / "given")
+    write_folder(small_dataset(), tmp_path / "dataset")
+    our_run(trained, tmp_path / "run", "cancelled")
+    left_by_a_killed_process(tmp_path / target)
+    assert (tmp_path / f".{target}.lock").exists()
+    assert main([str(a) for a in argv(tmp_path)]) == 0, capsys.readouterr().err
+    assert not (tmp_path / f".{target}.lock").exists()       # released when done
+
+
+def test_a_run_taken_over_by_a_live_writer_is_not_called_interrupted(tmp_path, capsys, trained):
+    run = Run(our_run(trained, tmp_path / "run"))
+    (run.path / "status.json").write_text(json.dumps({"state": "running", "pid": DEAD_PID, "host": os.uname().nodename}))
+    assert run.status.state == "interrupted"
+    with held_by_another_process(run.path) as pid:
+        assert (run.status.state, run.status.pid) == ("running", pid)
+        assert main(["runs", str(tmp_path)]) == 0
+        assert f"running (process {pid} on " in capsys.readouterr().out
+    assert run.status.state == "interrupted"
+
+
+LINKS = [
+    ("import", lambda t: ["import", "generic", t / "given", "--out", t / "out"]),
+    ("import-overwrite", lambda t: ["import", "generic", t / "given", "--out", t / "out", "--overwrite"]),
+    ("simulate", lambda t: ["simulate", "--weeks", "0.1", "--out", t / "out"]),
+    ("train", lambda t: train_args(t, "--out", t / "out")),
+    ("train-overwrite", lambda t: train_args(t, "--out", t / "out", "--overwrite")),
+]
+
+
+@pytest.mark.parametrize("argv", [c[1] for c in LINKS], ids=[c[0] for c in LINKS])
+@pytest.mark.parametrize("dangling", [True, False], ids=["dangling", "to-our-dataset"])
+def test_a_link_as_out_is_refused_in_words(tmp_path, capsys, argv, dangling):
+    write_folder(small_dataset(weather=False), tmp_path / "given")
+    pointed = tmp_path / "gone" if dangling else write_folder(small_dataset(), tmp_path / "real")
+    (tmp_path / "out").symlink_to(pointed)
+    args = argv(tmp_path)
+    before = tree(tmp_path)
+    err = cli_fails(args, f"--out {tmp_path / 'out'}: is a symbolic link to {pointed}"
+                          + (", which does not exist" if dangling else "") + "; give the path of a real", capsys)
+    assert ".partial" not in err and tree(tmp_path) == before
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+DISK_FULL = [   # (what fails to write, command line, what the message says)
+    ("import-new", RoadGraph, "write", lambda t: ["import", "generic", t / "given", "--out", t / "new"],
+     lambda t: f"--out {t / 'new'}: could not be written: No space left on device"),
+    ("import-overwrite", RoadGraph, "write",
+     lambda t: ["import", "generic", t / "given", "--out", t / "dataset", "--overwrite"],
+     lambda t: f"--out {t / 'dataset'}: could not be written: No space left on device"),
+    ("simulate-new", RoadGraph, "write", lambda t: ["simulate", "--weeks", "0.1", "--out", t / "new"],
+     lambda t: f"--out {t / 'new'}: could not be written: No space left on device"),
+    ("train-overwrite", os, "fsync", lambda t: train_args(t, "--out", t / "run", "--overwrite"),
+     lambda t: f"--out {t / 'run'}: could not be written: No space left on device"),
+    ("train-new", os, "fsync", lambda t: train_args(t, "--out", t / "new"),
+     lambda t: f"{t / 'new' / 'config.json'}: No space left on device"),
+]
+
+
+@pytest.mark.parametrize("owner,name,argv,message", [c[1:] for c in DISK_FULL], ids=[c[0] for c in DISK_FULL])
+def test_a_full_disk_names_what_was_being_written_and_leaves_nothing_half_written(
+        tmp_path, capsys, monkeypatch, trained, owner, name, argv, message):
+    write_folder(small_dataset(weather=False), tmp_path / "given")
+    write_folder(small_dataset(), tmp_path / "dataset")
+    our_run(trained, tmp_path / "run")
+    args = argv(tmp_path)
+    before = tree(tmp_path)
+    monkeypatch.setattr(owner, name, no_space)
+    err = cli_fails(args, message(tmp_path) + "; free some space there or write elsewhere", capsys)
+    monkeypatch.undo()
+    assert ".partial" not in err
+    assert {p: v for p, v in tree(tmp_path).items() if p != Path("new")} == before   # at most an empty new folder
+
+
+TOO_SHORT = [
+    ("train-new", lambda t: [a if a != "sim:weeks=1" else "sim:weeks=0.05" for a in train_args(t, "--out", t / "new")]),
+    ("train-overwrite", lambda t: [a if a != "sim:weeks=1" else "sim:weeks=0.05"
+                                   for a in train_args(t, "--out", t / "run", "--overwrite")]),
+    ("train-resume", lambda t: ["train", "--resume", t / "run"]),
+]
+
+
+@pytest.mark.parametrize("argv", [c[1] for c in TOO_SHORT], ids=[c[0] for c in TOO_SHORT])
+def test_data_too_short_to_train_leaves_no_run_behind(tmp_path, capsys, trained, argv):
+    run = Run(our_run(trained, tmp_path / "run", "cancelled"))
+    run.write_config({**run.config, "data": SHORT_DATA})       # what the resume trains on
+    args = argv(tmp_path)
+    before = tree(tmp_path)
+    err = cli_fails(args, "the data is too short: its val split holds no complete 12+12-step window (34 steps "
+                          "in all); give a longer series", capsys)
+    assert tree(tmp_path) == before and not (tmp_path / "new").exists()
+    assert run.status.state == "cancelled" and "Traceback" not in err
+
+
+def test_data_too_short_leaves_no_run_of_a_dashboard_job(tmp_path):
+    job = JobRegistry().start(simulate(weeks=0.05), TINY, TrainConfig(epochs=1, max_batches=1, device="cpu"),
+                              tmp_path / "runs" / "short", SHORT_DATA)
+    job.join(60)
+    snap = job.snapshot()
+    assert snap.status == "failed" and "the data is too short" in snap.error
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == []

@@ -17,7 +17,7 @@ from stmgt.limits import LIMITS
 from stmgt.model import STMGTConfig
 from stmgt.model.config import GAT_LAYOUTS
 from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
-from stmgt.train import SELECT_ANCHORS, SELECTABLE, TUNABLE, TrainConfig, whatif_simulator
+from stmgt.train import SELECT_ANCHORS, SELECTABLE, TUNABLE, TrainConfig, check_fits, whatif_simulator
 from ui import state, training
 from ui.eval_charts import training_figure
 from ui.labels import attention_heads
@@ -457,6 +457,7 @@ def checked_configs(dataset, model_values: dict, train_values: dict) -> tuple[ST
         return None
     try:
         whatif_simulator(dataset, *configs)
+        check_fits(dataset, *configs)             # the node limit and the memory a step needs
     except DataError as exc:
         st.error(f"These settings cannot train on this dataset: {md(exc)}")
         return None
