@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 from contextlib import ExitStack, nullcontext, redirect_stdout
 from dataclasses import asdict, replace
@@ -36,6 +37,7 @@ from stmgt.lock import FolderLock
 from stmgt.outputs import check_file_target, check_folder_target, locked_target, os_failure, staged_folder
 from stmgt.routing import RoadNetwork
 from stmgt.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
+from stmgt.stopping import Stopped, stop_on_signals
 from stmgt.train import TrainConfig, Trainer, fit, resolve_device
 from stmgt.trip import SAMPLES, TripPlanner, check_request
 from stmgt.what_if import changes_frame, model_change, true_change
@@ -252,8 +254,12 @@ def _train(args) -> None:
     configs = _configs(args)
     emit = _json_lines(sys.stdout) if args.progress_json else None
     device = resolve_device(configs[1].device if configs else args.device or "auto")
-    with redirect_stdout(sys.stderr) if emit else nullcontext(), distributed.process_group(device) as device:
-        _train_here(args, device, configs, emit)
+    with stop_on_signals() as stop, redirect_stdout(sys.stderr) if emit else nullcontext(), \
+            distributed.process_group(device) as device:
+        _train_here(args, device, configs, emit, stop)
+    if stop is not None and stop.signum:
+        raise Stopped(stop.signum, f"stopped by {stop.name} after the current batch; the run is marked cancelled "
+                                   f"and `train --resume {args.out}` carries it on")
 
 
 def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
@@ -303,10 +309,11 @@ def _json_lines(stream):
     return emit
 
 
-def _train_here(args, device, configs, emit) -> None:
+def _train_here(args, device, configs, emit, cancel) -> None:
     """Every check that needs no training (the folder, the data and its length, the settings, what
     a resume needs) comes before the run is marked running, so a refused run leaves nothing behind.
-    Rank 0 holds the run folder's lock from before its last check to the end."""
+    Rank 0 holds the run folder's lock from before its last check to the end. `cancel`: the stop
+    request of SIGINT/SIGTERM (`stmgt.stopping`)."""
     main = distributed.is_main()
     if args.resume:
         run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume, args.epochs))
@@ -318,7 +325,6 @@ def _train_here(args, device, configs, emit) -> None:
         config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
     ranks = distributed.world_size()
-    cancel = distributed.cancel_on_interrupt()
     held = ExitStack()
     replacing = distributed.on_main(lambda: _hold(held, args))
     if not main:
@@ -356,8 +362,8 @@ def _train_here(args, device, configs, emit) -> None:
                                    on_progress=emit and partial(emit, "phase"))
                 if metrics is not None:
                     _print_metrics(metrics)
-        except KeyboardInterrupt:
-            run.mark_finished("cancelled", "interrupted with Ctrl-C")
+        except KeyboardInterrupt as exc:
+            run.mark_finished("cancelled", str(exc) or "interrupted with Ctrl-C")
             raise
         except BaseException as exc:
             run.mark_failed(reason(exc))
@@ -567,7 +573,11 @@ def main(argv=None) -> int:
         elif args.command == "evaluate":
             run = Run.open(args.run)
             spec = _run_data_spec(run, args.data)
-            _print_metrics(evaluate(run, load_dataset(spec), spec, args.device, progress=True))
+            with stop_on_signals() as stop:
+                metrics = evaluate(run, load_dataset(spec), spec, args.device, progress=True, cancel=stop)
+            if metrics is None:
+                raise Stopped(stop.signum, f"evaluation stopped by {stop.name}; metrics.json was not written")
+            _print_metrics(metrics)
         elif args.command == "forecast":
             _forecast(args)
         elif args.command == "runs":
@@ -582,9 +592,9 @@ def main(argv=None) -> int:
     except OSError as exc:        # disk full, permissions changed under us: still one line, naming the file
         _error(f"{exc.filename}: {os_failure(exc)}" if exc.filename else os_failure(exc))
         return 2
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return 130
+    except KeyboardInterrupt as exc:         # Ctrl-C, or a long command's stop signal (stmgt.stopping)
+        _error(str(exc) or "interrupted")
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     return 0
 
 

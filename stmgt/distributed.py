@@ -99,18 +99,6 @@ def _stopped_by_launcher(signum, frame):
     raise DataError("training stopped: another training process failed or the launcher was stopped")
 
 
-def cancel_on_interrupt() -> threading.Event | None:
-    """Under torchrun, Ctrl-C (SIGINT, which reaches every rank) becomes a cancel signal: training
-    stops after the current batch, the ranks agreeing on it (`any_rank`), instead of a rank dying
-    mid-step while the others wait. `process_group` restores Python's handler on the way out.
-    None outside a process group: a single process keeps KeyboardInterrupt."""
-    if not active():
-        return None
-    cancel = threading.Event()
-    signal.signal(signal.SIGINT, lambda signum, frame: cancel.set())
-    return cancel
-
-
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """The model as the training step calls it: in DistributedDataParallel when there are ranks."""
     if not active():
