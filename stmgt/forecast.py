@@ -211,7 +211,7 @@ class Forecaster:
         names = [ids[n] for n in sorted(set(nodes.tolist()))]
         steps = sorted(set((steps + 1).tolist()))
         made = self.dataset.timestamps[anchors[int(rows[0])]].isoformat()
-        raise DataError(f"the model's forecast made at {made} is not a number for {len(names)} node(s) "
+        raise DataError(f"the model's forecast made at {made} is NaN or infinite for {len(names)} node(s) "
                         f"({_first(names, 5)}) at horizon step(s) {_first(steps, 12)}; the model cannot compute "
                         "with its weights or with the data's values there, so no forecast is given")
 

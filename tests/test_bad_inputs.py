@@ -598,8 +598,8 @@ MODEL_PROBLEMS = [
     ("forecast-inf", forecast_args, BAD_WEIGHTS[1], "non-finite weights in: mixture_head.output_layer.bias"),
     ("route-inf", route_args, BAD_WEIGHTS[1], "non-finite weights in: mixture_head.output_layer.bias"),
     ("forecast-overflow", forecast_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""),
-     "is not a number for 62 node(s)"),
-    ("route-overflow", route_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""), "is not a number for 62 node(s)"),
+     "is NaN or infinite for 62 node(s)"),
+    ("route-overflow", route_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""), "is NaN or infinite for 62 node(s)"),
 ]
 
 
