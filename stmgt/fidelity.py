@@ -17,9 +17,10 @@ from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import TrafficSimulator
 from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.jsonfile import read_json, write_json
+from stmgt.runs import FIDELITY
 from stmgt.what_if import median_changes, true_change
 
-ARTIFACT = "whatif_fidelity.json"
+ARTIFACT = FIDELITY
 RAIN_EVENT_STARTS = (1, 4, 7, 9)          # one-hour (4-step) events starting at these horizon steps
 # Targets (issue 10): model change before the rain within ±0.1 km/h of 0; where the true network
 # change is ≥ 1 km/h the model's within ±20 % of it; per-node MAE ≤ 35 % of the mean |true change|;

@@ -5,7 +5,12 @@ is written atomically.
 The lifecycle: `mark_running()` when training starts (with this process's id and host),
 then `mark_finished("complete" | "cancelled")` or `mark_failed(reason)`. A run still marked
 running whose process is gone on this host reads as "interrupted" (killed, power cut), so a
-half-trained checkpoint is never taken for a finished one."""
+half-trained checkpoint is never taken for a finished one, unless another live process holds
+the folder's lock (`stmgt.lock`): then it is that process's run, being taken over (a resume
+starting up), and reads as running.
+
+`RUN` lists every file the tool writes in a run folder: `--overwrite` replaces those and refuses
+a folder that holds anything else (`stmgt.outputs`)."""
 
 from __future__ import annotations
 
@@ -22,11 +27,14 @@ from stmgt.checkpoint import LoadedModel, load_checkpoint
 from stmgt.errors import DataError
 from stmgt.graph import RoadGraph
 from stmgt.jsonfile import atomic_write_bytes, read_json, write_json
-
-from stmgt.outputs import MARKER, write_marker
+from stmgt.lock import holder, process_alive, process_start
+from stmgt.outputs import MARKER, FolderKind, write_marker
 
 CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.json", "history.csv", "metrics.json"
 STATUS = "status.json"
+TRAINING_STATE = "training_state.pt"     # while a run can still be resumed (stmgt.train)
+FIDELITY = "whatif_fidelity.json"        # the what-if fidelity benchmark's result (stmgt.fidelity)
+RUN = FolderKind("run", frozenset({CHECKPOINT, CONFIG, HISTORY, METRICS, STATUS, TRAINING_STATE, FIDELITY}))
 RECORDED_STATES = ("running", "complete", "cancelled", "failed")
 # What `RunStatus.state` may read: the recorded ones, "interrupted" (running, but its process is
 # gone) and "unrecorded" (a run folder from before runs recorded their status).
@@ -114,25 +122,29 @@ class Run:
     # ---- lifecycle -------------------------------------------------------------------------
     @property
     def status(self) -> RunStatus:
-        """The recorded state; "interrupted" for a run marked running whose process has died."""
+        """The recorded state; "interrupted" for a run marked running whose process has died and
+        that no other live process has taken over."""
         try:
             record = read_json(self.path / STATUS)
             status = RunStatus(**{k: record[k] for k in RunStatus.__dataclass_fields__ if k in record})
         except (DataError, TypeError):
             return RunStatus("unrecorded")
         if status.state == "running" and status.host == socket.gethostname() \
-                and not _process_alive(status.pid, status.process_start):
-            return RunStatus(**{**asdict(status), "state": "interrupted"})
+                and not process_alive(status.pid, status.process_start):
+            writer = holder(self.path)
+            if writer is None:
+                return RunStatus(**{**asdict(status), "state": "interrupted"})
+            return RunStatus(**{**asdict(status), "pid": writer.pid, "process_start": writer.process_start})
         return status
 
     def mark_running(self) -> None:
         """Record that training starts now in this process (also marks the folder as ours)."""
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / MARKER).is_file():
-            write_marker(self.path, "run")
+            write_marker(self.path, RUN)
         pid = os.getpid()
         self._write_status(RunStatus("running", pid=pid, host=socket.gethostname(),
-                                     process_start=_process_start(pid), started=_now()))
+                                     process_start=process_start(pid), started=_now()))
 
     def mark_finished(self, state: str = "complete", reason: str = "") -> None:
         """Training ended on purpose: "complete" or "cancelled" (its best checkpoint is kept)."""
@@ -148,7 +160,7 @@ class Run:
         previous = self.status
         if not (self.path / MARKER).is_file():
             self.path.mkdir(parents=True, exist_ok=True)
-            write_marker(self.path, "run")
+            write_marker(self.path, RUN)
         self._write_status(RunStatus(state, reason, previous.pid, previous.host, previous.process_start,
                                      previous.started or _now(), _now()))
 
@@ -188,27 +200,6 @@ def import_checkpoint(data: bytes, run_dir, graph: RoadGraph, data_spec: dict, o
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _process_alive(pid: int | None, start: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:       # alive, owned by someone else
-        pass
-    now = _process_start(pid)
-    return start is None or now is None or now == start
 
 
 def kept_epoch(history: pd.DataFrame) -> pd.Series | None:

@@ -149,7 +149,7 @@ def test_failed_write_leaves_no_half_written_folder(tmp_path, week, monkeypatch)
         raise OSError("disk full")
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(DataError, match=f"--out {target}: could not be written: disk full; nothing was changed"):
         write_folder(week, target, overwrite=True)
     assert (target / "speed.csv").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
