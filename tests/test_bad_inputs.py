@@ -1238,3 +1238,13 @@ def test_data_too_short_leaves_no_run_of_a_dashboard_job(tmp_path):
     snap = job.snapshot()
     assert snap.status == "failed" and "the data is too short" in snap.error
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == []
+
+
+@pytest.mark.filterwarnings("error:The given NumPy array is not writable")
+def test_training_on_a_dataset_read_from_files_warns_nothing(short_hcmc):
+    """Arrays read from files are read-only (pandas copy-on-write); torch would warn on each."""
+    from stmgt.data.folder import read_folder
+    from stmgt.train import TrainConfig, fit
+    result = fit(read_folder(short_hcmc), TINY, TrainConfig(epochs=1, batch_size=4, max_batches=1, calibrate=False,
+                                                            compile=False, device="cpu"))
+    assert result.best_epoch == 1

@@ -139,3 +139,17 @@ def test_cli_resume_refuses_what_it_cannot_carry_on(tmp_path, capsys):
     finished.mark_finished("complete")
     assert main(["train", "--resume", str(finished.path)]) == 2
     assert "only a cancelled, failed or interrupted run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_resume_with_more_epochs_extends_the_schedule(data, tmp_path):
+    """`train --resume RUN --epochs N` trains on to N and records N; the restarts of the learning
+    rate do not depend on the total, so the epochs match a run begun with N."""
+    unbroken = fit(data, SMALL, TrainConfig(**{**CONFIG.to_dict(), "epochs": 4}), tmp_path / "unbroken", SPEC)
+    cancel = threading.Event()
+    fit(data, SMALL, CONFIG, tmp_path / "run", SPEC, on_batch=lambda p: p.epoch == 2 and cancel.set(), cancel=cancel)
+    run = Run(tmp_path / "run")
+    run.mark_finished("cancelled", "cancelled by the user")
+    assert main(["train", "--resume", str(run.path), "--epochs", "4", "--no-evaluate"]) == 0
+    assert list(run.history().epoch) == [1, 2, 3, 4] and run.config["train"]["epochs"] == 4
+    assert run.history().val_mae.tolist() == pytest.approx(unbroken.history.val_mae.tolist(), abs=1e-5)
