@@ -7,7 +7,8 @@ from ui import state
 
 reuse_freed_memory()        # CPU forecasts ~30 % faster (stmgt/allocator.py); cheap to repeat on every rerun
 
-st.set_page_config(page_title="STMGT · traffic forecasts", page_icon=":material/traffic:", layout="wide")
+# An emoji icon is drawn in the page (a data URI); a :material/…: one is fetched from fonts.gstatic.com.
+st.set_page_config(page_title="STMGT · traffic forecasts", page_icon="🚦", layout="wide")
 
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),

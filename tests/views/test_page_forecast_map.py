@@ -121,7 +121,7 @@ def test_layer_toggle_colours_by_probability(app):
     at.radio(key="map_layer").set_value("Congestion probability").run()
     assert not at.exception
     assert (colours(at) != speed_colours).any()
-    assert "P(speed < 50 % of free-flow)" in legend(at)
+    assert "P(speed &lt; 50 % of free-flow)" in legend(at)          # text, escaped for HTML
     assert "Median forecast speed" not in legend(at)
     # the most likely congested node gets the darkest purple of the probability scale
     frame = nodes(at)
