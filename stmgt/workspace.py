@@ -38,11 +38,12 @@ class Workspace:
         return self.root / "runs"
 
     def datasets(self) -> dict[str, Path]:
-        """Imported datasets by name (folders holding a speed file)."""
+        """Imported datasets by name (folders holding a speed file; not the hidden ones a save
+        builds or swaps out beside them, `stmgt.outputs`)."""
         if not self.datasets_dir.is_dir():
             return {}
-        return {p.name: p for p in sorted(self.datasets_dir.iterdir())
-                if (p / "speed.csv").is_file() or (p / "speed.parquet").is_file()}
+        return {p.name: p for p in sorted(self.datasets_dir.iterdir()) if not p.name.startswith(".")
+                and ((p / "speed.csv").is_file() or (p / "speed.parquet").is_file())}
 
     def runs(self) -> list[Run]:
         return list_runs(self.runs_dir)

@@ -1240,6 +1240,15 @@ def test_data_too_short_leaves_no_run_of_a_dashboard_job(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == []
 
 
+def test_a_dataset_being_saved_or_swapped_out_is_not_listed(isolated_workspace):
+    """A save builds the dataset in a hidden folder beside its own: the sidebar never lists that."""
+    from stmgt.workspace import Workspace
+    workspace = Workspace.default()
+    mine = write_folder(small_dataset(), workspace.dataset_dir("mine"))
+    shutil.copytree(mine, workspace.datasets_dir / ".mine.partial-x1y2z3")
+    assert list(workspace.datasets()) == ["mine"]
+
+
 @pytest.mark.filterwarnings("error:The given NumPy array is not writable")
 def test_training_on_a_dataset_read_from_files_warns_nothing(short_hcmc):
     """Arrays read from files are read-only (pandas copy-on-write); torch would warn on each."""
