@@ -87,3 +87,26 @@ def test_anchor_change_moves_the_forecast(app):
     slider.set_value(slider.value + 4).run()
     assert not at.exception
     assert at.dataframe[0].value["target_time"].iloc[0] - before == pd.Timedelta(hours=1)
+
+
+def test_a_node_never_observed_is_flagged(tmp_path, monkeypatch):
+    """Its forecast rests on its neighbours only: the page says so above the numbers (issue 26)."""
+    from streamlit.testing.v1 import AppTest
+
+    from stmgt.data.folder import write_folder
+    from stmgt.data.simulate import simulate
+    from tests.conftest import APP, APP_TIMEOUT
+
+    dataset = simulate(weeks=2, seed=3)
+    dataset.speed[:, dataset.graph.index_of["n05"]] = np.nan
+    write_folder(dataset, tmp_path / "workspace" / "datasets" / "gap")
+    monkeypatch.setenv("STMGT_WORKSPACE", str(tmp_path / "workspace"))
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+    at.session_state["dataset"] = "Imported: gap"
+    for node_id, flagged in (("n05", True), ("n06", False)):
+        at.session_state["node_id"] = node_id
+        at.switch_page(PAGE)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        warnings = [w.value for w in at.warning if "no speed reading anywhere in the data" in w.value]
+        assert len(warnings) == int(flagged) and all("(n05)" in w for w in warnings), warnings
