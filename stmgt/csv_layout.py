@@ -26,8 +26,8 @@ def check_separator(path: Path) -> None:
             first, second = (f.readline(SNIFF_BYTES).strip("\r\n\ufeff") for _ in range(2))
     except OSError:
         return                      # the reader that follows says what is wrong with the file
-    if "," in first:
-        return
+    if "," in first or "\ufffd" in first or not first.replace("\t", "").isprintable():
+        return                      # a comma-separated file, or not text at all: the reader says so
     found = next((sep for sep in OTHER_SEPARATORS if sep in first), None)
     if found is None:
         return
