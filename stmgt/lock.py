@@ -37,6 +37,8 @@ class Holder:
 
 
 def lock_file(folder) -> Path:
+    """`.<name>.lock` in `folder`'s parent: every spelling of the folder's path (relative, through a
+    linked parent) reaches that one file."""
     folder = Path(folder)
     return folder.parent / f".{folder.name}.lock"
 
