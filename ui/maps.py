@@ -13,7 +13,7 @@ import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
 from stmgt.graph import RoadGraph
-from ui.text import html
+from ui.text import html, one_line
 
 NODE_LAYER = "nodes"
 # Speed colours (km/h): jammed red → orange → yellow → free-flowing green; fixed, not per frame.
@@ -81,14 +81,14 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
     pos = graph.positions()
     lat, lon = pos["lat"].to_numpy(), pos["lon"].to_numpy()
     chosen = nodes["node_id"].to_numpy() == highlight
-    node_rows = _records({**dict(nodes.items()), "lat": lat, "lon": lon,
+    node_rows = _records({**{k: v if k == "node_id" else _text(v) for k, v in nodes.items()}, "lat": lat, "lon": lon,
                           "r": colour[:, 0], "g": colour[:, 1], "b": colour[:, 2],
                           "radius": np.where(chosen, 90, 55)})
     src, dst = graph.edge_index.numpy()
     ecol = edge_colour if edge_colour is not None else ((colour[src].astype(float) + colour[dst]) / 2).round()
     edge_rows = _records({"from_lon": lon[src], "from_lat": lat[src], "to_lon": lon[dst], "to_lat": lat[dst],
                           "r": ecol[:, 0], "g": ecol[:, 1], "b": ecol[:, 2],
-                          "road_name": graph.edges["road_name"].to_numpy()})
+                          "road_name": _text(graph.edges["road_name"])})
     layers = [
         pdk.Layer("LineLayer", edge_rows, id="segments", get_source_position=["from_lon", "from_lat"],
                   get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 220], get_width=5,
@@ -124,7 +124,7 @@ def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.
     x = scale * np.radians(pos["lon"].to_numpy())
     y = -scale * np.log(np.tan(np.pi / 4 + np.radians(pos["lat"].to_numpy()) / 2))
     src, dst = graph.edge_index.numpy()
-    names = graph.edges["road_name"].fillna("").astype(str).to_numpy()
+    names = _text(graph.edges["road_name"].fillna("").astype(str))
     placed, rows = [], []
     for k in np.argsort(-np.hypot(x[dst] - x[src], y[dst] - y[src]), kind="stable"):
         a, b = src[k], dst[k]
@@ -190,6 +190,16 @@ def _records(columns: dict) -> list[dict]:
     """Layer rows as plain dicts, from equal-length columns: pydeck would otherwise convert a
     DataFrame with `to_dict("records")`, several ms per map frame."""
     return [dict(zip(columns, row)) for row in zip(*map(_json_values, columns.values()))]
+
+
+def _text(column):
+    """A text column as maps show it, on one line with bidi controls visible (`ui.text.one_line`;
+    Streamlit escapes it for the tooltip's HTML); other columns as they are. Node ids are not passed
+    through here: a click selects the node by its id."""
+    column = np.asarray(column)
+    if column.dtype != object:
+        return column
+    return np.array([one_line(v) if isinstance(v, str) else v for v in column.tolist()], dtype=object)
 
 
 def _json_values(column) -> list:
