@@ -7,6 +7,7 @@ Shared by the AppTest check (tests/views/test_hostile_text.py) and the browser t
 from __future__ import annotations
 
 import re
+from html import unescape
 from pathlib import Path
 
 from markdown_it import MarkdownIt
@@ -33,6 +34,7 @@ NEVER_RAW = ("\u202e", "two\nlines")
 
 # A CommonMark parser that keeps escaped characters apart from the plain text runs.
 _MARKDOWN = MarkdownIt("commonmark").disable("text_join")
+_RENDER = MarkdownIt("commonmark").enable("strikethrough")
 # Plain text that Streamlit or GitHub Markdown still act on, though CommonMark leaves it as text:
 # `$` maths, the payloads' colour, icon and shortcodes (the app's own icons are `:material/…:` too),
 # bare addresses, a `[…](…)` link.
@@ -81,6 +83,12 @@ def markdown_dangers(source: str) -> list[str]:
             elif token.type == "code_inline" and ":material/" in token.content:
                 found.append(token.content)
     return found
+
+
+def rendered_text(markdown: str) -> str:
+    """The text a reader sees of rendered Markdown: tags dropped, entities decoded, word joiners
+    (invisible; `ui.text` uses them) removed."""
+    return unescape(re.sub(r"<[^>]+>", "", _RENDER.render(markdown))).strip().replace("\u2060", "")
 
 
 def html_dangers(source: str) -> list[str]:

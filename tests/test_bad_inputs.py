@@ -1257,3 +1257,61 @@ def test_training_on_a_dataset_read_from_files_warns_nothing(short_hcmc):
     result = fit(read_folder(short_hcmc), TINY, TrainConfig(epochs=1, batch_size=4, max_batches=1, calibrate=False,
                                                             compile=False, device="cpu"))
     assert result.best_epoch == 1
+
+
+# ---- hostile text on the dashboard: one escaping rule (issue 26) ----
+from html import unescape
+
+from tests.hostile_data import (DATASET_NAME, PAYLOADS, RUN_NAME, hostile_graph, html_dangers,
+                                markdown_dangers, rendered_text)
+from ui.heatmaps import attention_matrix, gate_figure
+from ui.maps import SPEED_STOPS, legend_html, road_map
+from ui.text import code, html, md, one_line
+
+HOSTILE_TEXT = PAYLOADS + [DATASET_NAME, RUN_NAME]
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_hostile_text_reads_literally_in_markdown(text):
+    assert markdown_dangers(md(text)) == [] and rendered_text(md(text)) == one_line(text)
+    assert markdown_dangers(f"Weights: **{md(text)}** · {code(text)}") == []
+
+
+@pytest.mark.parametrize("text", HOSTILE_TEXT)
+def test_hostile_text_reads_literally_in_html(text):
+    assert html_dangers(html(text)) == [] and unescape(html(text)) == one_line(text)
+    assert html_dangers(legend_html(SPEED_STOPS, f"attention weight {text} gives each road")) == []
+
+
+def _strings(value) -> list[str]:
+    """Every string in a plotly figure's JSON (lists, dicts, arrays)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else []
+    return [s for v in items for s in _strings(v)]
+
+
+@pytest.mark.parametrize("figure", ["gate", "attention"])
+def test_hostile_ids_and_names_reach_plotly_escaped(figure):
+    graph = hostile_graph()
+    ids, names = graph.node_ids, graph.nodes["name"].tolist()
+    if figure == "gate":
+        fig = gate_figure(np.full((1, 2, len(ids)), 0.5), ids, names, ["08:00", "08:15"], ids[0])
+    else:
+        fig = attention_matrix(np.eye(len(ids)), ids, names, ids[0])
+    texts = _strings(fig.to_plotly_json())
+    assert [d for t in texts for d in html_dangers(t)] == []
+    assert html(ids[0]) in texts and html(names[0]) in " ".join(texts)         # shown, escaped
+
+
+def test_hostile_names_reach_map_tooltips_on_one_line():
+    graph = hostile_graph()
+    deck = road_map(graph, graph.nodes[["node_id", "name"]], np.zeros((graph.num_nodes, 3)),
+                    tooltip_html="<b>{name}</b><br/>{node_id}")
+    layers = {layer.id: layer.data for layer in deck.layers}
+    names = [row["name"] for row in layers["nodes"]] + [row["name"] for row in layers["street-names"]]
+    assert not [n for n in names if "\n" in n or "\u202e" in n]
+    assert "abc[U+202E]exe.txt street" in names and "two lines street" in names
+    assert [row["node_id"] for row in layers["nodes"]] == graph.node_ids       # a click still selects by id
