@@ -20,7 +20,7 @@ from stmgt.forecast import Forecast, Forecaster, WeatherScenario
 from stmgt.runs import BUNDLED_RUN, Run
 from stmgt.workspace import Workspace
 from ui.maps import NODE_LAYER
-from ui.text import md
+from ui.text import md, one_line
 
 EMBEDDED_LABEL = "Simulated HCMC (embedded)"
 BUNDLED_LABEL = "Bundled model"
@@ -228,7 +228,13 @@ def selected_node(dataset: TrafficDataset) -> str:
 def node_picker(dataset: TrafficDataset, label: str = "Node") -> str:
     """A select box over the nodes, shared with map clicks through session state."""
     selected_node(dataset)
-    return st.selectbox(label, dataset.graph.node_ids, key=NODE_KEY, format_func=dataset.graph.label)
+    return st.selectbox(label, dataset.graph.node_ids, key=NODE_KEY, format_func=node_option(dataset.graph))
+
+
+def node_option(graph):
+    """How a node reads among a select box's options (plain text there): its label on one line,
+    bidi controls shown rather than obeyed (`ui.text.one_line`)."""
+    return lambda node_id: one_line(graph.label(node_id))
 
 
 def anchor_picker(forecaster: Forecaster, key: str = "anchor", label: str = "Forecast made at") -> int:

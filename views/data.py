@@ -183,7 +183,7 @@ def speed_chart(dataset) -> None:
     ids = dataset.graph.node_ids
     default = [ids[i] for i in sorted({0, len(ids) // 2, len(ids) - 1})]
     picked = st.multiselect("Nodes", ids, default=default, key="data_nodes", max_selections=8,
-                            format_func=dataset.graph.label)
+                            format_func=state.node_option(dataset.graph))
     frame = dataset.speed_frame()
     fig = go.Figure([go.Scattergl(x=frame.index, y=frame[n], name=html(n), mode="lines",
                                   hovertemplate=f"{html(n)}<br>%{{x|%a %d %b %H:%M}}<br>%{{y:.1f}} km/h<extra></extra>")

@@ -57,8 +57,8 @@ if st.session_state.get(FROM_KEY) not in ids or st.session_state.get(TO_KEY) not
     st.session_state[FROM_KEY], st.session_state[TO_KEY] = ids[0], max(reach, key=reach.get)
 
 pick = st.columns([4, 4, 2, 2])
-origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=graph.label)
-destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=graph.label)
+origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=state.node_option(graph))
+destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=state.node_option(graph))
 pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
 basemap = pick[3].toggle("Basemap", value=True, key="route_basemap",
                          help="Carto street tiles (needs internet); switch off when offline — the roads and route "

@@ -1,7 +1,8 @@
 """Every page, under AppTest, on a dataset and model whose ids, names, road names and folder names are
 hostile (tests/hostile_data.py): all text Streamlit renders as Markdown (bodies, labels, help,
 metric deltas, radio options, tabs, expanders) reads literally, st.html and plotly text carry no
-payload tag, and map tooltip templates hold no user text (Streamlit escapes the values it fills in).
+payload tag, map tooltip templates hold no user text (Streamlit escapes the values it fills in), and
+select box options (plain text) no newline or bidi override.
 The real browser's view of the same is tests/e2e/test_hostile_data.py."""
 
 import json
@@ -10,8 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import APP, APP_TIMEOUT
-from tests.hostile_data import (DATASET_LABEL, DATASET_NAME, PAYLOADS, RUN_NAME, html_dangers, hostile_workspace,
-                                markdown_dangers)
+from tests.hostile_data import (DATASET_LABEL, DATASET_NAME, NEVER_RAW, PAYLOADS, RUN_NAME, html_dangers,
+                                hostile_workspace, markdown_dangers)
 from ui.text import html, md
 
 PAGES = ["views/overview.py", "views/forecast_map.py", "views/node_forecast.py", "views/route.py",
@@ -83,6 +84,8 @@ def test_every_page_shows_hostile_names_as_text(workspace, monkeypatch):
         found += [d for source in markup for d in html_dangers(source)]
         templates = [json.loads(d.proto.tooltip)["html"] for d in at.get("deck_gl_json_chart") if d.proto.tooltip]
         found += [p for t in templates for p in PAYLOADS if p in t]
+        found += [option for node in at._tree if node.type in ("selectbox", "multiselect")
+                  for option in node.proto.options if any(piece in option for piece in NEVER_RAW)]
         if found:
             problems[page] = found
         shown += markdown + markup
