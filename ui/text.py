@@ -2,8 +2,9 @@
 run names, file names and messages that quote them come from files anyone can write: shown through
 Markdown (captions, labels, tabs, metrics) or HTML (st.html, plotly hover and ticks), an id like
 `<img src=x onerror=…>` or `![b](http://host/b.png)` would run or fetch. Every view passes such text
-through `md` (or `code`, for an id shown as code) or `html` where it meets those; plain-text places
-(select box options, table cells, map tooltip values, which Streamlit escapes itself) take it as is.
+through `md` (or `code`, for an id shown as code) or `html` where it meets those. Plain-text places
+take it through `one_line` only (select box options; map tooltip values, which Streamlit escapes for
+HTML itself) or as it is (table cells).
 
 All three also make the text one line of left-to-right characters: a newline would end a Markdown block
 and start another, and a bidi override (U+202A–U+202E, U+2066–U+2069) would show the rest of a
