@@ -254,12 +254,8 @@ def _train(args) -> None:
     configs = _configs(args)
     emit = _json_lines(sys.stdout) if args.progress_json else None
     device = resolve_device(configs[1].device if configs else args.device or "auto")
-    with stop_on_signals() as stop, redirect_stdout(sys.stderr) if emit else nullcontext(), \
-            distributed.process_group(device) as device:
-        _train_here(args, device, configs, emit, stop)
-    if stop is not None and stop.signum:
-        raise Stopped(stop.signum, f"stopped by {stop.name} after the current batch; the run is marked cancelled "
-                                   f"and `train --resume {args.out}` carries it on")
+    with redirect_stdout(sys.stderr) if emit else nullcontext(), distributed.process_group(device) as device:
+        _train_here(args, device, configs, emit)
 
 
 def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
@@ -309,12 +305,12 @@ def _json_lines(stream):
     return emit
 
 
-def _train_here(args, device, configs, emit, cancel) -> None:
+def _train_here(args, device, configs, emit) -> None:
     """Every check that needs no training (the folder, the data and its length, the settings, what
     a resume needs) comes before the run is marked running, so a refused run leaves nothing behind.
-    Rank 0 holds the run folder's lock from before its last check to the end. `cancel`: the stop
-    request of SIGINT/SIGTERM (`stmgt.stopping`)."""
-    main = distributed.is_main()
+    SIGINT/SIGTERM stop
+    the work after the current batch (`stmgt.stopping`) from when the data is loaded; before that
+    there is nothing to keep, and under torchrun a rank that dies then lets the launcher end cleanly."""
     if args.resume:
         run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume, args.epochs))
         train_config = replace(train_config, device=device.type)   # a run may finish on another machine
@@ -324,6 +320,16 @@ def _train_here(args, device, configs, emit, cancel) -> None:
         spec = parse_data_arg(args.data)
         config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
+    with stop_on_signals() as cancel:
+        _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel)
+    if cancel is not None and cancel.signum:
+        raise Stopped(cancel.signum, f"stopped by {cancel.name} after the current batch; the run is marked "
+                                     f"cancelled and `train --resume {args.out}` carries it on")
+
+
+def _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel) -> None:
+    """Rank 0 holds the run folder's lock, trains, scores and records the run; other ranks train."""
+    main = distributed.is_main()
     ranks = distributed.world_size()
     held = ExitStack()
     replacing = distributed.on_main(lambda: _hold(held, args))

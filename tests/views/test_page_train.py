@@ -5,6 +5,7 @@ function, which must write nothing unless the checkpoint loads."""
 import json
 import shutil
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -97,6 +98,8 @@ def gpus(monkeypatch, count: int) -> None:
     """Pretend this machine has `count` CUDA GPUs (the page asks torch when it draws the form)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",            # an 80 GB card, for the memory check
+                        lambda device=None: SimpleNamespace(total_memory=80 * 2**30))
 
 
 @pytest.mark.parametrize("count", [0, 1])
