@@ -1249,6 +1249,33 @@ def test_a_dataset_being_saved_or_swapped_out_is_not_listed(isolated_workspace):
     assert list(workspace.datasets()) == ["mine"]
 
 
+@pytest.mark.parametrize("add,kept", [(lambda f: write(f / "NOTES.txt", "x"), ["NOTES.txt"]),
+                                      (lambda f: write(f / "plots" / "a.png", "png"), ["plots"]),
+                                      (lambda f: None, None)], ids=["notes", "plots", "only-ours"])
+def test_deleting_a_saved_dataset_removes_only_its_own_files(isolated_workspace, add, kept):
+    from stmgt.workspace import Workspace
+    from ui.data_import import delete_saved
+    workspace = Workspace.default()
+    mine = write_folder(small_dataset(), workspace.dataset_dir("mine"))
+    add(mine)
+    users = {k: v for k, v in tree(mine).items() if str(k).split("/")[0] in (kept or [])}
+    assert [p.name for p in delete_saved(mine, workspace.datasets_dir)] == (kept or [])
+    assert (tree(mine) == users) if kept else not mine.exists()
+    assert list(workspace.datasets()) == []
+
+
+def test_a_saved_dataset_being_written_is_not_deleted(isolated_workspace):
+    from stmgt.workspace import Workspace
+    from ui.data_import import delete_saved
+    workspace = Workspace.default()
+    mine = write_folder(small_dataset(), workspace.dataset_dir("mine"))
+    before = tree(mine)
+    with held_by_another_process(mine) as pid:
+        with pytest.raises(DataError, match=f"is being written by another process \\(pid {pid} "):
+            delete_saved(mine, workspace.datasets_dir)
+    assert tree(mine) == before
+
+
 @pytest.mark.filterwarnings("error:The given NumPy array is not writable")
 def test_training_on_a_dataset_read_from_files_warns_nothing(short_hcmc):
     """Arrays read from files are read-only (pandas copy-on-write); torch would warn on each."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import stat
 import tempfile
 import zipfile
@@ -16,9 +15,11 @@ from typing import Callable
 
 import streamlit as st
 
-from stmgt.data.folder import read_folder
+from stmgt.data.folder import DATASET, read_folder
 from stmgt.data.importers import ImportResult
 from stmgt.errors import DataError
+from stmgt.lock import FolderLock
+from stmgt.outputs import remove_ours
 from ui.server_files import allowed_path
 
 # Zip bomb guards: an archive is refused when it unpacks to more than this, holds more entries, or
@@ -174,9 +175,11 @@ def _summary(path: str, stamp: float) -> dict:
     return {**dataset.summary(), "source": dataset.provenance.get("source", "folder")}
 
 
-def delete_saved(path: Path, datasets_dir: Path) -> None:
-    """Remove an imported dataset's folder; only ever one directly inside the workspace's datasets."""
+def delete_saved(path: Path, datasets_dir: Path) -> list[Path]:
+    """Remove an imported dataset's files, only ever in a folder directly inside the workspace's
+    datasets and under its lock; -> what is left: files someone else put there, kept with the folder."""
     path = Path(path)
     if not path.is_dir() or path.parent.resolve() != Path(datasets_dir).resolve():
         raise DataError("is not an imported dataset folder of this workspace", str(path))
-    shutil.rmtree(path)
+    with FolderLock(path, str(path)):
+        return remove_ours(path, DATASET)

@@ -228,10 +228,17 @@ def delete_dataset(name: str) -> None:
     ws = state.workspace()
     st.session_state.pop(DELETING, None)
     path = ws.datasets().get(name)
-    if path is not None:  # not already gone (another tab)
-        data_import.delete_saved(path, ws.datasets_dir)
-        state.forget_dataset(path)
-        st.toast(f"Deleted {md(name)}.", icon=":material/delete:")
+    if path is None:  # already gone (another tab)
+        return
+    try:
+        kept = data_import.delete_saved(path, ws.datasets_dir)
+    except DataError as exc:
+        st.toast(f"{md(name)} was not deleted: {md(exc)}", icon=":material/error:")
+        return
+    state.forget_dataset(path)
+    st.toast(f"Deleted {md(name)}." + (f" Kept what this tool did not write, in its folder: "
+                                       f"{md(', '.join(p.name for p in kept))}." if kept else ""),
+             icon=":material/delete:")
 
 
 def saved_datasets() -> None:
