@@ -579,7 +579,7 @@ def main(argv=None) -> int:
         elif args.command == "evaluate":
             run = Run.open(args.run)
             spec = _run_data_spec(run, args.data)
-            with stop_on_signals() as stop:
+            with FolderLock(run.path, f"--run {args.run}"), stop_on_signals() as stop:   # it writes metrics.json
                 metrics = evaluate(run, load_dataset(spec), spec, args.device, progress=True, cancel=stop)
             if metrics is None:
                 raise Stopped(stop.signum, f"evaluation stopped by {stop.name}; metrics.json was not written")

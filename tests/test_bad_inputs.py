@@ -1099,6 +1099,7 @@ WRITERS = [   # (the folder it writes, its command line); `dataset` and `run` ar
     ("train-overwrite", "run", lambda t: train_args(t, "--out", t / "run", "--overwrite")),
     ("train-new", "fresh", lambda t: train_args(t, "--out", t / "fresh")),
     ("train-resume", "run", lambda t: ["train", "--resume", t / "run"]),
+    ("evaluate", "run", lambda t: ["evaluate", "--run", t / "run", "--data", t / "dataset"]),
 ]
 
 
@@ -1110,8 +1111,9 @@ def test_a_second_writer_is_refused_while_the_first_lives(tmp_path, capsys, trai
     args = argv(tmp_path)
     with held_by_another_process(tmp_path / target) as pid:
         before = tree(tmp_path)
-        err = cli_fails(args, f"--{'resume' if '--resume' in args else 'out'} {tmp_path / target}: is being "
-                              f"written by another process (pid {pid} on ", capsys)
+        option = next(o for o in ("--resume", "--run", "--out") if o in args)
+        err = cli_fails(args, f"{option} {tmp_path / target}: is being written by another process (pid {pid} on ",
+                        capsys)
         assert "wait for it to finish or stop it" in err
         assert tree(tmp_path) == before
 
@@ -1132,8 +1134,8 @@ def test_the_data_page_save_and_a_dashboard_job_are_refused_while_another_writes
         assert tree(run_dir) == {}                         # the job wrote nothing into it
 
 
-@pytest.mark.parametrize("target,argv", [c[1:] for c in WRITERS if c[0] != "train-resume"],
-                         ids=[c[0] for c in WRITERS if c[0] != "train-resume"])
+@pytest.mark.parametrize("target,argv", [c[1:] for c in WRITERS if c[0] not in ("train-resume", "evaluate")],
+                         ids=[c[0] for c in WRITERS if c[0] not in ("train-resume", "evaluate")])
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys, trained, target, argv):
     write_folder(small_dataset(weather=False), tmp_path / "given")
     write_folder(small_dataset(), tmp_path / "dataset")

@@ -433,7 +433,8 @@ def evaluate_button(run: Run, dataset: TrafficDataset, spec: dict, device: str, 
         return
     with st.spinner("Scoring on the test split…"):
         try:
-            evaluation.evaluate(run, dataset, spec, device=device)
+            with FolderLock(run.path, run.name):      # it writes metrics.json: one writer at a time
+                evaluation.evaluate(run, dataset, spec, device=device)
         except DataError as exc:
             st.error(f"This run cannot be evaluated: {md(exc)}")
             return
