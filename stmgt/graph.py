@@ -166,6 +166,12 @@ def nodes_table(frame: pd.DataFrame, where: str, row=_line) -> pd.DataFrame:
     if reserved.any():
         raise DataError(f"node_id {TIME_COLUMN!r} is the name of the time column of speed.csv, so no node may "
                         "be called that; give this node another id", f"{where} {row(int(np.flatnonzero(reserved)[0]))}")
+    hidden = ids.astype(str).map(lambda text: not text.isprintable())
+    if hidden.any():
+        i = int(np.flatnonzero(hidden)[0])
+        raise DataError(f"node_id {ids.iloc[i]!r} holds a line break, tab or invisible control character (such as "
+                        "a text-direction mark); ids are typed on the command line and pick roads on the maps, "
+                        "so give it an id of visible characters (its name may be any text)", f"{where} {row(i)}")
     for col, lo, hi in (("lat", -90, 90), ("lon", -180, 180)):
         values = pd.to_numeric(nodes[col], errors="coerce")
         bad_text = values.isna() & nodes[col].notna()

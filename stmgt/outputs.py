@@ -121,7 +121,7 @@ def check_file_target(path, overwrite: bool, ours: Callable[[Path], bool], what:
         raise DataError(f"is an existing file that this tool did not write; nothing was changed. "
                         f"Give a new file name for the {what}", where)
     if not overwrite:
-        raise DataError(f"already exists; pass --overwrite to replace it", where)
+        raise DataError("already exists; pass --overwrite to replace it", where)
 
 
 def os_failure(exc: OSError) -> str:

@@ -1,8 +1,10 @@
-"""Shared fixtures: an empty workspace per test, and the dashboard under AppTest."""
+"""Shared fixtures: an empty workspace per test, the dashboard under AppTest, and the files its
+download buttons hand out."""
 
 from pathlib import Path
 
 import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 APP_TIMEOUT = 120
@@ -33,3 +35,17 @@ def app():
         return at
 
     return open_page
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Files handed to st.download_button, by file name."""
+    files = {}
+    add = MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data
+        return add(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    return files

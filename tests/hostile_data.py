@@ -24,6 +24,8 @@ from stmgt.train import TrainConfig, fit
 PAYLOADS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "![b](http://example.invalid/b.png)",
             "[x](javascript:alert(3))", '=HYPERLINK("http://example.invalid/f")', "abc\u202eexe.txt",
             "two\nlines", ":red[x] :material/home:", "$x$"]
+# Node ids cannot hold a line break or an invisible control (the importer refuses them); names can.
+ID_PAYLOADS = [p for p in PAYLOADS if p.isprintable()]
 # Folder names cannot hold "/" or a newline.
 DATASET_NAME = "<img src=x onerror=alert(4)> :red[d] $d$"
 RUN_NAME = "[r](javascript:alert(5)) <b onmouseover=alert(6)>run :red[r]"
@@ -43,11 +45,12 @@ _HTML_TAG = re.compile(r"<\s*/?\s*(?:img|script|a)\b", re.IGNORECASE)
 
 
 def hostile_graph() -> RoadGraph:
-    """The HCMC graph with its first nodes renamed to the payloads (ids and names) and its road
-    names cycling through them; the first node, selected by default on every page, is the script."""
+    """The HCMC graph with its first nodes renamed to the payloads (ids where an id may hold them,
+    and names) and its road names cycling through them; the first node, selected by default on
+    every page, is the script."""
     graph = RoadGraph.hcmc()
     nodes, edges = graph.nodes.copy(), graph.edges.copy()
-    renamed = {old: new for old, new in zip(nodes["node_id"], PAYLOADS)}
+    renamed = {old: new for old, new in zip(nodes["node_id"], ID_PAYLOADS)}
     nodes["node_id"] = nodes["node_id"].replace(renamed)
     nodes.loc[:len(PAYLOADS) - 1, "name"] = [f"{p} street" for p in PAYLOADS]
     edges[["source", "target"]] = edges[["source", "target"]].replace(renamed)

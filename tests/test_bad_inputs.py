@@ -3,27 +3,53 @@ status 2 on the command line, a DataError elsewhere), nothing of the user's is c
 hostile runs. One parametrized table per place where input enters; the README's Reliability
 section counts its cases."""
 
+import csv
+import errno
 import io
+import json
 import os
 import pickle
 import random
+import re
+import shutil
+import subprocess
+import sys
 import zipfile
+from contextlib import contextmanager
+from html import unescape
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from stmgt.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from stmgt.cli import main
-from stmgt.data.dataset import Scaler
-from stmgt.data.folder import write_folder
+from stmgt.copula import ErrorCopula
+from stmgt.data.dataset import Scaler, TrafficDataset, split_ranges
+from stmgt.data.folder import read_folder, write_folder
+from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
-from stmgt.forecast import WeatherScenario
+from stmgt.exports import FORMULA_STARTS, neutralise, restored
+from stmgt.forecast import Forecaster, WeatherScenario
 from stmgt.graph import RoadGraph
+from stmgt.jsonfile import write_json
+from stmgt.limits import LIMITS
 from stmgt.model import STMGT, STMGTConfig
-from stmgt.runs import Run
+from stmgt.model.config import SIZES as MODEL_SIZES
+from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.train import SIZES as TRAIN_SIZES
+from stmgt.train import TrainConfig, fit
+from stmgt.trip import TripPlanner
+from tests.hostile_data import (DATASET_NAME, PAYLOADS, RUN_NAME, hostile_graph, html_dangers, markdown_dangers,
+                                rendered_text)
 from tests.test_importers import MATRIX_ADJ, MATRIX_SPEED, small_dataset, write
 from ui import data_import, server_files
+from ui.heatmaps import attention_matrix, gate_figure
+from ui.maps import SPEED_STOPS, legend_html, road_map
+from ui.text import code, html, md, one_line
+from ui.training import JobRegistry
 
 TINY = STMGTConfig(hidden_dim=8, num_blocks=1, heads=2, num_mixtures=2)
 
@@ -55,6 +81,12 @@ def set_line(path, row, text):
     lines = path.read_text().splitlines()
     lines[row + 1] = text
     path.write_text("\n".join(lines) + "\n")
+
+
+def rename_first_node(folder, node_id):
+    nodes = pd.read_csv(folder / "nodes.csv", dtype=str, keep_default_na=False)
+    nodes.loc[0, "node_id"] = node_id
+    nodes.to_csv(folder / "nodes.csv", index=False)
 
 
 def cli_fails(argv, message, capsys):
@@ -106,6 +138,9 @@ GENERIC = [
     ("edge-to-nowhere", lambda g: write(g / "edges.csv", "source,target\nn1,n2\nn2,n9\n"), "'n9' is not a node_id"),
     ("both-link-files", lambda g: write(g / "adjacency.csv", "0,1,0\n0,0,1\n1,0,0\n"), "keep only one"),
     ("bad-provenance", lambda g: write(g / "dataset.json", "{not json"), "is not valid JSON"),
+    *[(f"id-with-{kind}", lambda g, text=text: rename_first_node(g, text), "holds a line break, tab or invisible "
+       "control character") for kind, text in [("newline", "two\nlines"), ("tab", "n\t1"), ("rtl-override", "abc\u202eexe"),
+                                                ("zero-width-space", "n\u200b1")]],
 ]
 
 
@@ -432,17 +467,6 @@ def test_server_path_inside_the_folder_is_read(tmp_path, monkeypatch):
 
 
 # ---- bounds at entry and non-finite models (issue 26) ----
-import json as _json
-
-from stmgt.copula import ErrorCopula
-from stmgt.data.dataset import split_ranges
-from stmgt.data.simulate import simulate
-from stmgt.forecast import Forecaster
-from stmgt.jsonfile import write_json
-from stmgt.limits import LIMITS
-from stmgt.model.config import SIZES as MODEL_SIZES
-from stmgt.train import SIZES as TRAIN_SIZES, TrainConfig
-from stmgt.trip import TripPlanner
 
 
 def over(name):
@@ -476,7 +500,7 @@ CONFIG_SIZES = [("model", name) for name in MODEL_SIZES] + [("train", name) for 
 @pytest.mark.parametrize("section,name", CONFIG_SIZES, ids=[name for _, name in CONFIG_SIZES])
 def test_sizes_over_the_limit_in_a_config_file(tmp_path, capsys, section, name):
     value, message = over(name)
-    config = write(tmp_path / "settings.json", _json.dumps({section: {name: value}}))
+    config = write(tmp_path / "settings.json", json.dumps({section: {name: value}}))
     before = snapshot(tmp_path)
     err = cli_fails(["train", "--out", tmp_path / "run", "--config", config], message, capsys)
     assert f"--config {config}" in err and LIMITS[name].why in err
@@ -492,7 +516,7 @@ def test_the_issues_huge_hidden_dim_is_refused_before_any_allocation(tmp_path, c
 def test_a_training_step_too_large_for_memory_is_refused_with_its_estimate(tmp_path, capsys):
     """Every size within its limit, together far beyond any machine's memory."""
     widest = {name: LIMITS[name].high for name in MODEL_SIZES}
-    config = write(tmp_path / "settings.json", _json.dumps({"model": widest, "train": {"batch_size": LIMITS["batch_size"].high}}))
+    config = write(tmp_path / "settings.json", json.dumps({"model": widest, "train": {"batch_size": LIMITS["batch_size"].high}}))
     before = snapshot(tmp_path)
     err = cli_fails(["train", "--data", "sim:weeks=0.5", "--out", tmp_path / "run", "--config", config, "--device", "cpu"],
                     "a training step (batch_size 1024 × 62 nodes", capsys)
@@ -568,7 +592,7 @@ def run_with(folder, dataset, tensor=None, where=(), value=None):
         with torch.no_grad():
             model.state_dict()[tensor].view(-1)[where] = value
     folder.mkdir()
-    write(folder / "config.json", _json.dumps({"data": {"kind": "simulator", "seed": 0, "weeks": 0.5}}))
+    write(folder / "config.json", json.dumps({"data": {"kind": "simulator", "seed": 0, "weeks": 0.5}}))
     save_checkpoint(folder / "checkpoint.pt", model, Scaler.fit(dataset, split_ranges(dataset.num_steps)["train"]),
                     dataset.graph)
     return folder
@@ -648,12 +672,6 @@ def test_json_never_holds_a_bare_nan(tmp_path, data, message):
 
 
 # ---- messages that say what was found, early checks, resume (issue 26) ----
-import json as _json
-
-import pandas as _pd
-
-from stmgt.data.simulate import simulate as _simulate
-from stmgt.runs import BUNDLED_RUN
 
 
 def resaved(path, separator=";", decimal_comma=False):
@@ -744,7 +762,7 @@ def test_import_says_the_cadence_in_minutes_and_names_a_node_never_observed(tmp_
 @pytest.fixture(scope="module")
 def short_hcmc(tmp_path_factory):
     """Two weeks of the simulator's HCMC data as a folder, node n05 never observed."""
-    dataset = _simulate(weeks=2, seed=3)
+    dataset = simulate(weeks=2, seed=3)
     dataset.speed[:, dataset.graph.index_of["n05"]] = np.nan
     return write_folder(dataset, tmp_path_factory.mktemp("hcmc") / "data")
 
@@ -784,9 +802,9 @@ def cancelled_run(folder, epochs_done=3):
     """A run cancelled after `epochs_done` epochs, as `train --resume` finds it (no training needed:
     every refusal below comes before the data is loaded)."""
     run = Run(folder)
-    config = _json.loads((BUNDLED_RUN / "config.json").read_text())
+    config = json.loads((BUNDLED_RUN / "config.json").read_text())
     run.write_config({**config, "data": {"kind": "simulator", "seed": 0, "weeks": 1.0}})
-    run.write_history(_pd.DataFrame({"epoch": range(1, epochs_done + 1), "val_mae": 5.0}))
+    run.write_history(pd.DataFrame({"epoch": range(1, epochs_done + 1), "val_mae": 5.0}))
     run.mark_finished("cancelled", "cancelled by the user")
     return run
 
@@ -814,18 +832,7 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path, capsys, argv, message
 # ---- injection-safe exports (issue 26) ----
 # A hostile dataset (node ids, names and streets a spreadsheet would evaluate) leaves no live
 # formula in any CSV the command line or the dashboard writes, and its text reads back exactly.
-import csv
-import re
-import shutil
 
-import pandas as pd
-
-from stmgt.data.dataset import TrafficDataset
-from stmgt.data.folder import read_folder
-from stmgt.data.simulate import simulate
-from stmgt.exports import FORMULA_STARTS, neutralise, restored
-from stmgt.train import TrainConfig, fit
-from tests.views.test_page_node_forecast import downloads  # noqa: F401 (fixture)
 
 HOSTILE_IDS = ['=HYPERLINK("http://x")', "@SUM(1)", "+1", "-1+2", "=cmd|' /C calc'!A0"]
 HOSTILE_TEXT = ["\tx", "\r=1+1", 'x\r=HYPERLINK("http://x")', "@SUM(1)", "-2+3"]
@@ -959,18 +966,7 @@ def test_dashboard_downloads_carry_no_formula(app, hostile_workspace, isolated_w
 
 
 # ---- folders the tool owns, file by file, and one writer at a time (issue 26) ----
-import errno
-import json
-import shutil
-import subprocess
-import sys
-from contextlib import contextmanager
-from pathlib import Path
 
-from stmgt.data.simulate import simulate
-from stmgt.graph import RoadGraph
-from stmgt.train import TrainConfig
-from ui.training import JobRegistry
 
 REPO = Path(__file__).resolve().parent.parent
 DEAD_PID = 2**22 + 12345                      # above Linux's pid_max: never a live process
@@ -1289,13 +1285,7 @@ def test_training_on_a_dataset_read_from_files_warns_nothing(short_hcmc):
 
 
 # ---- hostile text on the dashboard: one escaping rule (issue 26) ----
-from html import unescape
 
-from tests.hostile_data import (DATASET_NAME, PAYLOADS, RUN_NAME, hostile_graph, html_dangers,
-                                markdown_dangers, rendered_text)
-from ui.heatmaps import attention_matrix, gate_figure
-from ui.maps import SPEED_STOPS, legend_html, road_map
-from ui.text import code, html, md, one_line
 
 HOSTILE_TEXT = PAYLOADS + [DATASET_NAME, RUN_NAME]
 

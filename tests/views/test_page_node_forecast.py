@@ -5,27 +5,11 @@ import io
 
 import numpy as np
 import pandas as pd
-import pytest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 from tests.views.page_helpers import array, plotly, trace
 
 PAGE = "views/node_forecast.py"
 QUANTILES = ["q10", "q25", "q50", "q75", "q90"]
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """Files handed to st.download_button, by file name."""
-    files = {}
-    add = MemoryMediaFileStorage.load_and_get_id
-
-    def capture(self, path_or_data, mimetype, kind, filename=None):
-        files[filename] = path_or_data
-        return add(self, path_or_data, mimetype, kind, filename)
-
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
-    return files
 
 
 def test_fan_chart_has_bands_median_observed_and_truth(app):
