@@ -34,7 +34,8 @@ from stmgt.jsonfile import atomic_write_bytes, json_text, read_json, write_json
 from stmgt.limits import LIMITS
 from stmgt.model import STMGTConfig
 from stmgt.lock import FolderLock
-from stmgt.outputs import check_file_target, check_folder_target, locked_target, os_failure, staged_folder
+from stmgt.outputs import (check_file_target, check_folder_target, locked_target, os_failure, remove_ours,
+                           staged_folder)
 from stmgt.routing import RoadNetwork
 from stmgt.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
 from stmgt.stopping import Stopped, stop_on_signals
@@ -374,10 +375,12 @@ def _train_loaded(args, device, spec, dataset, config, train_config, emit, cance
         except BaseException as exc:
             run.mark_failed(reason(exc))
             raise
-        if result.best_epoch is None:
-            run.mark_failed("no epoch finished, so there is no model")
-            raise DataError("training stopped before the first epoch ended; no run was kept" if replacing
-                            else "training stopped before the first epoch ended", f"--out {args.out}")
+        if result.best_epoch is None:           # stopped before the first epoch ended: no model, nothing kept
+            if not replacing:                    # (a replacing run's staged folder goes with the exception)
+                remove_ours(run_dir, RUN)
+            if cancel is not None and cancel.signum:
+                raise Stopped(cancel.signum, f"stopped by {cancel.name} before the first epoch ended; no run was kept")
+            raise DataError("training stopped before the first epoch ended; no run was kept", f"--out {args.out}")
         if scoring and metrics is None:
             run.mark_finished("cancelled", "scoring cancelled; the trained model has no test metrics")
         else:

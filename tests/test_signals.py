@@ -31,9 +31,9 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def background_train(tmp_path) -> tuple[subprocess.Popen, Path]:
+def background_train(tmp_path, epoch: int = 2) -> tuple[subprocess.Popen, Path]:
     """`train` as `nohup … &` in a script starts it: SIGINT ignored. Returns inside the second batch
-    of its second epoch (so the run has a model), the process still training."""
+    of `epoch` (from the second on, the run has a model), the process still training."""
     config = tmp_path / "tiny.json"
     config.write_text(json.dumps(TINY))
     run_dir = tmp_path / "run"
@@ -46,7 +46,7 @@ def background_train(tmp_path) -> tuple[subprocess.Popen, Path]:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     for line in proc.stdout:
         record = json.loads(line)
-        if (record["event"], record.get("epoch"), record.get("batch")) == ("batch", 2, 1):
+        if (record["event"], record.get("epoch"), record.get("batch")) == ("batch", epoch, 1):
             time.sleep(BATCH_S / 3)                 # past the end of batch 1, into batch 2
             return proc, run_dir
     proc.wait()
@@ -72,6 +72,16 @@ def test_a_background_train_stops_after_the_batch(tmp_path, sig):
     run = Run(run_dir)
     assert run.status.state == "cancelled" and run.history().epoch.tolist() == [1]
     assert Run.open(run_dir).load().meta["epoch"] == 1 and (run_dir / "training_state.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_train_stopped_in_its_first_epoch_keeps_nothing(tmp_path):
+    proc, run_dir = background_train(tmp_path, epoch=1)
+    proc.send_signal(signal.SIGTERM)
+    code, err = proc.wait(timeout=60), proc.stderr.read()
+    assert code == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == "error: stopped by SIGTERM before the first epoch ended; no run was kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json"]      # no run folder, no lock file
 
 
 @pytest.mark.slow
