@@ -76,7 +76,8 @@ def memory_budget(device: torch.device | str = "cpu") -> int:
 def check_memory(need: int, budget: int, what: str, remedy: str) -> None:
     """Refuse work whose estimated memory `need` (bytes) is over `budget`, with both figures."""
     if need > budget:
-        raise DataError(f"{what} would need about {_gb(need)} of memory, more than the {_gb(budget)} there is; {remedy}")
+        raise DataError(f"{what} would need about {_gb(need)} of memory, more than the {_gb(budget)} there is; "
+                        f"{remedy}")
 
 
 def _gb(size: int) -> str:

@@ -34,7 +34,8 @@ def test_copies_share_every_draw_but_the_weather(data):
     assert (copy_weather[:, 0] > 33).any() and (copy_weather[:, 1] > 30).any()   # heat and wind to learn from
     # Same traffic draws: at night, before any rain in either, the copy's speeds are the observed ones.
     first_effect = min(int(np.argmax(data.weather[:, 2] > 0.2)), int(torch.argmax((copy_weather[:, 2] > 0.2).int())),
-                       int(torch.argmax((copy_weather[:, 0] > 33).int())), int(torch.argmax((copy_weather[:, 1] > 30).int())))
+                       int(torch.argmax((copy_weather[:, 0] > 33).int())),
+                       int(torch.argmax((copy_weather[:, 1] > 30).int())))
     assert first_effect > 4
     same = slice(0, first_effect)
     assert torch.equal(torch.nan_to_num(joined.speed[T:][same]), torch.nan_to_num(joined.speed[:T][same]))

@@ -115,7 +115,8 @@ GENERIC = [
     ("empty-time", lambda g: set_cell(g / "speed.csv", 2, 0, ""), "line 4: empty timestamp"),
     ("duplicate-time", lambda g: set_cell(g / "speed.csv", 1, 0, "2025-07-07T08:00:00+07:00"), "duplicate timestamp"),
     ("backwards", lambda g: set_cell(g / "speed.csv", 3, 0, "2025-07-07T08:20:00+07:00"), "not in increasing order"),
-    ("irregular", lambda g: [set_cell(g / name, 3, 0, "2025-07-07T08:50:00+07:00") for name in ("speed.csv", "weather.csv")],
+    ("irregular", lambda g: [set_cell(g / name, 3, 0, "2025-07-07T08:50:00+07:00")
+                             for name in ("speed.csv", "weather.csv")],
      "first step of 15 min"),
     ("short-row", lambda g: set_line(g / "speed.csv", 2, "2025-07-07T08:30:00+07:00,16"),
      "line 4: has 2 fields where the header has 4"),
@@ -123,7 +124,8 @@ GENERIC = [
     ("empty-speed-file", lambda g: write(g / "speed.csv", ""), "the file is empty"),
     ("binary-speed-file", lambda g: (g / "speed.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff"), "speed.csv"),
     ("all-missing", lambda g: [(g / "weather.csv").unlink(), write(g / "speed.csv", "timestamp,n1,n2,n3\n"
-                               "2025-07-07T08:00+07:00,,,\n2025-07-07T08:15+07:00,,,\n")], "every speed value is missing"),
+                               "2025-07-07T08:00+07:00,,,\n2025-07-07T08:15+07:00,,,\n")],
+     "every speed value is missing"),
     ("unknown-column", lambda g: write(g / "speed.csv", "timestamp,n1,n2,n3,n9\n2025-07-07T08:00+07:00,1,2,3,4\n"),
      "n9 are not node ids"),
     ("missing-column", lambda g: write(g / "speed.csv", "timestamp,n1\n2025-07-07T08:00+07:00,1\n"),
@@ -139,8 +141,8 @@ GENERIC = [
     ("both-link-files", lambda g: write(g / "adjacency.csv", "0,1,0\n0,0,1\n1,0,0\n"), "keep only one"),
     ("bad-provenance", lambda g: write(g / "dataset.json", "{not json"), "is not valid JSON"),
     *[(f"id-with-{kind}", lambda g, text=text: rename_first_node(g, text), "holds a line break, tab or invisible "
-       "control character") for kind, text in [("newline", "two\nlines"), ("tab", "n\t1"), ("rtl-override", "abc\u202eexe"),
-                                                ("zero-width-space", "n\u200b1")]],
+       "control character") for kind, text in [("newline", "two\nlines"), ("tab", "n\t1"),
+                                                ("rtl-override", "abc\u202eexe"), ("zero-width-space", "n\u200b1")]],
 ]
 
 
@@ -194,10 +196,12 @@ ARGS = [
     ("simulate-seed-negative", lambda t: ["simulate", "--seed", "-4"], "must be at least 0"),
     ("epochs-zero", lambda t: ["train", "--epochs", "0"], "must be at least 1"),
     ("batch-text", lambda t: ["train", "--batch-size", "big"], "must be a whole number"),
-    ("whatif-nan", lambda t: ["forecast", "--run", "r", "--at", "x", "--precipitation", "nan"], "must be a finite number"),
+    ("whatif-nan", lambda t: ["forecast", "--run", "r", "--at", "x", "--precipitation", "nan"],
+     "must be a finite number"),
     ("whatif-inf", lambda t: ["forecast", "--run", "r", "--at", "x", "--wind", "inf"], "must be a finite number"),
     ("whatif-text", lambda t: ["forecast", "--run", "r", "--at", "x", "--temperature", "warm"], "must be a number"),
-    ("run-missing", lambda t: ["forecast", "--run", t / "none", "--at", "2025-08-25T07:00+07:00"], "not a finished run"),
+    ("run-missing", lambda t: ["forecast", "--run", t / "none", "--at", "2025-08-25T07:00+07:00"],
+     "not a finished run"),
 ]
 
 
@@ -218,13 +222,15 @@ def users_folder(tmp_path):
 OUTPUTS = [
     ("import-over-folder", lambda t, g: ["import", "generic", g, "--out", users_folder(t), "--overwrite"],
      "files this tool did not write"),
-    ("import-over-file", lambda t, g: ["import", "generic", g, "--out", write(t / "notes.txt", "x")], "is an existing file"),
+    ("import-over-file", lambda t, g: ["import", "generic", g, "--out", write(t / "notes.txt", "x")],
+     "is an existing file"),
     ("import-over-own", lambda t, g: ["import", "generic", g, "--out", g], "pass --overwrite"),
     ("simulate-over-folder", lambda t, g: ["simulate", "--weeks", "0.1", "--out", users_folder(t), "--overwrite"],
      "files this tool did not write"),
     ("simulate-under-file", lambda t, g: ["simulate", "--weeks", "0.1", "--out", write(t / "f", "x") / "sub"],
      "is a file, not a folder"),
-    ("train-over-folder", lambda t, g: ["train", "--data", g, "--out", users_folder(t)], "files this tool did not write"),
+    ("train-over-folder", lambda t, g: ["train", "--data", g, "--out", users_folder(t)],
+     "files this tool did not write"),
     ("train-over-file", lambda t, g: ["train", "--data", g, "--out", write(t / "f.txt", "x")], "is an existing file"),
     ("forecast-over-file", lambda t, g: ["forecast", "--run", "r", "--at", "x", "--overwrite",
                                          "--out", write(t / "mine.csv", "a,b\n1,2\n")], "this tool did not write"),
@@ -509,17 +515,19 @@ def test_sizes_over_the_limit_in_a_config_file(tmp_path, capsys, section, name):
 
 def test_the_issues_huge_hidden_dim_is_refused_before_any_allocation(tmp_path, capsys):
     config = write(tmp_path / "settings.json", '{"model": {"hidden_dim": 100000000}}')
-    cli_fails(["train", "--out", tmp_path / "run", "--config", config], "hidden_dim = 100000000 is over the limit", capsys)
+    cli_fails(["train", "--out", tmp_path / "run", "--config", config], "hidden_dim = 100000000 is over the limit",
+              capsys)
     assert not (tmp_path / "run").exists()
 
 
 def test_a_training_step_too_large_for_memory_is_refused_with_its_estimate(tmp_path, capsys):
     """Every size within its limit, together far beyond any machine's memory."""
     widest = {name: LIMITS[name].high for name in MODEL_SIZES}
-    config = write(tmp_path / "settings.json", json.dumps({"model": widest, "train": {"batch_size": LIMITS["batch_size"].high}}))
+    config = write(tmp_path / "settings.json",
+                   json.dumps({"model": widest, "train": {"batch_size": LIMITS["batch_size"].high}}))
     before = snapshot(tmp_path)
-    err = cli_fails(["train", "--data", "sim:weeks=0.5", "--out", tmp_path / "run", "--config", config, "--device", "cpu"],
-                    "a training step (batch_size 1024 × 62 nodes", capsys)
+    err = cli_fails(["train", "--data", "sim:weeks=0.5", "--out", tmp_path / "run", "--config", config,
+                     "--device", "cpu"], "a training step (batch_size 1024 × 62 nodes", capsys)
     assert "GB of memory, more than the" in err and "lower batch_size" in err
     assert snapshot(tmp_path) == before
 
@@ -574,7 +582,8 @@ def test_the_train_page_refuses_a_step_too_large_for_memory_before_starting(app,
 
 # Checkpoints whose weights are NaN or infinite, and one whose finite weights overflow to inf.
 BAD_WEIGHTS = [
-    ("nan-weights", "blocks.0.spatial.gat.lin_l.bias", [0, 1, 2], float("nan"), "blocks.0.spatial.gat.lin_l.bias (3 NaN)"),
+    ("nan-weights", "blocks.0.spatial.gat.lin_l.bias", [0, 1, 2], float("nan"),
+     "blocks.0.spatial.gat.lin_l.bias (3 NaN)"),
     ("inf-bias", "mixture_head.output_layer.bias", [0], float("inf"), "mixture_head.output_layer.bias (1 inf)"),
     ("minus-inf", "embedding.linear.weight", [1], float("-inf"), "embedding.linear.weight (1 inf)"),
 ]
@@ -623,7 +632,8 @@ MODEL_PROBLEMS = [
     ("route-inf", route_args, BAD_WEIGHTS[1], "non-finite weights in: mixture_head.output_layer.bias"),
     ("forecast-overflow", forecast_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""),
      "is NaN or infinite for 62 node(s)"),
-    ("route-overflow", route_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""), "is NaN or infinite for 62 node(s)"),
+    ("route-overflow", route_args, ("", "mixture_head.output_layer.bias", [0], 3e38, ""),
+     "is NaN or infinite for 62 node(s)"),
 ]
 
 
@@ -705,7 +715,8 @@ LAYOUTS = [
     ("nodes-semicolons", lambda g: resaved(g / "nodes.csv"),
      "nodes.csv: looks `;`-separated (first line: 'node_id;name;lat;lon;road_class')"),
     ("edges-tabs", lambda g: resaved(g / "edges.csv", "\t"), "edges.csv: looks tab-separated"),
-    ("adjacency-semicolons", lambda g: [(g / "edges.csv").unlink(), write(g / "adjacency.csv", "0;1;0\n0;0;1\n1;0;0\n")],
+    ("adjacency-semicolons",
+     lambda g: [(g / "edges.csv").unlink(), write(g / "adjacency.csv", "0;1;0\n0;0;1\n1;0;0\n")],
      "adjacency.csv: looks `;`-separated (first line: '0;1;0')"),
     ("node-called-timestamp", lambda g: renamed_node(g, "n2", "timestamp"),
      "nodes line 3: node_id 'timestamp' is the name of the time column of speed.csv"),
@@ -1089,7 +1100,8 @@ def test_overwrite_replaces_a_folder_that_holds_only_our_files(tmp_path, capsys,
 
 
 WRITERS = [   # (the folder it writes, its command line); `dataset` and `run` are ours, `run` cancelled
-    ("import-overwrite", "dataset", lambda t: ["import", "generic", t / "given", "--out", t / "dataset", "--overwrite"]),
+    ("import-overwrite", "dataset",
+     lambda t: ["import", "generic", t / "given", "--out", t / "dataset", "--overwrite"]),
     ("simulate-overwrite", "dataset", lambda t: ["simulate", "--weeks", "0.1", "--out", t / "dataset", "--overwrite"]),
     ("simulate-new", "fresh", lambda t: ["simulate", "--weeks", "0.1", "--out", t / "fresh"]),
     ("train-overwrite", "run", lambda t: train_args(t, "--out", t / "run", "--overwrite")),
@@ -1144,7 +1156,8 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys, trained
 
 def test_a_run_taken_over_by_a_live_writer_is_not_called_interrupted(tmp_path, capsys, trained):
     run = Run(our_run(trained, tmp_path / "run"))
-    (run.path / "status.json").write_text(json.dumps({"state": "running", "pid": DEAD_PID, "host": os.uname().nodename}))
+    record = {"state": "running", "pid": DEAD_PID, "host": os.uname().nodename}
+    (run.path / "status.json").write_text(json.dumps(record))
     assert run.status.state == "interrupted"
     with held_by_another_process(run.path) as pid:
         assert (run.status.state, run.status.pid) == ("running", pid)

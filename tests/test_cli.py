@@ -44,7 +44,8 @@ def test_whatif_writes_model_and_true_change(tmp_path):
     frame = pd.read_csv(out)
     assert list(frame.columns) == ["anchor", "node_id", "horizon_step", "target_time", "model_change", "true_change"]
     assert len(frame) == 2 * 62 * 12
-    assert frame.anchor.iloc[0] == "2025-08-25T07:00:00+07:00" and frame.target_time.iloc[0] == "2025-08-25T07:15:00+07:00"
+    assert frame.anchor.iloc[0] == "2025-08-25T07:00:00+07:00"
+    assert frame.target_time.iloc[0] == "2025-08-25T07:15:00+07:00"
     by_step = frame.groupby("horizon_step")[["model_change", "true_change"]].mean()
     assert (by_step.loc[1:4, "true_change"] == 0).all()                                # causal, both
     assert (frame[frame.horizon_step <= 4].model_change == 0).all()
@@ -177,7 +178,8 @@ def test_route_writes_the_trip_as_json(tiny, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--from", "n99", "--to", "n40", "--depart", "2025-07-18T17:20"], "--from: unknown node 'n99'"),
     (["--from", "n01", "--to", "x", "--depart", "2025-07-18T17:20"], "--to: unknown node 'x'"),
-    (["--from", "n01", "--to", "n40", "--depart", "2031-01-01T08:00"], "--depart: 2031-01-01T08:00:00+07:00 is outside"),
+    (["--from", "n01", "--to", "n40", "--depart", "2031-01-01T08:00"],
+     "--depart: 2031-01-01T08:00:00+07:00 is outside"),
     (["--from", "n01", "--to", "n40", "--depart", "soon"], "'soon' is not a time"),
 ])
 def test_route_errors_are_one_plain_line(args, message, capsys):

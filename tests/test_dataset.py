@@ -129,7 +129,8 @@ def test_too_short_for_windows():
 
 def test_folder_round_trip_is_identical(tmp_path, week):
     out = write_folder(week, tmp_path / "hcmc")
-    assert sorted(p.name for p in out.iterdir()) == [".stmgt", "dataset.json", "edges.csv", "nodes.csv", "speed.csv", "weather.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".stmgt", "dataset.json", "edges.csv", "nodes.csv", "speed.csv",
+                                                     "weather.csv"]
     back = read_folder(out)
     assert back.timestamps.equals(week.timestamps) and str(back.timestamps.tz) == "Asia/Ho_Chi_Minh"
     np.testing.assert_allclose(back.speed, week.speed, atol=5e-4, equal_nan=True)
@@ -158,7 +159,8 @@ def test_failed_write_leaves_no_half_written_folder(tmp_path, week, monkeypatch)
 @pytest.mark.parametrize("edit,message", [
     (lambda s: s.replace("2025-07-07T00:15:00+07:00", "2025-07-07T00:00:00+07:00", 1), "duplicate timestamp"),
     (lambda s: s.replace("2025-07-07T00:15:00+07:00", "yesterday", 1), "not ISO 8601"),
-    (lambda s: re.sub(r"(\n2025-07-07T00:00:00\+07:00,)[^,]*", r"\1fast", s, count=1), "'fast' in column 'n01' is not a number"),
+    (lambda s: re.sub(r"(\n2025-07-07T00:00:00\+07:00,)[^,]*", r"\1fast", s, count=1),
+     "'fast' in column 'n01' is not a number"),
 ])
 def test_malformed_speed_csv(tmp_path, week, edit, message):
     out = write_folder(week, tmp_path / "d")

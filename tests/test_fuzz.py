@@ -18,7 +18,8 @@ from stmgt.errors import DataError
 from stmgt.mixture import GaussianMixture
 from tests.test_importers import small_dataset
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 cells = st.one_of(st.just(""), st.floats(allow_nan=True, allow_infinity=True).map(repr),
                   st.integers(-10**12, 10**12).map(str), st.text(max_size=8),

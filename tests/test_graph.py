@@ -50,8 +50,10 @@ def test_fingerprint_depends_on_ids_and_edges(hcmc):
 
 
 def _write(tmp_path, nodes, edges):
-    pd.DataFrame(nodes, columns=["node_id", "name", "lat", "lon", "road_class"]).to_csv(tmp_path / "nodes.csv", index=False)
-    pd.DataFrame(edges, columns=["source", "target", "length_m", "road_name"]).to_csv(tmp_path / "edges.csv", index=False)
+    nodes = pd.DataFrame(nodes, columns=["node_id", "name", "lat", "lon", "road_class"])
+    edges = pd.DataFrame(edges, columns=["source", "target", "length_m", "road_name"])
+    nodes.to_csv(tmp_path / "nodes.csv", index=False)
+    edges.to_csv(tmp_path / "edges.csv", index=False)
 
 
 GOOD_NODES = [("a", "A", 10.77, 106.70, "primary"), ("b", "B", 10.78, 106.70, "primary"),

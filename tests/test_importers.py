@@ -131,7 +131,8 @@ def test_generic_notes_speeds_that_look_like_mph(tmp_path):
     (lambda g: write(g / "speed.csv", "timestamp,n1,n2,n3\n2025-07-07T08:00+07:00,1,fast,3\n"),
      "'fast' in column 'n2' is not a number", "speed.csv line 2"),
     (lambda g: write(g / "speed.csv", "timestamp,n1,n2,n3\n2025-07-07T08:00+07:00,1,2,3\n"
-                                      "2025-07-07T08:15+07:00,1,-2,3\n"), "negative speed -2 for node 'n2'", "speed.csv"),
+                                      "2025-07-07T08:15+07:00,1,-2,3\n"),
+     "negative speed -2 for node 'n2'", "speed.csv"),
     (lambda g: write(g / "speed.csv", "timestamp,n1,n2,n3\n2025-07-07T08:00+07:00,1,2,3\n"
                                       "2025-07-07T08:00+07:00,1,2,3\n"), "duplicate timestamp", "speed.csv line 3"),
     (lambda g: write(g / "speed.csv", "timestamp,n1,n2,n3\n2025-07-07T08:15+07:00,1,2,3\n"
@@ -507,7 +508,8 @@ def write_json(path, content):
     ("traffic_edges.json", [{"node_a_id": "A", "node_b_id": "B", "speed_kmh": 3, "timestamp": "monday"}],
      "not ISO 8601", "traffic_edges.json"),
     ("edges.json", [{"start_node_id": "A", "end_node_id": "Q"}], "target 'Q' is not a node_id", "edges.json record 1"),
-    ("nodes.json", [{"node_id": "A", "lat": 95, "lon": 106}], r"lat 95.0 is outside \[-90, 90\]", "nodes.json record 1"),
+    ("nodes.json", [{"node_id": "A", "lat": 95, "lon": 106}], r"lat 95.0 is outside \[-90, 90\]",
+     "nodes.json record 1"),
     ("weather_snapshot.json", [{"timestamp": "2025-07-07T08:00", "temperature_c": "hot", "precipitation_mm": 0,
                                 "wind_speed_kmh": 1}], "temperature_c 'hot' is not a number",
      "weather_snapshot.json record 1"),

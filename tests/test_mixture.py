@@ -166,13 +166,11 @@ def test_crps_single_component_is_gaussian_crps():
     "mix",
     [
         # Symmetric bimodal: median 0.
-        GaussianMixture(
-            torch.tensor([-2.0, 2.0], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64)
-        ),
+        GaussianMixture(torch.tensor([-2.0, 2.0], dtype=F64), torch.tensor([0.5, 0.5], dtype=F64),
+                        torch.tensor([0.5, 0.5], dtype=F64)),
         # Skewed: the minimiser is the median, not the mean.
-        GaussianMixture(
-            torch.tensor([0.0, 6.0], dtype=F64), torch.tensor([1.0, 0.3], dtype=F64), torch.tensor([0.7, 0.3], dtype=F64)
-        ),
+        GaussianMixture(torch.tensor([0.0, 6.0], dtype=F64), torch.tensor([1.0, 0.3], dtype=F64),
+                        torch.tensor([0.7, 0.3], dtype=F64)),
     ],
 )
 def test_crps_nonnegative_and_minimised_at_median(mix):
@@ -191,7 +189,8 @@ def test_denormalize_is_an_affine_map():
     loc = torch.tensor([30.0, 45.0, 20.0, 60.0], dtype=F64)
     scale = torch.tensor([5.0, 12.0, 3.0, 8.0], dtype=F64)
     kmh = mix.denormalize(loc, scale)
-    torch.testing.assert_close(kmh.quantiles(LEVELS), loc[:, None] + scale[:, None] * mix.quantiles(LEVELS), atol=1e-5, rtol=0)
+    torch.testing.assert_close(kmh.quantiles(LEVELS), loc[:, None] + scale[:, None] * mix.quantiles(LEVELS),
+                               atol=1e-5, rtol=0)
     torch.testing.assert_close(kmh.mean(), loc + scale * mix.mean())
     torch.testing.assert_close(kmh.variance(), scale**2 * mix.variance())
     y = torch.randn(3, nodes, generator=torch.Generator().manual_seed(6), dtype=F64)

@@ -184,8 +184,8 @@ def test_several_weather_futures_match_one_forecast_each():
     net, batch = model(), inputs(batch=3)
     futures = [batch["weather"], batch["weather"] + 2.0, batch["weather"] * -1.5]
     together = net(**{**batch, "weather": torch.cat(futures)}, futures=3)
-    for s, weather in enumerate(futures):
-        for a, b in zip(together, net(**{**batch, "weather": weather})):
+    for s, future in enumerate(futures):
+        for a, b in zip(together, net(**{**batch, "weather": future})):
             torch.testing.assert_close(a[3 * s:3 * s + 3], b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"weather must be \[6, 12, 3\]"):
         net(**batch, futures=2)

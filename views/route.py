@@ -71,14 +71,17 @@ made = forecast.anchor_times[0]
 offsets = list(range(forecast.horizon))
 offset = when[1].select_slider(
     "Leave at", options=offsets, key="route_depart",
-    format_func=lambda s: f"{made + s * forecast.freq:%H:%M}" + (f" ({horizon_label(s, forecast.freq)})" if s else " (now)"),
+    format_func=lambda s: f"{made + s * forecast.freq:%H:%M}"
+                          + (f" ({horizon_label(s, forecast.freq)})" if s else " (now)"),
     help="Departures within the forecast's horizon; segments entered later use later forecast steps.")
 depart = made + offset * forecast.freq
 deadline = None
 with when[2]:
     if st.toggle("Arrival deadline", key="route_use_deadline"):
-        budget = st.select_slider("Arrive by", options=list(range(DEADLINE_STEP_MIN, DEADLINE_MAX_MIN + 1, DEADLINE_STEP_MIN)),
-                                  value=30, key="route_deadline", format_func=lambda m: f"{depart + pd.Timedelta(minutes=m):%H:%M}")
+        budget = st.select_slider("Arrive by",
+                                  options=list(range(DEADLINE_STEP_MIN, DEADLINE_MAX_MIN + 1, DEADLINE_STEP_MIN)),
+                                  value=30, key="route_deadline",
+                                  format_func=lambda m: f"{depart + pd.Timedelta(minutes=m):%H:%M}")
         deadline = depart + pd.Timedelta(minutes=budget)
 
 try:
@@ -139,7 +142,8 @@ compare = pd.DataFrame([{"Route": name, "Segments": len(a.route.edges), "Length 
                          "P10 (min)": a.travel.p10, "P50 (min)": a.travel.p50, "P90 (min)": a.travel.p90,
                          "Mean (min)": a.travel.mean, "Historical (min)": a.historical_min,
                          "Actual (min)": np.nan if a.true_min is None else a.true_min,
-                         "Via": " → ".join(a.route.nodes)} for name, a in (("Fastest", fastest), ("Shortest", shortest))])
+                         "Via": " → ".join(a.route.nodes)}
+                        for name, a in (("Fastest", fastest), ("Shortest", shortest))])
 st.dataframe(compare, hide_index=True, key="route_compare",
              column_config={c: st.column_config.NumberColumn(format="%.1f") for c in compare.columns if "(" in c})
 if same:

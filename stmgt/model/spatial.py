@@ -82,7 +82,8 @@ class StepGraph:
         self.edge_index = torch.cat([real, torch.stack([nodes, nodes])], 1)  # [2, E + N]
         # Where edge j→i sits in a target-major N×N matrix (row i, column j).
         self.positions = self.edge_index[1] * num_nodes + self.edge_index[0]
-        self.sources, self.targets = EdgeGather(self.edge_index[0], num_nodes), EdgeGather(self.edge_index[1], num_nodes)
+        self.sources = EdgeGather(self.edge_index[0], num_nodes)
+        self.targets = EdgeGather(self.edge_index[1], num_nodes)
         if self.positions.unique().numel() != self.positions.numel():
             raise ValueError("edge_index lists an edge twice; give each directed edge once")
         self._batched: dict[int, Tensor] = {}
