@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (first time only) and run every test: unit, page (AppTest) and real-browser (e2e).
+# Set up (first time only), check the code with ruff and run every test: unit, page (AppTest) and
+# real-browser (e2e).
 # The browser tests drive Debian's Chromium; it is installed here when missing (needs root/sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,4 +10,5 @@ if [ ! -x /usr/bin/chromium ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"
