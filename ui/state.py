@@ -24,7 +24,11 @@ from ui.text import md, one_line
 
 EMBEDDED_LABEL = "Simulated HCMC (embedded)"
 BUNDLED_LABEL = "Bundled model"
-NODE_KEY = "node_id"
+# The session's forecast time (anchor index), horizon step and road, shared by every page that has them.
+# Plain session keys that no widget owns: Streamlit ties a widget's state to its page and drops it on
+# the next run without that page, so a choice held by the widget alone reset whenever the page changed.
+ANCHOR_KEY, HORIZON_KEY, NODE_KEY = "anchor", "horizon", "node_id"
+DEFAULT_STEP = 4      # +1 h at 15-minute steps: the horizon pages open on
 
 
 @dataclass(frozen=True)
@@ -218,7 +222,24 @@ def forecast(anchor: int, scenario: WeatherScenario | None = None, diagnostics: 
 
 
 # ---- selected node and anchor -------------------------------------------------------------------
+def widget_key(choice: str) -> str:
+    """The key of the widgets that show the session's `choice` (one of ANCHOR_KEY, HORIZON_KEY, NODE_KEY)."""
+    return f"{choice}_widget"
+
+
+def _shown(choice: str) -> dict:
+    """Widget arguments that show the session's `choice` and keep a change to it: the widget starts
+    from the choice on every run, on every page, and writes a change back before the page runs."""
+    st.session_state[widget_key(choice)] = st.session_state[choice]
+    return dict(key=widget_key(choice), on_change=_keep, args=(choice,))
+
+
+def _keep(choice: str) -> None:
+    st.session_state[choice] = st.session_state[widget_key(choice)]
+
+
 def selected_node(dataset: TrafficDataset) -> str:
+    """The session's road; the dataset's first where it has none or its graph lacks that road."""
     ids = dataset.graph.node_ids
     if st.session_state.get(NODE_KEY) not in ids:
         st.session_state[NODE_KEY] = ids[0]
@@ -226,9 +247,9 @@ def selected_node(dataset: TrafficDataset) -> str:
 
 
 def node_picker(dataset: TrafficDataset, label: str = "Node") -> str:
-    """A select box over the nodes, shared with map clicks through session state."""
+    """A select box over the nodes, showing the session's road (map clicks set it too)."""
     selected_node(dataset)
-    return st.selectbox(label, dataset.graph.node_ids, key=NODE_KEY, format_func=node_option(dataset.graph))
+    return st.selectbox(label, dataset.graph.node_ids, format_func=node_option(dataset.graph), **_shown(NODE_KEY))
 
 
 def node_option(graph):
@@ -237,17 +258,27 @@ def node_option(graph):
     return lambda node_id: one_line(graph.label(node_id))
 
 
-def anchor_picker(forecaster: Forecaster, key: str = "anchor", label: str = "Forecast made at") -> int:
-    """A slider over the test period's anchors (the last observed step), shared by pages."""
+def anchor_picker(forecaster: Forecaster, label: str = "Forecast made at") -> int:
+    """A slider over the test period's anchors (the last observed step) showing the session's
+    forecast time; a time outside this test period falls back to the default."""
     anchors = forecaster.test_anchors()
     times = forecaster.dataset.timestamps[anchors]
-    if st.session_state.get(key) not in set(anchors.tolist()):
+    if st.session_state.get(ANCHOR_KEY) not in set(anchors.tolist()):
         # Start on a morning rush hour in the middle of the test period: the interesting case.
         rush = np.flatnonzero((times.hour == 7) & (times.minute == 0) & (times.day_of_week < 5))
         middle = rush[np.searchsorted(rush, len(anchors) // 2) % len(rush)] if len(rush) else len(anchors) // 2
-        st.session_state[key] = int(anchors[middle])
+        st.session_state[ANCHOR_KEY] = int(anchors[middle])
     labels = dict(zip(anchors.tolist(), _time_labels(times.to_series())))
-    return st.select_slider(label, options=anchors.tolist(), key=key, format_func=labels.__getitem__)
+    return st.select_slider(label, options=anchors.tolist(), format_func=labels.__getitem__, **_shown(ANCHOR_KEY))
+
+
+def horizon_picker(horizon: int, label: str, format_func, **widget) -> int:
+    """A slider over the forecast's steps 1…`horizon` showing the session's horizon step (+1 h
+    where the session has none or it lies beyond this model's horizon)."""
+    steps = list(range(1, horizon + 1))
+    if st.session_state.get(HORIZON_KEY) not in steps:
+        st.session_state[HORIZON_KEY] = min(DEFAULT_STEP, horizon)
+    return st.select_slider(label, options=steps, format_func=format_func, **widget, **_shown(HORIZON_KEY))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -25,9 +25,8 @@ COLUMN_PX = 44                     # a speed column: "88.8" and its header, no w
 def density_section(forecast, n: int, quantiles: np.ndarray) -> None:
     """The mixture density at one horizon step; the slider redraws only this."""
     freq, targets = forecast.freq, forecast.target_times(0)
-    step = st.select_slider(
-        "Horizon", options=list(range(1, forecast.horizon + 1)), value=min(4, forecast.horizon), key="density_step",
-        format_func=lambda s: f"{horizon_label(s, freq)} · {targets[s - 1]:%H:%M}")
+    step = state.horizon_picker(forecast.horizon, "Horizon",
+                                lambda s: f"{horizon_label(s, freq)} · {targets[s - 1]:%H:%M}")
     mixture = forecast.mixture[0, step - 1, n]
     lo, hi = mixture.quantiles(DENSITY_TAILS).tolist()
     margin = 0.1 * (hi - lo)

@@ -83,7 +83,7 @@ def test_horizon_scrubber_recolours_without_recomputing(app, monkeypatch):
     at = app(PAGE)
     before, median_before = colours(at), nodes(at)["median"]
     calls = count_forecasts(monkeypatch)
-    at.select_slider(key="map_horizon").set_value(12).run()
+    at.select_slider(key="horizon_widget").set_value(12).run()
     assert not at.exception
     assert at.session_state["anchor"] not in calls, "moving the horizon must reuse the cached forecast"
     assert (colours(at) != before).any(axis=1).sum() > 10
@@ -98,7 +98,7 @@ def test_neighbouring_forecast_times_are_prefetched(app, monkeypatch):
     settle()
     calls = count_forecasts(monkeypatch)
     anchor = at.session_state["anchor"]
-    at.select_slider(key="anchor").set_value(anchor + 1).run()
+    at.select_slider(key="anchor_widget").set_value(anchor + 1).run()
     assert not at.exception
     assert anchor + 1 not in calls, "the next forecast time should come from the background prefetch"
     settle()
@@ -107,7 +107,7 @@ def test_neighbouring_forecast_times_are_prefetched(app, monkeypatch):
 
 def test_anchor_scrubber_makes_a_new_forecast(app):
     at = app(PAGE)
-    slider = at.select_slider(key="anchor")
+    slider = at.select_slider(key="anchor_widget")
     before, anchor = nodes(at)["median"], slider.value
     slider.set_value(anchor - 10).run()                   # 2 h 30 min earlier: before the morning rush
     assert not at.exception
@@ -155,7 +155,7 @@ def test_selected_node_is_shown_and_click_selects(app):
     assert "nodes" not in deck_layers(at) and any(layer.startswith("nodes-") for layer in deck_layers(at))
     at.switch_page("views/node_forecast.py").run()
     assert not at.exception
-    assert at.selectbox(key="node_id").value == "n12"
+    assert at.selectbox(key="node_id_widget").value == "n12"
 
 
 def tiny_dataset(workspace) -> None:

@@ -121,7 +121,7 @@ def test_arrows_point_into_the_selected_road_with_widths_proportional_to_attenti
     strongest = graph.node_ids[int(np.argmax(np.where(np.arange(62) == target, 0, row)))]
     assert strongest in listing and "itself" in listing
     # Another road: the arrows follow it.
-    at.selectbox(key="node_id").set_value("n01").run()
+    at.selectbox(key="node_id_widget").set_value("n01").run()
     moved = deck_layers(at)["arrows"]["data"]
     assert len(moved) == (graph.edges["target"] == "n01").sum()
     assert all(a["to_lat"] == pytest.approx(pos.lat[0], abs=0.0012) for a in moved)

@@ -33,7 +33,7 @@ def test_density_slider_redraws_the_density(app):
     at = app(PAGE)
     first = array(trace(plotly(at, "node_density"), "Predictive density")["y"])
     assert first.min() >= 0 and first.max() > 0
-    at.select_slider(key="density_step").set_value(12).run()
+    at.select_slider(key="horizon_widget").set_value(12).run()
     assert not at.exception
     last = array(trace(plotly(at, "node_density"), "Predictive density")["y"])
     assert not np.allclose(first, last)
@@ -58,7 +58,7 @@ def test_table_and_csv_hold_ordered_quantiles(app, downloads):
 
 def test_node_selected_elsewhere_is_shown(app):
     at = app(PAGE, node_id="n33")
-    assert at.selectbox(key="node_id").value == "n33"
+    assert at.selectbox(key="node_id_widget").value == "n33"
     assert any("`n33`" in c.value for c in at.caption)
     other = app(PAGE, node_id="n34")
     assert not np.allclose(at.dataframe[0].value["q50"], other.dataframe[0].value["q50"])
@@ -66,7 +66,7 @@ def test_node_selected_elsewhere_is_shown(app):
 
 def test_anchor_change_moves_the_forecast(app):
     at = app(PAGE)
-    slider = at.select_slider(key="anchor")
+    slider = at.select_slider(key="anchor_widget")
     before = at.dataframe[0].value["target_time"].iloc[0]
     slider.set_value(slider.value + 4).run()
     assert not at.exception

@@ -50,7 +50,7 @@ def test_precipitation_changes_the_forecast(app):
     rain = {t["name"]: array(t["y"]) for t in weather if t["xaxis"] == "x3"}
     np.testing.assert_allclose(rain["Scenario"], rain["Baseline"] + 20, atol=1e-4)
     # The map follows its horizon slider.
-    at.select_slider(key="whatif_step").set_value(12).run()
+    at.select_slider(key="horizon_widget").set_value(12).run()
     assert not np.array_equal(map_changes(at), changes)
 
 
