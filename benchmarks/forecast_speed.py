@@ -3,7 +3,7 @@ diagnostics (gate α, GATv2, temporal and weather attention) — what a dashboar
 with the bundled model on the dense GATv2 path against PyG's, taking turns in one process.
 Prints one JSON object.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/forecast_speed.py [--repeats 50]
+    .venv/bin/python benchmarks/forecast_speed.py [--repeats 50]
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ weeks). More history wins only if its test MAE, averaged over seeds, beats the s
 more than the larger seed-to-seed spread. Prints one JSON object with a Markdown table for the
 README.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/history_length.py [--weeks 8 26] [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N] [--so-far]
+    .venv/bin/python benchmarks/history_length.py [--weeks 8 26] [--seeds 0 1 2] [--device cuda] [--out DIR]
+        [--jobs N] [--so-far]
 
 One 8-week run to convergence took 42 min on the 2-core development CPU (20 epochs); a 26-week
 one takes 7 min an epoch there and was still improving at epoch 17. `--epochs 1 --max-batches 2`
@@ -26,7 +27,8 @@ def history(weeks: int) -> str:
 
 
 def plan(args, seed: int) -> list[tuple[str, Recipe]]:
-    return [(f"{weeks} weeks", Recipe(f"{weeks}w-seed{seed}", history(weeks), seed)) for weeks in sorted(set(args.weeks))]
+    return [(f"{weeks} weeks", Recipe(f"{weeks}w-seed{seed}", history(weeks), seed))
+            for weeks in sorted(set(args.weeks))]
 
 
 def weeks_option(parser) -> None:

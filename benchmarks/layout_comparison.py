@@ -6,7 +6,7 @@ the README's headline. `mean` stays the default only if its test MAE, averaged o
 concat's by more than the larger seed-to-seed spread (issue 9, item 4). Prints one JSON object
 with a Markdown table for the README.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/layout_comparison.py [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N]
+    .venv/bin/python benchmarks/layout_comparison.py [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N]
 
 Six runs to convergence take hours on a 2-core CPU; `--epochs 1 --max-batches 2` is a smoke test.
 With `--out` the runs are kept, and running the command again carries on from them

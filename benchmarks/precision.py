@@ -3,7 +3,7 @@ and under bf16 autocast, on the same seeds (same initial weights and batch order
 seed-to-seed spread of fp32 itself. bf16 passes when, on every seed, its best validation MAE is
 within that spread of fp32's. Also reports each run's training throughput. Prints one JSON object.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/precision.py [--seeds 0 1] [--epochs 2] [--batches 100]
+    .venv/bin/python benchmarks/precision.py [--seeds 0 1] [--epochs 2] [--batches 100]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ scored against the true travel time driven through the simulator's speeds. Laten
 `TripPlanner.plan` alone (fastest and shortest route, 2,000 joint draws, historical and true times)
 with the forecast already computed, as the Route page calls it.
 
-    PYTHONPATH=. python benchmarks/route_calibration.py [--trips 720] [--seed 0]
+    .venv/bin/python benchmarks/route_calibration.py [--trips 720] [--seed 0]
 
 720 trips because a coverage figure from n trips is uncertain by ±sqrt(0.16 / n): ±0.026 at 240,
 as wide as a third of the target band (240 trips gave 0.863, 0.838 and 0.812 for seeds 0–2 of

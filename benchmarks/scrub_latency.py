@@ -15,7 +15,7 @@ makes (stmgt/allocator.py) and, as their baseline, with glibc's defaults. Cold s
 process opening the dashboard straight onto the map, until the map is drawn (and how much of that
 is importing torch, PyG and streamlit).
 
-    PYTHONPATH=. python benchmarks/scrub_latency.py [--repeats 7] [--cold-starts 2]
+    .venv/bin/python benchmarks/scrub_latency.py [--repeats 7] [--cold-starts 2]
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def forward_pass(anchors: list[int], allocator: str) -> list[float]:
     """Seconds per `Forecaster.forecast` in a fresh process, with the app's allocator settings
     ("tuned") or glibc's defaults ("default")."""
     out = subprocess.run([sys.executable, "-c", FORWARD_PASS, allocator, *map(str, anchors)], capture_output=True,
-                         text=True, check=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                         text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -153,7 +153,7 @@ def cold_start(workspace: str) -> tuple[float, float]:
     """(imports done, map drawn) seconds after the process was started."""
     start = time.time()
     out = subprocess.run([sys.executable, "-c", COLD_START, APP, PAGE], capture_output=True, text=True, check=True,
-                         cwd=ROOT, env={**os.environ, "STMGT_WORKSPACE": workspace, "PYTHONPATH": str(ROOT)})
+                         cwd=ROOT, env={**os.environ, "STMGT_WORKSPACE": workspace})
     imported, drawn = map(float, out.stdout.split()[-2:])
     return imported - start, drawn - start
 

@@ -6,20 +6,20 @@ turns round by round, so a machine that gets busier slows them alike; the ratio 
 On the CPU at batch 32; where a GPU is present also samples/s and seconds per 16,000 training
 samples at larger batches. Prints one JSON object.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--steps 2]
+    .venv/bin/python benchmarks/train_speed.py [--rounds 5] [--steps 2]
 
 `--ddp`: data-parallel scaling instead. The project's step runs under torchrun with 1 and then 2
 processes (NCCL on GPUs when there are at least 2, else gloo on the CPU, each process given its
 share of the CPU threads) at the same per-process batch; samples/s counts all processes' windows,
 and the scaling efficiency is samples/s(2) / (2 × samples/s(1)).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --ddp [--steps 4] [--batch-size 32]
+    .venv/bin/python benchmarks/train_speed.py --ddp [--steps 4] [--batch-size 32]
 
 `--whatif`: what the what-if loss costs. The project's compiled CPU step at batch 32 without it and
 with it (`whatif_weight` 3: a second pass over 32 windows, each under its observed and an edited
 weather), in turns as above.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --whatif [--rounds 5] [--steps 2]
+    .venv/bin/python benchmarks/train_speed.py --whatif [--rounds 5] [--steps 2]
 """
 
 from __future__ import annotations
@@ -122,17 +122,16 @@ def ddp_worker(args) -> None:
 def ddp_scaling(args) -> dict:
     """torchrun with 1 and 2 processes on the devices there are."""
     device = "cuda" if torch.cuda.device_count() >= 2 else "cpu"
+    gpus = f", {torch.cuda.device_count()} × {torch.cuda.get_device_name()}" if device == "cuda" else ""
     result = {"benchmark": "train_speed --ddp", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
-                         + (f", {torch.cuda.device_count()} × {torch.cuda.get_device_name()}" if device == "cuda" else ""),
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{gpus}",
               "torch": torch.__version__, "device": device, "backend": "nccl" if device == "cuda" else "gloo",
               "per_process_batch_size": args.batch_size, "steps": args.steps, "runs": []}
     for processes in (1, 2):
         out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                               f"--nproc-per-node={processes}", __file__, "--ddp-worker", "--device", device,
                               "--steps", str(args.steps), "--batch-size", str(args.batch_size)],
-                             capture_output=True, text=True, check=True,
-                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+                             capture_output=True, text=True, check=True)
         result["runs"].append(json.loads(out.stdout.strip().splitlines()[-1]))
     one, two = (r["samples_per_s"] for r in result["runs"])
     result["scaling_efficiency"] = two / (2 * one)

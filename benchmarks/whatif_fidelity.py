@@ -6,7 +6,7 @@ forecast median) and the MAE of the change per node and network-wide, with pass/
 Prints one JSON object and saves it as `whatif_fidelity.json` in the run folder, where the
 Evaluation page shows it.
 
-    PYTHONPATH=. python benchmarks/whatif_fidelity.py [--run assets/model] [--anchors 50]
+    .venv/bin/python benchmarks/whatif_fidelity.py [--run assets/model] [--anchors 50]
 """
 
 from __future__ import annotations

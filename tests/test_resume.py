@@ -1,7 +1,6 @@
 """Interrupted training: a cancel, an exception or SIGKILL mid-epoch leaves earlier runs intact and
 the new run resumable (or clearly failed), and a resumed run ends exactly where an unbroken one does."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -113,8 +112,7 @@ def test_sigkill_mid_training_leaves_old_runs_intact_and_the_new_one_resumable(d
     before = {p.name: p.read_bytes() for p in old.path.iterdir()}
 
     new = tmp_path / "new"
-    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(new)], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-c", KILLABLE, str(new)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     for line in proc.stdout:
         if line.startswith("epoch 2") or time.monotonic() > deadline:

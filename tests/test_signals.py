@@ -42,7 +42,6 @@ def background_train(tmp_path, epoch: int = 2) -> tuple[subprocess.Popen, Path]:
          "--epochs", str(EPOCHS), "--max-batches", "3", "--device", "cpu", "--no-evaluate", "--progress-json",
          "--out", str(run_dir)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     for line in proc.stdout:
         record = json.loads(line)

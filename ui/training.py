@@ -46,7 +46,6 @@ from ui.text import md
 log = logging.getLogger(__name__)
 
 ACTIVE = ("running", "evaluating")
-ROOT = Path(__file__).resolve().parent.parent      # where `-m stmgt` is found
 LOG_TAIL = 16_000                                   # bytes of the processes' stderr read for a failure's reason
 EXCEPTION = re.compile(r"^[\w.]*(Error|Exception): \S")   # a traceback's last line
 
@@ -288,9 +287,8 @@ class ProcessJob(Job):
 
     def _run(self, command: list[str], stderr) -> int:
         """Run `command` to its end, following its stdout; on cancel, signal its process group."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                env=env, start_new_session=True)
+                                start_new_session=True)
         reader = threading.Thread(target=self._follow, args=(proc.stdout,), name=f"{self._thread.name}-out",
                                   daemon=True)
         reader.start()
