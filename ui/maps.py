@@ -66,6 +66,12 @@ def legend_html(stops, unit: str, fmt=lambda x: f"{x:g}") -> str:
             f"<div style='font-size:0.75rem;color:#666;margin-top:2px'>{html(unit)}</div></div>")
 
 
+def rounded(values, decimals: int) -> np.ndarray:
+    """Numbers for a tooltip field, rounded in float64: a float32 rounded to 7.6 reaches the tooltip
+    as 7.599999904632568. NaN stays NaN (an empty field)."""
+    return np.round(np.asarray(values, dtype=np.float64), decimals)
+
+
 def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basemap: bool = False,
              tooltip_html: str, highlight: str | None = None, arrows: pd.DataFrame | None = None,
              edge_colour: np.ndarray | None = None, size: tuple[int, int] = (440, 420),

@@ -13,7 +13,7 @@ from stmgt.data.importers import import_generic, import_matrix, import_metr_la, 
 from stmgt.errors import DataError
 from stmgt.workspace import slug
 from ui import data_import, server_files, state
-from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
+from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded
 from ui.text import code, html, md
 
 RESULT, SAVED, DELETING = "data_result", "data_saved", "data_deleting"
@@ -151,8 +151,7 @@ def show_report(result) -> None:
 def preview_map(dataset, missing: pd.Series) -> None:
     mean = dataset.speed_frame().mean()
     graph = dataset.graph
-    nodes = graph.nodes[["node_id", "name"]].assign(mean_speed=mean.round(1).to_numpy(),
-                                                   missing=(100 * missing).round(1).to_numpy())
+    nodes = graph.nodes[["node_id", "name"]].assign(mean_speed=rounded(mean, 1), missing=rounded(100 * missing, 1))
     basemap = graph.has_coordinates and basemap_toggle("data_basemap")
     st.pydeck_chart(road_map(graph, nodes, ramp(mean.to_numpy(), SPEED_STOPS), basemap=basemap,
                              tooltip_html="<b>{name}</b><br/>{node_id}<br/>mean {mean_speed} km/h · "

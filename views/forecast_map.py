@@ -14,12 +14,11 @@ from stmgt.data.dataset import FREE_FLOW_PERCENTILE
 from stmgt.errors import DataError
 from ui import state
 from ui.fan_chart import horizon_bars, horizon_label
-from ui.maps import PROB_STOPS, SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
+from ui.maps import PROB_STOPS, SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded
 from ui.text import code, md
 
 MEDIAN, PROBABILITY = "Median speed", "Congestion probability"
 PICK_KEY = "forecast_map_pick"
-ANCHOR_KEY = "anchor"
 PREFETCH_KEY = "forecast_map_prefetch"
 PREFETCH_THREAD = "stmgt-prefetch"
 PREFETCH_STEPS = (1, -1, 2, -2)     # neighbouring forecast times computed in the background
@@ -37,7 +36,8 @@ def prefetch_neighbours(anchors: np.ndarray) -> None:
 
     def work() -> None:
         done = set()
-        while (anchor := st.session_state.get(ANCHOR_KEY)) is not None:     # None: the user left the page
+        while True:
+            anchor = st.session_state[state.ANCHOR_KEY]
             i = int(np.searchsorted(anchors, anchor))
             todo = [int(anchors[i + step]) for step in PREFETCH_STEPS if 0 <= i + step < len(anchors)]
             todo = [a for a in todo if a not in done]
@@ -62,26 +62,26 @@ def scrubbed_map(forecaster, colour_by: str, share: float, basemap: bool) -> Non
     graph = dataset.graph
     left, right = st.columns([3, 2])
     with left:
-        anchor = state.anchor_picker(forecaster, key=ANCHOR_KEY)
+        anchor = state.anchor_picker(forecaster)
     forecast = state.forecast(anchor)
     targets = forecast.target_times(0)
     with right:
-        step = st.select_slider(
-            "Forecast horizon", options=list(range(1, forecast.horizon + 1)), value=min(4, forecast.horizon),
-            key="map_horizon", format_func=lambda s: f"{horizon_label(s, forecast.freq)} · {targets[s - 1]:%H:%M}",
+        step = state.horizon_picker(
+            forecast.horizon, "Forecast horizon",
+            lambda s: f"{horizon_label(s, forecast.freq)} · {targets[s - 1]:%H:%M}",
             help="How far ahead of the forecast time; the clock time is the target time.")
     h = step - 1
     target = targets[h]
 
     # One forecast (cached); the frame only slices it: quantiles for this step, P(congested) for all steps.
     mixture = forecast.mixture[0, h]
-    q10, median, q90 = mixture.quantiles(INTERVAL).double().numpy().T     # float64: tooltips print short
+    q10, median, q90 = mixture.quantiles(INTERVAL).numpy().T
     limit = share / 100 * state.free_flow()                                  # [N] km/h, NaN: never observed
     p_all = forecast.mixture[0].prob_below(torch.as_tensor(limit, dtype=mixture.means.dtype)).double().numpy()
     p_congested = p_all[h]
     congested = f"speed < {share:g} % of free-flow"
     nodes = graph.nodes[["node_id", "road_class"]].assign(
-        name=list(graph.names.values()), median=median.round(1), q10=q10.round(1), q90=q90.round(1),
+        name=list(graph.names.values()), median=rounded(median, 1), q10=rounded(q10, 1), q90=rounded(q90, 1),
         p_congested=p_congested.round(3), limit=[f"{x:.1f} km/h" if np.isfinite(x) else "unknown" for x in limit],
         p_text=[f"{100 * p:.0f} %" if np.isfinite(p) else "—" for p in p_congested])
 

@@ -1,6 +1,5 @@
 """Overview: the dataset and the model at a glance."""
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -9,7 +8,7 @@ from stmgt.errors import DataError
 from ui import state
 from ui.eval_charts import MODEL_NAMES
 from ui.labels import attention_heads, moment, scoring_weather
-from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
+from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded
 from ui.text import code, md
 
 st.title("Overview")
@@ -29,8 +28,7 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
     with st.container(width=580):
         st.subheader("Current speed")
         latest = dataset.speed[-1]
-        nodes = dataset.graph.nodes[["node_id", "name", "road_class"]].assign(
-            speed=np.round(latest.astype(float), 1))
+        nodes = dataset.graph.nodes[["node_id", "name", "road_class"]].assign(speed=rounded(latest, 1))
         basemap = basemap_toggle("overview_basemap")
         deck = road_map(dataset.graph, nodes, ramp(latest, SPEED_STOPS), basemap=basemap,
                         tooltip_html="<b>{name}</b><br/>{node_id} · {road_class}<br/>speed {speed} km/h",

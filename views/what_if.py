@@ -12,7 +12,7 @@ from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
 from ui import state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison
-from ui.maps import DELTA_STOPS, basemap_toggle, legend_html, ramp, road_map, signed
+from ui.maps import DELTA_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded, signed
 from ui.text import md
 
 MAP_KEY, TRUE_MAP_KEY = "whatif_map", "whatif_true_map"
@@ -146,12 +146,13 @@ def what_if() -> None:
 
     st.divider()
     slider, toggle = st.columns([3, 1], vertical_alignment="bottom")
-    step = slider.select_slider("Map horizon", steps, value=min(4, base.horizon), key="whatif_step",
-                                format_func=lambda k: f"{horizon_label(k, base.freq)} · {times[k - 1]:%H:%M}")
+    with slider:
+        step = state.horizon_picker(base.horizon, "Map horizon",
+                                    lambda k: f"{horizon_label(k, base.freq)} · {times[k - 1]:%H:%M}")
     basemap_toggle("whatif_basemap", toggle)
     median_change = q_scen[step - 1, :, MEDIAN] - q_base[step - 1, :, MEDIAN]
     nodes = dataset.graph.nodes[["node_id", "name"]].assign(
-        base=np.round(q_base[step - 1, :, MEDIAN], 1), scenario=np.round(q_scen[step - 1, :, MEDIAN], 1),
+        base=rounded(q_base[step - 1, :, MEDIAN], 1), scenario=rounded(q_scen[step - 1, :, MEDIAN], 1),
         change=fmt_change(median_change))
     tooltip = "<b>{name}</b><br/>{node_id}<br/>median {base} → {scenario} km/h ({change})"
     legend = legend_html(DELTA_STOPS, "change in speed, km/h (red = slower, blue = faster)", fmt=signed)
