@@ -49,6 +49,13 @@ def open_page(page: Page, base: str, path: str, title: str) -> Page:
     return page
 
 
+def go_to(page: Page, title: str) -> None:
+    """Open a page from the sidebar, in the same session (so the dataset chosen stays chosen)."""
+    page.get_by_test_id("stSidebar").get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=LOAD_MS)
+    settle(page, LOAD_MS)
+
+
 def metric(page: Page, label: str) -> str:
     """The value shown by the st.metric whose label starts with `label`."""
     box = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label))

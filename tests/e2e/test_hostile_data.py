@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import numpy as np
-from e2e_helpers import LOAD_MS, assert_healthy, node_marks, screenshot, settle
+from e2e_helpers import LOAD_MS, assert_healthy, go_to, node_marks, screenshot, settle
 from PIL import Image
 from playwright.sync_api import Page, expect
 
@@ -58,13 +58,6 @@ def hostile_dashboard(tmp_path_factory) -> Iterator[str]:
     hostile_workspace(root / "workspace")
     with serve(root / "workspace", root / "streamlit.log") as url:
         yield url
-
-
-def go_to(page: Page, title: str) -> None:
-    """Open a page from the sidebar, in the same session (so the dataset chosen stays chosen)."""
-    page.get_by_test_id("stSidebar").get_by_role("link", name=title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=LOAD_MS)
-    settle(page, LOAD_MS)
 
 
 def ring_centre(shot: bytes) -> list[tuple[float, float]]:
