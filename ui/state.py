@@ -28,6 +28,7 @@ BUNDLED_LABEL = "Bundled model"
 # Plain session keys that no widget owns: Streamlit ties a widget's state to its page and drops it on
 # the next run without that page, so a choice held by the widget alone reset whenever the page changed.
 ANCHOR_KEY, HORIZON_KEY, NODE_KEY = "anchor", "horizon", "node_id"
+ANCHOR_TIME_KEY = "anchor_time"     # (dataset, clock time) of the anchor: carries it to another dataset
 DEFAULT_STEP = 4      # +1 h at 15-minute steps: the horizon pages open on
 
 
@@ -263,13 +264,30 @@ def anchor_picker(forecaster: Forecaster, label: str = "Forecast made at") -> in
     forecast time; a time outside this test period falls back to the default."""
     anchors = forecaster.test_anchors()
     times = forecaster.dataset.timestamps[anchors]
+    spec = json.dumps(current_dataset_spec(), sort_keys=True)
+    _carry_anchor(spec, anchors, times)
     if st.session_state.get(ANCHOR_KEY) not in set(anchors.tolist()):
         # Start on a morning rush hour in the middle of the test period: the interesting case.
         rush = np.flatnonzero((times.hour == 7) & (times.minute == 0) & (times.day_of_week < 5))
         middle = rush[np.searchsorted(rush, len(anchors) // 2) % len(rush)] if len(rush) else len(anchors) // 2
         st.session_state[ANCHOR_KEY] = int(anchors[middle])
     labels = dict(zip(anchors.tolist(), _time_labels(times.to_series())))
-    return st.select_slider(label, options=anchors.tolist(), format_func=labels.__getitem__, **_shown(ANCHOR_KEY))
+    anchor = st.select_slider(label, options=anchors.tolist(), format_func=labels.__getitem__, **_shown(ANCHOR_KEY))
+    st.session_state[ANCHOR_TIME_KEY] = (spec, times[int(np.searchsorted(anchors, anchor))])
+    return anchor
+
+
+def _carry_anchor(spec: str, anchors: np.ndarray, times: pd.DatetimeIndex) -> None:
+    """After a change of dataset, the session's forecast time is the same clock time in the new
+    one (an anchor is a step index, which means another time there), or its default, said in words."""
+    chosen = st.session_state.get(ANCHOR_TIME_KEY)
+    if chosen is None or chosen[0] == spec:
+        return
+    same = np.flatnonzero(times == chosen[1])
+    st.session_state[ANCHOR_KEY] = int(anchors[same[0]]) if len(same) else None
+    if not len(same):
+        st.caption(f"The chosen forecast time, {chosen[1]:%a %d %b %H:%M}, is outside this dataset's test "
+                   f"period ({times[0]:%d %b %Y} – {times[-1]:%d %b %Y}): showing the default time instead.")
 
 
 def horizon_picker(horizon: int, label: str, format_func, **widget) -> int:
