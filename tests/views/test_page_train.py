@@ -55,8 +55,9 @@ def other_graph_checkpoint(tmp_path_factory, small) -> bytes:
 
 
 def runs_in(workspace):
+    """Run folders in the workspace (not the hidden lock file beside a run being written)."""
     folder = workspace / "runs"
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
 
 
 def messages(elements):
