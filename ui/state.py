@@ -29,7 +29,7 @@ BUNDLED_LABEL = "Bundled model"
 # the next run without that page, so a choice held by the widget alone reset whenever the page changed.
 ANCHOR_KEY, HORIZON_KEY, NODE_KEY = "anchor", "horizon", "node_id"
 ANCHOR_TIME_KEY = "anchor_time"     # (dataset, clock time) of the anchor: carries it to another dataset
-DEFAULT_STEP = 4      # +1 h at 15-minute steps: the horizon pages open on
+DEFAULT_STEP = 4                    # the horizon step pages open on (+1 h at 15-minute steps)
 
 
 @dataclass(frozen=True)
