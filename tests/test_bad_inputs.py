@@ -1060,15 +1060,19 @@ FOREIGN = [
 ]
 
 
-@pytest.mark.parametrize("kind,add,named", [c[1:] for c in FOREIGN], ids=[c[0] for c in FOREIGN])
-def test_overwrite_refuses_a_folder_of_ours_that_holds_the_users_files(tmp_path, capsys, trained, kind, add, named):
+def overwriting(tmp_path, trained, kind: str, *options):
+    """A dataset or run folder of ours at `tmp_path/out`, and the command line that overwrites it."""
     given = write_folder(small_dataset(weather=False), tmp_path / "given")
     if kind == "dataset":
         out = write_folder(small_dataset(), tmp_path / "out")
-        argv = ["import", "generic", given, "--out", out, "--overwrite"]
-    else:
-        out = our_run(trained, tmp_path / "out")
-        argv = train_args(tmp_path, "--out", out, "--overwrite")
+        return out, ["import", "generic", given, "--out", out, "--overwrite"]
+    out = our_run(trained, tmp_path / "out")
+    return out, train_args(tmp_path, "--out", out, "--overwrite", *options)
+
+
+@pytest.mark.parametrize("kind,add,named", [c[1:] for c in FOREIGN], ids=[c[0] for c in FOREIGN])
+def test_overwrite_refuses_a_folder_of_ours_that_holds_the_users_files(tmp_path, capsys, trained, kind, add, named):
+    out, argv = overwriting(tmp_path, trained, kind)
     add(out)
     before = tree(tmp_path)
     cli_fails(argv, f"--out {out}: holds files this tool did not write: {named}; move them out or choose "
@@ -1081,13 +1085,7 @@ def test_overwrite_refuses_a_folder_of_ours_that_holds_the_users_files(tmp_path,
                          ids=["dataset", "dataset-killed-write", "run", "run-killed-write"])
 def test_overwrite_replaces_a_folder_that_holds_only_our_files(tmp_path, capsys, trained, kind, leftover):
     """Also the temporary file of an atomic write that a killed process left is known as ours."""
-    given = write_folder(small_dataset(weather=False), tmp_path / "given")
-    if kind == "dataset":
-        out = write_folder(small_dataset(), tmp_path / "out")
-        argv = ["import", "generic", given, "--out", out, "--overwrite"]
-    else:
-        out = our_run(trained, tmp_path / "out")
-        argv = train_args(tmp_path, "--out", out, "--overwrite", "--seed", "5")
+    out, argv = overwriting(tmp_path, trained, kind, "--seed", "5")
     if leftover:
         write(out / leftover, "half a file")
     assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
