@@ -5,6 +5,7 @@ streets with their names, which works offline."""
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,10 @@ HALO = (20, 20, 20)                 # the ring around the selected node: its fil
 LABEL = (80, 80, 80)                # lighter than node outlines, which the e2e tests find by darkness
 LABEL_PX, LABEL_CHAR = 12, 0.55     # street-name text height (px) and a character's width per px of it
 CARTO_LIGHT = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
+# Without street tiles: an empty map style, inline. Given no style at all, Streamlit's chart loads
+# Carto's style from the internet anyway, a request on every map even offline (pydeck takes a style
+# object only for Mapbox, so it goes as a data URL).
+NO_BASEMAP = "data:application/json," + quote(json.dumps({"version": 8, "sources": {}, "layers": []}))
 
 
 class CompactDeck(pdk.Deck):
@@ -116,7 +121,7 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
                                 radius_max_pixels=24, filled=False, stroked=True, get_line_color=[*HALO, 255],
                                 get_line_width=3, line_width_units='"pixels"', pickable=False))
     return CompactDeck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
-                       map_style=CARTO_LIGHT if basemap else None,
+                       map_style=CARTO_LIGHT if basemap else NO_BASEMAP,
                        tooltip={"html": tooltip_html, "style": {"fontSize": "12px"}})
 
 

@@ -13,7 +13,7 @@ from stmgt.trip import TripPlanner
 from ui import state
 from ui.downloads import csv_download
 from ui.fan_chart import horizon_label
-from ui.maps import NODE_LAYER, SPEED_STOPS, legend_html, ramp, road_map
+from ui.maps import NODE_LAYER, SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 from ui.route_chart import travel_time_histogram
 from ui.text import md
 
@@ -60,9 +60,7 @@ pick = st.columns([4, 4, 2, 2])
 origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=state.node_option(graph))
 destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=state.node_option(graph))
 pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
-basemap = pick[3].toggle("Basemap", value=True, key="route_basemap",
-                         help="Carto street tiles (needs internet); switch off when offline — the roads and route "
-                              "still draw.")
+basemap = basemap_toggle("route_basemap", pick[3])
 when = st.columns([5, 4, 3])
 with when[0]:
     anchor = state.anchor_picker(forecaster)

@@ -25,8 +25,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped
 
 PAGES = ["Overview", "Forecast map", "Node forecast", "Route", "Interpretability", "Weather what-if", "Train & load",
          "Evaluation", "Data"]
-# Street tiles, which the Route page's map loads by default: the app's own choice, not the data's.
-TILES = "basemaps.cartocdn.com"
 HOVERS = 4                      # node marks hovered per map, after the selected node (the script, ids[0])
 RING = 26                       # the selected node's ring is drawn darker than any other mark (ui.maps.HALO)
 PAYLOAD_TAG = re.compile(r"<\s*/?\s*(?:img|script|a|b onmouseover)\b")
@@ -89,7 +87,7 @@ def test_hostile_names_stay_text_on_every_page(page: Page, hostile_dashboard: st
     dialogs, elsewhere = [], []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     home = urlsplit(hostile_dashboard).netloc
-    page.on("request", lambda request: urlsplit(request.url).netloc in (home, TILES, "")
+    page.on("request", lambda request: urlsplit(request.url).netloc in (home, "")
             or request.url.startswith("data:") or elsewhere.append(request.url))
 
     page.goto(hostile_dashboard)
