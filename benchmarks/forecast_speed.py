@@ -20,9 +20,10 @@ import torch
 
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.simulate import simulate
-from stmgt.forecast import QUANTILE_LEVELS, Forecaster
+from stmgt.forecasting.forecast import QUANTILE_LEVELS, Forecaster
 from stmgt.model import STMGT
-from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
 
 
 def forecaster_on(path: str, loaded, data) -> Forecaster:

@@ -19,7 +19,7 @@ import torch
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
-from stmgt.train import TrainConfig, bf16_native, fit, resolve_device
+from stmgt.training.trainer import TrainConfig, bf16_native, fit, resolve_device
 
 
 def short_run(data, device, seed: int, bf16: bool, epochs: int, batches: int) -> dict:

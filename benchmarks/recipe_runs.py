@@ -31,9 +31,9 @@ import torch
 
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.sources import load_dataset, parse_data_arg
-from stmgt.evaluate import evaluate
-from stmgt.runs import CONFIG, Run, kept_epoch
-from stmgt.train import TRAINING_STATE, TrainConfig, resolve_device
+from stmgt.evaluation.evaluate import evaluate
+from stmgt.storage.runs import CONFIG, Run, kept_epoch
+from stmgt.training.trainer import TRAINING_STATE, TrainConfig, resolve_device
 
 HOURS = {"+15 min": 0, "+1 h": 3, "+3 h": 11}             # horizon steps reported one by one
 FIGURES = ["val_mae", "test_mae", *(f"test_mae {name}" for name in HOURS), "test_crps", "coverage_80"]

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 
 from stmgt.allocator import reuse_freed_memory
-from stmgt.copula import ErrorCopula
+from stmgt.routing.copula import ErrorCopula
 from stmgt.data.sources import EMBEDDED, load_dataset
-from stmgt.forecast import Forecaster
-from stmgt.runs import BUNDLED_RUN, Run
-from stmgt.trip import SAMPLES, TripPlanner
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
+from stmgt.routing.trip import SAMPLES, TripPlanner
 
 MAX_DEPART_STEPS = 6        # departures 0, 15, …, 75 min after the forecast was made
 LATENCY_REPEATS = 40

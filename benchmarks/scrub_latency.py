@@ -37,8 +37,9 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from stmgt.data.sources import EMBEDDED, load_dataset
-from stmgt.forecast import Forecaster
-from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFETCH_THREAD = "stmgt-prefetch"      # the name views/forecast_map.py gives its prefetch thread
@@ -125,8 +126,9 @@ import json, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.sources import EMBEDDED, load_dataset
-from stmgt.forecast import Forecaster
-from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
 if sys.argv[1] == "tuned":
     reuse_freed_memory()
 forecaster = Forecaster(Run(BUNDLED_RUN).load(), load_dataset(dict(EMBEDDED)))

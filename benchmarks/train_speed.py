@@ -1,6 +1,6 @@
 """Training throughput, side by side in one process: the specification's own code
 (`benchmarks/spec_reference.py`: PyG GATv2Conv, concat heads, eager) against the project's training
-step (`stmgt.train.Trainer.step`, default config: bf16 autocast where the CPU runs bf16 natively, and
+step (`stmgt.training.trainer.Trainer.step`, default config: bf16 autocast where the CPU runs bf16 natively, and
 fp32 beside it), on the embedded 62-node graph. Contenders take
 turns round by round, so a machine that gets busier slows them alike; the ratio is the figure.
 On the CPU at batch 32; where a GPU is present also samples/s and seconds per 16,000 training
@@ -38,12 +38,12 @@ from datetime import datetime, timezone
 import torch
 
 from benchmarks.spec_reference import SpecTraining
-from stmgt import distributed
+from stmgt.training import distributed
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
-from stmgt.train import TrainConfig, Trainer, bf16_native
+from stmgt.training.trainer import TrainConfig, Trainer, bf16_native
 
 SAMPLES = 16_000
 

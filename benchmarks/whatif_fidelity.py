@@ -20,11 +20,12 @@ from datetime import datetime, timezone
 
 import torch
 
-from stmgt import fidelity
+from stmgt.evaluation import fidelity
 from stmgt.data.simulate import simulator_for
 from stmgt.data.sources import load_dataset
-from stmgt.forecast import Forecaster
-from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
 
 
 def main() -> int:

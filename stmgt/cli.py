@@ -1,7 +1,7 @@
-"""`python -m stmgt ...`: simulate, import, train, evaluate, forecast, whatif, route, runs.
+"""`stmgt ...` (or `python -m stmgt ...`): simulate, import, train, evaluate, forecast, whatif, route, runs.
 
 Bad input ends with one line `error: ...` on stderr and exit status 2, never a traceback; no
-command deletes or overwrites what it did not write (`stmgt.outputs`)."""
+command deletes or overwrites what it did not write (`stmgt.storage.outputs`)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from stmgt import distributed
+from stmgt.training import distributed
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
 from stmgt.data.folder import DATASET, write_folder
@@ -27,22 +27,23 @@ from stmgt.data.importers.common import unobserved_note
 from stmgt.data.simulate import simulate, simulator_for
 from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
-from stmgt.evaluate import evaluate, versus_baselines
-from stmgt.exports import csv_bytes
-from stmgt.forecast import Forecaster, WeatherScenario
-from stmgt.jsonfile import atomic_write_bytes, json_text, read_json, write_json
+from stmgt.evaluation.evaluate import evaluate, versus_baselines
+from stmgt.storage.exports import csv_bytes
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.data.scenario import WeatherScenario
+from stmgt.storage.jsonfile import atomic_write_bytes, json_text, read_json, write_json
 from stmgt.limits import LIMITS
 from stmgt.model import STMGTConfig
-from stmgt.lock import FolderLock
-from stmgt.outputs import (check_file_target, check_folder_target, locked_target, os_failure, remove_ours,
+from stmgt.storage.lock import FolderLock
+from stmgt.storage.outputs import (check_file_target, check_folder_target, locked_target, os_failure, remove_ours,
                            staged_folder)
-from stmgt.routing import RoadNetwork
-from stmgt.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
-from stmgt.stopping import Stopped, stop_on_signals
-from stmgt.train import TrainConfig, Trainer, fit, resolve_device
-from stmgt.trip import SAMPLES, TripPlanner, check_request
-from stmgt.what_if import changes_frame, model_change, true_change
-from stmgt.workspace import Workspace
+from stmgt.routing.network import RoadNetwork
+from stmgt.storage.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
+from stmgt.training.stopping import Stopped, stop_on_signals
+from stmgt.training.trainer import TrainConfig, Trainer, fit, resolve_device
+from stmgt.routing.trip import SAMPLES, TripPlanner, check_request
+from stmgt.forecasting.what_if import changes_frame, model_change, true_change
+from stmgt.storage.workspace import Workspace
 
 DATA_HELP = "dataset: a folder in the generic format, or 'sim' for the embedded simulated HCMC data"
 OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is never replaced)"
@@ -107,7 +108,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m stmgt", description=__doc__)
+    parser = _Parser(prog="stmgt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("simulate", help="write the embedded simulator's data in the generic format")
@@ -310,7 +311,7 @@ def _train_here(args, device, configs, emit) -> None:
     """Every check that needs no training (the folder, the data and its length, the settings, what
     a resume needs) comes before the run is marked running, so a refused run leaves nothing behind.
     SIGINT/SIGTERM stop
-    the work after the current batch (`stmgt.stopping`) from when the data is loaded; before that
+    the work after the current batch (`stmgt.training.stopping`) from when the data is loaded; before that
     there is nothing to keep, and under torchrun a rank that dies then lets the launcher end cleanly."""
     if args.resume:
         run_dir, spec, config, train_config = distributed.on_main(lambda: _resumable(args.resume, args.epochs))
@@ -601,7 +602,7 @@ def main(argv=None) -> int:
     except OSError as exc:        # disk full, permissions changed under us: still one line, naming the file
         _error(f"{exc.filename}: {os_failure(exc)}" if exc.filename else os_failure(exc))
         return 2
-    except KeyboardInterrupt as exc:         # Ctrl-C, or a long command's stop signal (stmgt.stopping)
+    except KeyboardInterrupt as exc:         # Ctrl-C, or a long command's stop signal (stmgt.training.stopping)
         _error(str(exc) or "interrupted")
         return 128 + getattr(exc, "signum", signal.SIGINT)
     return 0

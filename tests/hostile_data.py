@@ -14,11 +14,11 @@ from markdown_it import MarkdownIt
 
 from stmgt.data.folder import read_folder, write_folder
 from stmgt.data.simulate import simulate
-from stmgt.evaluate import evaluate
-from stmgt.graph import RoadGraph
+from stmgt.evaluation.evaluate import evaluate
+from stmgt.data.graph import RoadGraph
 from stmgt.model import STMGTConfig
-from stmgt.runs import Run
-from stmgt.train import TrainConfig, fit
+from stmgt.storage.runs import Run
+from stmgt.training.trainer import TrainConfig, fit
 
 # Each would run, fetch, link, format or reorder if it reached HTML or Markdown unescaped.
 PAYLOADS = ["<img src=x onerror=alert(1)>", "<script>alert(2)</script>", "![b](http://example.invalid/b.png)",

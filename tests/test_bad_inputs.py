@@ -24,27 +24,29 @@ import pandas as pd
 import pytest
 import torch
 
-from stmgt.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
+from stmgt.storage.checkpoint import FORMAT, VERSION, load_checkpoint, save_checkpoint
 from stmgt.cli import main
-from stmgt.copula import ErrorCopula
+from stmgt.routing.copula import ErrorCopula
 from stmgt.data.dataset import Scaler, TrafficDataset, split_ranges
 from stmgt.data.folder import read_folder, write_folder
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
-from stmgt.exports import FORMULA_STARTS, neutralise, restored
-from stmgt.forecast import Forecaster, WeatherScenario
-from stmgt.graph import RoadGraph
-from stmgt.jsonfile import write_json
+from stmgt.storage.exports import FORMULA_STARTS, neutralise, restored
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.data.scenario import WeatherScenario
+from stmgt.data.graph import RoadGraph
+from stmgt.storage.jsonfile import write_json
 from stmgt.limits import LIMITS
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.model.config import SIZES as MODEL_SIZES
-from stmgt.runs import BUNDLED_RUN, Run
-from stmgt.train import SIZES as TRAIN_SIZES
-from stmgt.train import TrainConfig, fit
-from stmgt.trip import TripPlanner
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
+from stmgt.training.trainer import SIZES as TRAIN_SIZES
+from stmgt.training.trainer import TrainConfig, fit
+from stmgt.routing.trip import TripPlanner
 from tests.hostile_data import (DATASET_NAME, PAYLOADS, RUN_NAME, hostile_graph, html_dangers, markdown_dangers,
                                 rendered_text)
-from tests.test_importers import MATRIX_ADJ, MATRIX_SPEED, small_dataset, write
+from tests.samples import MATRIX_ADJ, MATRIX_SPEED, small_dataset, write
 from ui import data_import, server_files
 from ui.heatmaps import attention_matrix, gate_figure
 from ui.maps import SPEED_STOPS, legend_html, road_map
@@ -368,7 +370,7 @@ def test_hostile_pickle_runs_nothing(tmp_path, capsys):
     pkl = tmp_path / "adj_mx.pkl"
     pkl.write_bytes(pickle.dumps(Exploit(marker)))
     h5 = tmp_path / "speed.h5"
-    from tests.test_importers import metr_table
+    from tests.samples import metr_table
     metr_table().to_hdf(h5, key="df")
     cli_fails(["import", "metr-la", h5, pkl, "--out", tmp_path / "o"], "refused", capsys)
     assert not marker.exists() and not (tmp_path / "o").exists()
@@ -658,7 +660,7 @@ def test_route_samples_over_the_memory_budget_are_refused_with_the_estimate(tmp_
     planner = TripPlanner(half_week, ErrorCopula.independent(half_week.num_nodes, forecaster.horizon))
     anchor = forecaster.anchor_at(half_week.timestamps[200])
     edge = half_week.graph.edges.iloc[0]
-    monkeypatch.setattr("stmgt.trip.memory_budget", lambda: 10**6)
+    monkeypatch.setattr("stmgt.routing.trip.memory_budget", lambda: 10**6)
     with pytest.raises(DataError, match="samples of the trip .* would need about .* more than the 0.0 GB") as err:
         planner.plan(forecaster.forecast(anchor), edge.source, edge.target, half_week.timestamps[200], samples=20_000)
     assert "ask for fewer samples" in str(err.value)
@@ -1024,7 +1026,7 @@ def tree(folder):
 @contextmanager
 def held_by_another_process(folder):
     """`folder`'s writer lock, held by a child process until the block ends; yields its pid."""
-    child = subprocess.Popen([sys.executable, "-c", "import sys; from stmgt.lock import FolderLock; "
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from stmgt.storage.lock import FolderLock; "
                               "lock = FolderLock(sys.argv[1], 'test'); print('held', flush=True); sys.stdin.read()",
                               str(folder)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
@@ -1251,7 +1253,7 @@ def test_data_too_short_leaves_no_run_of_a_dashboard_job(tmp_path):
 
 def test_a_dataset_being_saved_or_swapped_out_is_not_listed(isolated_workspace):
     """A save builds the dataset in a hidden folder beside its own: the sidebar never lists that."""
-    from stmgt.workspace import Workspace
+    from stmgt.storage.workspace import Workspace
     workspace = Workspace.default()
     mine = write_folder(small_dataset(), workspace.dataset_dir("mine"))
     shutil.copytree(mine, workspace.datasets_dir / ".mine.partial-x1y2z3")
@@ -1262,7 +1264,7 @@ def test_a_dataset_being_saved_or_swapped_out_is_not_listed(isolated_workspace):
                                       (lambda f: write(f / "plots" / "a.png", "png"), ["plots"]),
                                       (lambda f: None, None)], ids=["notes", "plots", "only-ours"])
 def test_deleting_a_saved_dataset_removes_only_its_own_files(isolated_workspace, add, kept):
-    from stmgt.workspace import Workspace
+    from stmgt.storage.workspace import Workspace
     from ui.data_import import delete_saved
     workspace = Workspace.default()
     mine = write_folder(small_dataset(), workspace.dataset_dir("mine"))
@@ -1274,7 +1276,7 @@ def test_deleting_a_saved_dataset_removes_only_its_own_files(isolated_workspace,
 
 
 def test_a_saved_dataset_being_written_is_not_deleted(isolated_workspace):
-    from stmgt.workspace import Workspace
+    from stmgt.storage.workspace import Workspace
     from ui.data_import import delete_saved
     workspace = Workspace.default()
     mine = write_folder(small_dataset(), workspace.dataset_dir("mine"))
@@ -1289,7 +1291,7 @@ def test_a_saved_dataset_being_written_is_not_deleted(isolated_workspace):
 def test_training_on_a_dataset_read_from_files_warns_nothing(short_hcmc):
     """Arrays read from files are read-only (pandas copy-on-write); torch would warn on each."""
     from stmgt.data.folder import read_folder
-    from stmgt.train import TrainConfig, fit
+    from stmgt.training.trainer import TrainConfig, fit
     result = fit(read_folder(short_hcmc), TINY, TrainConfig(epochs=1, batch_size=4, max_batches=1, calibrate=False,
                                                             compile=False, device="cpu"))
     assert result.best_epoch == 1

@@ -6,8 +6,9 @@ import shutil
 import pytest
 
 from stmgt.data.simulate import simulate
-from stmgt.evaluate import evaluate
-from stmgt.runs import BUNDLED_RUN, Run
+from stmgt.evaluation.evaluate import evaluate
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
 
 
 @pytest.fixture(scope="module")

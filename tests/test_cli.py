@@ -8,8 +8,9 @@ import pytest
 from stmgt.cli import main
 from stmgt.data.folder import read_folder
 from stmgt.model import STMGTConfig
-from stmgt.runs import BUNDLED_RUN, Run
-from stmgt.train import TrainConfig
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
+from stmgt.training.trainer import TrainConfig
 
 
 def test_simulate_writes_the_generic_folder(tmp_path, capsys):

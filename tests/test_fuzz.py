@@ -15,8 +15,8 @@ from stmgt.data.folder import write_folder
 from stmgt.data.importers import import_generic, import_matrix
 from stmgt.data.importers.safe_pickle import Refused, load_arrays
 from stmgt.errors import DataError
-from stmgt.mixture import GaussianMixture
-from tests.test_importers import small_dataset
+from stmgt.model.mixture import GaussianMixture
+from tests.samples import small_dataset
 
 FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", 60)), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

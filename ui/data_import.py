@@ -18,8 +18,8 @@ import streamlit as st
 from stmgt.data.folder import DATASET, read_folder
 from stmgt.data.importers import ImportResult
 from stmgt.errors import DataError
-from stmgt.lock import FolderLock
-from stmgt.outputs import remove_ours
+from stmgt.storage.lock import FolderLock
+from stmgt.storage.outputs import remove_ours
 from ui.server_files import allowed_path
 
 # Zip bomb guards: an archive is refused when it unpacks to more than this, holds more entries, or

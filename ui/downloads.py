@@ -1,4 +1,4 @@
-"""CSV downloads. Every table the dashboard offers as a file goes through `stmgt.exports`, so no
+"""CSV downloads. Every table the dashboard offers as a file goes through `stmgt.storage.exports`, so no
 cell (an imported node's name, a street, a horizon label like "+15 min") becomes a live formula in
 a spreadsheet. `st.dataframe`'s own "Download as CSV" writes cells as they are, so
 `.streamlit/config.toml` turns it off (`client.disableDataExport`) and pages offer this instead."""
@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import streamlit as st
 
-from stmgt.exports import csv_bytes
+from stmgt.storage.exports import csv_bytes
 
 
 def csv_download(frame: pd.DataFrame, file_name: str, key: str, label: str = "Download CSV") -> None:

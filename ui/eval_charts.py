@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from stmgt.runs import kept_epoch
+from stmgt.storage.runs import kept_epoch
 
 MODEL_NAMES = {"stmgt": "STMGT", "stmgt_perfect_weather": "STMGT (perfect weather forecast)",
                "persistence": "Persistence", "historical_average": "Historical average"}

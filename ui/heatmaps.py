@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from stmgt.forecast import QUANTILE_LEVELS
+from stmgt.forecasting.forecast import QUANTILE_LEVELS
 from ui.text import html
 
 # Gate α: orange = temporal branch (0), white = even mix, blue = spatial branch (1).

@@ -13,7 +13,7 @@ import pydeck as pdk
 import streamlit as st
 from pydeck.bindings.json_tools import default_serialize
 
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 from ui.text import html, one_line
 
 NODE_LAYER = "nodes"

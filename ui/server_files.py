@@ -10,18 +10,15 @@ path elsewhere, a link pointing out) is refused."""
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
 from stmgt.errors import DataError
-
-CONFIG_FILE = Path(__file__).resolve().parent.parent / "stmgt.toml"
-
+from stmgt.paths import server_config
 
 def server_folder() -> Path | None:
     """The allow-listed folder, or None when reading server paths is off (or misconfigured)."""
-    path = Path(os.environ.get("STMGT_CONFIG", CONFIG_FILE))
+    path = server_config()
     try:
         settings = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):

@@ -12,13 +12,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from stmgt.checkpoint import LoadedModel
+from stmgt.storage.checkpoint import LoadedModel
 from stmgt.data.dataset import TrafficDataset, free_flow_speed
 from stmgt.data.sources import EMBEDDED, describe, load_dataset
 from stmgt.errors import DataError
-from stmgt.forecast import Forecast, Forecaster, WeatherScenario
-from stmgt.runs import BUNDLED_RUN, Run
-from stmgt.workspace import Workspace
+from stmgt.forecasting.forecast import Forecast, Forecaster
+from stmgt.data.scenario import WeatherScenario
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
+from stmgt.storage.workspace import Workspace
 from ui.maps import NODE_LAYER
 from ui.text import md, one_line
 

@@ -1,11 +1,11 @@
-"""Training in the background. A `TrainingJob` runs `stmgt.train.fit` then `stmgt.evaluate.evaluate`
+"""Training in the background. A `TrainingJob` runs `trainer.fit` then `evaluate.evaluate`
 in a thread and records the run's lifecycle (`Run.mark_running` …, as the CLI does); a `ProcessJob`
 runs the CLI itself under torchrun, one process per GPU, and follows its progress lines. Pages
 poll either through the same snapshot. Cancel works in every phase, scoring included. The worker
 threads make no st.* calls — only `registry()` (one per server process, so jobs outlive reruns) and
 `evaluate_button` touch Streamlit, from the script thread.
 
-A job writes its run folder as the CLI does, holding the folder's lock (`stmgt.lock`): a thread job
+A job writes its run folder as the CLI does, holding the folder's lock (`stmgt.storage.lock`): a thread job
 for its whole life, a process job's CLI while it trains and the job itself while it records the
 end; a command-line `train --resume` or `--overwrite` of that folder meanwhile is refused."""
 
@@ -30,17 +30,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from stmgt import evaluate as evaluation
-from stmgt import train
+from stmgt.evaluation import evaluate as evaluation
+from stmgt.training import trainer as train
 from stmgt.data.dataset import TrafficDataset
 from stmgt.data.sources import data_arg
 from stmgt.errors import DataError
-from stmgt.estimate import StepCost, measure_step_cost
-from stmgt.jsonfile import write_json
-from stmgt.lock import FolderLock
+from stmgt.training.estimate import StepCost, measure_step_cost
+from stmgt.storage.jsonfile import write_json
+from stmgt.storage.lock import FolderLock
 from stmgt.model import STMGTConfig
-from stmgt.outputs import remove_ours
-from stmgt.runs import CHECKPOINT, RUN, Run, RunStatus, kept_epoch
+from stmgt.storage.outputs import remove_ours
+from stmgt.storage.runs import CHECKPOINT, RUN, Run, RunStatus, kept_epoch
 from ui.text import md
 
 log = logging.getLogger(__name__)
@@ -241,13 +241,13 @@ class TrainingJob(Job):
 
 
 class ProcessJob(Job):
-    """One training run on several GPUs: `python -m stmgt.launch --nproc-per-node=N -m stmgt
+    """One training run on several GPUs: `python -m stmgt.training.launch --nproc-per-node=N -m stmgt
     train --progress-json ...`, the command the README gives, in a session of its own. A thread
     reads rank 0's JSON progress lines into the snapshot and waits for the end, which rank 0
     records in the run's status.json as the CLI always does.
 
     Cancel sends SIGINT, which torchrun passes to every process: the CLI then stops after the
-    current batch (`stmgt.stopping`), and torchrun kills any process not gone
+    current batch (`stmgt.training.stopping`), and torchrun kills any process not gone
     within its shutdown timeout (30 s). SIGTERM, then SIGKILL, follow only if torchrun itself hangs."""
 
     STOP_SIGNALS = ((signal.SIGINT, 45.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, math.inf))
@@ -261,9 +261,9 @@ class ProcessJob(Job):
 
     def _command(self, config_file: Path) -> list[str]:
         """torchrun as a module of this interpreter, so the processes import the same torch, with
-        Ctrl-C's handler restored (`stmgt.launch`): cancel is a SIGINT."""
+        Ctrl-C's handler restored (`stmgt.training.launch`): cancel is a SIGINT."""
         snap = self._state
-        return [sys.executable, "-m", "stmgt.launch", "--standalone", f"--nproc-per-node={snap.processes}",
+        return [sys.executable, "-m", "stmgt.training.launch", "--standalone", f"--nproc-per-node={snap.processes}",
                 "-m", "stmgt", "train", "--data", data_arg(snap.data_spec), "--out", str(snap.run_dir.resolve()),
                 "--config", str(config_file), "--progress-json"]
 

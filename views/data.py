@@ -11,7 +11,7 @@ import streamlit as st
 from stmgt.data.folder import write_folder
 from stmgt.data.importers import import_generic, import_matrix, import_metr_la, import_snapshots, validation_report
 from stmgt.errors import DataError
-from stmgt.workspace import slug
+from stmgt.storage.workspace import slug
 from ui import data_import, server_files, state
 from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded
 from ui.text import code, html, md

@@ -8,9 +8,9 @@ import streamlit as st
 
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
-from stmgt.fidelity import load as load_fidelity
-from stmgt.fidelity import summary
-from stmgt.runs import kept_epoch
+from stmgt.evaluation.fidelity import load as load_fidelity
+from stmgt.evaluation.fidelity import summary
+from stmgt.storage.runs import kept_epoch
 from ui import state
 from ui.downloads import csv_download
 from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure, pit_figure,

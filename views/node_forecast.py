@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from stmgt.data.importers.common import unobserved_note
-from stmgt.forecast import QUANTILE_LEVELS
+from stmgt.forecasting.forecast import QUANTILE_LEVELS
 from ui import state
 from ui.downloads import csv_download
 from ui.fan_chart import density_chart, fan_chart, horizon_label

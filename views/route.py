@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from stmgt.errors import DataError
-from stmgt.trip import TripPlanner
+from stmgt.routing.trip import TripPlanner
 from ui import state
 from ui.downloads import csv_download
 from ui.fan_chart import horizon_label

@@ -11,13 +11,14 @@ import torch
 from stmgt.data.dataset import split_anchors
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
-from stmgt.estimate import estimate
-from stmgt.evaluate import versus_baselines
+from stmgt.training.estimate import estimate
+from stmgt.evaluation.evaluate import versus_baselines
 from stmgt.limits import LIMITS
 from stmgt.model import STMGTConfig
 from stmgt.model.config import GAT_LAYOUTS
-from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
-from stmgt.train import SELECT_ANCHORS, SELECTABLE, TUNABLE, TrainConfig, check_fits, whatif_simulator
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run, import_checkpoint
+from stmgt.training.trainer import SELECT_ANCHORS, SELECTABLE, TUNABLE, TrainConfig, check_fits, whatif_simulator
 from ui import state, training
 from ui.eval_charts import training_figure
 from ui.labels import attention_heads

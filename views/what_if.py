@@ -7,8 +7,9 @@ import numpy as np
 import streamlit as st
 
 from stmgt.data.simulate import TrafficSimulator, simulator_for, weather_effects
-from stmgt.what_if import true_change
-from stmgt.forecast import QUANTILE_LEVELS, WeatherScenario
+from stmgt.forecasting.what_if import true_change
+from stmgt.forecasting.forecast import QUANTILE_LEVELS
+from stmgt.data.scenario import WeatherScenario
 from ui import state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison

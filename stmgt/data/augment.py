@@ -23,9 +23,9 @@ from __future__ import annotations
 import numpy as np
 
 from stmgt.data.dataset import Windows
-from stmgt.data.simulate import STEPS_PER_DAY, TrafficSimulator, _weather, simulator_for
+from stmgt.data.simulate import STEPS_PER_DAY, TrafficSimulator, simulated_weather, simulator_for
 from stmgt.errors import DataError
-from stmgt.forecast import WeatherScenario
+from stmgt.data.scenario import WeatherScenario
 
 COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE = 2.5, 0.25
 # What-ifs drawn for pairs: which variable changes, and over how much of the horizon.
@@ -37,7 +37,7 @@ PAIR_TEMPERATURE_SHIFT, PAIR_WIND_SHIFT = (-3.0, 6.0), (-10.0, 25.0)
 def sampled_weather(sim: TrafficSimulator, rng: np.random.Generator) -> np.ndarray:
     """[T, 3] weather for the simulator's period: a fresh, rainier draw of its weather model, with
     hotter and windier days mixed in."""
-    weather = _weather(sim.timestamps, rng, COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE)
+    weather = simulated_weather(sim.timestamps, rng, COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE)
     days = np.arange(len(weather)) // STEPS_PER_DAY
     count = days[-1] + 1
     weather[:, 0] += rng.uniform(-2.0, 4.0, count)[days]

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from stmgt.errors import DataError
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 
 WEATHER_COLUMNS = ["temperature_c", "wind_kmh", "precipitation_mm"]
 # Speeds above this are refused as corrupt or in the wrong units: no road's traffic moves faster,

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stmgt.csv_layout import check_header, check_separator
+from stmgt.data.csv_layout import check_header, check_separator
 from stmgt.data.dataset import SPEED_CEILING_KMH, WEATHER_COLUMNS, TrafficDataset, check_weather
 from stmgt.errors import DataError, reason
-from stmgt.exports import csv_bytes, restored
-from stmgt.jsonfile import read_json
-from stmgt.graph import RoadGraph, read_csv_table
-from stmgt.outputs import FolderKind, locked_target, staged_folder
+from stmgt.storage.exports import csv_bytes, restored
+from stmgt.storage.jsonfile import read_json
+from stmgt.data.graph import RoadGraph, read_csv_table
+from stmgt.storage.outputs import FolderKind, locked_target, staged_folder
 
 PROVENANCE_FILE = "dataset.json"
 DATASET = FolderKind("dataset", frozenset({"nodes.csv", "edges.csv", "speed.csv", "weather.csv", PROVENANCE_FILE}))
@@ -27,7 +27,7 @@ DATASET = FolderKind("dataset", frozenset({"nodes.csv", "edges.csv", "speed.csv"
 
 def write_folder(dataset: TrafficDataset, out: str | Path, overwrite: bool = False,
                  option: str = "--out") -> Path:
-    """Write the dataset as a folder at `out`, under the rules of `stmgt.outputs`: built beside
+    """Write the dataset as a folder at `out`, under the rules of `stmgt.storage.outputs`: built beside
     it and moved into place when complete, holding its lock; an existing dataset of ours is
     replaced only with `overwrite` and only if it holds nothing else (`DATASET` lists what the tool
     writes), anything else already there is refused (`option` names the input in messages)."""

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from stmgt.data.dataset import TrafficDataset
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 
 DEFAULT_START = "2025-07-07T00:00:00+07:00"  # a Monday in the rainy season (May–November)
 TIMEZONE = "Asia/Ho_Chi_Minh"
@@ -89,8 +89,8 @@ class TrafficSimulator:
         rng = np.random.default_rng(config.seed)
         # Independent generators per part: changing one part's draws never shifts another's.
         parts = rng.spawn(6)
-        self.downstream = _downstream_matrix(self.graph)
-        self.weather = _weather(self.timestamps, parts[0])
+        self.downstream = downstream_matrix(self.graph)
+        self.weather = simulated_weather(self.timestamps, parts[0])
         self.dry_speed, self.free_flow = self._dry_speed(parts[1], parts[2])
         self.incidents = _incidents(self.graph, len(self.timestamps), parts[3])
         self.missing = _missing(len(self.timestamps), self.graph.num_nodes, parts[4]) if config.missing else None
@@ -270,7 +270,7 @@ def weather_response(target: np.ndarray, downstream: np.ndarray, state: np.ndarr
     return out
 
 
-def _downstream_matrix(graph: RoadGraph) -> np.ndarray:
+def downstream_matrix(graph: RoadGraph) -> np.ndarray:
     """[N, N] row-normalised: row i averages over the nodes that i's out-edges lead to."""
     N = graph.num_nodes
     downstream = np.zeros((N, N))
@@ -284,7 +284,7 @@ def _interp_profile(knots, hours) -> np.ndarray:
     return np.interp(hours, x, y)
 
 
-def _weather(timestamps: pd.DatetimeIndex, rng, rain_per_day: float = 0.9,
+def simulated_weather(timestamps: pd.DatetimeIndex, rng, rain_per_day: float = 0.9,
              afternoon_share: float = 0.75) -> np.ndarray:
     """Temperature with a daily cycle, gusty wind, and afternoon-leaning rain events
     (`rain_per_day` on average, `afternoon_share` of them starting around 16 h)."""

@@ -57,7 +57,7 @@ class STMGTConfig:
     * ``causal_weather`` — horizon step h reads the weather of steps ≤ h only, so rain at
       09:00 cannot slow traffic at 08:45 (a clarification of spec §9.2.5, which attends over
       the whole horizon). Checkpoints written before it existed were trained without it and
-      load with it off (`stmgt.checkpoint`).
+      load with it off (`stmgt.storage.checkpoint`).
 
     ``horizon`` must equal ``seq_len``: like the specification, output position i of the
     final sequence is read as horizon step i+1.

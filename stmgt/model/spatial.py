@@ -29,7 +29,7 @@ GAT_PATHS = ("dense", "pyg")
 DENSE_MAX_NODES = 256
 
 
-class _Gather(torch.autograd.Function):
+class TableGather(torch.autograd.Function):
     """`x.index_select(1, index)` whose backward sums each node's uses through a padded table
     instead of autograd's `index_add`."""
 
@@ -48,7 +48,7 @@ class _Gather(torch.autograd.Function):
 
 class EdgeGather:
     """Per-edge rows of node features, x [M, N, ...] -> [M, E, ...] for `index` [E] (one end of
-    every edge). Compiled for a CPU, the backward is `_Gather`'s: inductor fuses the table sum
+    every edge). Compiled for a CPU, the backward is `TableGather`'s: inductor fuses the table sum
     into one vectorised loop, where `index_add` scatters every edge's channels with atomic adds
     (the whole training step 1.1× faster, benchmarks/RESULTS.md). Eager, `index_add` is the
     faster; on a GPU, where atomics are cheap, the table is unmeasured, so it is not used there."""
@@ -65,7 +65,7 @@ class EdgeGather:
 
     def __call__(self, x: Tensor) -> Tensor:
         if torch.compiler.is_compiling() and x.device.type == "cpu":
-            return _Gather.apply(x, self.index, self.uses, self.used)
+            return TableGather.apply(x, self.index, self.uses, self.used)
         return x.index_select(1, self.index)     # not x[:, index]: 4× faster at batch 1 on a CPU
 
 

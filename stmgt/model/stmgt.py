@@ -59,7 +59,7 @@ class STMGT(nn.Module):
                              if config.use_weather else None)
         self.mixture_head = GaussianMixtureHead(D, config.num_mixtures)
         # Per-horizon σ multiplier fitted on the validation split after training
-        # (stmgt.calibration); ones until then. A buffer, so checkpoints carry it.
+        # (stmgt.forecasting.calibration); ones until then. A buffer, so checkpoints carry it.
         self.register_buffer("sigma_scale", torch.ones(config.horizon))
         self._graph: tuple[Tensor, int, StepGraph] | None = None
 

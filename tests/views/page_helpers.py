@@ -10,7 +10,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetStates
 
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
-from stmgt.train import TrainConfig, fit
+from stmgt.training.trainer import TrainConfig, fit
 
 
 def plotly(at, key: str) -> dict:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 from ui.fan_chart import HIGHLIGHT, MUTED, horizon_bars
 from ui.maps import NO_BASEMAP, SPEED_STOPS, ramp, road_map, street_names
 

@@ -14,7 +14,7 @@ import pytest
 
 from stmgt.data.folder import read_folder, write_folder
 from stmgt.errors import DataError
-from tests.test_importers import (ADJ, MATRIX_ADJ, MATRIX_SPEED, SENSORS, assert_same, metr_table, py2_adj_pickle,
+from tests.samples import (ADJ, MATRIX_ADJ, MATRIX_SPEED, SENSORS, assert_same, metr_table, py2_adj_pickle,
                                   small_dataset, snapshot_run, write)
 from ui.data_import import extract_zip
 

@@ -8,10 +8,11 @@ import pytest
 from stmgt.data.dataset import TrafficDataset
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 from stmgt.model import STMGTConfig
-from stmgt.runs import BUNDLED_RUN, Run
-from stmgt.train import TrainConfig, fit
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
+from stmgt.training.trainer import TrainConfig, fit
 
 PAGE = "views/evaluation.py"
 

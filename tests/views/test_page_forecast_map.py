@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import stmgt.forecast
+import stmgt.forecasting.forecast
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 from tests.views.page_helpers import click_node, deck_layers
 
 PAGE = "views/forecast_map.py"
@@ -66,8 +66,8 @@ def test_renders_the_bundled_forecast(app):
 
 def count_forecasts(monkeypatch) -> list[int]:
     """The anchors the model forecasts from now on (the page's cache misses)."""
-    calls, forecast = [], stmgt.forecast.Forecaster.forecast
-    monkeypatch.setattr(stmgt.forecast.Forecaster, "forecast",
+    calls, forecast = [], stmgt.forecasting.forecast.Forecaster.forecast
+    monkeypatch.setattr(stmgt.forecasting.forecast.Forecaster, "forecast",
                         lambda self, anchors, *a, **k: calls.append(int(anchors)) or forecast(self, anchors, *a, **k))
     return calls
 

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 from tests.views.page_helpers import array, deck_layers, plotly, tiny_run
 
 PAGE = "views/interpretability.py"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from stmgt.data.simulate import simulate
-from stmgt.runs import BUNDLED_RUN
+from stmgt.paths import BUNDLED_RUN
 
 
 def test_overview_shows_the_embedded_data_and_the_bundled_model(app):

@@ -4,7 +4,7 @@ other; a map click moves the origin or destination; a deadline adds P(on time)."
 import numpy as np
 import pytest
 
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 
 from tests.views.page_helpers import array, click_node, deck_layers, plotly, trace
 

@@ -10,16 +10,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from stmgt.checkpoint import save_checkpoint
+from stmgt.storage.checkpoint import save_checkpoint
 from stmgt.data.dataset import Scaler, split_ranges
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
-from stmgt.estimate import StepCost
+from stmgt.training.estimate import StepCost
 from stmgt.errors import DataError
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 from stmgt.model import STMGT, STMGTConfig
-from stmgt.runs import BUNDLED_RUN, Run, import_checkpoint
-from stmgt.train import TrainConfig
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run, import_checkpoint
+from stmgt.training.trainer import TrainConfig
 from ui import training
 from tests.views.page_helpers import tiny_run
 

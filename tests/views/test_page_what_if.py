@@ -7,10 +7,10 @@ import pytest
 
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
-from stmgt.what_if import true_change
-from stmgt.forecast import WeatherScenario
+from stmgt.forecasting.what_if import true_change
+from stmgt.data.scenario import WeatherScenario
 from tests.views.page_helpers import array, deck_layers, plotly, tiny_run, trace
-from tests.test_importers import small_dataset
+from tests.samples import small_dataset
 
 PAGE = "views/what_if.py"
 MODEL_MEDIAN, BASE_MEDIAN = "Median forecast (q50)", "Baseline median (actual weather)"

@@ -15,7 +15,7 @@ from stmgt.data.importers.common import (MPH_TO_KMH, ImportResult, build_dataset
 from stmgt.data.importers.safe_pickle import Refused, load_arrays, pytables_allow_list
 from stmgt.data.importers.sensors import edges_from_weights, read_adjacency, same_ids, sensor_nodes
 from stmgt.errors import DataError, reason
-from stmgt.graph import RoadGraph, read_csv_table
+from stmgt.data.graph import RoadGraph, read_csv_table
 
 CALIFORNIA_TZ = "America/Los_Angeles"
 UNITS = ("kmh", "mph")

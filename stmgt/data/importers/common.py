@@ -10,7 +10,7 @@ import pandas as pd
 
 from stmgt.data.dataset import TrafficDataset
 from stmgt.errors import DataError
-from stmgt.graph import RoadGraph
+from stmgt.data.graph import RoadGraph
 
 MPH_TO_KMH = 1.609344
 

@@ -11,7 +11,7 @@ from stmgt.data.folder import assemble_folder, read_timeseries, timeseries_frame
 from stmgt.data.importers.common import ImportResult, finish, units_note
 from stmgt.data.importers.sensors import edges_from_weights, read_adjacency
 from stmgt.errors import DataError, reason
-from stmgt.graph import RoadGraph, read_nodes
+from stmgt.data.graph import RoadGraph, read_nodes
 
 
 def import_generic(folder, timezone: str | None = None) -> ImportResult:

@@ -11,7 +11,7 @@ import pandas as pd
 from stmgt.data.folder import numeric_frame
 from stmgt.data.importers.common import listing
 from stmgt.errors import DataError
-from stmgt.graph import haversine_m, nodes_table, read_csv_table
+from stmgt.data.graph import haversine_m, nodes_table, read_csv_table
 
 
 def sensor_nodes(ids: list[str], locations_csv) -> pd.DataFrame:

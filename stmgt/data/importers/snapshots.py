@@ -14,7 +14,7 @@ import pandas as pd
 from stmgt.data.dataset import WEATHER_COLUMNS
 from stmgt.data.importers.common import ImportResult, build_dataset, duration, finish, listing
 from stmgt.errors import DataError, reason
-from stmgt.graph import RoadGraph, edges_table, nodes_table
+from stmgt.data.graph import RoadGraph, edges_table, nodes_table
 
 HCMC_TZ = "Asia/Ho_Chi_Minh"
 RUN_FILES = ("nodes.json", "edges.json", "traffic_edges.json")

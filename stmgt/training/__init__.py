@@ -1,0 +1,1 @@
+"""Training: the specification's recipe, its run on several processes, stopping and cost estimates."""
