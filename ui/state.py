@@ -21,6 +21,7 @@ from stmgt.data.scenario import WeatherScenario
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
 from stmgt.storage.workspace import Workspace
+from ui import pages
 from ui.maps import NODE_LAYER
 from ui.text import md, one_line
 
@@ -135,7 +136,7 @@ def require_dataset() -> TrafficDataset:
         return current_dataset()
     except DataError as exc:
         st.error(f"The selected dataset cannot be loaded: {md(exc)}")
-        st.page_link("views/data.py", label="Import or fix a dataset on the Data page", icon=":material/database:")
+        pages.link(pages.DATA, "Import or fix a dataset on the Data page")
         st.stop()
 
 
@@ -198,11 +199,11 @@ def require_forecaster() -> Forecaster:
         forecaster = current_forecaster()
     except DataError as exc:
         st.error(f"The selected model cannot be used: {md(exc)}")
-        st.page_link("views/train.py", label="Train or load another model", icon=":material/model_training:")
+        pages.link(pages.TRAIN, "Train or load another model")
         st.stop()
     if forecaster is None:
         st.warning("There is no model for this dataset yet.")
-        st.page_link("views/train.py", label="Train one on Train & load", icon=":material/model_training:")
+        pages.link(pages.TRAIN, "Train one on Train & load")
         st.stop()
     return forecaster
 

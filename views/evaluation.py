@@ -11,7 +11,7 @@ from stmgt.errors import DataError
 from stmgt.evaluation.fidelity import load as load_fidelity
 from stmgt.evaluation.fidelity import summary
 from stmgt.storage.runs import kept_epoch
-from ui import state
+from ui import pages, state
 from ui.downloads import csv_download
 from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure, pit_figure,
                             reliability_figure, training_figure, width_figure)
@@ -125,7 +125,7 @@ dataset = state.require_dataset()
 choice = state.current_model_choice()
 if choice is None:
     st.warning("There is no model for this dataset yet, so there is nothing to evaluate.")
-    st.page_link("views/train.py", label="Train or upload one on Train & load", icon=":material/model_training:")
+    pages.link(pages.TRAIN, "Train or upload one on Train & load")
     st.stop()
 
 run = choice.run

@@ -12,7 +12,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 
 from stmgt.data.dataset import FREE_FLOW_PERCENTILE
 from stmgt.errors import DataError
-from ui import state
+from ui import pages, state
 from ui.fan_chart import horizon_bars, horizon_label
 from ui.maps import PROB_STOPS, SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded
 from ui.text import code, md
@@ -125,7 +125,7 @@ def scrubbed_map(forecaster, colour_by: str, share: float, basemap: bool) -> Non
                             f"{target:%H:%M} ({horizon_label(step, forecast.freq)}): median **{median[i]:.1f} km/h**, "
                             f"80 % interval {q10[i]:.1f}–{q90[i]:.1f} km/h  \n"
                             f"P(speed < {nodes['limit'][i]}): **{nodes['p_text'][i]}**")
-                st.page_link("views/node_forecast.py", label="Open its forecast", icon=":material/show_chart:")
+                pages.link(pages.NODE_FORECAST, "Open its forecast")
                 st.caption("Selected node (ringed) · click another on the map to change it.")
             minutes = (np.arange(1, forecast.horizon + 1) * (forecast.freq / pd.Timedelta(minutes=1))).astype(int)
             st.plotly_chart(horizon_bars(minutes, likely, h, "Likely congested nodes by horizon", "nodes"),

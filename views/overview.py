@@ -5,7 +5,7 @@ import streamlit as st
 
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
-from ui import state
+from ui import pages, state
 from ui.eval_charts import MODEL_NAMES
 from ui.labels import attention_heads, moment, scoring_weather
 from ui.maps import SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded
@@ -53,7 +53,7 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
         choice = state.current_model_choice()
         if choice is None:
             st.warning("No model for this dataset yet.")
-            st.page_link("views/train.py", label="Train one on Train & load", icon=":material/model_training:")
+            pages.link(pages.TRAIN, "Train one on Train & load")
         else:
             try:
                 config = choice.run.config
@@ -83,7 +83,7 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                            f"better, on the test split "
                            f"({metrics['windows']} windows). The 80 % interval covers "
                            f"{100 * cover:.1f} % of observed speeds. {scoring_weather(metrics)}")
-                st.page_link("views/evaluation.py", label="Full evaluation", icon=":material/analytics:")
+                pages.link(pages.EVALUATION, "Full evaluation")
             else:
                 st.info("This run has no saved metrics yet: evaluate it with "
                         f"{code(f'python -m stmgt evaluate --run {choice.run.path}')}.")

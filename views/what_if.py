@@ -10,7 +10,7 @@ from stmgt.data.simulate import TrafficSimulator, simulator_for, weather_effects
 from stmgt.forecasting.what_if import true_change
 from stmgt.forecasting.forecast import QUANTILE_LEVELS
 from stmgt.data.scenario import WeatherScenario
-from ui import state
+from ui import pages, state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison
 from ui.maps import DELTA_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded, signed
@@ -60,16 +60,14 @@ if dataset.weather is None:
     st.warning(f"This page needs weather, and the selected dataset ({md(state.dataset_label())}) has none "
                "(no `weather.csv`). A what-if edits the weather the model reads, so both the data and the model "
                "must have it.")
-    st.page_link("views/data.py", label="Import a dataset with weather on the Data page", icon=":material/database:")
-    st.page_link("views/train.py", label="Then train a model with weather on Train & load",
-                 icon=":material/model_training:")
+    pages.link(pages.DATA, "Import a dataset with weather on the Data page")
+    pages.link(pages.TRAIN, "Then train a model with weather on Train & load")
     st.stop()
 forecaster = state.require_forecaster()
 if not forecaster.loaded.config.use_weather:
     st.warning("This page needs weather, but the selected model was trained without it (use_weather off), so "
                "changing the weather cannot change its forecast.")
-    st.page_link("views/train.py", label="Train a model with weather on Train & load",
-                 icon=":material/model_training:")
+    pages.link(pages.TRAIN, "Train a model with weather on Train & load")
     st.stop()
 if not forecaster.loaded.config.causal_weather:
     st.info("This model was trained before forecasts became causal in the weather: its answer at one step may "
