@@ -138,3 +138,21 @@ def test_model_without_weather_says_so(app, isolated_workspace, no_weather_run):
     assert any("without weather" in i.value for i in at.info)
     assert len(plotly(at, "interp_gate")["data"]) == 1             # its single block
     assert at.radio(key="interp_head").options == ["mean", "1", "2"]
+
+
+def test_plain_words_name_the_neighbour_with_the_largest_attention(app):
+    at = app(PAGE, node_id="n05", interp_matrix_all=True)
+    graph = RoadGraph.hcmc()
+    target = graph.index_of["n05"]
+    row = heatmap(at, "interp_attention")[target]
+    neighbours = sorted((j for j in np.flatnonzero(row) if j != target), key=lambda j: -row[j])
+    sentence = next(m.value for m in at.markdown if "listens most to" in m.value)
+    first, second = (graph.label(graph.node_ids[j]) for j in neighbours[:2])
+    assert f"listens most to **{first}** (attention {row[neighbours[0]]:.2f}), then **{second}**" in sentence
+    alpha = np.stack([array(t["z"]) for t in plotly(at, "interp_gate")["data"]])
+    assert f"gate α = {alpha[-1, :, target].mean():.2f}" in sentence            # the last block, as selected
+    assert any("What these words mean" == e.label for e in at.expander)
+    # Another block: the sentence follows it.
+    at.radio(key="interp_block").set_value(0).run()
+    sentence = next(m.value for m in at.markdown if "listens most to" in m.value)
+    assert f"gate α = {alpha[0, :, target].mean():.2f}" in sentence
