@@ -51,6 +51,17 @@ def click_node(at, node_id: str, position: int, map_index: int = 0) -> None:
     at._run(WidgetStates(widgets=states.widgets))
 
 
+def select_row(at, key: str, row: int) -> None:
+    """Run the app as after a click on the row-th row of the table keyed `key` (what the browser
+    sends for a single-row selection)."""
+    (table,) = [t for t in at.dataframe if t.proto.id.endswith(key)]
+    states = at._tree.get_widget_states()
+    click = next((w for w in states.widgets if w.id == table.proto.id), None) or states.widgets.add()
+    click.id = table.proto.id
+    click.string_value = json.dumps({"selection": {"rows": [row], "columns": [], "cells": []}})
+    at._run(WidgetStates(widgets=states.widgets))
+
+
 def tiny_run(run_dir: Path, **model) -> Path:
     """A run folder with a barely trained small model on two simulated weeks of the embedded graph
     (seconds on a CPU): enough for pages to load and forecast with it."""
