@@ -5,7 +5,7 @@ import streamlit as st
 from stmgt.allocator import reuse_freed_memory
 from ui import pages, state
 
-reuse_freed_memory()        # CPU forecasts ~30 % faster (stmgt/allocator.py); cheap to repeat on every rerun
+reuse_freed_memory()        # faster CPU forecasts (stmgt/allocator.py); cheap to repeat on every rerun
 
 # An emoji icon is drawn in the page (a data URI); a :material/…: one is fetched from fonts.gstatic.com.
 st.set_page_config(page_title="STMGT · traffic forecasts", page_icon="🚦", layout="wide")

@@ -1,8 +1,8 @@
 """C-allocator settings for CPU work. A forward pass allocates and frees several tensors of a few
 MB in every layer. With glibc's defaults each of them is a fresh `mmap` that is handed back to the
-OS when freed, so every forecast page-faults its working memory in again: on the 2-core reference
-machine a forecast took 72 ms (p95 107) that way and 50 ms without (`benchmarks/scrub_latency.py`
-measures both), and a CPU training step about a tenth longer."""
+OS when freed, so every forecast page-faults its working memory in again, and forecasts and CPU
+training steps run slower (`benchmarks/scrub_latency.py` measures forecasts both ways; figures in
+benchmarks/RESULTS.md, *Dashboard latency*)."""
 
 from __future__ import annotations
 

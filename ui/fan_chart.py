@@ -104,7 +104,8 @@ def density_chart(grid: np.ndarray, density: np.ndarray, components: np.ndarray,
 
 def horizon_bars(minutes: np.ndarray, values: np.ndarray, selected: int, title: str, unit: str) -> go.Figure:
     """A small bar per horizon step (x: minutes ahead) with the selected step (0-based) highlighted.
-    Built in one constructor call: plotly's update_* methods cost ~10 ms per scrubber move here."""
+    Built in one constructor call: plotly's update_* methods add a visible share to every scrubber move
+    (benchmarks/RESULTS.md, *Dashboard latency*)."""
     colours = [HIGHLIGHT if i == selected else MUTED for i in range(len(values))]
     return go.Figure(
         go.Bar(x=minutes, y=values, marker_color=colours, hovertemplate=f"+%{{x}} min: %{{y}} {unit}<extra></extra>"),

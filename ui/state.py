@@ -305,7 +305,8 @@ def horizon_picker(horizon: int, label: str, format_func, **widget) -> int:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _time_labels(times: pd.Series) -> list[str]:
     """Slider labels, formatted once: formatting a thousand options on every rerun cost more than
-    the rest of a scrubber move (~100 ms). A Series because st.cache_data hashes those, not indexes."""
+    the rest of a scrubber move (benchmarks/RESULTS.md, *Dashboard latency*). A Series because
+    st.cache_data hashes those, not indexes."""
     return times.dt.strftime("%a %d %b %H:%M").tolist()
 
 

@@ -113,7 +113,7 @@ class RoadGraph:
         return bool(self.nodes[["lat", "lon"]].notna().all().all())
 
     def to_networkx(self) -> nx.DiGraph:
-        import networkx as nx       # here, not at the top: it would add 0.2 s to every dashboard start
+        import networkx as nx       # here, not at the top: it would slow every dashboard start (benchmarks/RESULTS.md)
 
         g = nx.DiGraph()
         for row in self.nodes.itertuples(index=False):

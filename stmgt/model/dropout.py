@@ -2,9 +2,9 @@
 on a CPU.
 
 `F.dropout` draws one float per element, and so does torch.compile's generated code (a scalar
-Philox loop): ~8 ns an element on the 2-core development machine, over the ~39 million elements
-STMGT drops per batch of 32 a third of a training step. Here one 64-bit integer from ATen's
-generator (63 random bits) gives four elements 15 random bits each (~1.4 ns an element), and an
+Philox loop): over the millions of elements STMGT drops per batch, a large share of a CPU training
+step (benchmarks/RESULTS.md, *Training speed*). Here one 64-bit integer from ATen's generator (63
+random bits) gives four elements 15 random bits each, several times cheaper per element, and an
 element is kept when its 15 bits clear a threshold: the same Bernoulli keep-mask, with the drop
 probability rounded to a multiple of 1/32768 (0.2 becomes 0.20001). On CUDA, where dropout's
 random numbers are generated inside fused kernels at no real cost, `F.dropout` is used as is.
