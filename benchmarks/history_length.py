@@ -5,8 +5,8 @@ training seeds (issue 10, item 7). Every run is calibrated and scored on the sam
 test split of the longest history, which no run trained or was validated on (the 8-week
 simulation shares random draws with the first weeks of the 26-week one, never with its test
 weeks). More history wins only if its test MAE, averaged over seeds, beats the shorter one's by
-more than the larger seed-to-seed spread. Prints one JSON object with a Markdown table for the
-README.
+more than the larger seed-to-seed spread. Prints one JSON object with a Markdown table for
+benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/history_length.py [--weeks 8 26] [--seeds 0 1 2] [--device cuda] [--out DIR]
         [--jobs N] [--so-far]

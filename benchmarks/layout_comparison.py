@@ -2,9 +2,9 @@
 restarts, early stopping on validation MAE, up to 100 epochs) for `concat` (the specification's
 own code) and `mean` (96-wide averaged heads, the default), on the same seeds and the embedded
 data; each run calibrated and scored on the test split with the realistic weather forecast, as
-the README's headline. `mean` stays the default only if its test MAE, averaged over seeds, beats
+the bundled model's headline scores. `mean` stays the default only if its test MAE, averaged over seeds, beats
 concat's by more than the larger seed-to-seed spread (issue 9, item 4). Prints one JSON object
-with a Markdown table for the README.
+with a Markdown table for benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/layout_comparison.py [--seeds 0 1 2] [--device cuda] [--out DIR] [--jobs N]
 

@@ -162,8 +162,8 @@ def summarise(runs: list[dict], key: str, incumbent: str, challenger: str) -> di
 
 
 def markdown(summary: dict, baselines: dict, label: str, seeds: dict[str, list[int]]) -> str:
-    """The README table: one row per group, means ± half the seed range (`seeds`: each group's),
-    baselines below."""
+    """The results table (benchmarks/RESULTS.md): one row per group, means ± half the seed range
+    (`seeds`: each group's), baselines below."""
     head = f"| {label} | " + " | ".join(["validation MAE", "test MAE", *(f"test MAE {n}" for n in HOURS),
                                           "test CRPS", "80 % coverage"]) + " |"
     rows = [head, "|" + " --- |" * 8]
@@ -185,7 +185,7 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
     """A comparison benchmark's command line: `plan(args, seed)` gives each seed's runs as (group,
     recipe), the first group the incumbent and the second the challenger; every run is trained,
     scored on `test_data(args)`, and one JSON object printed with the decision (`verdicts`: what
-    to do if the challenger wins, and if not) and the README table."""
+    to do if the challenger wins, and if not) and the results table."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)

@@ -116,7 +116,7 @@ MODEL_SWITCHES = {
 NEW_MODEL = "New model (random weights)"
 START_KEY = "train_start_from"
 SHAPE = (*ARCHITECTURE, "gat_layout", *MODEL_SWITCHES)
-FINE_TUNE_LR = 3e-4        # the peak learning rate of the bundled model's fine-tuning stages (README)
+FINE_TUNE_LR = 3e-4        # the peak learning rate of the bundled model's fine-tuning stages (docs/bundled-model.md)
 TUNE_LABELS = {"all": "every weight", "weather": "only the weather response"}
 
 
