@@ -46,9 +46,11 @@ def data_arg(spec: dict) -> str:
 
 
 def describe(spec: dict) -> str:
+    """The data as captions name it: the simulator's settings, or an imported dataset's name (its
+    folder's), not the server path it is stored at."""
     if spec["kind"] == "simulator":
         return f"simulated HCMC, seed {spec['seed']}, {spec['weeks']:g} weeks"
-    return f"folder {spec['path']}"
+    return f"dataset {Path(spec['path']).name}"
 
 
 def load_dataset(spec: dict) -> TrafficDataset:

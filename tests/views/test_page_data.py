@@ -16,6 +16,7 @@ from stmgt.data.folder import read_folder, write_folder
 from stmgt.errors import DataError
 from tests.samples import (ADJ, MATRIX_ADJ, MATRIX_SPEED, SENSORS, assert_same, metr_table, py2_adj_pickle,
                                   small_dataset, snapshot_run, write)
+from ui.data_format import template_zip
 from ui.data_import import extract_zip
 
 PAGE = "views/data.py"
@@ -285,3 +286,44 @@ def test_zip_unpacks_to_its_single_folder(tmp_path):
     assert loose == tmp_path / "loose.zip" and (loose / "speed.csv").read_text() == "s"
     with pytest.raises(DataError, match="not a readable zip"):
         extract_zip(b"plain text", tmp_path / "bad.zip")
+
+
+# ---- what a folder needs, the template, empty charts, the dataset's name ------------------------
+def test_generic_format_lists_its_columns_and_its_template_imports(app):
+    at = choose(app(PAGE), "Generic folder", "Upload files")
+    listed = at.table[0].value
+    assert {"node_id", "source", "target", "timestamp", "precipitation_mm"} <= set(listed["Column"])
+    assert listed.set_index("Column").loc["node_id", "Needed"] == "required"
+    assert at.get("download_button")[0].proto.label == "Download a template (.zip)"
+    at.file_uploader(key="data_up_generic").set_value([("stmgt-dataset-template.zip", template_zip(),
+                                                       "application/zip")])
+    at = check(at.run())
+    assert not at.error
+    shown = metrics(at)
+    assert shown["Nodes"] == "4" and shown["Time steps"] == "96" and shown["Weather"] == "included"
+    assert at.text_input(key="data_name").value == "stmgt-dataset-template"
+    choose(at, "Matrix CSVs", "Upload files")
+    assert not at.table                                                    # the list is the folder format's
+
+
+def test_speed_chart_says_why_it_is_empty(app, city):
+    at = check(import_path(app, "Generic folder", generic=city))
+    at.multiselect(key="data_nodes").set_value([]).run()
+    assert len(charts(at)) == 1 and any("Pick one or more nodes" in i.value for i in at.info)
+    write_folder(small_dataset(), city, overwrite=True)
+    speed = (city / "speed.csv").read_text().splitlines()
+    rows = [",".join(cells[:1] + cells[1:2] + [""] + cells[3:]) for cells in (r.split(",") for r in speed[1:])]
+    (city / "speed.csv").write_text("\n".join(speed[:1] + rows) + "\n")     # n2 never read
+    at = check(at)
+    at.multiselect(key="data_nodes").set_value(["n2"]).run()
+    assert len(charts(at)) == 1 and any("n2 never has a reading" in i.value for i in at.info)
+    at.multiselect(key="data_nodes").set_value(["n1", "n2"]).run()
+    assert [t["name"] for t in charts(at)[1]["data"]] == ["n1"]
+    assert any("No line for n2" in c.value for c in at.caption)
+
+
+def test_pages_name_an_imported_dataset_not_its_folder(app, city, isolated_workspace):
+    write_folder(small_dataset(), isolated_workspace / "datasets" / "saigon")
+    at = app("views/overview.py", dataset="Imported: saigon")
+    shown = " ".join(c.value for c in at.caption)
+    assert "dataset saigon" in shown and str(isolated_workspace) not in shown
