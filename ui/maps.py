@@ -33,6 +33,14 @@ CARTO_LIGHT = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
 # Carto's style from the internet anyway, a request on every map even offline (pydeck takes a style
 # object only for Mapbox, so it goes as a data URL).
 NO_BASEMAP = "data:application/json," + quote(json.dumps({"version": 8, "sources": {}, "layers": []}))
+# Tooltips: a dark box of at most TIP_WIDTH_PX, wrapped, opening away from the nearer map edges
+# (`tooltip_placement`). deck.gl puts the tooltip's corner at the pointer, so a node near the right
+# or bottom edge had its tooltip cut off by the map.
+TIP_WIDTH_PX, TIP_GAP_PX = 220, 12
+TIP_BOX = (f"max-width:{TIP_WIDTH_PX}px;width:max-content;overflow-wrap:anywhere;background:#29323c;color:#f0f2f6;"
+           "padding:6px 8px;border-radius:4px;font-size:12px;line-height:1.35;box-shadow:0 1px 4px rgba(0,0,0,.3)")
+TIP_ROOT = {"backgroundColor": "transparent", "padding": "0", "fontSize": "12px"}
+ARROW_HEAD = "▶"                    # points east at angle 0; turned to each arrow's bearing
 
 
 class CompactDeck(pdk.Deck):
@@ -92,9 +100,11 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
     pos = graph.positions()
     lat, lon = pos["lat"].to_numpy(), pos["lon"].to_numpy()
     chosen = nodes["node_id"].to_numpy() == highlight
+    view = fitted_view(lat, lon, *size)
+    tip_x, tip_y = tooltip_placement(lat, lon, view)
     node_rows = _records({**{k: v if k == "node_id" else _text(v) for k, v in nodes.items()}, "lat": lat, "lon": lon,
                           "r": colour[:, 0], "g": colour[:, 1], "b": colour[:, 2],
-                          "radius": np.where(chosen, 90, 55)})
+                          "radius": np.where(chosen, 90, 55), "tip_x": tip_x, "tip_y": tip_y})
     src, dst = graph.edge_index.numpy()
     ecol = edge_colour if edge_colour is not None else ((colour[src].astype(float) + colour[dst]) / 2).round()
     edge_rows = _records({"from_lon": lon[src], "from_lat": lat[src], "to_lon": lon[dst], "to_lat": lat[dst],
@@ -105,7 +115,6 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
                   get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 220], get_width=5,
                   width_min_pixels=3, pickable=False),
     ]
-    view = fitted_view(lat, lon, *size)
     if not basemap and graph.has_coordinates:
         layers.append(street_names(graph, view.zoom))
     if arrows is not None and len(arrows):
@@ -122,7 +131,20 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
                                 get_line_width=3, line_width_units='"pixels"', pickable=False))
     return CompactDeck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
                        map_style=CARTO_LIGHT if basemap else NO_BASEMAP,
-                       tooltip={"html": tooltip_html, "style": {"fontSize": "12px"}})
+                       tooltip={"html": f"<div style='transform:translate({{tip_x}}, {{tip_y}});{TIP_BOX}'>"
+                                        f"{tooltip_html}</div>", "style": TIP_ROOT})
+
+
+def tooltip_placement(lat: np.ndarray, lon: np.ndarray, view: pdk.ViewState) -> tuple[list[str], list[str]]:
+    """Per node, the CSS shift (x, y) of its tooltip from the pointer so that it opens into the map:
+    to the right of nodes in the left third of the view, centred over the middle third, to the left
+    in the right third; below nodes in the upper half, above in the lower half. Judged on the view
+    the map opens with; a map panned far may still cut one off."""
+    half_x = 0.85 / 2 * (np.ptp(lon) or 1.0)                 # the fitted view spans the nodes at most 85 %
+    across = (lon - view.longitude) / max(half_x, 1e-12)
+    x = np.select([across < -1 / 3, across > 1 / 3], [f"{TIP_GAP_PX}px", f"calc(-100% - {TIP_GAP_PX}px)"], "-50%")
+    y = np.where(lat < view.latitude, f"calc(-100% - {TIP_GAP_PX}px)", f"{TIP_GAP_PX}px")
+    return x.tolist(), y.tolist()
 
 
 def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.Layer:
@@ -136,12 +158,12 @@ def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.
     y = -scale * np.log(np.tan(np.pi / 4 + np.radians(pos["lat"].to_numpy()) / 2))
     src, dst = graph.edge_index.numpy()
     names = _text(graph.edges["road_name"].fillna("").astype(str))
-    placed, rows = [], []
+    placed, rows, named = [], [], set()       # named: segments labelled, either way (a two-way street is two edges)
     for k in np.argsort(-np.hypot(x[dst] - x[src], y[dst] - y[src]), kind="stable"):
         a, b = src[k], dst[k]
         dx, dy = x[b] - x[a], y[b] - y[a]
         length, width = float(np.hypot(dx, dy)), LABEL_CHAR * size_px * len(names[k])
-        if not names[k] or width > 0.9 * length:
+        if not names[k] or width > 0.9 * length or (min(a, b), max(a, b), names[k]) in named:
             continue
         ux, uy = dx / length, dy / length
         cx, cy = (x[a] + x[b]) / 2 - uy * size_px * 0.6, (y[a] + y[b]) / 2 + ux * size_px * 0.6  # beside the road
@@ -151,6 +173,7 @@ def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.
         if any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3] for o in placed):
             continue
         placed.append(box)
+        named.add((min(a, b), max(a, b), names[k]))
         angle = -np.degrees(np.arctan2(dy, dx))                           # screen y points down
         angle = angle - 180 if angle > 90 else angle + 180 if angle < -90 else angle
         rows.append({"lon": float(np.degrees(cx / scale)),
@@ -175,13 +198,17 @@ def arrow_layers(arrows: pd.DataFrame) -> list[pdk.Layer]:
     tip_lat = rows["to_lat"] - back * (rows["to_lat"] - rows["from_lat"])
     shafts = _records({**rows, "to_lon": tip_lon, "to_lat": tip_lat})
     heads = _records({"lon": tip_lon, "lat": tip_lat, "angle": angle.round(1), "r": rows["r"], "g": rows["g"],
-                      "b": rows["b"], "size": np.maximum(12, 2.2 * np.asarray(rows["width"], dtype=float)).round(1)})
+                      "b": rows["b"], "size": np.maximum(12, 2.2 * np.asarray(rows["width"], dtype=float)).round(1),
+                      "head": np.full(len(tip_lon), ARROW_HEAD)})
     return [pdk.Layer("LineLayer", shafts, id="arrows", get_source_position=["from_lon", "from_lat"],
                       get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
                       get_width="width", width_units='"pixels"', pickable=False),
-            pdk.Layer("TextLayer", heads, id="arrow-heads", get_position=["lon", "lat"], get_text='"▶"',
+            # deck.gl calls getText for every row, so the glyph is a column named here, not a constant
+            # (a quoted constant reached the browser as a string: "r is not a function"); and pydeck would
+            # turn a list of strings, e.g. a character set, into an expression, so that is a string too.
+            pdk.Layer("TextLayer", heads, id="arrow-heads", get_position=["lon", "lat"], get_text="head",
                       get_angle="angle", get_size="size", get_color=["r", "g", "b", 240],
-                      character_set=["▶"], get_text_anchor='"end"', pickable=False)]
+                      character_set=f'"{ARROW_HEAD}"', get_text_anchor='"end"', pickable=False)]
 
 
 def basemap_toggle(key: str, container=st) -> bool:

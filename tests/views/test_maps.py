@@ -81,6 +81,29 @@ def test_attention_arrows_have_heads_at_their_targets(graph):
     assert len(heads) == 2 and heads[1]["size"] > heads[0]["size"]             # heavier arrow, bigger head
     for head, shaft in zip(heads, shafts):                                      # each head ends its shaft
         assert (head["lon"], head["lat"]) == pytest.approx((shaft["to_lon"], shaft["to_lat"]))
+    # deck.gl calls a TextLayer's getText on every row: a constant reached the browser as a plain
+    # string ("TextLayer({id: 'arrow-heads'}): r is not a function"). It must name a column.
+    text = layers["arrow-heads"]["getText"]
+    assert text.startswith("@@=") and all(head[text[3:]] == "▶" for head in heads)
+    assert layers["arrow-heads"]["characterSet"] == "▶"                          # a string, not an expression
+    for layer in spec["layers"]:                                               # no layer takes a constant text
+        assert layer.get("getText", "@@=").startswith("@@="), layer["id"]
+
+
+def test_tooltips_open_into_the_map(graph):
+    """A tooltip opens away from the nearer edges of the fitted view, so none is cut off by the map,
+    and it wraps at a fixed width."""
+    deck = road_map(graph, graph.nodes[["node_id"]], ramp(np.full(graph.num_nodes, 20.0), SPEED_STOPS),
+                    tooltip_html="<b>{node_id}</b>")
+    assert deck._tooltip["html"].endswith("<b>{node_id}</b></div>")
+    assert "translate({tip_x}, {tip_y})" in deck._tooltip["html"] and "max-width:" in deck._tooltip["html"]
+    rows = pd.DataFrame({layer["id"]: layer for layer in strict_json(deck.to_json())["layers"]}["nodes"]["data"])
+    view = deck.initial_view_state
+    west, east = rows.lon < rows.lon.quantile(0.1), rows.lon > rows.lon.quantile(0.9)
+    assert (rows.tip_x[west] == "12px").all() and rows.tip_x[east].str.startswith("calc(-100%").all()
+    assert (rows.tip_x == "-50%").any()                                        # the middle third: centred
+    assert rows.tip_y[rows.lat < view.latitude].str.startswith("calc(-100%").all()    # south: above the node
+    assert (rows.tip_y[rows.lat >= view.latitude] == "12px").all()
 
 
 def test_horizon_bars_highlight_the_selected_step():
