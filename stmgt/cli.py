@@ -542,7 +542,7 @@ def _timestamp(text: str, option: str, tz) -> pd.Timestamp:
 
 def _route(args) -> None:
     """Everything that needs no model is checked before the model loads and the error model is
-    fitted (the slow part, most of a minute on a CPU)."""
+    fitted (the slow part, most of a minute on a CPU, the first time only: it is saved in the run folder)."""
     run = Run.open(args.run)
     dataset = load_dataset(_run_data_spec(run, args.data))
     steps = dataset.timestamps
@@ -555,8 +555,8 @@ def _route(args) -> None:
         raise DataError(f"{depart.isoformat()} is outside the data: departures run from "
                         f"{steps[forecaster.seq_len - 1].isoformat()} to before {latest.isoformat()}", "--depart")
     forecast = forecaster.forecast(forecaster.anchor_at(steps[steps.searchsorted(depart, side="right") - 1]))
-    trip = TripPlanner.for_forecaster(forecaster).plan(forecast, args.origin, args.destination, depart,
-                                                       deadline, samples=args.samples)
+    trip = TripPlanner.for_forecaster(forecaster, run.path).plan(forecast, args.origin, args.destination, depart,
+                                                                 deadline, samples=args.samples)
     if args.out is None:
         print(json_text(trip.summary()), end="")
         return

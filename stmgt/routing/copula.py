@@ -10,18 +10,28 @@ z = Φ⁻¹(F(y)), F the mixture cdf. Their correlation is taken as separable,
 corr(z[h, n], z[k, m]) = temporal[h, k] · spatial[n, m]: a few hundred training windows cannot
 pin down a free (H·N)² matrix (744² on the HCMC graph), but they estimate a 62 × 62 and a 12 × 12
 one from thousands of pairs each, and the Kronecker form keeps sampling cheap.
+
+Estimating it runs the model over hundreds of training windows, so it is done once per model and
+data and saved beside the checkpoint (`saved_copula`): a later route answer reads two small matrices.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from stmgt.data.dataset import split_anchors
+from stmgt.data.dataset import TrafficDataset, split_anchors
+from stmgt.errors import DataError, reason
 from stmgt.model.mixture import GaussianMixture
+from stmgt.storage.jsonfile import atomic_write_bytes
 
 # Normal scores are looked up on this grid: a mixture's quantile function is smooth in z (a single
 # Gaussian's is a straight line), so linear interpolation between 91 exact quantiles (Δz = 0.1)
@@ -30,6 +40,8 @@ from stmgt.model.mixture import GaussianMixture
 Z_GRID = np.linspace(-4.5, 4.5, 91)
 _PIT_CLIP = 1e-6          # F(y) of 0 or 1 (a reading far in a tail) would give an infinite score
 ESTIMATION_WINDOWS = 240  # training windows, evenly spaced: ~6 s of forward passes on a CPU
+COPULA_FILE = "error_copula.npz"        # in the run folder, beside checkpoint.pt
+COPULA_FORMAT = "stmgt-error-copula/1"
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +85,68 @@ class ErrorCopula:
         return temporal @ noise @ spatial.T
 
 
+def copula_key(checkpoint: Path, dataset: TrafficDataset, windows: int = ESTIMATION_WINDOWS) -> dict:
+    """What a saved copula was fitted from: the checkpoint's bytes, the data's speeds, weather,
+    times and graph, and the number of windows. A copula saved under another key is stale."""
+    data = hashlib.sha256()
+    for part in (dataset.speed, dataset.weather, dataset.timestamps.asi8):
+        data.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
+    data.update(dataset.graph.fingerprint().encode())
+    return {"format": COPULA_FORMAT, "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
+            "data_sha256": data.hexdigest(), "windows": int(windows)}
+
+
+def save_copula(path: Path, copula: ErrorCopula, key: dict) -> None:
+    """Write `copula` with its `key` as a compressed .npz of plain arrays, atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, spatial=copula.spatial, temporal=copula.temporal,
+                        key=np.array(json.dumps(key, sort_keys=True)))
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_copula(path: Path, key: dict, num_nodes: int, horizon: int) -> ErrorCopula | None:
+    """The copula saved at `path`; None when there is none or it was fitted under another `key`.
+    Read without pickle; a damaged file, or matrices that are not `num_nodes` and `horizon` square
+    correlation matrices, is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            stored = json.loads(str(saved["key"][()]))
+            spatial, temporal = saved["spatial"], saved["temporal"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"the saved error copula cannot be read ({reason(exc)})", str(path)) from exc
+    if stored != key:
+        return None
+    for name, matrix, size in (("spatial", spatial, num_nodes), ("temporal", temporal, horizon)):
+        if matrix.shape != (size, size) or not _is_correlation(matrix):
+            raise DataError(f"the saved error copula's {name} matrix is not a {size} × {size} correlation matrix",
+                            str(path))
+    return ErrorCopula(spatial, temporal)
+
+
+def saved_copula(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDOWS) -> ErrorCopula:
+    """The error copula of the model in `run_dir` on the forecaster's data: read from the run
+    folder when saved there for this checkpoint and data, else estimated and saved for next time.
+    A damaged or stale file is estimated afresh and replaced; a folder that cannot be written
+    (a read-only install) only costs the estimate again next time."""
+    path = Path(run_dir) / COPULA_FILE
+    key = copula_key(Path(run_dir) / "checkpoint.pt", forecaster.dataset, windows)
+    try:
+        copula = read_copula(path, key, forecaster.dataset.num_nodes, forecaster.horizon)
+    except DataError:
+        copula = None
+    if copula is not None:
+        return copula
+    copula = ErrorCopula.estimate(forecaster, windows)
+    try:
+        save_copula(path, copula, key)
+    except OSError:
+        pass
+    return copula
+
+
 def normal_scores(mixture: GaussianMixture, observed: np.ndarray) -> np.ndarray:
     """Φ⁻¹(F(y)) of each observation under its forecast mixture (NaN stays NaN)."""
     u = mixture.cdf(torch.from_numpy(np.nan_to_num(observed))).double().numpy()
@@ -103,6 +177,12 @@ def _nearest_correlation(matrix: np.ndarray) -> np.ndarray:
     fixed = (vectors * np.clip(values, 0, None)) @ vectors.T
     scale = 1 / np.sqrt(np.clip(np.diag(fixed), 1e-12, None))
     return fixed * scale[:, None] * scale[None, :]
+
+
+def _is_correlation(matrix: np.ndarray) -> bool:
+    """Finite, symmetric, unit diagonal and entries within [−1, 1]."""
+    return (matrix.dtype.kind == "f" and bool(np.isfinite(matrix).all()) and np.allclose(matrix, matrix.T)
+            and np.allclose(np.diag(matrix), 1.0) and bool((np.abs(matrix) <= 1 + 1e-9).all()))
 
 
 def _square_root(matrix: np.ndarray) -> np.ndarray:

@@ -8,13 +8,14 @@ draw by draw), the historical-average travel time and, on simulated data, the tr
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from stmgt.evaluation.baselines import HistoricalAverage
-from stmgt.routing.copula import ErrorCopula, mixture_draws
+from stmgt.routing.copula import ErrorCopula, mixture_draws, saved_copula
 from stmgt.data.dataset import TrafficDataset, split_ranges
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
@@ -50,9 +51,13 @@ class Trip:
     @property
     def p_on_time(self) -> float | None:
         """P(arriving by the deadline) on the fastest route."""
+        return self.on_time(self.fastest)
+
+    def on_time(self, answer: RouteAnswer) -> float | None:
+        """P(arriving by the deadline) on one of the trip's routes; None without a deadline."""
         if self.deadline is None:
             return None
-        return self.fastest.travel.p_on_time((self.deadline - self.depart) / pd.Timedelta(minutes=1))
+        return answer.travel.p_on_time((self.deadline - self.depart) / pd.Timedelta(minutes=1))
 
     def summary(self) -> dict:
         """The JSON answer of `python -m stmgt route`."""
@@ -61,12 +66,12 @@ class Trip:
             return {"path": answer.route.nodes, "length_m": round(answer.length_m, 1),
                     "p10_min": round(t.p10, 2), "p50_min": round(t.p50, 2), "p90_min": round(t.p90, 2),
                     "mean_min": round(t.mean, 2), "historical_min": round(answer.historical_min, 2),
-                    "true_min": None if answer.true_min is None else round(answer.true_min, 2)}
+                    "true_min": None if answer.true_min is None else round(answer.true_min, 2),
+                    "p_on_time": None if self.deadline is None else round(self.on_time(answer), 4)}
 
         segments = self.fastest.segments.assign(entry_time=[t.isoformat() for t in self.fastest.segments.entry_time])
         return {**times(self.fastest), "depart": self.depart.isoformat(),
                 "deadline": None if self.deadline is None else self.deadline.isoformat(),
-                "p_on_time": None if self.p_on_time is None else round(self.p_on_time, 4),
                 "forecast_made_at": self.anchor_time.isoformat(), "samples": len(self.fastest.travel.samples),
                 "segments": segments.round(2).to_dict("records"), "shortest": times(self.shortest)}
 
@@ -109,9 +114,12 @@ class TripPlanner:
         self.step_min = dataset.freq / pd.Timedelta(minutes=1)
 
     @classmethod
-    def for_forecaster(cls, forecaster: Forecaster) -> TripPlanner:
+    def for_forecaster(cls, forecaster: Forecaster, run_dir: Path | None = None) -> TripPlanner:
+        """With the model's `run_dir`, the error copula saved there is used (estimated and saved
+        on first use); without, it is estimated now."""
         dataset = forecaster.dataset
-        return cls(dataset, ErrorCopula.estimate(forecaster), actual_speeds(dataset))
+        copula = ErrorCopula.estimate(forecaster) if run_dir is None else saved_copula(forecaster, run_dir)
+        return cls(dataset, copula, actual_speeds(dataset))
 
     def plan(self, forecast: Forecast, origin: str, destination: str, depart, deadline=None,
              samples: int = SAMPLES, seed: int = 0, copula: ErrorCopula | None = None) -> Trip:
