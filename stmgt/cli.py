@@ -33,6 +33,7 @@ from stmgt.forecasting.forecast import Forecaster
 from stmgt.data.scenario import WeatherScenario
 from stmgt.storage.jsonfile import atomic_write_bytes, json_text, read_json, write_json
 from stmgt.limits import LIMITS
+from stmgt.settings import MODEL, OPTIONS, SETTINGS, TRAIN
 from stmgt.model import STMGTConfig
 from stmgt.storage.lock import FolderLock
 from stmgt.storage.outputs import (check_file_target, check_folder_target, locked_target, os_failure, remove_ours,
@@ -50,7 +51,9 @@ OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is 
 TIMEZONE_HELP = "IANA time zone (e.g. Asia/Ho_Chi_Minh) of timestamps written without a UTC offset"
 CONFIGURED = "default: the --config file's, else {}"
 FORECAST_COLUMNS = "node_id,horizon_step,target_time,mean,"   # how a forecast CSV of ours begins
-RESUME_KEEPS = ("config", "batch_size", "lr", "patience", "init", "seed", "layout", "max_batches")  # train options
+# The `train` options a resumed run refuses (it keeps its own settings): argparse name -> option.
+RESUME_KEEPS = {"config": "--config", "init": "--init",
+                **{s.name: s.option for s in OPTIONS if s.name not in ("epochs", "device")}}
 
 
 def _int_from(low: int):
@@ -69,12 +72,12 @@ _positive_int, _seed = _int_from(1), _int_from(0)
 
 
 def _limited(name: str):
-    """An argparse type for a size in the table of limits: refused before any work, naming the limit."""
+    """An argparse type for a number in the table of limits: refused before any work, naming the limit."""
     limit = LIMITS[name]
-    at_least = _int_from(limit.low)
+    read = _int_from(limit.low) if limit.whole else _finite
 
-    def parse(text: str) -> int:
-        value = at_least(text)
+    def parse(text: str) -> int | float:
+        value = read(text)
         try:
             limit.check(value)
         except DataError as exc:
@@ -156,25 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE.json",
                    help='every model and training setting: {"model": {...}, "train": {...}} with the keys of a '
                         "run's config.json (a run's config.json itself will do); the options below override it")
-    p.add_argument("--epochs", type=_limited("epochs"), help=CONFIGURED.format(TrainConfig.epochs))
-    p.add_argument("--batch-size", type=_limited("batch_size"),
-                   help="windows per step and process: under torchrun a step sees batch size × processes "
-                        "(the learning rate is not rescaled); " + CONFIGURED.format(TrainConfig.batch_size))
-    p.add_argument("--lr", type=_finite, metavar="LR", help="peak learning rate; " + CONFIGURED.format(TrainConfig.lr))
-    p.add_argument("--patience", type=_limited("patience"), metavar="N",
-                   help="early stopping after N epochs without a better validation MAE; "
-                        + CONFIGURED.format(TrainConfig.patience))
-    p.add_argument("--init", type=Path, metavar="RUN",
-                   help="fine-tune: start from RUN's weights (same road graph and architecture) instead of "
-                        "random ones; its σ calibration is refitted at the end")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help=CONFIGURED.format("auto"))
-    p.add_argument("--seed", type=_limited("seed"), help=CONFIGURED.format(TrainConfig.seed))
-    p.add_argument("--layout", choices=["concat", "mean"],
-                   help="GAT heads: concat (the specification's code) or mean (96-wide averaged heads); "
-                        + CONFIGURED.format(STMGTConfig.gat_layout))
-    p.add_argument("--max-batches", type=_limited("max_batches"), metavar="N",
-                   help="quick look: at most N batches per epoch and per validation, calibration and "
-                        "test-scoring pass (metrics.json then says how many test windows were scored)")
+    for setting in OPTIONS:
+        p.add_argument(setting.option, dest=setting.name,
+                       help=f"{setting.help} ({setting.span}; {CONFIGURED.format(setting.shown_default)})",
+                       **({"choices": setting.choices} if setting.choices else {"type": _limited(setting.name)}))
+    p.add_argument("--init", type=Path, metavar="RUN", help=SETTINGS["init_from"].help)
     p.add_argument("--no-evaluate", action="store_true", help="skip writing metrics.json")
     p.add_argument("--progress-json", action="store_true",
                    help="for a program following the training (the dashboard): one JSON object per line on "
@@ -264,20 +253,18 @@ def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
     """A new run's settings: the --config file's, with the options given on top; None for
     --resume, which carries on with the run's own."""
     if args.resume:
-        fixed = [f"--{name.replace('_', '-')}" for name in RESUME_KEEPS if getattr(args, name) is not None]
+        fixed = [option for name, option in RESUME_KEEPS.items() if getattr(args, name) is not None]
         if fixed:
             raise DataError(f"a resumed run keeps its own settings (only --epochs and --device may change); "
                             f"leave {', '.join(fixed)} out", f"--resume {args.resume}")
         return None
     if args.init is not None and not (args.init / CHECKPOINT).is_file():
         raise DataError("not a run folder with a trained model (no checkpoint.pt)", f"--init {args.init}")
-    model, train = ({}, {}) if args.config is None else _config_sections(args.config)
-    options = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "lr": args.lr,
-               "patience": args.patience, "max_batches": args.max_batches, "device": args.device,
-               "init_from": None if args.init is None else str(args.init)}
-    train = {**train, **{k: v for k, v in options.items() if v is not None}}
-    if args.layout:
-        model = {**model, "gat_layout": args.layout}
+    sections = dict(zip((MODEL, TRAIN), ({}, {}) if args.config is None else _config_sections(args.config)))
+    for setting in OPTIONS:
+        if getattr(args, setting.name) is not None:
+            sections[setting.config] = {**sections[setting.config], setting.name: getattr(args, setting.name)}
+    model, train = sections[MODEL], sections[TRAIN] | ({} if args.init is None else {"init_from": str(args.init)})
     try:
         return STMGTConfig.from_dict(model), TrainConfig.from_dict(train)
     except ValueError as exc:

@@ -38,10 +38,9 @@ from stmgt.data.graph import RoadGraph
 from stmgt.storage.jsonfile import write_json
 from stmgt.limits import LIMITS
 from stmgt.model import STMGT, STMGTConfig
-from stmgt.model.config import SIZES as MODEL_SIZES
+from stmgt.settings import MODEL_SIZES, TRAIN_SIZES
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
-from stmgt.training.trainer import SIZES as TRAIN_SIZES
 from stmgt.training.trainer import TrainConfig, fit
 from stmgt.routing.trip import TripPlanner
 from tests.hostile_data import (DATASET_NAME, PAYLOADS, RUN_NAME, hostile_graph, html_dangers, markdown_dangers,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import asdict, dataclass, fields
 
-from stmgt.limits import LIMITS
-from stmgt.model.spatial import GAT_PATHS
+from stmgt.settings import MODEL, SETTINGS, check, default
 
-GAT_LAYOUTS = ("concat", "mean")
-SIZES = ("hidden_dim", "num_blocks", "heads", "num_mixtures", "seq_len", "horizon")   # bounded by LIMITS
+GAT_LAYOUTS = SETTINGS["gat_layout"].choices
 
 
 @dataclass(frozen=True)
@@ -63,40 +60,28 @@ class STMGTConfig:
     final sequence is read as horizon step i+1.
     """
 
-    hidden_dim: int = 96
-    num_blocks: int = 3
-    heads: int = 4
-    dropout: float = 0.2
-    drop_edge: float = 0.05
-    num_mixtures: int = 5
-    seq_len: int = 12
-    horizon: int = 12
-    gat_layout: str = "mean"
-    use_mask: bool = True
-    time_encoding: bool = True
-    use_weather: bool = True
-    causal_weather: bool = True
-    weather_memory: bool = True
-    weather_past: bool = True
-    gat_path: str = "dense"
+    # Each setting's default, limits and meaning are in `stmgt.settings`.
+    hidden_dim: int = default("hidden_dim")
+    num_blocks: int = default("num_blocks")
+    heads: int = default("heads")
+    dropout: float = default("dropout")
+    drop_edge: float = default("drop_edge")
+    num_mixtures: int = default("num_mixtures")
+    seq_len: int = default("seq_len")
+    horizon: int = default("horizon")
+    gat_layout: str = default("gat_layout")
+    use_mask: bool = default("use_mask")
+    time_encoding: bool = default("time_encoding")
+    use_weather: bool = default("use_weather")
+    causal_weather: bool = default("causal_weather")
+    weather_memory: bool = default("weather_memory")
+    weather_past: bool = default("weather_past")
+    gat_path: str = default("gat_path")
 
     def __post_init__(self):
-        # Types and sizes first: a hand-written config (`train --config`) must fail here in words,
-        # not in torch after gigabytes, and within the limits the checkpoint loader accepts.
-        for name in SIZES:
-            LIMITS[name].check(getattr(self, name))
-        for name in ("dropout", "drop_edge"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-        for name in ("use_mask", "time_encoding", "use_weather", "causal_weather", "weather_memory",
-                     "weather_past"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.gat_layout not in GAT_LAYOUTS:
-            raise ValueError(f"gat_layout must be one of {GAT_LAYOUTS}, got {self.gat_layout!r}")
-        if self.gat_path not in GAT_PATHS:
-            raise ValueError(f"gat_path must be one of {GAT_PATHS}, got {self.gat_path!r}")
+        # A hand-written config (`train --config`) must fail here in words, not in torch after
+        # gigabytes, and within the limits the checkpoint loader accepts (the same records).
+        check(self, MODEL)
         if self.hidden_dim % self.heads:
             raise ValueError(f"hidden_dim ({self.hidden_dim}) must be divisible by heads ({self.heads})")
         if self.horizon != self.seq_len:

@@ -22,8 +22,9 @@ from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import remove_self_loops
 
 from stmgt.model.dropout import Dropout, dropout
+from stmgt.settings import SETTINGS
 
-GAT_PATHS = ("dense", "pyg")
+GAT_PATHS = SETTINGS["gat_path"].choices
 # Above this many nodes the dense path's [B·T, heads, N, N] attention grows past ~100 MB at
 # batch 32 and PyG's sparse message passing is the better choice.
 DENSE_MAX_NODES = 256

@@ -19,7 +19,7 @@ from stmgt.data.graph import RoadGraph
 from stmgt.storage.jsonfile import atomic_write_bytes
 from stmgt.limits import LIMITS
 from stmgt.model import STMGT, STMGTConfig
-from stmgt.model.config import SIZES
+from stmgt.settings import MODEL_SIZES
 
 # What torch.load raises for a damaged, truncated or foreign file read with weights_only=True
 # (its unpickler runs no code, but on garbage its stack machine fails with Index/Key/TypeError).
@@ -86,9 +86,9 @@ def read_checkpoint(source) -> dict:
 
 
 def _check_sizes(config: dict, where: str) -> None:
-    """The sizes the trainer accepts (`LIMITS`), checked before a model of them is allocated: a few
-    bytes of config could otherwise ask for gigabytes."""
-    for name in SIZES:
+    """The sizes the trainer accepts (the same records, `stmgt.settings`), checked before a model of
+    them is allocated: a few bytes of config could otherwise ask for gigabytes."""
+    for name in MODEL_SIZES:
         value = config.get(name, 1)
         try:
             LIMITS[name].check(value)

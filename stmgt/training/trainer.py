@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import math
-import numbers
 import platform
 import time
 from dataclasses import asdict, dataclass, fields
@@ -27,6 +25,7 @@ from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.limits import LIMITS, check_memory, memory_budget
+from stmgt.settings import SETTINGS, TRAIN, check, default
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.forecasting.predict import predict
@@ -38,80 +37,50 @@ log = logging.getLogger(__name__)
 
 # `tune`: every weight, or only those the weather's effect is learnt in (the weather cross-attention
 # and the mixture head read the traffic features, which stay as they are).
-TUNABLE = ("all", "weather")
+TUNABLE = SETTINGS["tune"].choices
 # Fine-tuning a model without weather memory into one with it: the decays start at their initial values.
 FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
 # `select`: the validation score that picks the best epoch and drives early stopping. "whatif" is
 # the what-if error (stmgt.evaluation.fidelity.mean_error) on SELECT_ANCHORS validation anchors: validation MAE
 # barely moves with the weather response, which can swing widely from one epoch to the next.
-SELECTABLE = ("val_mae", "whatif")
+SELECTABLE = SETTINGS["select"].choices
 SELECT_ANCHORS = 50
 PAIR_STREAM = 11          # the what-if pairs' random stream: (seed, epoch, PAIR_STREAM), one per rank
-# TrainConfig's whole-number settings, bounded by the table of limits.
-SIZES = ("epochs", "batch_size", "restart_epochs", "restart_mult", "patience", "seed", "weather_copies", "max_batches")
 
 
 @dataclass
 class TrainConfig:
-    """Defaults are the specification's (§9.4.2–9.4.3)."""
+    """The settings of a training run; each one's default (the specification's, §9.4.2–9.4.3),
+    limits and meaning are in `stmgt.settings`."""
 
-    epochs: int = 100
-    batch_size: int = 32          # per process: under torchrun one step sees batch_size × ranks windows
-                                  # (stmgt.training.distributed); lr is not rescaled
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
-    restart_epochs: int = 10      # CosineAnnealingWarmRestarts T_0
-    restart_mult: int = 2         # T_mult
-    min_lr: float = 1e-6          # eta_min
-    patience: int = 10            # early stopping on the `select` score
-    grad_clip: float = 1.0
-    variance_weight: float = 0.01
-    entropy_weight: float = 0.001
-    seed: int = 0
-    device: str = "auto"          # auto | cpu | cuda
-    max_batches: int | None = None  # cap on batches per epoch and per validation/calibration pass,
-                                    # for quick looks on a CPU; None = all
-    calibrate: bool = True        # fit a per-horizon σ scale on the validation split at the end
-    compile: bool | None = None   # torch.compile the training step; None = on the CPU when the run
-                                  # is long enough to earn back the compile time (COMPILE_MIN_BATCHES)
-    weather_copies: int = 0       # opt-in: train also on N re-simulations under sampled weather (stmgt.data.augment)
-    init_from: str | None = None  # a run folder whose weights this run starts from (fine-tuning); None = fresh
-    tune: str = "all"             # which weights train: all, or "weather" = only the weather cross-attention
-                                  # and the mixture head (a weather fine-tune of an init_from model)
-    select: str = "val_mae"       # the score that picks the best epoch: validation MAE, or "whatif" =
-                                  # the what-if error on validation anchors (simulated data with weather)
-    whatif_weight: float = 0.0    # opt-in: weight of the what-if loss, |model − true change| of the median on
-                                  # a batch of sampled what-if pairs per step (simulated data; in train_loss)
-    bf16: bool | None = None      # bf16 autocast in the training step; None = where the device runs bf16
-                                  # matmuls natively (bf16_native); validation and forecasts stay fp32
+    epochs: int = default("epochs")
+    batch_size: int = default("batch_size")
+    lr: float = default("lr")
+    weight_decay: float = default("weight_decay")
+    beta1: float = default("beta1")
+    beta2: float = default("beta2")
+    restart_epochs: int = default("restart_epochs")
+    restart_mult: int = default("restart_mult")
+    min_lr: float = default("min_lr")
+    patience: int = default("patience")
+    grad_clip: float = default("grad_clip")
+    variance_weight: float = default("variance_weight")
+    entropy_weight: float = default("entropy_weight")
+    seed: int = default("seed")
+    device: str = default("device")
+    max_batches: int | None = default("max_batches")
+    calibrate: bool = default("calibrate")
+    compile: bool | None = default("compile")
+    weather_copies: int = default("weather_copies")
+    init_from: str | None = default("init_from")
+    tune: str = default("tune")
+    select: str = default("select")
+    whatif_weight: float = default("whatif_weight")
+    bf16: bool | None = default("bf16")
 
     def __post_init__(self):
         """Refuse, in words, what training would only trip over later (a `train --config` file can hold anything)."""
-        for name in SIZES:
-            if not (name == "max_batches" and self.max_batches is None):
-                LIMITS[name].check(getattr(self, name))
-        for name in ("lr", "weight_decay", "min_lr", "grad_clip", "variance_weight", "entropy_weight",
-                     "whatif_weight", "beta1", "beta2"):
-            value, beta = getattr(self, name), name.startswith("beta")
-            below = 1 if beta else math.inf
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < below:
-                raise ValueError(f"{name} must be a {'number in [0, 1)' if beta else 'finite number of at least 0'}, "
-                                 f"got {value!r}")
-        if not isinstance(self.calibrate, bool):
-            raise ValueError(f"calibrate must be true or false, got {self.calibrate!r}")
-        for name in ("compile", "bf16"):
-            if not isinstance(getattr(self, name), (bool, type(None))):
-                raise ValueError(f"{name} must be true, false or null, got {getattr(self, name)!r}")
-        if not isinstance(self.init_from, (str, type(None))):
-            raise ValueError(f"init_from must be a run folder's path or null, got {self.init_from!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.tune not in TUNABLE:
-            raise ValueError(f"tune must be {' or '.join(TUNABLE)}, got {self.tune!r}")
-        if self.select not in SELECTABLE:
-            raise ValueError(f"select must be {' or '.join(SELECTABLE)}, got {self.select!r}")
+        check(self, TRAIN)
 
     def to_dict(self) -> dict:
         return asdict(self)
