@@ -1,11 +1,15 @@
-"""Shared fixtures: an empty workspace per test, the dashboard under AppTest, and the files its
-download buttons hand out."""
+"""Shared fixtures: an empty workspace per test, the dashboard under AppTest, the files its
+download buttons hand out, and a small model trained once on simulated data."""
 
 from pathlib import Path
 
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
+
+from stmgt.data.simulate import simulate
+from stmgt.training.trainer import TrainConfig, fit
+from tests.samples import SMALL, SPEC
 
 APP_TIMEOUT = 120
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -49,3 +53,20 @@ def downloads(monkeypatch):
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
     return files
+
+
+@pytest.fixture(scope="session")
+def data():
+    """Two simulated weeks (seed 2): the data the shared small model is trained and scored on."""
+    return simulate(weeks=2, seed=2)
+
+
+@pytest.fixture(scope="session")
+def trained(data, tmp_path_factory):
+    """The small model trained for two epochs of four batches, once per session: (the fit's result,
+    its batch progress, its epoch progress). Tests only read it; one that writes copies the run."""
+    run_dir = tmp_path_factory.mktemp("runs") / "small"
+    batches, epochs = [], []
+    result = fit(data, SMALL, TrainConfig(epochs=2, batch_size=16, max_batches=4, device="cpu"), run_dir,
+                 SPEC, on_batch=batches.append, on_epoch=epochs.append)
+    return result, batches, epochs

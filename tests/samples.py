@@ -9,6 +9,8 @@ import pandas as pd
 
 from stmgt.data.dataset import TrafficDataset
 from stmgt.data.graph import RoadGraph
+from stmgt.model import STMGTConfig
+from stmgt.training.trainer import TrainConfig
 
 
 def write(path, text):
@@ -99,3 +101,10 @@ def snapshot_run(root, name, time, speeds, weather=None, skip=()):
     for file, content in files.items():
         if file not in skip:
             (run / file).write_text(json.dumps(content))
+
+
+# The small model, one quick epoch and the simulated data the training, checkpoint, evaluation and
+# forecasting tests share, so the whole path runs in seconds on a CPU.
+SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
+QUICK = TrainConfig(epochs=1, batch_size=16, max_batches=4, device="cpu")
+SPEC = {"kind": "simulator", "seed": 2, "weeks": 2}

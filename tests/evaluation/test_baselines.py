@@ -1,4 +1,4 @@
-"""The baselines on data small enough to work out by hand."""
+"""The baselines on data small enough to work out by hand, and on two simulated weeks."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from stmgt.evaluation.baselines import HistoricalAverage, persistence, time_of_week_slot
-from stmgt.data.dataset import Batch, Scaler, TrafficDataset
+from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_ranges
+from stmgt.data.simulate import simulate
 from tests.samples import small_dataset
 
 GRAPH = small_dataset().graph   # 3 nodes
@@ -48,3 +49,33 @@ def test_persistence_holds_the_last_observation():
     got = persistence(batch, scaler, fallback)
     # Node 1: last seen at step 1 (0.4 → 22 km/h); node 2 never seen → fallback; node 3 → 15 km/h.
     assert got[0].tolist() == [[22.0, 99.0, 15.0], [22.0, 99.0, 15.0]]
+
+
+def test_baselines(data):
+    ranges = split_ranges(data.num_steps)
+    ha = HistoricalAverage(data, ranges["train"])
+    step = ranges["test"].start + 20
+    pred = ha.predict(torch.tensor([[step]]))[0, 0].numpy()
+    slot_mates = np.arange(step % 672, ranges["train"].stop, 672)
+    np.testing.assert_allclose(pred, np.nanmean(data.speed[slot_mates], axis=0), rtol=1e-5)
+    scaler = Scaler.fit(data, ranges["train"])
+    batch = Windows(data, scaler).batch([step])
+    held = persistence(batch, scaler, torch.zeros(1, 12, data.num_nodes))[0].numpy()
+    last = data.speed[step]
+    observed = ~np.isnan(last)
+    np.testing.assert_allclose(held[:, observed], np.broadcast_to(last[observed], (12, observed.sum())), atol=1e-4)
+
+
+def test_historical_average_falls_back_to_time_of_day_for_unseen_slots():
+    """One week of data trains on Monday–Friday only; a Sunday 08:00 slot falls back to the
+    training mean at 08:00 (rush hour), not the all-day node mean."""
+    week = simulate(weeks=1, seed=1)
+    train = split_ranges(week.num_steps)["train"]
+    ha = HistoricalAverage(week, train)
+    sunday = int(np.flatnonzero((week.timestamps.day_of_week == 6) & (week.timestamps.hour == 8)
+                                & (week.timestamps.minute == 0))[0])
+    assert sunday >= train.stop
+    at_eight = [s for s in train if week.timestamps[s].hour == 8 and week.timestamps[s].minute == 0]
+    pred = ha.predict(torch.tensor([[sunday]]))[0, 0].numpy()
+    np.testing.assert_allclose(pred, np.nanmean(week.speed[at_eight], axis=0), rtol=1e-5)
+
