@@ -196,6 +196,12 @@ def side_panel(f: Frame, nodes: pd.DataFrame, i: int, node_id: str) -> None:
     minutes = (np.arange(1, f.forecast.horizon + 1) * (f.forecast.freq / pd.Timedelta(minutes=1))).astype(int)
     st.plotly_chart(horizon_bars(minutes, f.likely, f.step - 1, "Likely congested nodes by horizon", "nodes"),
                     config={"displayModeBar": False}, key="map_congested_bars")
+    if not np.isfinite(f.free_flow).any():
+        st.caption("No bars: no road has a free-flow speed (none was observed in the training period), so none can "
+                   "be judged congested.")
+    elif not f.likely.any():
+        st.caption(f"No bars: at no horizon of this forecast is any road's P({f.congested}) above "
+                   f"{100 * LIKELY:g} %. Raise the line above, or pick a busier time.")
 
 
 def ranked_roads(f: Frame, graph: RoadGraph) -> None:
