@@ -51,13 +51,24 @@ def click_node(at, node_id: str, position: int, map_index: int = 0) -> None:
     at._run(WidgetStates(widgets=states.widgets))
 
 
+def table(at, key: str):
+    """The one table (st.dataframe) whose widget key is `key`."""
+    (found,) = [t for t in at.dataframe if t.proto.id.endswith(key)]
+    return found
+
+
+def selected_rows(at, key: str) -> list[int]:
+    """The rows the table keyed `key` shows selected."""
+    return json.loads(table(at, key).proto.selection_state)["selection"]["rows"]
+
+
 def select_row(at, key: str, row: int) -> None:
     """Run the app as after a click on the row-th row of the table keyed `key` (what the browser
     sends for a single-row selection)."""
-    (table,) = [t for t in at.dataframe if t.proto.id.endswith(key)]
     states = at._tree.get_widget_states()
-    click = next((w for w in states.widgets if w.id == table.proto.id), None) or states.widgets.add()
-    click.id = table.proto.id
+    element = table(at, key)
+    click = next((w for w in states.widgets if w.id == element.proto.id), None) or states.widgets.add()
+    click.id = element.proto.id
     click.string_value = json.dumps({"selection": {"rows": [row], "columns": [], "cells": []}})
     at._run(WidgetStates(widgets=states.widgets))
 

@@ -22,7 +22,7 @@ from stmgt.data.sources import EMBEDDED, load_dataset
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
-from tests.views.page_helpers import click_node, deck_layers, select_row
+from tests.views.page_helpers import click_node, deck_layers, select_row, selected_rows, table
 
 PAGE = "views/forecast_map.py"
 TABLE = "forecast_map_roads"
@@ -177,15 +177,9 @@ def bundled() -> tuple[Forecaster, np.ndarray]:
     return Forecaster(Run(BUNDLED_RUN).load(), dataset), free_flow_speed(dataset)
 
 
-def table_element(at):
-    (table,) = [t for t in at.dataframe if t.proto.id.endswith(TABLE)]
-    return table
-
-
 def selected_roads(at) -> list[str]:
     """The road(s) of the table's selected row."""
-    table = table_element(at)
-    return [table.value["node_id"].iloc[r] for r in json.loads(table.proto.selection_state)["selection"]["rows"]]
+    return [table(at, TABLE).value["node_id"].iloc[r] for r in selected_rows(at, TABLE)]
 
 
 @pytest.mark.parametrize("step", [4, 12])
@@ -197,30 +191,31 @@ def test_ranked_table_names_the_likely_congested_roads(app, downloads, bundled, 
     mixture = forecast.mixture[0, step - 1]
     q10, median, q90 = mixture.quantiles([0.1, 0.5, 0.9]).numpy().T
     p = mixture.prob_below(torch.as_tensor(0.5 * free_flow, dtype=mixture.means.dtype)).numpy()
-    table = table_element(at).value
+    roads = table(at, TABLE).value
     graph = forecaster.dataset.graph
-    assert sorted(table["node_id"]) == sorted(graph.node_ids)
-    assert table["p_congested"].is_monotonic_decreasing                 # most likely congested first
-    rows = table.set_index("node_id").loc[graph.node_ids]               # back in the graph's order
+    assert sorted(roads["node_id"]) == sorted(graph.node_ids)
+    assert roads["p_congested"].is_monotonic_decreasing                 # most likely congested first
+    rows = roads.set_index("node_id").loc[graph.node_ids]               # back in the graph's order
     assert rows["name"].tolist() == list(graph.names.values())
     for column, expected in [("p_congested", p), ("median_kmh", median), ("q10_kmh", q10), ("q90_kmh", q90),
                              ("free_flow_ratio", median / free_flow)]:
         np.testing.assert_allclose(rows[column], expected, atol=6e-4, err_msg=column)
     likely = int(metric(at, "Likely congested").split(" of ")[0])
-    assert likely == (p > 0.5).sum() == (table["p_congested"] > 0.5).sum()
+    assert likely == (p > 0.5).sum() == (roads["p_congested"] > 0.5).sum()
     if step == 4:
         assert 0 < likely < 62                                           # a rush hour: some, not all
     assert any(f"Above 50 %: {likely} road(s)" in c.value for c in at.caption)
     # The download is the table, cell for cell.
     csv = downloads[f"congestion_{forecast.anchor_times[0]:%Y%m%dT%H%M}_step{step}.csv"]
-    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(csv)), table.reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(csv)), roads.reset_index(drop=True), check_dtype=False)
 
 
 def test_a_table_row_selects_its_road(app):
     at = app(PAGE, node_id="n07")
     assert selected_roads(at) == ["n07"]                     # the table shows the session's road selected
-    row = next(i for i, node in enumerate(table_element(at).value["node_id"]) if node != "n07")
-    road = table_element(at).value["node_id"].iloc[row]
+    ids = table(at, TABLE).value["node_id"].tolist()
+    row = next(i for i, node in enumerate(ids) if node not in ("n07", "n12"))
+    road = ids[row]
     select_row(at, TABLE, row)
     assert not at.exception
     assert at.session_state["node_id"] == road

@@ -1,18 +1,27 @@
 """Weather what-if page: the sliders change the forecast (delta map, scenario fan, headline
-numbers), the simulator's true counterfactual is shown on simulated data, and data or models
-without weather get a message with the way forward instead of a failure."""
+numbers), the simulator's true counterfactual is shown on simulated data, the worst-hit roads at the
+maps' step are named with the model's and the true change (their rows select roads), and data or
+models without weather get a message with the way forward instead of a failure."""
+
+import io
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
-from stmgt.forecasting.what_if import true_change
+from stmgt.data.sources import EMBEDDED, load_dataset
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.forecasting.what_if import median_changes, true_change
 from stmgt.data.scenario import WeatherScenario
-from tests.views.page_helpers import array, deck_layers, plotly, tiny_run, trace
+from stmgt.paths import BUNDLED_RUN
+from stmgt.storage.runs import Run
+from tests.views.page_helpers import array, deck_layers, plotly, select_row, selected_rows, table, tiny_run, trace
 from tests.samples import small_dataset
 
 PAGE = "views/what_if.py"
+TABLE = "whatif_roads"
 MODEL_MEDIAN, BASE_MEDIAN = "Median forecast (q50)", "Baseline median (actual weather)"
 
 
@@ -85,6 +94,46 @@ def test_true_counterfactual_on_simulated_data(app):
     np.testing.assert_allclose(array(trace(chart, "Simulator (true change)")["y"]), expected[:, 4], atol=1e-4)
     np.testing.assert_allclose(true_map, np.round(expected[3], 1), atol=0.051, equal_nan=True)
     assert array(trace(chart, "Model (predicted change)")["y"]).mean() < 0
+
+
+def test_worst_hit_roads_at_the_maps_step(app, downloads):
+    at = app(PAGE, node_id="n05", horizon=6)
+    at.slider(key="whatif_precip").set_value(20.0).run()
+    assert not at.exception
+    anchor, scenario = at.session_state["anchor"], WeatherScenario(precipitation_shift=20.0)
+    forecaster = Forecaster(Run(BUNDLED_RUN).load(), load_dataset(EMBEDDED))
+    model = median_changes(forecaster, [anchor], [scenario])[0, 0, 5]                 # step 6, every road
+    truth = true_change(TrafficSimulator(SimulationConfig(seed=0, weeks=8)), [anchor], 12, scenario)[0, 5]
+    roads = table(at, TABLE).value
+    assert (np.diff(np.abs(roads["model_change_kmh"])) <= 0).all()                  # largest change first
+    assert roads["model_change_kmh"].iloc[0] < -1                                  # heavy rain slows roads down
+    rows = roads.set_index("node_id").loc[forecaster.dataset.graph.node_ids]
+    np.testing.assert_allclose(rows["model_change_kmh"], model, atol=2e-3)
+    np.testing.assert_allclose(rows["true_change_kmh"], truth, atol=6e-4)           # NaN where no reading
+    np.testing.assert_allclose(rows["model_change_kmh"], map_changes(at), atol=0.051)   # what the map colours
+    # The headline at the maps' step says which step, and its numbers are the table's.
+    at_step = f"at {forecaster.forecast(anchor).target_times(0)[5]:%H:%M}"
+    headline = metrics(at)
+    assert headline[f"Network · model {at_step}"] == pytest.approx(model.mean(), abs=0.006)
+    assert headline[f"Network · true {at_step}"] == pytest.approx(np.nanmean(truth), abs=0.006)
+    assert headline[f"n05 · model {at_step}"] == pytest.approx(rows.loc["n05", "model_change_kmh"], abs=0.006)
+    assert headline[f"Error (MAE) {at_step}"] == pytest.approx(np.nanmean(np.abs(model - truth)), abs=0.006)
+    assert headline["Network · model"] != headline[f"Network · model {at_step}"]      # the horizon's mean is there too
+    csv = downloads[f"whatif_{forecaster.dataset.timestamps[anchor]:%Y%m%dT%H%M}_step6.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(io.BytesIO(csv)), roads.reset_index(drop=True), check_dtype=False)
+
+
+def test_a_table_row_selects_its_road(app):
+    at = app(PAGE, node_id="n05")
+    ids = table(at, TABLE).value["node_id"].tolist()
+    assert selected_rows(at, TABLE) == [ids.index("n05")]
+    row = next(i for i, node in enumerate(ids) if node != "n05")
+    select_row(at, TABLE, row)
+    assert not at.exception
+    assert at.session_state["node_id"] == ids[row]
+    assert at.selectbox(key="node_id_widget").value == ids[row]                    # the road picker follows
+    assert f"{ids[row]} · model" in metrics(at) and "n05 · model" not in metrics(at)
+    assert selected_rows(at, TABLE) == [row]
 
 
 @pytest.mark.parametrize("graph", ["small", "hcmc"])
