@@ -3,6 +3,8 @@ travel-time distribution (Monte Carlo through the forecast mixtures, errors corr
 training), the shortest route beside it, and the historical-average and (simulated data) actual
 travel times."""
 
+from dataclasses import replace
+
 import networkx as nx
 import numpy as np
 import pandas as pd
@@ -18,15 +20,31 @@ from ui.route_chart import travel_time_histogram
 from ui.text import md
 
 FROM_KEY, TO_KEY, CLICK_KEY, MAP_KEY = "route_from", "route_to", "route_click", "route_map"
+ON_TIME = "P(on time)"               # the comparison table's column, with a deadline
 ORIGIN, DESTINATION = "Origin", "Destination"
 BACKGROUND, ORIGIN_COLOUR, DESTINATION_COLOUR = (205, 205, 212), (26, 152, 80), (178, 24, 43)
 SHORTEST_COLOUR = (84, 39, 143)     # the purple the other pages use for a highlight
-DEADLINE_STEP_MIN, DEADLINE_MAX_MIN = 5, 180
+DEADLINE_MAX_MIN = 180              # the deadline slider's reach, in whole minutes after departure, at least
 
 
-@st.cache_resource(show_spinner="Estimating how forecast errors move together (training split)…", max_entries=4)
+@st.cache_resource(show_spinner="Loading how forecast errors move together (estimated once per model and "
+                                "data, then saved beside the model)…", max_entries=4)
 def _planner(model_key: str) -> TripPlanner:
-    return TripPlanner.for_forecaster(state.current_forecaster())
+    return TripPlanner.for_forecaster(state.current_forecaster(), state.current_model_choice().run.path)
+
+
+def deadline_picker(depart: pd.Timestamp, travel, trip_key: str) -> pd.Timestamp | None:
+    """The arrival deadline, if asked for. It starts at the median arrival plus a margin
+    (`TravelTime.suggested_budget`), for each trip afresh: a fixed budget gave 0 % or 100 % on most trips."""
+    if not st.toggle("Arrival deadline", key="route_use_deadline"):
+        return None
+    budget = min(travel.suggested_budget(), DEADLINE_MAX_MIN)
+    reach = max(DEADLINE_MAX_MIN, int(np.ceil(2 * travel.p90)))
+    minutes = st.select_slider("Arrive by", options=list(range(1, reach + 1)), value=budget,
+                               key=f"route_deadline_{trip_key}",
+                               format_func=lambda m: f"{depart + pd.Timedelta(minutes=m):%H:%M}",
+                               help="Starts at the median arrival plus half the way to the P90 arrival.")
+    return depart + pd.Timedelta(minutes=minutes)
 
 
 def set_clicked_node() -> None:
@@ -73,23 +91,18 @@ offset = when[1].select_slider(
                           + (f" ({horizon_label(s, forecast.freq)})" if s else " (now)"),
     help="Departures within the forecast's horizon; segments entered later use later forecast steps.")
 depart = made + offset * forecast.freq
-deadline = None
-with when[2]:
-    if st.toggle("Arrival deadline", key="route_use_deadline"):
-        budget = st.select_slider("Arrive by",
-                                  options=list(range(DEADLINE_STEP_MIN, DEADLINE_MAX_MIN + 1, DEADLINE_STEP_MIN)),
-                                  value=30, key="route_deadline",
-                                  format_func=lambda m: f"{depart + pd.Timedelta(minutes=m):%H:%M}")
-        deadline = depart + pd.Timedelta(minutes=budget)
 
 try:
-    trip = _planner(state.model_key()).plan(forecast, origin, destination, depart, deadline)
+    trip = _planner(state.model_key()).plan(forecast, origin, destination, depart)
 except DataError as exc:
     st.error(f"No answer for this trip: {md(exc)}")
     st.stop()
 fastest, shortest = trip.fastest, trip.shortest
 travel = fastest.travel
 same = list(shortest.route.nodes) == list(fastest.route.nodes)
+with when[2]:
+    deadline = deadline_picker(depart, travel, f"{origin}_{destination}_{depart:%Y%m%dT%H%M}")
+trip = replace(trip, deadline=deadline)
 
 cols = st.columns(5 if fastest.true_min is None else 6)
 cols[0].metric("Median (P50)", f"{travel.p50:.1f} min",
@@ -102,7 +115,11 @@ cols[2].metric("Arrive (P50)", f"{(depart + pd.Timedelta(minutes=travel.p50)).ro
 cols[3].metric("Historical avg.", f"{fastest.historical_min:.1f} min",
                help="The same route driven at the training split's average speed for each node and time of week.")
 if deadline is not None:
-    cols[4].metric(f"P(arrive by {deadline:%H:%M})", f"{trip.p_on_time:.0%}")
+    cols[4].metric(f"P(arrive by {deadline:%H:%M})", f"{trip.p_on_time:.0%}",
+                   delta=None if same else f"shortest route {trip.on_time(shortest):.0%}",
+                   delta_color="off", delta_arrow="off",
+                   help="Share of the draws that arrive by the deadline, on the fastest route"
+                        + ("." if same else " and, below, on the shortest one."))
 else:
     cols[4].metric("Distance", f"{fastest.length_m / 1000:.2f} km", delta=f"{len(fastest.route.edges)} segments",
                    delta_color="off", delta_arrow="off")
@@ -131,6 +148,9 @@ with chart_col:
                                           travel.p50, travel.p90, fastest.historical_min, fastest.true_min,
                                           None if deadline is None else (deadline - depart) / pd.Timedelta(minutes=1)),
                     key="route_histogram")
+    if deadline is not None:
+        st.caption(f"Hatched: the fastest route's draws that arrive by {deadline:%H:%M}, "
+                   f"{trip.p_on_time:.0%} of them.")
     st.caption(f"Forecast made {made:%a %d %b %H:%M}, leaving {depart:%H:%M}. Speeds are drawn jointly across nodes "
                "and forecast steps with the correlation the model's errors showed on the training split; each "
                "segment is driven at the mean of its two end nodes' speeds at the step nearest its entry time.")
@@ -140,10 +160,14 @@ compare = pd.DataFrame([{"Route": name, "Segments": len(a.route.edges), "Length 
                          "P10 (min)": a.travel.p10, "P50 (min)": a.travel.p50, "P90 (min)": a.travel.p90,
                          "Mean (min)": a.travel.mean, "Historical (min)": a.historical_min,
                          "Actual (min)": np.nan if a.true_min is None else a.true_min,
+                         **({} if deadline is None else {ON_TIME: 100 * trip.on_time(a)}),
                          "Via": " → ".join(a.route.nodes)}
                         for name, a in (("Fastest", fastest), ("Shortest", shortest))])
-st.dataframe(compare, hide_index=True, key="route_compare",
-             column_config={c: st.column_config.NumberColumn(format="%.1f") for c in compare.columns if "(" in c})
+formats = {c: st.column_config.NumberColumn(format="%.1f") for c in compare.columns if "(" in c}
+if deadline is not None:
+    formats[ON_TIME] = st.column_config.NumberColumn(f"P(by {deadline:%H:%M})", format="%.0f %%",
+                                                     help="Share of each route's draws that arrive by the deadline.")
+st.dataframe(compare, hide_index=True, key="route_compare", column_config=formats)
 if same:
     st.caption("The shortest route is the fastest one here.")
 else:

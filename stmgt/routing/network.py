@@ -155,6 +155,12 @@ class TravelTime:
         """P(travel time ≤ `budget_min`)."""
         return float((self.samples <= budget_min).mean())
 
+    def suggested_budget(self) -> int:
+        """A time budget worth asking about, in whole minutes: the median plus a margin of half the
+        way to P90, rounded up. Its P(on time) lies between the median's 50 % and P90's 90 % (on
+        any but a spread under a minute), so the first answer says something about the trip."""
+        return int(np.ceil(self.p50 + (self.p90 - self.p50) / 2))
+
 
 def entry_times(anchor_time: pd.Timestamp, minutes: np.ndarray) -> pd.DatetimeIndex:
     """Clock times of minutes after the forecast was made."""

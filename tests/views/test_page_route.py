@@ -1,5 +1,6 @@
 """Route page under AppTest: the trip's figures, map lines, histogram and tables agree with each
-other; a map click moves the origin or destination; a deadline adds P(on time)."""
+other; a map click moves the origin or destination; a deadline adds P(on time) for both routes,
+starting at the median arrival plus a margin, with the on-time draws hatched on the histogram."""
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from stmgt.data.graph import RoadGraph
 from tests.views.page_helpers import array, click_node, deck_layers, plotly, trace
 
 PAGE = "views/route.py"
-pytestmark = pytest.mark.slow        # the page estimates the error copula once per model (seconds)
+pytestmark = pytest.mark.slow        # the page plans a trip of 2,000 joint draws (seconds)
 
 
 def metric(at, label: str) -> str:
@@ -62,3 +63,45 @@ def test_first_visit_offers_a_cross_town_trip(app):
 def test_same_origin_and_destination_is_a_message(app):
     at = app(PAGE, route_from="n05", route_to="n05")
     assert any("same node" in e.value for e in at.error)
+
+
+def on_time_metric(at):
+    return next(m for m in at.metric if m.label.startswith("P(arrive by "))
+
+
+def test_deadline_starts_at_the_median_arrival_plus_a_margin(app):
+    at = app(PAGE)                                                  # the first visit's cross-town trip
+    at.toggle(key="route_use_deadline").set_value(True).run()
+    assert not at.exception
+    spec = plotly(at, "route_histogram")
+    draws = array(trace(spec, "Fastest route")["x"])
+    p50, p90 = np.quantile(draws, [0.5, 0.9])
+    (deadline,) = [s for s in at.select_slider if s.label == "Arrive by"]
+    assert deadline.value == int(np.ceil(p50 + (p90 - p50) / 2))   # the median plus half the way to P90
+    share = float(on_time_metric(at).value.rstrip("%")) / 100
+    assert share == pytest.approx((draws <= deadline.value).mean(), abs=0.005)
+    assert 0.5 <= share < 1                                         # an answer worth reading, not 0 % or 100 %
+    compare = at.dataframe[0].value.set_index("Route")
+    assert compare.loc["Fastest", "P(on time)"] == pytest.approx(100 * (draws <= deadline.value).mean())
+    (hatched,) = [t for t in spec["data"] if t.get("name", "").startswith("On time")]
+    assert array(hatched["y"]).sum() == pytest.approx((draws <= deadline.value).mean())
+    names = [t.get("name") for t in spec["data"]]
+    assert names.index("Actual") > names.index("Deadline")          # drawn over the deadline, not hidden
+
+
+def test_p_on_time_for_both_routes_follows_the_deadline(app):
+    at = app(PAGE, route_from="n05", route_to="n44", route_use_deadline=True)
+    compare = at.dataframe[0].value.set_index("Route")
+    assert compare.loc["Fastest", "Via"] != compare.loc["Shortest", "Via"]     # two routes to compare
+    spec = plotly(at, "route_histogram")
+    fastest, shortest = (array(trace(spec, name)["x"]) for name in ("Fastest route", "Shortest route"))
+    (deadline,) = [s for s in at.select_slider if s.label == "Arrive by"]
+    for budget in (deadline.value, int(np.ceil(np.quantile(shortest, 0.2)))):
+        deadline.set_value(budget).run()
+        assert not at.exception
+        (deadline,) = [s for s in at.select_slider if s.label == "Arrive by"]
+        compare = at.dataframe[0].value.set_index("Route")
+        assert compare.loc["Fastest", "P(on time)"] == pytest.approx(100 * (fastest <= budget).mean())
+        assert compare.loc["Shortest", "P(on time)"] == pytest.approx(100 * (shortest <= budget).mean())
+        assert on_time_metric(at).value == f"{(fastest <= budget).mean():.0%}"
+        assert on_time_metric(at).delta == f"shortest route {(shortest <= budget).mean():.0%}"
