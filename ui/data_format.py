@@ -45,8 +45,9 @@ def columns_table() -> pd.DataFrame:
     rows += [("edges.csv", c, *GRAPH_COLUMNS[c]) for c in EDGE_COLUMNS]
     rows += [("speed.csv", TIME_COLUMN, REQUIRED, TIMESTAMP),
              ("speed.csv", "one column per node_id", REQUIRED, "speed in km/h; an empty cell is a missing reading")]
-    rows += [("weather.csv", TIME_COLUMN, OPTIONAL, "the same timestamps as speed.csv")]
-    rows += [("weather.csv", c, OPTIONAL, f"{WEATHER_UNITS[c]}; every step needs all three") for c in WEATHER_COLUMNS]
+    weather = "weather.csv (the file is optional)"
+    rows += [(weather, TIME_COLUMN, REQUIRED, "the same timestamps as speed.csv")]
+    rows += [(weather, c, REQUIRED, f"{WEATHER_UNITS[c]}; every step needs all three") for c in WEATHER_COLUMNS]
     return pd.DataFrame(rows, columns=["File", "Column", "Needed", "What it holds"])
 
 
