@@ -221,9 +221,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
           "other random draw kept: each copy adds an epoch's worth of windows.",
           label="Counterfactual weather copies", section="weather response"),
     choice("tune", TRAIN, "all", ("all", "weather"),
-           "Which weights train. weather: the weather cross-attention and the mixture head learn, every other "
-           "weight stays the starting model's: a step costs little more than a forward pass, and the traffic "
-           "patterns learnt before are kept. Needs a starting model that reads the weather.",
+           "Which weights train: every weight, or only the weather response: the weather cross-attention and "
+           "the mixture head learn, every other weight stays the starting model's, so a step costs little more "
+           "than a forward pass and the traffic patterns learnt before are kept. Needs a starting model that "
+           "reads the weather.",
            label="Weights that train"),
     Setting("init_from", TRAIN, str, None,
             "Fine-tune: start from this run's weights (same road graph and architecture) instead of random "

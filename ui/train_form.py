@@ -1,0 +1,215 @@
+"""The Train page's form: every field drawn from its record in `stmgt.settings` (label, help, limits,
+default), the presets, the trained model a fine-tune starts from, and the checks and the duration
+estimate before a start."""
+
+from __future__ import annotations
+
+import streamlit as st
+import torch
+
+from stmgt.data.dataset import split_anchors
+from stmgt.errors import DataError
+from stmgt.model import STMGTConfig
+from stmgt.settings import MODEL, SETTINGS, Setting, in_section
+from stmgt.storage.runs import Run
+from stmgt.training.estimate import estimate
+from stmgt.training.trainer import SELECT_ANCHORS, TrainConfig, check_fits, whatif_simulator
+from ui import state, training
+from ui.train_progress import SCORES, SCROLL_KEY, duration
+from ui.text import md
+
+PRESET_KEY = "train_preset"
+# Presets set these form fields; the rest keep the specification's defaults.
+PRESETS = {
+    "Quick look": {"epochs": 2, "max_batches": 3},
+    "Specification": {"epochs": SETTINGS["epochs"].default, "max_batches": None},
+}
+PRESET_HELP = ("*Quick look*: 2 epochs of 3 batches, validation, calibration and test scoring capped at 3 "
+               "batches too: minutes on a CPU, to see the whole pipeline work (not a useful model). "
+               "*Specification*: 100 epochs over every window, with early stopping (hours on a CPU).")
+# Fine-tuning (`TrainConfig.init_from`): the starting model fixes the architecture; dropout and
+# DropEdge only act in training, so they stay the user's.
+NEW_MODEL = "New model (random weights)"
+START_KEY = "train_start_from"
+SHAPE = tuple(s.name for s in (*in_section("architecture"), *in_section("inputs")))
+REGULARISERS = tuple(s.name for s in in_section("regularisers"))
+FINE_TUNE_LR = 3e-4        # the peak learning rate of the bundled model's fine-tuning stages (docs/bundled-model.md)
+TUNE_LABELS = {"all": "every weight", "weather": "only the weather response"}
+
+
+def unless_set(key: str, **default) -> dict:
+    """A widget's default argument, left out when a preset or a chosen starting model has put its
+    value in the session state already (Streamlit refuses both)."""
+    return {} if key in st.session_state else default
+
+
+def field(setting: Setting, disabled: bool = False, **options):
+    """The widget of one setting, keyed train_<name>: a checkbox, a radio of its choices or a number
+    input within its limits; `options` go to the widget (a `value` replaces the default)."""
+    key = f"train_{setting.name}"
+    value = options.pop("value", setting.default)
+    common = {"key": key, "help": setting.help, "disabled": disabled} | options
+    if setting.kind is bool:
+        return st.checkbox(setting.label, **common, **unless_set(key, value=value))
+    if setting.choices:
+        return st.radio(setting.label, setting.choices, **{"horizontal": True} | common,
+                        **unless_set(key, index=setting.choices.index(value)))
+    number = int if setting.limit.whole else float
+    bounds = {"min_value": number(setting.limit.low), "max_value": number(setting.limit.high)}
+    bounds |= {"step": number(setting.step)} if setting.step is not None else {}
+    bounds |= {"format": setting.format} if setting.format else {}
+    return st.number_input(setting.label, **bounds, **common, **unless_set(key, value=value))
+
+
+def fields(section: str, disabled: bool = False, **options_of) -> dict:
+    """The widgets of one part of the form, in the table's order, by setting name; `options_of`
+    gives one setting's widget its own options."""
+    return {s.name: field(s, **{"disabled": disabled, **options_of.get(s.name, {})}) for s in in_section(section)}
+
+
+def by_config(values: dict) -> tuple[dict, dict]:
+    """The model's settings and the training's, from the form's values."""
+    model = {name: value for name, value in values.items() if SETTINGS[name].config == MODEL}
+    return model, {name: value for name, value in values.items() if name not in model}
+
+
+def take_settings_of(runs: dict[str, Run]) -> None:
+    """On choosing a model to start from: show its architecture in the form, and a fine-tuning
+    learning rate."""
+    run = runs.get(st.session_state[START_KEY])
+    if run is None:
+        return
+    for name, value in run.config["model"].items():
+        if name in SHAPE or name in REGULARISERS:
+            st.session_state[f"train_{name}"] = value
+    st.session_state["train_lr"] = FINE_TUNE_LR
+
+
+def start_from(dataset) -> tuple[Run | None, str, bool]:
+    """The trained model (of this road graph) a fine-tune starts from, None for random weights;
+    which weights train; and whether the model chosen before is gone (so a Start pressed now
+    would train something else than the user chose)."""
+    choices, _ = state.model_choices(dataset.graph.fingerprint())
+    runs = {c.label: c.run for c in choices}
+    chosen = st.session_state.get(START_KEY)
+    gone = chosen not in (None, NEW_MODEL, *runs)
+    if gone:
+        st.warning(f"**{md(chosen)}** is no longer offered to start from: deleted, unfinished, or made for another "
+                   "road graph than this dataset's. Nothing was started; pick what to start from again.",
+                   icon=":material/warning:")
+    if chosen not in (NEW_MODEL, *runs):
+        st.session_state[START_KEY] = NEW_MODEL
+    cols = st.columns([2, 3, 3], vertical_alignment="bottom")
+    label = cols[0].selectbox(
+        "Start from", [NEW_MODEL, *runs], key=START_KEY, on_change=take_settings_of, args=(runs,),
+        help="Fine-tune a trained model of this road graph instead of training a new one: training begins from "
+             "its weights, keeps its architecture, and refits its σ calibration at the end. The learning rate "
+             f"is set to {FINE_TUNE_LR:.0e}, gentler than a new model's.")
+    run = runs.get(label)
+    reads_weather = run is not None and run.config["model"].get("use_weather", True) and dataset.has_weather
+    with cols[1]:
+        tune = field(SETTINGS["tune"], disabled=not reads_weather, format_func=TUNE_LABELS.get)
+    if run is not None:
+        cols[2].caption(f"Fine-tunes **{md(label)}**: the model settings below are its own.")
+    return run, tune if reads_weather else "all", gone
+
+
+def apply_preset() -> None:
+    for name, value in PRESETS[st.session_state[PRESET_KEY] or "Specification"].items():
+        st.session_state[f"train_{name}"] = value
+
+
+def preset_picker() -> None:
+    """Quick look by default where there is no GPU, so a first run finishes in minutes."""
+    if PRESET_KEY not in st.session_state:
+        st.session_state[PRESET_KEY] = "Specification" if torch.cuda.is_available() else "Quick look"
+        apply_preset()
+    st.segmented_control("Preset", list(PRESETS), key=PRESET_KEY, on_change=apply_preset, help=PRESET_HELP)
+
+
+def weather_response_fields(dataset) -> dict:
+    """The opt-in ways to teach the weather's effect, which compare with the simulator's truth:
+    offered on the embedded simulated data with weather, the defaults elsewhere."""
+    simulated = state.current_dataset_spec().get("kind") == "simulator" and dataset.has_weather
+    if not simulated:
+        st.caption("These need the simulator's own data with weather (the embedded default), where a what-if "
+                   "has a true answer to learn from.")
+    select = SETTINGS["select"]
+    cols = st.columns(2)
+    with cols[0]:
+        values = {"select": field(select, disabled=not simulated, format_func=lambda name: SCORES[name][0],
+                                  horizontal=False, help=f"{select.help} The what-if grid then runs after every "
+                                                         f"epoch at {SELECT_ANCHORS} validation anchors.")}
+    with cols[1]:
+        values |= fields("weather response", disabled=not simulated)
+    return values if simulated else {}
+
+
+def device_field() -> str:
+    """CPU, or CUDA too where a GPU is present."""
+    devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
+    device = SETTINGS["device"]
+    return st.radio(device.label, devices, index=devices.index(state.device()) if state.device() in devices else 0,
+                    key="train_device", horizontal=True, help=device.help)
+
+
+def processes_field() -> int:
+    """How many GPUs to train on, offered only where there are several."""
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus < 2:
+        return 1
+    return st.number_input("Processes", min_value=1, max_value=gpus, value=1, step=1, key="train_processes",
+                           help="Training processes, one per GPU, launched with torchrun; each trains on its share "
+                                "of every epoch's windows. A step then sees batch size × processes windows (the "
+                                "learning rate is not rescaled). CUDA only: on the CPU training runs in one process.")
+
+
+def checked_configs(dataset, model_values: dict, train_values: dict) -> tuple[STMGTConfig, TrainConfig] | None:
+    try:
+        configs = STMGTConfig.from_dict(model_values), TrainConfig.from_dict(train_values)
+    except ValueError as exc:
+        st.error(f"These model settings do not fit together: {md(exc)}")
+        return None
+    try:
+        whatif_simulator(dataset, *configs)
+        check_fits(dataset, *configs)             # the node limit and the memory a step needs
+    except DataError as exc:
+        st.error(f"These settings cannot train on this dataset: {md(exc)}")
+        return None
+    return configs
+
+
+def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainConfig, measure: bool) -> None:
+    """How long these settings will take, once one step of this model has been timed here."""
+    spec = state.current_dataset_spec()
+    cost = training.step_cost(dataset, spec, model_config, train_config, measure=False)
+    if cost is None and measure:
+        with st.spinner(f"Timing two training steps and a forward pass of this model on "
+                        f"{train_config.device.upper()}…"):
+            cost = training.step_cost(dataset, spec, model_config, train_config, measure=True)
+    if cost is None:
+        st.caption(":material/timer: *Estimate duration* times this model on this machine and says how long "
+                   "the run will take.")
+        return
+    windows = {split: len(a) for split, a in split_anchors(dataset).items()}
+    plan = estimate(cost, windows, train_config, model_config.use_weather and dataset.has_weather,
+                    spec.get("kind") == "simulator")
+    parts = ", ".join(f"{phase} {duration(round(seconds, -1)) if seconds >= 5 else 'under 5 s'}"
+                      for phase, seconds in plan.phases.items())
+    st.info(f"**Expected: about {duration(round(plan.total_s, -1))}**, less if early stopping ends it sooner: {parts}. "
+            f"Based on one timed training step of this model here ({cost.train_batch_s:.1f} s per batch of "
+            f"{train_config.batch_size} on {cost.device.upper()}, {plan.train_batches:,} batches in all) and "
+            f"one timed forward pass ({cost.forward_window_s * 1000:.0f} ms per window) for validation, "
+            "calibration and scoring; loading the data is not counted, and a busier machine is slower.",
+            icon=":material/timer:")
+
+
+def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, name: str, processes: int) -> None:
+    try:
+        training.registry().start(dataset, model_config, train_config, state.workspace().new_run_dir(name or "stmgt"),
+                                  state.current_dataset_spec(), processes=processes)
+    except DataError as exc:
+        st.error(md(exc))
+        return
+    st.session_state[SCROLL_KEY] = True
+    st.rerun()
