@@ -22,8 +22,8 @@ class STMGTConfig:
       (``concat=False``): 656,271 parameters without extras, closer to the "680K" the
       specification's prose claims (that figure is not reproducible from its code). It is the
       default because it forecast better in our runs on the embedded data (same recipe,
-      H200, 30 epochs): validation MAE 1.900 vs 1.939 km/h, test MAE at +1 h 1.74 vs 1.78 km/h,
-      at the same training speed on a GPU (~22 ms per batch of 32 either way).
+      H200, 30 epochs), at the same training speed on a GPU (benchmarks/RESULTS.md, *Head
+      layout on a GPU*).
 
     Extras the default adds on top of the specification (1,056 parameters, so the default
     "mean" model has 657,327 and "concat" 488,847):
@@ -92,9 +92,8 @@ class STMGTConfig:
         """About the memory (fp32) one training step keeps for its backward pass. Most of it is per
         edge: GATv2 scores every edge and self loop of the B·T step-graphs in every head's width;
         then the per-token features of the blocks and the temporal attention. Fitted to the peak
-        memory of a step on a CPU (resident memory during the step over that before it): 1.75 GB for
-        the default model at batch 32 on the 62-node HCMC graph, estimated 1.57 GB; an estimate, not
-        a bound (the "concat" layout at batch 8: 0.10 GB measured, 0.19 GB estimated)."""
+        memory of a step on a CPU (resident memory during the step over that before it; the
+        measurements in benchmarks/RESULTS.md, *Training memory*); an estimate, not a bound."""
         graphs = batch_size * self.seq_len
         width = self.hidden_dim * (self.heads if self.gat_layout == "mean" else 1)
         per_block = (3 * graphs * (num_edges + num_nodes) * width + 16 * graphs * num_nodes * self.hidden_dim

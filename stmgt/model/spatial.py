@@ -4,7 +4,7 @@ Two interchangeable ways to run the same `GATv2Conv` parameters:
 
 * ``"dense"`` (default): the graph is fixed, so the attention softmax runs over a masked N×N
   matrix per step-graph and the neighbour sum is one batched matmul. Static shapes, no scatter
-  softmax: 1.5–2× faster than PyG's message passing on a CPU and free of its index
+  softmax: faster than PyG's message passing on a CPU (benchmarks/RESULTS.md) and free of its index
   bookkeeping on a GPU. Used up to `DENSE_MAX_NODES` nodes, where the N×N form stays small.
 * ``"pyg"``: PyG's own `GATv2Conv` over one disjoint union of the B·T step-graphs — the
   reference the dense path is tested against (and the path for larger graphs).
@@ -51,7 +51,7 @@ class EdgeGather:
     """Per-edge rows of node features, x [M, N, ...] -> [M, E, ...] for `index` [E] (one end of
     every edge). Compiled for a CPU, the backward is `TableGather`'s: inductor fuses the table sum
     into one vectorised loop, where `index_add` scatters every edge's channels with atomic adds
-    (the whole training step 1.1× faster, benchmarks/RESULTS.md). Eager, `index_add` is the
+    (a faster training step, benchmarks/RESULTS.md). Eager, `index_add` is the
     faster; on a GPU, where atomics are cheap, the table is unmeasured, so it is not used there."""
 
     def __init__(self, index: Tensor, num_nodes: int):
@@ -67,7 +67,7 @@ class EdgeGather:
     def __call__(self, x: Tensor) -> Tensor:
         if torch.compiler.is_compiling() and x.device.type == "cpu":
             return TableGather.apply(x, self.index, self.uses, self.used)
-        return x.index_select(1, self.index)     # not x[:, index]: 4× faster at batch 1 on a CPU
+        return x.index_select(1, self.index)     # not x[:, index]: faster at batch 1 on a CPU (RESULTS.md)
 
 
 class StepGraph:

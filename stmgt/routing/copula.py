@@ -39,7 +39,7 @@ from stmgt.storage.jsonfile import atomic_write_bytes
 # ones. The table is most of a route answer's time, so it is no finer than that.
 Z_GRID = np.linspace(-4.5, 4.5, 91)
 _PIT_CLIP = 1e-6          # F(y) of 0 or 1 (a reading far in a tail) would give an infinite score
-ESTIMATION_WINDOWS = 240  # training windows, evenly spaced: ~6 s of forward passes on a CPU
+ESTIMATION_WINDOWS = 240  # training windows, evenly spaced: seconds of forward passes on a CPU (RESULTS.md)
 COPULA_FILE = "error_copula.npz"        # in the run folder, beside checkpoint.pt
 COPULA_FORMAT = "stmgt-error-copula/1"
 

@@ -208,17 +208,18 @@ def validate(model, windows: Windows, anchors, edge_index, device, batch_size: i
 
 def bf16_native(device: torch.device) -> bool:
     """Whether `device` multiplies bf16 matrices in hardware: a CUDA GPU that supports it, or a CPU
-    with AVX-512 BF16 or AMX (oneDNN's check). There a compiled bf16 step is 1.69× the fp32 one on a
-    2-core CPU (benchmarks/train_speed.py) with validation MAE within fp32's seed spread
-    (benchmarks/precision.py); elsewhere bf16 would be emulated, and slower."""
+    with AVX-512 BF16 or AMX (oneDNN's check). There a compiled bf16 step is much faster than the
+    fp32 one (benchmarks/train_speed.py) with validation MAE within fp32's seed spread
+    (benchmarks/precision.py; both in benchmarks/RESULTS.md); elsewhere bf16 would be emulated,
+    and slower."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return (device.type == "cpu" and torch.backends.mkldnn.is_available()
             and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-# A compiled CPU step saves ~0.7 s per batch of 32 on 2 cores (default model) against 10–140 s
-# of compiling: 200 batches earn it back with room to spare.
+# A compiled CPU step saves a good part of every batch against a one-off compile of seconds to
+# minutes (benchmarks/RESULTS.md, *Training speed*): 200 batches earn it back with room to spare.
 COMPILE_MIN_BATCHES = 200
 
 
@@ -391,8 +392,9 @@ class Trainer:
             return self.replica(**batch.model_inputs(), edge_index=self.edge_index, futures=futures)
 
     def _wants_compile(self) -> bool:
-        """Compiling makes a CPU step 1.8× faster (benchmarks/train_speed.py) but costs 10–140 s
-        on 2 cores, so by default only runs of COMPILE_MIN_BATCHES batches or more are compiled.
+        """Compiling makes a CPU step faster but costs seconds to minutes up front
+        (benchmarks/train_speed.py; benchmarks/RESULTS.md), so by default only runs of
+        COMPILE_MIN_BATCHES batches or more are compiled.
         On CUDA it stays off unless asked for: not yet measured there."""
         if self.config.compile is not None:
             return self.config.compile
@@ -429,7 +431,7 @@ class Trainer:
 
     def whatif_error(self) -> float | None:
         """The what-if error (km/h) of the model as it is now, on validation anchors; None if
-        cancelled on the way (~3.5 s on 2 CPU cores). Rank 0 measures it and every rank gets
+        cancelled on the way (its time: benchmarks/RESULTS.md). Rank 0 measures it and every rank gets
         its answer, so all stop early or cancel together (on a GPU their forecasts may differ in
         the last bits)."""
         self._phase("what-if check", 0, 1)
