@@ -1,7 +1,7 @@
 """Bad input, as a careless or hostile user gives it: every case ends in one plain line (exit
 status 2 on the command line, a DataError elsewhere), nothing of the user's is changed, nothing
-hostile runs. One parametrized table per place where input enters; the README's Reliability
-section counts its cases."""
+hostile runs. One parametrized table per place where input enters; docs/reliability.md counts
+its cases."""
 
 import csv
 import errno
