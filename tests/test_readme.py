@@ -1,9 +1,11 @@
 """The README is a front door and the manual in docs/ stays true to the tree: the README is short,
 its first screen holds the two commands that work on a fresh machine (the test command being the
-one CI runs) and a screenshot, and no link, anchor or `stmgt` path in the documents points at
-something that is not there."""
+one CI runs) and a screenshot, no link, anchor or `stmgt` path in the documents points at
+something that is not there, and docs/reliability.md's count of bad-input cases is the real one."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,14 @@ def test_package_paths_and_modules_named_exist(document: Path):
                 missing.append(name)
                 break
     assert not missing, f"{rel(document)} names what is not in the package: {missing}"
+
+
+@pytest.mark.slow
+def test_reliability_page_counts_the_bad_input_cases_there_are():
+    claimed = re.search(r"`tests/test_bad_inputs.py`: \*\*(\d+) cases\*\*", (ROOT / "docs/reliability.md").read_text())
+    assert claimed, "docs/reliability.md no longer says how many cases tests/test_bad_inputs.py holds"
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_bad_inputs.py"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300)
+    count = re.search(r"(\d+) tests? collected", collected.stdout)
+    assert count, collected.stdout[-2000:] + collected.stderr[-2000:]
+    assert int(claimed.group(1)) == int(count.group(1)), "update the case count in docs/reliability.md"
