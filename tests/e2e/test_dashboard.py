@@ -10,6 +10,8 @@ from e2e_helpers import (RUN_MS, assert_healthy, changed_screenshot, click_node,
                          nudge, open_page, plotly_traces, screenshot, settle)
 from playwright.sync_api import Page, expect
 
+from ui.ranked import ROW_PX
+
 # pytest-playwright 0.10 defines its base_url fixture in a way pytest 9 warns about; not ours to fix.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods")]
 
@@ -104,6 +106,32 @@ def test_what_if_precipitation_changes_the_forecast(page: Page, dashboard: str):
     traces = plotly_traces(keyed(page, "whatif_weather"))
     observed, scenario = traces[4]["y"], traces[5]["y"]
     assert [s - o for s, o in zip(scenario, observed)] == pytest.approx([shift] * len(observed), abs=1e-3)
+
+
+@pytest.mark.parametrize(("path", "title", "table"), [("forecast_map", "Forecast map", "forecast_map_roads"),
+                                                      ("what_if", "Weather what-if", "whatif_roads")])
+def test_a_ranked_road_table_row_selects_its_road(page: Page, dashboard: str, path: str, title: str, table: str):
+    page.set_viewport_size({"width": 1440, "height": 1000})
+    open_page(page, dashboard, path, title)
+    grid = keyed(page, table)
+    grid.scroll_into_view_if_needed()
+    canvas = grid.locator("canvas").first
+    expect(canvas).to_be_visible()
+    row = 2                                   # the third road; the grid's accessible rows mirror the canvas
+    cells = grid.locator(f'tr[aria-rowindex="{row + 2}"] td')
+    expect(cells.filter(has_text=re.compile(r"^n\d+$"))).to_have_count(1)      # drawn once in view
+    cells = cells.all_inner_texts()
+    node_id = next(c for c in cells if re.fullmatch(r"n\d+", c))
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + ROW_PX * (row + 1) + ROW_PX / 2)     # its row marker
+    settle(page)
+    assert_healthy(page)
+    expect(grid.locator('tr[aria-selected="true"]')).to_have_attribute("aria-rowindex", str(row + 2))
+    if path == "forecast_map":                # the selected node's card
+        expect(page.get_by_test_id("stMarkdownContainer").filter(has_text="80 % interval")).to_contain_text(node_id)
+    else:                                     # the selected road's headline numbers
+        expect(page.get_by_test_id("stMetricLabel").filter(has_text=f"{node_id} · model").first).to_be_visible()
+    screenshot(page, f"{path}_roads_1440px")
 
 
 def test_evaluation(page: Page, dashboard: str):
