@@ -13,6 +13,9 @@ from stmgt.storage.runs import kept_epoch
 
 MODEL_NAMES = {"stmgt": "STMGT", "stmgt_perfect_weather": "STMGT (perfect weather forecast)",
                "persistence": "Persistence", "historical_average": "Historical average"}
+# Column headers of tables with a column per model: four fit side by side in a narrow table.
+MODEL_HEADERS = {"stmgt": "STMGT", "stmgt_perfect_weather": "Perfect weather", "persistence": "Persistence",
+                 "historical_average": "Hist. average"}
 MODEL_COLOURS = {"stmgt": "rgb(8, 81, 156)", "stmgt_perfect_weather": "rgb(107, 174, 214)",
                  "persistence": "rgb(150, 150, 150)",
                  "historical_average": "rgb(230, 133, 30)"}
@@ -22,10 +25,11 @@ REFERENCE = "rgb(178, 24, 43)"
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360, **kwargs) -> go.Figure:
-    """Title top left, the legend in its own row between the title and the plot."""
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=80, b=10), hovermode="x unified",
+    """Title top left, the legend in its own row between the title and the plot: both push the top
+    margin, so a legend that wraps onto more rows in a narrow chart moves the plot down, not over the title."""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=10, b=10), hovermode="x unified",
                       title=dict(text=title, x=0.01, xanchor="left", y=0.97, yanchor="top", yref="container",
-                                 font=dict(size=15)),
+                                 font=dict(size=15), automargin=True),
                       legend=dict(orientation="h", yanchor="bottom", y=1.03, x=0))
     return fig.update_layout(**kwargs)
 
@@ -128,10 +132,11 @@ def fidelity_figure(scenario: dict, minutes: list[int]) -> go.Figure:
 
 def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None,
                     whatif_weight: float = 0.0) -> go.Figure:
-    """Training loss (per batch when given, and the epoch mean) beside validation MAE per epoch,
-    the best epoch marked. `whatif_weight`: the run's, so the loss is named as it was trained."""
+    """Training loss (per batch when given, and the epoch mean) above validation MAE per epoch, the
+    best epoch marked. One above the other, so that each title, long with the loss's name, has the
+    chart's whole width. `whatif_weight`: the run's, so the loss is named as it was trained."""
     loss = "mixture NLL + regularisers" + (f" + {whatif_weight:g} × what-if loss" if whatif_weight else "")
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.2,
                         subplot_titles=(f"Training loss ({loss})", "Validation MAE (km/h)"))
     if batches is not None and len(batches):
         fig.add_trace(go.Scatter(x=batches["epoch"], y=batches["loss"], mode="lines", name="loss per batch",
@@ -139,20 +144,21 @@ def training_figure(history: pd.DataFrame, batches: pd.DataFrame | None = None,
                                  hovertemplate="epoch %{x:.2f}: %{y:.3f}<extra></extra>"), row=1, col=1)
     if not len(history):
         fig.add_annotation(text="appears when the first epoch is validated", showarrow=False, xref="paper",
-                           yref="paper", x=sum(fig.layout.xaxis2.domain) / 2, y=0.5, font=dict(color="grey"))
+                           yref="paper", x=0.5, y=sum(fig.layout.yaxis2.domain) / 2, font=dict(color="grey"))
     else:
         fig.add_trace(go.Scatter(x=history["epoch"], y=history["train_loss"], mode="lines+markers",
                                  name="epoch mean loss", line=dict(color=MODEL_COLOURS["stmgt"], width=2.5),
                                  hovertemplate="epoch %{x}: %{y:.3f}<extra></extra>"), row=1, col=1)
         fig.add_trace(go.Scatter(x=history["epoch"], y=history["val_mae"], mode="lines+markers",
                                  name="validation MAE", line=dict(color="rgb(230, 133, 30)", width=2.5),
-                                 hovertemplate="epoch %{x}: %{y:.3f} km/h<extra></extra>"), row=1, col=2)
+                                 hovertemplate="epoch %{x}: %{y:.3f} km/h<extra></extra>"), row=2, col=1)
         best = kept_epoch(history)
         fig.add_trace(go.Scatter(x=[best["epoch"]], y=[best["val_mae"]], mode="markers", name="best (kept)",
                                  marker=dict(color=REFERENCE, size=13, symbol="star"),
-                                 hovertemplate="best: epoch %{x}, %{y:.3f} km/h<extra></extra>"), row=1, col=2)
+                                 hovertemplate="best: epoch %{x}, %{y:.3f} km/h<extra></extra>"), row=2, col=1)
     epochs = int(history["epoch"].max()) if len(history) else 1
-    fig.update_xaxes(title="epoch", tick0=1, dtick=max(1, math.ceil(epochs / 10)))   # whole epochs only
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(epochs / 10)))   # whole epochs only
+    fig.update_xaxes(title="epoch", row=2, col=1)
     fig.update_annotations(font=dict(size=13))
-    return _layout(fig, "", height=360, hovermode="closest", margin=dict(l=10, r=10, t=40, b=10),
-                   legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    return _layout(fig, "", height=520, hovermode="closest", margin=dict(l=10, r=10, t=40, b=10),
+                   legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))

@@ -13,9 +13,10 @@ from stmgt.evaluation.fidelity import summary
 from stmgt.storage.runs import kept_epoch
 from ui import pages, state
 from ui.downloads import csv_download
-from ui.eval_charts import (METRICS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure, pit_figure,
-                            reliability_figure, training_figure, width_figure)
+from ui.eval_charts import (METRICS, MODEL_HEADERS, MODEL_NAMES, coverage_figure, fidelity_figure, horizon_figure,
+                            pit_figure, reliability_figure, training_figure, width_figure)
 from ui.labels import moment, scoring_weather
+from ui.layout import flex_columns, metric_columns
 from ui.training import evaluate_button
 from ui.text import md
 
@@ -29,7 +30,7 @@ def headline(metrics: dict) -> None:
     models, minutes = metrics["models"], metrics["horizon_minutes"]
     step = minutes.index(60) if 60 in minutes else len(minutes) - 1
     stmgt, overall = models["stmgt"], models["stmgt"]["overall"]
-    cols = st.columns(5)
+    cols = metric_columns(5)
     cols[0].metric(f"MAE at +{minutes[step]} min", f"{stmgt['mae'][step]:.2f} km/h",
                    help="Mean absolute error of the forecast mean at this horizon, over all test windows and nodes.")
     for col, key in zip(cols[1:], ("persistence", "historical_average")):
@@ -50,13 +51,14 @@ def per_horizon(metrics: dict) -> None:
     metric = st.segmented_control("Metric", list(METRICS), format_func=lambda m: METRICS[m][0], default="mae",
                                   key="eval_metric", required=True)
     name, unit = METRICS[metric]
-    left, right = st.columns([3, 2])
+    left, right = flex_columns([3, 2], 480, key="eval_horizon_row")
     left.plotly_chart(horizon_figure(metrics, metric), key="eval_horizon")
     models = metrics["models"]
     table = pd.DataFrame({MODEL_NAMES.get(k, k): v[metric] + [v["overall"][metric]] for k, v in models.items()},
                          index=[f"+{m} min" for m in metrics["horizon_minutes"]] + ["All horizons"])
     right.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3,
-                    column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns})
+                    column_config={MODEL_NAMES.get(k, k): st.column_config.NumberColumn(
+                        MODEL_HEADERS.get(k, k), format="%.2f", help=MODEL_NAMES.get(k, k)) for k in models})
     with right:
         csv_download(table.rename_axis("Horizon").reset_index(), f"{metric}_by_horizon.csv", "eval_csv")
     right.caption(f"{name} in {unit}; lower is better. " + (
@@ -68,10 +70,10 @@ def calibration(metrics: dict) -> None:
     stmgt = metrics["models"]["stmgt"]
     st.subheader("Calibration: are the intervals honest?", anchor=False)
     st.caption("A calibrated forecast's 80 % interval holds 80 % of the observed speeds, at every horizon.")
-    left, right = st.columns(2)
+    left, right = flex_columns(2, 420, key="eval_calibration_row")
     left.plotly_chart(reliability_figure(stmgt), key="eval_reliability")
     right.plotly_chart(coverage_figure(metrics), key="eval_coverage")
-    left, right = st.columns(2)
+    left, right = flex_columns(2, 420, key="eval_sharpness_row")
     left.plotly_chart(pit_figure(stmgt), key="eval_pit")
     left.caption("Flat at 1 when calibrated; a U shape means intervals too narrow, a hump too wide, "
                  "a slope a biased mean.")
@@ -83,7 +85,7 @@ def what_if(result: dict) -> None:
     st.subheader("Weather what-if, checked against the simulator", anchor=False)
     st.caption(f"Scenario: {md(result['scenario'])}, on {result['anchors']} test forecasts. The simulator knows the "
                "true effect of the scenario, so the model's predicted change can be scored.")
-    cols = st.columns(3)
+    cols = metric_columns(3)
     cols[0].metric("True mean change", f"{result['mean_true_change_kmh']:+.2f} km/h")
     cols[1].metric("Predicted mean change", f"{result['mean_predicted_change_kmh']:+.2f} km/h")
     cols[2].metric("Error of the change (MAE)", f"{result['mae_of_change_kmh']:.2f} km/h",
@@ -99,7 +101,7 @@ def fidelity_section(result: dict) -> None:
                + ("Every target of the benchmark is met." if result["all_targets_met"] else
                   "Not every target is met (see the last column)."))
     table = summary(result)
-    st.dataframe(table, width="stretch", column_config={
+    st.container(key="eval_fidelity_table").dataframe(table, width="stretch", column_config={
         c: st.column_config.NumberColumn(format="%+.2f" if c.endswith("change (km/h)") else "%.2f")
         for c in table.columns if c != "targets met"})
     name = st.selectbox("Scenario", list(result["scenarios"]), key="eval_fidelity_scenario")

@@ -38,7 +38,7 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
         if not dataset.graph.has_coordinates:
             st.info("This dataset has no node locations: the map shows a layout computed from the graph.")
 
-    with st.container(width=400):
+    with st.container(width=580):                    # as wide as the map: its table shows whole
         st.subheader("Weather")
         if summary["has_weather"]:
             w = summary["weather"]
@@ -77,7 +77,10 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                                       for k, v in metrics["models"].items()},
                                      index=[f"MAE +{minutes[i]} min" for i in picks]).T
                 table["CRPS (all)"] = [v["overall"]["crps"] for v in metrics["models"].values()]
-                st.dataframe(table.style.format("{:.2f}"), width="stretch")
+                headers = {c: st.column_config.Column(c.removeprefix("MAE "), help=f"Mean absolute error at "
+                                                      f"{c.removeprefix('MAE ')}") for c in table.columns[:-1]}
+                headers["CRPS (all)"] = st.column_config.Column("CRPS", help="CRPS over all horizons")
+                st.dataframe(table.style.format("{:.2f}"), width="stretch", column_config=headers)  # fits at 800 px
                 cover = metrics["models"]["stmgt"]["overall"]["coverage"]["80"]
                 st.caption(f"Mean absolute error (MAE) at three horizons and CRPS over all horizons, km/h, lower is "
                            f"better, on the test split "
