@@ -150,19 +150,22 @@ def change_maps(o: Outcome, node: str, step: int) -> None:
         base=rounded(o.q_base[step - 1, :, MEDIAN], 1), scenario=rounded(o.q_scen[step - 1, :, MEDIAN], 1),
         change=fmt_change(median_change))
     legend = legend_html(DELTA_STOPS, "change in speed, km/h (red = slower, blue = faster)", fmt=signed)
-    maps = st.columns(2)
-    with maps[0]:
+    heads, maps = st.columns(2), st.columns(2)     # two rows: the maps start level however the captions wrap
+    with heads[0]:
         st.subheader("Model: forecast change")
         st.caption(f"Scenario − baseline median speed at {times[step - 1]:%H:%M} "
                    f"({horizon_label(step, o.base.freq)}). Click a road to select it.")
+    with maps[0]:
         change_map(graph, nodes, median_change, node, MAP_KEY,
                    "<b>{name}</b><br/>{node_id}<br/>median {base} → {scenario} km/h ({change})")
         st.html(legend)
-    with maps[1]:
-        if o.truth is not None:
+    if o.truth is not None:
+        with heads[1]:
             st.subheader("Simulator: true change")
             st.caption(f"What the simulator's traffic actually does under the scenario's weather at "
                        f"{times[step - 1]:%H:%M}: counterfactual − simulated speed (grey = no sensor reading).")
+    with maps[1]:
+        if o.truth is not None:
             change_map(graph, nodes.assign(true=fmt_change(o.truth[step - 1])), o.truth[step - 1], node,
                        TRUE_MAP_KEY, "<b>{name}</b><br/>{node_id}<br/>true change {true} km/h")
             st.html(legend)

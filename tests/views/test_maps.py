@@ -113,3 +113,10 @@ def test_horizon_bars_highlight_the_selected_step():
     assert colours[3] == HIGHLIGHT and colours.count(MUTED) == 11
     assert list(fig.layout.xaxis.tickvals) == [60, 120, 180]
     assert pd.Series(fig.data[0].y).tolist() == list(range(12))
+
+
+def test_what_if_maps_share_one_view(app):
+    """The model's and the simulator's change maps open on the same view, so they compare road by road."""
+    at = app("views/what_if.py")
+    decks = [json.loads(chart.proto.json) for chart in at.get("deck_gl_json_chart")]
+    assert len(decks) == 2 and decks[0]["initialViewState"] == decks[1]["initialViewState"]
