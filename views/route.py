@@ -74,11 +74,10 @@ if st.session_state.get(FROM_KEY) not in ids or st.session_state.get(TO_KEY) not
     reach = nx.single_source_dijkstra_path_length(graph.to_networkx(), ids[0], weight="length_m")
     st.session_state[FROM_KEY], st.session_state[TO_KEY] = ids[0], max(reach, key=reach.get)
 
-pick = st.columns([4, 4, 2, 2])
+pick = st.columns([4, 4, 3])
 origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=state.node_option(graph))
 destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=state.node_option(graph))
 pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
-basemap = basemap_toggle("route_basemap", pick[3])
 when = st.columns([5, 4, 3])
 with when[0]:
     anchor = state.anchor_picker(forecaster)
@@ -129,6 +128,7 @@ if fastest.true_min is not None:
 
 map_col, chart_col = st.columns([1, 1])
 with map_col:
+    basemap = basemap_toggle("route_basemap")           # over its map, as on the other pages, with room for its label
     speed = fastest.segments["expected_speed_kmh"].to_numpy()
     lines = [route_rows(graph, fastest, ramp(speed, SPEED_STOPS), 9)]
     if not same:
