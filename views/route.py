@@ -15,6 +15,7 @@ from stmgt.routing.trip import TripPlanner
 from ui import state
 from ui.downloads import csv_download
 from ui.fan_chart import horizon_label
+from ui.layout import flex_columns, metric_columns
 from ui.maps import NODE_LAYER, SPEED_STOPS, basemap_toggle, legend_html, ramp, road_map
 from ui.route_chart import travel_time_histogram
 from ui.text import md
@@ -74,11 +75,11 @@ if st.session_state.get(FROM_KEY) not in ids or st.session_state.get(TO_KEY) not
     reach = nx.single_source_dijkstra_path_length(graph.to_networkx(), ids[0], weight="length_m")
     st.session_state[FROM_KEY], st.session_state[TO_KEY] = ids[0], max(reach, key=reach.get)
 
-pick = st.columns([4, 4, 3])
+pick = flex_columns([4, 4, 3], 200, key="route_pick")
 origin = pick[0].selectbox("From", ids, key=FROM_KEY, format_func=state.node_option(graph))
 destination = pick[1].selectbox("To", ids, key=TO_KEY, format_func=state.node_option(graph))
 pick[2].radio("A map click sets", [ORIGIN, DESTINATION], key=CLICK_KEY, horizontal=True)
-when = st.columns([5, 4, 3])
+when = flex_columns([5, 4, 3], 200, key="route_when")
 with when[0]:
     anchor = state.anchor_picker(forecaster)
 forecast = state.forecast(anchor)
@@ -103,7 +104,7 @@ with when[2]:
     deadline = deadline_picker(depart, travel, f"{origin}_{destination}_{depart:%Y%m%dT%H%M}")
 trip = replace(trip, deadline=deadline)
 
-cols = st.columns(5 if fastest.true_min is None else 6)
+cols = metric_columns(5 if fastest.true_min is None else 6)
 cols[0].metric("Median (P50)", f"{travel.p50:.1f} min",
                help=f"Half of {len(travel.samples):,} Monte Carlo draws arrive sooner; mean {travel.mean:.1f} min.")
 cols[1].metric("80 % interval, min", f"{travel.p10:.1f}–{travel.p90:.1f}",
@@ -126,7 +127,7 @@ if fastest.true_min is not None:
     cols[5].metric("Actual", f"{fastest.true_min:.1f} min",
                    help="This trip driven through the simulator's actual speeds, with the same travel-time model.")
 
-map_col, chart_col = st.columns([1, 1])
+map_col, chart_col = flex_columns(2, 420, key="route_map_row")
 with map_col:
     basemap = basemap_toggle("route_basemap")           # over its map, as on the other pages, with room for its label
     speed = fastest.segments["expected_speed_kmh"].to_numpy()
@@ -163,11 +164,14 @@ compare = pd.DataFrame([{"Route": name, "Segments": len(a.route.edges), "Length 
                          **({} if deadline is None else {ON_TIME: 100 * trip.on_time(a)}),
                          "Via": " → ".join(a.route.nodes)}
                         for name, a in (("Fastest", fastest), ("Shortest", shortest))])
-formats = {c: st.column_config.NumberColumn(format="%.1f") for c in compare.columns if "(" in c}
+formats = {c: st.column_config.NumberColumn(c.removesuffix(" (min)"), format="%.1f",    # fits at 1440 px
+                                            help="minutes" if c.endswith("(min)") else None)
+           for c in compare.columns if "(" in c}
+formats["Route"] = st.column_config.TextColumn(pinned=True)            # in view when the table scrolls (< 1440 px)
 if deadline is not None:
     formats[ON_TIME] = st.column_config.NumberColumn(f"P(by {deadline:%H:%M})", format="%.0f %%",
                                                      help="Share of each route's draws that arrive by the deadline.")
-st.dataframe(compare, hide_index=True, key="route_compare", column_config=formats)
+st.container(key="route_compare_table").dataframe(compare, hide_index=True, key="route_compare", column_config=formats)
 if same:
     st.caption("The shortest route is the fastest one here.")
 else:
@@ -177,14 +181,15 @@ else:
 st.subheader("Segments of the fastest route")
 segments = fastest.segments.assign(**{"from": [graph.names[n] for n in fastest.segments["from"]],
                                       "to": [graph.names[n] for n in fastest.segments["to"]]})
-st.dataframe(segments, hide_index=True, key="route_segments", column_order=(
-    "road_name", "length_m", "expected_speed_kmh", "entry_time", "minutes", "from", "to"), column_config={
-    "from": "From", "to": "To", "road_name": "Street",
+st.container(key="route_segments_table").dataframe(segments, hide_index=True, key="route_segments", column_order=(
+    "road_name", "length_m", "expected_speed_kmh", "entry_time", "minutes", "to"), column_config={
+    "to": "To", "road_name": st.column_config.TextColumn("Street", pinned=True),    # in view when it scrolls
     "length_m": st.column_config.NumberColumn("Length (m)", format="%.0f"),
-    "expected_speed_kmh": st.column_config.NumberColumn("Expected speed (km/h)", format="%.1f"),
+    "expected_speed_kmh": st.column_config.NumberColumn("Speed (km/h)", format="%.1f", help="Expected speed"),
     "entry_time": st.column_config.DatetimeColumn("Entered at", format="HH:mm:ss"),
     "minutes": st.column_config.NumberColumn("Minutes", format="%.2f")})
 csv_download(fastest.segments.assign(from_name=segments["from"], to_name=segments["to"],
                                      entry_time=[t.isoformat() for t in segments["entry_time"]]).round(3),
              f"route_{origin}_{destination}_{depart:%Y%m%dT%H%M}.csv", "route_segments_csv")
-st.caption("Driven on the expected (mixture mean) speeds; the entry time picks the forecast step.")
+st.caption("Each segment runs along its street from the junction of the row above (the first from the origin) "
+           "to the one in To. Driven on the expected (mixture mean) speeds; the entry time picks the forecast step.")
