@@ -40,6 +40,7 @@ from stmgt.storage.outputs import (check_file_target, check_folder_target, locke
                            staged_folder)
 from stmgt.routing.network import RoadNetwork
 from stmgt.storage.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
+from stmgt.training.lifecycle import NO_MODEL, train_and_score
 from stmgt.training.stopping import Stopped, stop_on_signals
 from stmgt.training.trainer import TrainConfig, Trainer, fit, resolve_device
 from stmgt.routing.trip import SAMPLES, TripPlanner, check_request
@@ -317,7 +318,8 @@ def _train_here(args, device, configs, emit) -> None:
 
 
 def _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel) -> None:
-    """Rank 0 holds the run folder's lock, trains, scores and records the run; other ranks train."""
+    """Rank 0 holds the run folder's lock and runs the run's lifecycle (`stmgt.training.lifecycle`:
+    train, score, record); other ranks train."""
     main = distributed.is_main()
     ranks = distributed.world_size()
     held = ExitStack()
@@ -339,41 +341,26 @@ def _train_loaded(args, device, spec, dataset, config, train_config, emit, cance
         else:
             bar = tqdm(unit="batch", dynamic_ncols=True)
             trainer.on_batch, trainer.on_epoch = partial(_bar_batch, bar), partial(_bar_epoch, bar)
-        run = Run(run_dir)
-        run.mark_running()
-        metrics = None
-        try:
-            result = trainer.fit()
-            if bar is not None:
-                bar.close()
-            print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
-                  f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
-            scoring = not args.no_evaluate and result.best_epoch is not None and result.stopped != "cancelled"
-            if emit:
-                emit("trained", {"stopped": result.stopped, "best_epoch": result.best_epoch, "scoring": scoring})
-            if scoring:
-                metrics = evaluate(run, dataset, spec, device, progress=emit is None, cancel=cancel,
-                                   max_batches=train_config.max_batches,
-                                   on_progress=emit and partial(emit, "phase"))
-                if metrics is not None:
-                    _print_metrics(metrics)
-        except KeyboardInterrupt as exc:
-            run.mark_finished("cancelled", str(exc) or "interrupted with Ctrl-C")
-            raise
-        except BaseException as exc:
-            run.mark_failed(reason(exc))
-            raise
-        if result.best_epoch is None:           # stopped before the first epoch ended: no model, nothing kept
+        outcome = train_and_score(trainer, score=not args.no_evaluate, on_trained=partial(_trained, bar, emit),
+                                  bars=emit is None)
+        if outcome.metrics is not None:
+            _print_metrics(outcome.metrics)
+        if outcome.state == NO_MODEL:           # stopped before the first epoch ended: nothing kept
             if not replacing:                    # (a replacing run's staged folder goes with the exception)
                 remove_ours(run_dir, RUN)
             if cancel is not None and cancel.signum:
                 raise Stopped(cancel.signum, f"stopped by {cancel.name} before the first epoch ended; no run was kept")
             raise DataError("training stopped before the first epoch ended; no run was kept", f"--out {args.out}")
-        if scoring and metrics is None:
-            run.mark_finished("cancelled", "scoring cancelled; the trained model has no test metrics")
-        else:
-            run.mark_finished("cancelled" if result.stopped == "cancelled" else "complete",
-                              result.stopped.replace("_", " "))
+
+
+def _trained(bar, emit, result, scoring: bool) -> None:
+    """Training ended: its summary line, and with --progress-json the event saying whether scoring follows."""
+    if bar is not None:
+        bar.close()
+    print(f"{result.stopped.replace('_', ' ')}; best epoch {result.best_epoch}, val MAE "
+          f"{result.best_val_mae:.3f} km/h; {result.model.count_parameters():,} parameters")
+    if emit:
+        emit("trained", {"stopped": result.stopped, "best_epoch": result.best_epoch, "scoring": scoring})
 
 
 def _hold(held: ExitStack, args) -> bool:
