@@ -26,6 +26,7 @@ DELTA_STOPS = [(-8, (178, 24, 43)), (-2, (244, 165, 130)), (0, (247, 247, 247)),
                (8, (33, 102, 172))]
 MISSING = (160, 160, 160)
 HALO = (20, 20, 20)                 # the ring around the selected node: its fill keeps the legend colour
+RING_MAX_PX, RING_LINE_PX = 24, 3   # the ring's largest radius and its line, on screen
 LABEL = (80, 80, 80)                # lighter than node outlines, which the e2e tests find by darkness
 LABEL_PX, LABEL_CHAR = 12, 0.55     # street-name text height (px) and a character's width per px of it
 CARTO_LIGHT = "https://basemaps.cartocdn.com/gl/positron-gl-style/style.json"
@@ -117,8 +118,10 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
     ]
     if not basemap and graph.has_coordinates:
         layers.append(street_names(graph, view.zoom))
-    if arrows is not None and len(arrows):
-        layers += arrow_layers(arrows)
+    ring = (lon[chosen][0], lat[chosen][0]) if chosen.any() else None
+    shafts, heads = arrow_layers(arrows, ring) if arrows is not None and len(arrows) else (None, None)
+    if shafts is not None:
+        layers.append(shafts)
     layers.append(pdk.Layer("ScatterplotLayer", node_rows, id=node_layer, get_position=["lon", "lat"],
                             get_fill_color=["r", "g", "b", 255], get_line_color=[30, 30, 30], get_radius="radius",
                             radius_min_pixels=5, radius_max_pixels=16, get_line_width=1,
@@ -127,8 +130,11 @@ def road_map(graph: RoadGraph, nodes: pd.DataFrame, colour: np.ndarray, *, basem
         i = int(np.flatnonzero(chosen)[0])
         layers.append(pdk.Layer("ScatterplotLayer", [{"lon": lon[i], "lat": lat[i]}], id="selected",
                                 get_position=["lon", "lat"], get_radius=150, radius_min_pixels=11,
-                                radius_max_pixels=24, filled=False, stroked=True, get_line_color=[*HALO, 255],
-                                get_line_width=3, line_width_units='"pixels"', pickable=False))
+                                radius_max_pixels=RING_MAX_PX, filled=False, stroked=True,
+                                get_line_color=[*HALO, 255], get_line_width=RING_LINE_PX,
+                                line_width_units='"pixels"', pickable=False))
+    if heads is not None:
+        layers.append(heads)                # over the nodes and the ring, which would hide a head otherwise
     return CompactDeck(layers=layers, initial_view_state=view, map_provider="carto" if basemap else None,
                        map_style=CARTO_LIGHT if basemap else NO_BASEMAP,
                        tooltip={"html": f"<div style='transform:translate({{tip_x}}, {{tip_y}});{TIP_BOX}'>"
@@ -185,30 +191,35 @@ def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.
                      outline_color=[255, 255, 255, 255], pickable=False)
 
 
-def arrow_layers(arrows: pd.DataFrame) -> list[pdk.Layer]:
+def arrow_layers(arrows: pd.DataFrame, ring: tuple[float, float] | None = None) -> tuple[pdk.Layer, pdk.Layer]:
     """Shafts as lines and a filled triangle at each target (scaled with the shaft's width),
-    pulled back from the target so the head sits outside the node."""
+    pulled back from the target so the head sits at the node's edge; an arrow into the node with
+    the selection ring at `ring` (lon, lat) stops outside the ring, a fixed distance on screen."""
     rows = dict(arrows.items())
     dx = (rows["to_lon"] - rows["from_lon"]) * np.cos(np.radians(rows["to_lat"]))
     dy = rows["to_lat"] - rows["from_lat"]
     angle = np.degrees(np.arctan2(dy, dx))
     length = np.hypot(dx, dy)
-    back = np.minimum(0.0009 / np.maximum(length, 1e-9), 0.45)        # ~100 m before the target node
+    ringed = np.zeros(len(angle), bool) if ring is None else (np.isclose(rows["to_lon"], ring[0])
+                                                              & np.isclose(rows["to_lat"], ring[1]))
+    back = np.where(ringed, 0.0, np.minimum(0.0009 / np.maximum(length, 1e-9), 0.45))   # ~100 m before the node
+    towards_source = np.stack([-np.cos(np.radians(angle)), np.sin(np.radians(angle))], axis=-1)   # screen y down
+    offset = np.where(ringed[:, None], towards_source * (RING_MAX_PX + RING_LINE_PX), 0.0).round(1)
     tip_lon = rows["to_lon"] - back * (rows["to_lon"] - rows["from_lon"])
     tip_lat = rows["to_lat"] - back * (rows["to_lat"] - rows["from_lat"])
     shafts = _records({**rows, "to_lon": tip_lon, "to_lat": tip_lat})
     heads = _records({"lon": tip_lon, "lat": tip_lat, "angle": angle.round(1), "r": rows["r"], "g": rows["g"],
-                      "b": rows["b"], "size": np.maximum(12, 2.2 * np.asarray(rows["width"], dtype=float)).round(1),
-                      "head": np.full(len(tip_lon), ARROW_HEAD)})
-    return [pdk.Layer("LineLayer", shafts, id="arrows", get_source_position=["from_lon", "from_lat"],
+                      "b": rows["b"], "size": np.maximum(16, 3.5 * np.asarray(rows["width"], dtype=float)).round(1),
+                      "head": np.full(len(tip_lon), ARROW_HEAD), "offset": offset})
+    return (pdk.Layer("LineLayer", shafts, id="arrows", get_source_position=["from_lon", "from_lat"],
                       get_target_position=["to_lon", "to_lat"], get_color=["r", "g", "b", 230],
                       get_width="width", width_units='"pixels"', pickable=False),
             # deck.gl calls getText for every row, so the glyph is a column named here, not a constant
             # (a quoted constant reached the browser as a string: "r is not a function"); and pydeck would
             # turn a list of strings, e.g. a character set, into an expression, so that is a string too.
             pdk.Layer("TextLayer", heads, id="arrow-heads", get_position=["lon", "lat"], get_text="head",
-                      get_angle="angle", get_size="size", get_color=["r", "g", "b", 240],
-                      character_set=f'"{ARROW_HEAD}"', get_text_anchor='"end"', pickable=False)]
+                      get_angle="angle", get_size="size", get_color=["r", "g", "b", 240], get_pixel_offset="offset",
+                      character_set=f'"{ARROW_HEAD}"', get_text_anchor='"end"', pickable=False))
 
 
 def basemap_toggle(key: str, container=st) -> bool:

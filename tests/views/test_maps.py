@@ -8,7 +8,7 @@ import pytest
 
 from stmgt.data.graph import RoadGraph
 from ui.fan_chart import HIGHLIGHT, MUTED, horizon_bars
-from ui.maps import NO_BASEMAP, SPEED_STOPS, ramp, road_map, street_names
+from ui.maps import NO_BASEMAP, RING_LINE_PX, RING_MAX_PX, SPEED_STOPS, ramp, road_map, street_names
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +75,22 @@ def test_attention_arrows_have_heads_at_their_targets(graph):
     arrows = pd.DataFrame({"from_lon": pos.lon[[1, 2]].to_numpy(), "from_lat": pos.lat[[1, 2]].to_numpy(),
                            "to_lon": pos.lon[0], "to_lat": pos.lat[0], "width": [4.0, 12.0], "r": 8, "g": 48, "b": 107})
     spec = strict_json(road_map(graph, graph.nodes[["node_id"]], ramp(np.full(graph.num_nodes, 20.0), SPEED_STOPS),
-                                arrows=arrows, tooltip_html="x").to_json())
+                                arrows=arrows, tooltip_html="x", highlight="n01").to_json())
     layers = {layer["id"]: layer for layer in spec["layers"]}
+    order = list(layers)
+    assert order.index("arrows") < order.index("nodes") < order.index("selected") < order.index("arrow-heads")
     heads, shafts = layers["arrow-heads"]["data"], layers["arrows"]["data"]
     assert len(heads) == 2 and heads[1]["size"] > heads[0]["size"]             # heavier arrow, bigger head
     for head, shaft in zip(heads, shafts):                                      # each head ends its shaft
         assert (head["lon"], head["lat"]) == pytest.approx((shaft["to_lon"], shaft["to_lat"]))
+        # Into the ringed node: moved back along the arrow, on screen, to outside the ring.
+        assert np.hypot(*head["offset"]) == pytest.approx(RING_MAX_PX + RING_LINE_PX, abs=0.1)
+        assert np.sign(head["offset"][0]) == np.sign(shaft["from_lon"] - shaft["to_lon"])
+        assert np.sign(head["offset"][1]) == -np.sign(shaft["from_lat"] - shaft["to_lat"])    # screen y points down
+    plain = strict_json(road_map(graph, graph.nodes[["node_id"]], ramp(np.full(graph.num_nodes, 20.0), SPEED_STOPS),
+                                 arrows=arrows, tooltip_html="x").to_json())
+    (plain_heads,) = [layer["data"] for layer in plain["layers"] if layer["id"] == "arrow-heads"]
+    assert all(head["offset"] == [0, 0] for head in plain_heads)              # no ring: at the node's edge
     # deck.gl calls a TextLayer's getText on every row: a constant reached the browser as a plain
     # string ("TextLayer({id: 'arrow-heads'}): r is not a function"). It must name a column.
     text = layers["arrow-heads"]["getText"]
