@@ -1,7 +1,9 @@
 """Evaluation page: every number is the bundled run's metrics.json, the metric selector redraws the
-chart, and a run without metrics offers (and runs) 'Evaluate now'."""
+chart, and a run without metrics offers 'Evaluate now', which scores it in the background with its
+progress shown and a Cancel."""
 
 import json
+import threading
 
 import pytest
 
@@ -12,7 +14,10 @@ from stmgt.data.graph import RoadGraph
 from stmgt.model import STMGTConfig
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
+from stmgt.evaluation import evaluate as evaluation
+from stmgt.training.jobs import EvaluationJob
 from stmgt.training.trainer import TrainConfig, fit
+from ui import training
 
 PAGE = "views/evaluation.py"
 
@@ -84,6 +89,7 @@ def test_a_run_without_metrics_offers_evaluate_now(app, unscored_run):
     assert not at.dataframe                                        # nothing to show yet...
     assert len(at.get("plotly_chart")) == 1                        # ...but the training history
     at.button(key="eval_now").click().run()
+    finish_evaluation(at, unscored_run)
     assert not at.exception, [e.message for e in at.exception]
     assert unscored_run.has_metrics
     saved = unscored_run.metrics()
@@ -91,6 +97,62 @@ def test_a_run_without_metrics_offers_evaluate_now(app, unscored_run):
     # The imported folder holds the simulator's data verbatim, so its true what-if is known too.
     assert "what_if" in saved and any(m.label == "True mean change" for m in at.metric)
     assert "stmgt_perfect_weather" in saved["models"]
+
+
+def finish_evaluation(at, run: Run) -> None:
+    """Wait for the evaluation the page started in the background, then draw the page again."""
+    job = training.registry().get(EvaluationJob.id_for(run.path))
+    job.join(300)
+    assert not job.snapshot().active
+    at.run()
+
+
+@pytest.fixture
+def paused_scoring(monkeypatch):
+    """Scoring that waits after each batch until the test sets the returned event."""
+    go = threading.Event()
+    scoring = threading.Event()           # set once the first batch has been reported
+    score = evaluation.evaluate
+
+    def paused(run, dataset, spec, **options):
+        report = options["on_progress"]
+
+        def on_progress(progress):
+            report(progress)
+            scoring.set()
+            go.wait(120)
+
+        return score(run, dataset, spec, **{**options, "on_progress": on_progress})
+
+    monkeypatch.setattr(evaluation, "evaluate", paused)
+    return scoring, go
+
+
+def progress_texts(at) -> str:
+    return " ".join(p.proto.text for p in at.get("progress"))
+
+
+@pytest.mark.slow
+def test_evaluate_now_runs_in_the_background_shows_its_progress_and_can_be_cancelled(app, unscored_run,
+                                                                                      paused_scoring):
+    scoring, go = paused_scoring
+    at = app(PAGE, dataset="Imported: small", model="Run: tiny")
+    at.button(key="eval_now").click().run()
+    assert scoring.wait(120)
+    at.run()                                            # the page is drawn while the scoring goes on
+    assert not at.exception, [e.message for e in at.exception]
+    assert "Scoring the model and both baselines on the test split: batch 1 of " in progress_texts(at)
+    assert "eval_now" not in [b.key for b in at.button] and not at.dataframe
+    at.button(key="eval_now_cancel").click().run()
+    assert at.button(key="eval_now_cancel").label == "Stopping…" and at.button(key="eval_now_cancel").disabled
+    go.set()
+    finish_evaluation(at, unscored_run)
+    assert "last evaluation was cancelled" in " ".join(i.value for i in at.info)
+    assert not unscored_run.has_metrics and not at.get("progress") and not at.dataframe
+    at.button(key="eval_now").click().run()               # again, to the end
+    finish_evaluation(at, unscored_run)
+    assert unscored_run.has_metrics and not at.get("progress")
+    assert list(at.dataframe[0].value["STMGT"])[:12] == unscored_run.metrics()["models"]["stmgt"]["mae"]
 
 
 def test_a_dataset_without_a_model_points_to_train_and_load(app, isolated_workspace):

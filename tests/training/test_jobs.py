@@ -1,7 +1,8 @@
-"""The background training jobs and their registry, without Streamlit: a tiny model on two
+"""The background jobs and their registry (stmgt.training.jobs), without Streamlit: a tiny model on two
 simulated weeks, so each job takes seconds; in this process's thread, and as the CLI under torchrun
 with 2 CPU processes."""
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
+from stmgt.storage.lock import FolderLock
 from stmgt.storage.runs import Run, RunStatus
-from stmgt.training.trainer import TrainConfig
-from ui import training
-from ui.training import JobRegistry, ProcessJob
+from stmgt.evaluation import evaluate as evaluation
+from stmgt.training.jobs import EvaluationJob, JobRegistry, ProcessJob, failure_reason
+from stmgt.training.trainer import TrainConfig, Trainer, fit
 
 TINY = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
 SPEC = {"kind": "simulator", "seed": 3, "weeks": 2}
@@ -114,7 +116,7 @@ def test_a_failing_fit_reports_its_error(data, tmp_path, monkeypatch):
     def broken_fit(*args, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(training.train, "fit", broken_fit)
+    monkeypatch.setattr(Trainer, "fit", broken_fit)
     snap = wait(JobRegistry().start(data, TINY, quick(), tmp_path / "broken", SPEC))
     assert snap.status == "failed" and snap.error == "training failed: RuntimeError: CUDA out of memory"
     assert not (tmp_path / "broken").exists()
@@ -124,7 +126,7 @@ def test_a_failing_evaluation_keeps_the_trained_run(data, tmp_path, monkeypatch)
     def broken_evaluate(run, dataset, spec, **options):
         raise DataError("the test split holds no observed speeds")
 
-    monkeypatch.setattr(training.evaluation, "evaluate", broken_evaluate)
+    monkeypatch.setattr(evaluation, "evaluate", broken_evaluate)
     snap = wait(JobRegistry().start(data, TINY, quick(), tmp_path / "unscored", SPEC))
     assert snap.status == "failed" and "scoring it on the test split failed" in snap.error
     assert "no observed speeds" in snap.error
@@ -225,7 +227,91 @@ torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 stmgt FAILED
 """
     status = RunStatus("failed", "training stopped: another training process failed or the launcher was stopped")
-    assert training._failure(status, 1, stderr) == ("training stopped: another training process failed or the "
-                                                    "launcher was stopped; RuntimeError: CUDA out of memory")
-    assert training._failure(RunStatus("unrecorded"), 1, "a\nb\n\nc\nd\n") == "b; c; d"
-    assert training._failure(RunStatus("unrecorded"), -9, "") == "the training processes ended with exit status -9"
+    assert failure_reason(status, 1, stderr) == ("training stopped: another training process failed or the "
+                                                 "launcher was stopped; RuntimeError: CUDA out of memory")
+    assert failure_reason(RunStatus("unrecorded"), 1, "a\nb\n\nc\nd\n") == "b; c; d"
+    assert failure_reason(RunStatus("unrecorded"), -9, "") == "the training processes ended with exit status -9"
+
+
+# ---- evaluation: scoring a trained run in the background ---------------------------------------
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """A tiny run trained for one epoch and not scored."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    fit(data, TINY, quick(), run_dir, SPEC)
+    return run_dir
+
+
+@pytest.fixture
+def unscored(trained, tmp_path):
+    return Run(shutil.copytree(trained, tmp_path / "unscored"))
+
+
+@pytest.mark.slow
+def test_an_evaluation_job_scores_a_run_in_the_background_through_its_phases(data, unscored):
+    jobs = JobRegistry()
+    job = jobs.start_evaluation(unscored, data, SPEC, "cpu")
+    assert jobs.active() is job and jobs.latest("evaluation") is job and jobs.latest() is None   # no training
+    assert jobs.get(EvaluationJob.id_for(unscored.path)) is job
+    seen = set()
+    while job.snapshot().active:
+        snap = job.snapshot()
+        seen.add((snap.phase, snap.phase_done, snap.phase_total))
+        time.sleep(0.005)
+    snap = wait(job)
+    assert snap.kind == "evaluation" and snap.config is None and snap.title == "evaluation of 'unscored'"
+    assert snap.status == "finished" and snap.error is None and not snap.cancel_requested
+    scoring = sorted((done, total) for phase, done, total in seen if phase == "scoring")
+    assert scoring and all(0 < done <= total for done, total in scoring) and len({t for _, t in scoring}) == 1
+    assert {"scoring what-if"} <= {phase for phase, _, _ in seen}          # the simulator's data: what-if too
+    metrics = unscored.metrics()
+    assert metrics["data"] == SPEC and not metrics.get("quick_look") and "what_if" in metrics
+    assert jobs.active() is None
+
+
+def test_a_cancelled_evaluation_writes_no_metrics_and_another_may_follow(data, unscored):
+    jobs = JobRegistry()
+    first = jobs.start_evaluation(unscored, data, SPEC, "cpu")
+    first.cancel()
+    assert first.snapshot().cancel_requested
+    snap = wait(first)
+    assert snap.status == "cancelled" and snap.error is None and snap.phase == "done"
+    assert not unscored.has_metrics and snap.has_checkpoint        # the model is untouched
+    second = jobs.start_evaluation(unscored, data, SPEC, "cpu")
+    assert jobs.get(first.id) is second                          # one evaluation per run: the newest
+    second.cancel()
+    assert wait(second).status == "cancelled" and not unscored.has_metrics
+
+
+def test_an_evaluation_and_a_training_do_not_run_together(data, unscored, tmp_path):
+    jobs = JobRegistry()
+    training = jobs.start(data, TINY, quick(epochs=50, max_batches=None), tmp_path / "a", SPEC)
+    with pytest.raises(DataError, match="training 'a' is still running"):
+        jobs.start_evaluation(unscored, data, SPEC, "cpu")
+    training.cancel()
+    wait(training)
+    scoring = jobs.start_evaluation(unscored, data, SPEC, "cpu")
+    with pytest.raises(DataError, match="evaluation of 'unscored' is still running"):
+        jobs.start(data, TINY, quick(), tmp_path / "b", SPEC)
+    assert not (tmp_path / "b").exists()
+    scoring.cancel()
+    wait(scoring)
+
+
+def test_an_evaluation_that_fails_says_why(data, unscored, monkeypatch):
+    def broken_evaluate(run, dataset, spec, **options):
+        raise DataError("the test split holds no observed speeds")
+
+    monkeypatch.setattr(evaluation, "evaluate", broken_evaluate)
+    before = unscored.status
+    snap = wait(JobRegistry().start_evaluation(unscored, data, SPEC, "cpu"))
+    assert snap.status == "failed"
+    assert snap.error == "this run cannot be evaluated: the test split holds no observed speeds"
+    assert not unscored.has_metrics and unscored.status == before     # the run's own record is untouched
+
+
+def test_an_evaluation_is_refused_while_another_process_writes_the_run(data, unscored):
+    with FolderLock(unscored.path, "another writer"):
+        snap = wait(JobRegistry().start_evaluation(unscored, data, SPEC, "cpu"))
+    assert snap.status == "failed" and "is being written by another process" in snap.error
+    assert not unscored.has_metrics
