@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -38,12 +37,14 @@ from streamlit.testing.v1 import AppTest
 
 from stmgt.data.sources import EMBEDDED, load_dataset
 from stmgt.forecasting.forecast import Forecaster
-from stmgt.paths import BUNDLED_RUN
+from stmgt.paths import BUNDLED_RUN, CHECKOUT
 from stmgt.storage.runs import Run
+from ui import pages
+from ui.state import ANCHOR_KEY, HORIZON_KEY, widget_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = CHECKOUT
 PREFETCH_THREAD = "stmgt-prefetch"      # the name views/forecast_map.py gives its prefetch thread
-APP, PAGE = str(ROOT / "app.py"), "views/forecast_map.py"
+APP, PAGE = str(ROOT / "app.py"), pages.FORECAST_MAP.path
 TARGET_MOVE_MS, TARGET_COLD_S = 150, 8
 WARM_UP = 2                             # forward passes left out of the statistics: a fresh process warms up
 COLD_START = """
@@ -110,13 +111,13 @@ def moves(at: AppTest, anchors: list[tuple[int, int]], clear_cache: bool) -> dic
     prefetched) before; then step it to the next anchor, which the page prefetched meanwhile."""
     times = {"horizon": [], "anchor_jump": [], "anchor_step": []}
     for jump, step in anchors:
-        horizon = at.select_slider(key="map_horizon")
+        horizon = at.select_slider(key=widget_key(HORIZON_KEY))
         horizon.set_value(1 + (horizon.value + 4) % 12)
         times["horizon"].append(timed_run(at, clear_cache))
         for move, anchor in (("anchor_jump", jump), ("anchor_step", step)):
-            at.select_slider(key="anchor").set_value(anchor)
+            at.select_slider(key=widget_key(ANCHOR_KEY)).set_value(anchor)
             times[move].append(timed_run(at, clear_cache))
-            assert at.session_state["anchor"] == anchor
+            assert at.session_state[ANCHOR_KEY] == anchor
     return {move: {"app": stats([t[0] for t in runs]), "fragment": stats([t[1] for t in runs]), "runs": len(runs)}
             for move, runs in times.items()}
 
