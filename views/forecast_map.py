@@ -217,7 +217,7 @@ def ranked_roads(f: Frame, graph: RoadGraph) -> None:
                "select its road on the map and on every page.")
     kmh = partial(st.column_config.NumberColumn, format="%.1f")
     road_table(table, TABLE_KEY, f"congestion_{f.forecast.anchor_times[0]:%Y%m%dT%H%M}_step{f.step}.csv", {
-        "name": st.column_config.TextColumn("Road", width="large"),
+        "name": st.column_config.TextColumn("Road", width=320, pinned=True),    # fits at 1440 px, pinned below
         "node_id": st.column_config.TextColumn("Node"),
         "p_congested": st.column_config.ProgressColumn(
             "P(congested)", min_value=0.0, max_value=1.0, format="percent", help=f"P({f.congested}) at {f.when}"),

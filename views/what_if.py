@@ -14,6 +14,7 @@ from stmgt.forecasting.what_if import true_change
 from ui import pages, state
 from ui.fan_chart import fan_chart, horizon_label
 from ui.heatmaps import add_baseline, change_comparison, weather_comparison
+from ui.layout import flex_columns, metric_columns
 from ui.maps import DELTA_STOPS, basemap_toggle, legend_html, ramp, road_map, rounded, signed
 from ui.ranked import road_table
 from ui.scenario import scenario_controls, simulator_rules
@@ -119,7 +120,7 @@ def headline(model: np.ndarray, truth: np.ndarray | None, node: str, target: int
                      (f"Error (MAE){suffix}", kmh(np.nanmean(np.abs(model - truth)), ""),
                       f"Mean absolute difference between the model's and the simulator's change, over all roads "
                       f"{scope}.")]
-    for col, (label, value, help_text) in zip(st.columns(len(items)), items):
+    for col, (label, value, help_text) in zip(metric_columns(len(items)), items):
         col.metric(label, value, help=help_text)
 
 
@@ -193,7 +194,8 @@ def worst_hit_roads(o: Outcome, step: int) -> None:
                + ". Click a row to select its road.")
     change = partial(st.column_config.NumberColumn, format="%+.2f")
     road_table(table, TABLE_KEY, f"whatif_{o.base.anchor_times[0]:%Y%m%dT%H%M}_step{step}.csv", {
-        "name": st.column_config.TextColumn("Road", width="medium"), "node_id": st.column_config.TextColumn("Node"),
+        "name": st.column_config.TextColumn("Road", width="medium", pinned=True),    # in view when it scrolls
+        "node_id": st.column_config.TextColumn("Node"),
         "baseline_kmh": st.column_config.NumberColumn("Baseline median, km/h", format="%.1f"),
         "scenario_kmh": st.column_config.NumberColumn("Scenario median, km/h", format="%.1f"),
         "model_change_kmh": change("Model change, km/h", help="Scenario − baseline median forecast"),
@@ -216,7 +218,7 @@ def what_if() -> None:
     """Scenario controls and everything they change; a fragment, so dragging a slider redraws
     only this part."""
     base = state.forecast(anchor)
-    controls, outlook = st.columns([1, 2], gap="large")
+    controls, outlook = flex_columns([1, 2], 280, key="whatif_top", gap="large")
     with controls:
         node = state.node_picker(dataset, "Road (node)")
         scenario = scenario_controls(base.target_times(0))
@@ -231,7 +233,7 @@ def what_if() -> None:
                         key="whatif_weather")
     horizon_headline(o, node, target)
     st.divider()
-    slider, toggle = st.columns([3, 1], vertical_alignment="bottom")
+    slider, toggle = flex_columns([3, 1], 180, key="whatif_step_row", vertical_alignment="bottom")
     with slider:
         step = state.horizon_picker(base.horizon, "Map horizon",
                                     lambda k: f"{horizon_label(k, base.freq)} · {base.target_times(0)[k - 1]:%H:%M}")
@@ -240,7 +242,7 @@ def what_if() -> None:
     change_maps(o, node, step)
     worst_hit_roads(o, step)
     if o.truth is not None:
-        left, right = st.columns(2)
+        left, right = flex_columns(2, 420, key="whatif_bottom_row")
         with left:
             scenario_fan(o, target, node)
         with right:
