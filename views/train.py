@@ -65,7 +65,7 @@ def training_form(dataset, busy: bool) -> None:
             help="Times one training step and one forward pass of this model here, then scales them by the "
                  "batches of every phase. Measured once per model, batch size and device.")
     if busy:
-        st.caption("A training is running: wait for it or cancel it to start another.")
+        st.caption("A training or an evaluation is running: wait for it or cancel it to start another.")
     model_values, train_values = by_config(values)
     if locked:      # the starting model's architecture, every setting the form does not show included
         model_values = init.config["model"] | {k: v for k, v in model_values.items() if k not in SHAPE}
