@@ -14,6 +14,7 @@ from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run, import_checkpoint
 from ui import pages, state, training
 from ui.labels import attention_heads
+from ui.layout import content_columns
 from ui.text import md
 
 UPLOADS_KEY = "train_uploads"  # upload file id -> run name, so a rerun never saves an upload twice
@@ -26,7 +27,7 @@ def run_label(run: Run, dataset) -> str | None:
 
 
 def _select(label: str) -> None:
-    st.session_state["model"] = label
+    st.session_state[state.MODEL_KEY] = label
 
 
 def use_button(run: Run, dataset, key: str) -> None:
@@ -34,7 +35,7 @@ def use_button(run: Run, dataset, key: str) -> None:
     label = run_label(run, dataset)
     if label is None:
         st.caption("This model was made for another road graph: switch the sidebar's dataset to use it.")
-    elif st.session_state.get("model") == label:
+    elif st.session_state.get(state.MODEL_KEY) == label:
         st.button("Selected in the sidebar", key=key, disabled=True, icon=":material/check:")
     else:
         st.button("Use this model", key=key, type="primary", icon=":material/check_circle:",
@@ -43,7 +44,7 @@ def use_button(run: Run, dataset, key: str) -> None:
 
 def next_steps(run: Run, dataset, key: str) -> None:
     """Use the run, and evaluate it or see its evaluation."""
-    cols = st.columns([1, 1, 3], vertical_alignment="center")
+    cols = content_columns(2, vertical_alignment="center")
     with cols[0]:
         use_button(run, dataset, key=f"{key}_use")
     with cols[1]:

@@ -31,6 +31,7 @@ BUNDLED_LABEL = "Bundled model"
 # Plain session keys that no widget owns: Streamlit ties a widget's state to its page and drops it on
 # the next run without that page, so a choice held by the widget alone reset whenever the page changed.
 ANCHOR_KEY, HORIZON_KEY, NODE_KEY = "anchor", "horizon", "node_id"
+DATASET_KEY, MODEL_KEY, DEVICE_KEY = "dataset", "model", "device"   # the sidebar's choices (their widgets' keys)
 ANCHOR_TIME_KEY = "anchor_time"     # (dataset, clock time) of the anchor: carries it to another dataset
 DEFAULT_STEP = 4                    # the horizon step pages open on (+1 h at 15-minute steps)
 
@@ -61,10 +62,15 @@ def _model(checkpoint: str, mtime: float, fingerprint: str, device: str) -> Load
     return loaded
 
 
+def imported_label(name: str) -> str:
+    """How the sidebar lists an imported dataset (its folder's name under the workspace)."""
+    return f"Imported: {name}"
+
+
 def dataset_choices() -> dict[str, dict]:
     choices = {EMBEDDED_LABEL: dict(EMBEDDED)}
     for name, path in workspace().datasets().items():
-        choices[f"Imported: {name}"] = {"kind": "folder", "path": str(path)}
+        choices[imported_label(name)] = {"kind": "folder", "path": str(path)}
     return choices
 
 
@@ -92,9 +98,9 @@ def sidebar() -> None:
     with st.sidebar:
         st.subheader("Data & model")
         choices = dataset_choices()
-        if st.session_state.get("dataset") not in choices:
-            st.session_state["dataset"] = EMBEDDED_LABEL
-        st.selectbox("Dataset", list(choices), key="dataset")
+        if st.session_state.get(DATASET_KEY) not in choices:
+            st.session_state[DATASET_KEY] = EMBEDDED_LABEL
+        st.selectbox("Dataset", list(choices), key=DATASET_KEY)
         try:
             dataset = current_dataset()
         except DataError as exc:
@@ -103,18 +109,18 @@ def sidebar() -> None:
         models, hidden = model_choices(dataset.graph.fingerprint())
         labels = [m.label for m in models]
         if labels:
-            if st.session_state.get("model") not in labels:
-                st.session_state["model"] = labels[0]
-            st.selectbox("Model", labels, key="model")
+            if st.session_state.get(MODEL_KEY) not in labels:
+                st.session_state[MODEL_KEY] = labels[0]
+            st.selectbox("Model", labels, key=MODEL_KEY)
         else:
-            st.session_state.pop("model", None)
+            st.session_state.pop(MODEL_KEY, None)
             st.info("No model for this dataset yet — train one on **Train & load**.")
         if hidden:
             st.caption(f"{hidden} saved model(s) for other road graphs are not listed.")
         devices = ["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"]
-        if st.session_state.get("device") not in devices:
-            st.session_state["device"] = devices[0]
-        st.radio("Device", devices, key="device", horizontal=True,
+        if st.session_state.get(DEVICE_KEY) not in devices:
+            st.session_state[DEVICE_KEY] = devices[0]
+        st.radio("Device", devices, key=DEVICE_KEY, horizontal=True,
                  help="Where forecasts and training run. CUDA is offered when a GPU is present.")
 
 
@@ -126,7 +132,7 @@ def forget_dataset(path: Path) -> None:
 
 
 def current_dataset() -> TrafficDataset:
-    spec = dataset_choices().get(st.session_state.get("dataset", EMBEDDED_LABEL), EMBEDDED)
+    spec = dataset_choices().get(st.session_state.get(DATASET_KEY, EMBEDDED_LABEL), EMBEDDED)
     return _dataset(json.dumps(spec, sort_keys=True))
 
 
@@ -151,7 +157,7 @@ def free_flow() -> np.ndarray:
 
 
 def current_dataset_spec() -> dict:
-    return dataset_choices().get(st.session_state.get("dataset", EMBEDDED_LABEL), EMBEDDED)
+    return dataset_choices().get(st.session_state.get(DATASET_KEY, EMBEDDED_LABEL), EMBEDDED)
 
 
 def dataset_label() -> str:
@@ -159,14 +165,14 @@ def dataset_label() -> str:
 
 
 def device() -> str:
-    return st.session_state.get("device", "cpu")
+    return st.session_state.get(DEVICE_KEY, "cpu")
 
 
 def current_model_choice() -> ModelChoice | None:
     dataset = current_dataset()
     models, _ = model_choices(dataset.graph.fingerprint())
     by_label = {m.label: m for m in models}
-    return by_label.get(st.session_state.get("model")) or (models[0] if models else None)
+    return by_label.get(st.session_state.get(MODEL_KEY)) or (models[0] if models else None)
 
 
 def current_model() -> LoadedModel | None:

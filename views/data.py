@@ -34,7 +34,7 @@ def save_form(result) -> None:
     c1, c2 = st.columns([2, 1])
     name = c1.text_input("Dataset name", key="data_name", max_chars=60)
     target = ws.dataset_dir(name)
-    c1.caption(f"Saved to {code(target)} and listed in the sidebar as *Imported: {md(target.name)}*.")
+    c1.caption(f"Saved to {code(target)} and listed in the sidebar as *{md(state.imported_label(target.name))}*.")
     replace = c2.checkbox("Replace a dataset with this name", key="data_replace")
     if not c2.button("Save dataset", key="data_save", type="primary", icon=":material/save:"):
         return
@@ -55,7 +55,7 @@ def save_form(result) -> None:
 
 
 def use_dataset(name: str) -> None:
-    st.session_state["dataset"] = f"Imported: {name}"
+    st.session_state[state.DATASET_KEY] = state.imported_label(name)
     st.session_state.pop(SAVED, None)
 
 
@@ -98,7 +98,7 @@ def saved_datasets() -> None:
     st.caption(f"Stored in {code(ws.datasets_dir)}.")
     c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     name = c1.selectbox("Imported dataset", list(saved), key="data_manage")
-    selected = st.session_state.get("dataset") == f"Imported: {name}"
+    selected = st.session_state.get(state.DATASET_KEY) == state.imported_label(name)
     # Callbacks read the choice from session state: their arguments would be the previous run's.
     c2.button("In use" if selected else "Use in the sidebar", key="data_use", disabled=selected,
               on_click=lambda: use_dataset(st.session_state["data_manage"]), icon=":material/check:", width="stretch")
@@ -120,7 +120,7 @@ def import_tab() -> None:
     if st.session_state.get(SAVED):
         name = st.session_state[SAVED]
         with st.container(border=True):
-            st.success(f"Saved **{md(name)}**. The sidebar lists it as *Imported: {md(name)}*.",
+            st.success(f"Saved **{md(name)}**. The sidebar lists it as *{md(state.imported_label(name))}*.",
                        icon=":material/check:")
             st.button(f"Use {md(name)} now", key="data_use_saved", type="primary", on_click=use_dataset, args=(name,))
     fmt = st.radio("Format", list(FORMATS), horizontal=True, key="data_format")
