@@ -236,7 +236,7 @@ class TrainingJob(Job):
 
 class ProcessJob(Job):
     """One training run on several GPUs: `python -m stmgt.training.launch --nproc-per-node=N -m stmgt
-    train --progress-json ...`, the command the README gives, in a session of its own. A thread
+    train --progress-json ...`, the command docs/training.md gives, in a session of its own. A thread
     reads rank 0's JSON progress lines into the snapshot and waits for the end, which rank 0
     records in the run's status.json as the command line always does.
 
