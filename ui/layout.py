@@ -11,10 +11,15 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 
-def metric_columns(count: int, gap: str = "medium") -> list[DeltaGenerator]:
-    """`count` places for `st.metric` (used like `st.columns(count)`), each as wide as its metric."""
-    row = st.container(horizontal=True, gap=gap)
+def content_columns(count: int, gap: str = "small", vertical_alignment: str = "top") -> list[DeltaGenerator]:
+    """`count` places used like `st.columns(count)`, each as wide as what it holds (a button, a metric)."""
+    row = st.container(horizontal=True, gap=gap, vertical_alignment=vertical_alignment)
     return [row.container(width="content") for _ in range(count)]
+
+
+def metric_columns(count: int) -> list[DeltaGenerator]:
+    """`count` places for `st.metric`, each as wide as its metric, a little apart."""
+    return content_columns(count, gap="medium")
 
 
 def flex_columns(spec: int | Sequence[float], min_width: int, key: str, gap: str = "small",

@@ -15,6 +15,7 @@ from stmgt.storage.runs import Run
 from stmgt.training.estimate import estimate
 from stmgt.training.trainer import SELECT_ANCHORS, TrainConfig, check_fits, whatif_simulator
 from ui import state, training
+from ui.layout import flex_columns
 from ui.train_progress import SCORES, SCROLL_KEY, duration
 from ui.text import md
 
@@ -99,7 +100,7 @@ def start_from(dataset) -> tuple[Run | None, str, bool]:
                    icon=":material/warning:")
     if chosen not in (NEW_MODEL, *runs):
         st.session_state[START_KEY] = NEW_MODEL
-    cols = st.columns([2, 3, 3], vertical_alignment="bottom")
+    cols = flex_columns([2, 3, 3], 200, key="train_start_row", vertical_alignment="bottom")
     label = cols[0].selectbox(
         "Start from", [NEW_MODEL, *runs], key=START_KEY, on_change=take_settings_of, args=(runs,),
         help="Fine-tune a trained model of this road graph instead of training a new one: training begins from "

@@ -11,6 +11,7 @@ from stmgt.storage.runs import Run
 from stmgt.training.trainer import SELECT_ANCHORS
 from ui import training
 from ui.eval_charts import training_figure
+from ui.layout import flex_columns, metric_columns
 from ui.saved_runs import fine_tuned_from, next_steps
 from ui.text import md
 
@@ -78,7 +79,7 @@ def progress_view(snap: training.JobSnapshot) -> None:
     elif snap.active:
         st.caption(":material/hourglass_top: " + ("Preparing data and model…" if snap.phase == "starting"
                                                   else f"Starting epoch {done + 1}…"))
-    cols = st.columns(4)
+    cols = metric_columns(4)
     cols[0].metric("Last batch loss", f"{snap.batch_losses[-1][1]:.3f}" if snap.batch_losses else "–")
     best = snap.best
     cols[1].metric(f"Best {score}", f"{best[column]:.2f} km/h" if best else "–",
@@ -100,7 +101,7 @@ def live_job(job_id: str) -> None:
     if job is None or not job.snapshot().active:   # ended (or the registry was cleared with the caches)
         st.rerun()
     snap = job.snapshot()
-    head, button = st.columns([4, 1], vertical_alignment="center")
+    head, button = flex_columns([4, 1], 140, key="train_panel_head", vertical_alignment="center")
     head.subheader(f"Training **{md(snap.id)}**", anchor=False)
     head.caption(f"On {md(describe(snap.data_spec))} · {snap.config.device.upper()}"
                  + (f" · {snap.processes} processes" if snap.processes > 1 else "")

@@ -16,6 +16,7 @@ from stmgt.storage.runs import Run
 from stmgt.training.estimate import StepCost, measure_step_cost
 from stmgt.training.jobs import EvaluationJob, JobRegistry, JobSnapshot
 from stmgt.training.trainer import TrainConfig
+from ui.layout import flex_columns
 from ui.text import md
 
 EVALUATION_POLL_S = 1.0
@@ -82,7 +83,7 @@ def evaluation_progress(job_id: str, key: str) -> None:
     if job is None or not job.snapshot().active:     # ended (or the registry was cleared with the caches)
         st.rerun()
     snap = job.snapshot()
-    bar, button = st.columns([4, 1], vertical_alignment="center")
+    bar, button = flex_columns([4, 1], 140, key=f"{key}_progress_row", vertical_alignment="center")
     bar.progress(snap.phase_done / snap.phase_total if snap.phase_total else 0.0, text=phase_text(snap))
     button.button("Stopping…" if snap.cancel_requested else "Cancel", key=f"{key}_cancel",
                   icon=":material/stop_circle:", on_click=job.cancel, disabled=snap.cancel_requested,

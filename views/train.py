@@ -8,6 +8,7 @@ from stmgt.data.dataset import split_anchors
 from stmgt.errors import DataError
 from stmgt.settings import SETTINGS
 from ui import pages, state, train_progress, training
+from ui.layout import content_columns, flex_columns
 from ui.saved_runs import fine_tuned_from, saved_runs, upload
 from ui.train_form import (SHAPE, by_config, checked_configs, device_field, duration_estimate, fields,
                            preset_picker, processes_field, start_from, start_job, weather_response_fields)
@@ -28,7 +29,7 @@ def training_form(dataset, busy: bool) -> None:
     init, tune, start_gone = start_from(dataset)
     locked = init is not None
     with st.form("train_form", border=True):
-        schedule, optimiser, model, run = st.columns(4, gap="medium")
+        schedule, optimiser, model, run = flex_columns(4, 200, key="train_form_columns", gap="medium")
         with schedule:
             st.markdown("**Schedule**")
             values = fields("schedule", max_batches={"placeholder": f"all {per_epoch}"})
@@ -48,7 +49,7 @@ def training_form(dataset, busy: bool) -> None:
                 st.caption("On a CPU a full epoch of the default model takes many minutes: the *Quick look* "
                            "preset finishes in a few.")
         with st.expander("More options: LR schedule, Adam, regularisers, model inputs"):
-            cols = st.columns(2)
+            cols = flex_columns(2, 300, key="train_more_columns")
             with cols[0]:
                 values |= fields("more")
             with cols[1]:
@@ -57,7 +58,7 @@ def training_form(dataset, busy: bool) -> None:
                 values |= fields("inputs", disabled=locked, use_weather=no_weather)
         with st.expander("Weather response: taught and checked against the simulator"):
             values |= weather_response_fields(dataset)
-        buttons = st.columns([1, 1, 3])
+        buttons = content_columns(2)
         submitted = buttons[0].form_submit_button("Start training", key="train_start", type="primary",
                                                   icon=":material/play_arrow:", disabled=busy)
         estimating = buttons[1].form_submit_button(
