@@ -32,7 +32,7 @@ from stmgt.data.dataset import TrafficDataset, split_anchors
 from stmgt.errors import DataError, reason
 from stmgt.model.mixture import GaussianMixture
 from stmgt.storage.jsonfile import atomic_write_bytes
-from stmgt.storage.runs import CHECKPOINT
+from stmgt.storage.runs import CHECKPOINT, COPULA
 
 # Normal scores are looked up on this grid: a mixture's quantile function is smooth in z (a single
 # Gaussian's is a straight line), so linear interpolation between 91 exact quantiles (Δz = 0.1)
@@ -41,7 +41,6 @@ from stmgt.storage.runs import CHECKPOINT
 Z_GRID = np.linspace(-4.5, 4.5, 91)
 _PIT_CLIP = 1e-6          # F(y) of 0 or 1 (a reading far in a tail) would give an infinite score
 ESTIMATION_WINDOWS = 240  # training windows, evenly spaced: seconds of forward passes on a CPU (RESULTS.md)
-COPULA_FILE = "error_copula.npz"        # in the run folder, beside the checkpoint
 COPULA_FORMAT = "stmgt-error-copula/1"
 
 
@@ -132,7 +131,7 @@ def saved_copula(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDOWS) -
     folder when saved there for this checkpoint and data, else estimated and saved for next time.
     A damaged or stale file is estimated afresh and replaced; a folder that cannot be written
     (a read-only install) only costs the estimate again next time."""
-    path = Path(run_dir) / COPULA_FILE
+    path = Path(run_dir) / COPULA
     key = copula_key(Path(run_dir) / CHECKPOINT, forecaster.dataset, windows)
     try:
         copula = read_copula(path, key, forecaster.dataset.num_nodes, forecaster.horizon)

@@ -34,7 +34,8 @@ CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.json", "history.
 STATUS = "status.json"
 TRAINING_STATE = "training_state.pt"     # while a run can still be resumed (stmgt.training.trainer)
 FIDELITY = "whatif_fidelity.json"        # the what-if fidelity benchmark's result (stmgt.evaluation.fidelity)
-RUN = FolderKind("run", frozenset({CHECKPOINT, CONFIG, HISTORY, METRICS, STATUS, TRAINING_STATE, FIDELITY}))
+COPULA = "error_copula.npz"              # the route answers' error copula, estimated once (stmgt.routing.copula)
+RUN = FolderKind("run", frozenset({CHECKPOINT, CONFIG, HISTORY, METRICS, STATUS, TRAINING_STATE, FIDELITY, COPULA}))
 RECORDED_STATES = ("running", "complete", "cancelled", "failed")
 # What `RunStatus.state` may read: the recorded ones, "interrupted" (running, but its process is
 # gone) and "unrecorded" (a run folder from before runs recorded their status).

@@ -3,6 +3,7 @@ estimated afresh when the checkpoint or the data changed or the file is damaged.
 
 import io
 import json
+import shutil
 import zipfile
 from types import SimpleNamespace
 
@@ -14,9 +15,10 @@ from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.model import STMGTConfig
 from stmgt.paths import BUNDLED_RUN
-from stmgt.routing.copula import COPULA_FILE, ErrorCopula, copula_key, read_copula, save_copula, saved_copula
+from stmgt.routing.copula import ErrorCopula, copula_key, read_copula, save_copula, saved_copula
 from stmgt.routing.trip import TripPlanner
-from stmgt.storage.runs import Run
+from stmgt.storage.outputs import check_folder_target
+from stmgt.storage.runs import COPULA, RUN, Run
 from stmgt.training.trainer import TrainConfig, fit
 from tests.samples import small_dataset
 
@@ -52,18 +54,18 @@ def forecaster():
 
 def test_saved_copula_round_trips(run_dir, forecaster):
     key = copula_key(run_dir / "checkpoint.pt", forecaster.dataset)
-    save_copula(run_dir / COPULA_FILE, ErrorCopula(SPATIAL, TEMPORAL), key)
-    read = read_copula(run_dir / COPULA_FILE, key, 3, HORIZON)
+    save_copula(run_dir / COPULA, ErrorCopula(SPATIAL, TEMPORAL), key)
+    read = read_copula(run_dir / COPULA, key, 3, HORIZON)
     np.testing.assert_array_equal(read.spatial, SPATIAL)
     np.testing.assert_array_equal(read.temporal, TEMPORAL)
-    with np.load(run_dir / COPULA_FILE, allow_pickle=False) as saved:           # plain arrays, no pickle
+    with np.load(run_dir / COPULA, allow_pickle=False) as saved:           # plain arrays, no pickle
         assert json.loads(str(saved["key"][()])) == key
     assert read_copula(run_dir / "none.npz", key, 3, HORIZON) is None
 
 
 def test_estimated_once_then_read(run_dir, forecaster, estimates):
     first = saved_copula(forecaster, run_dir)
-    assert len(estimates) == 1 and (run_dir / COPULA_FILE).is_file()
+    assert len(estimates) == 1 and (run_dir / COPULA).is_file()
     again = saved_copula(forecaster, run_dir)
     assert len(estimates) == 1                                                 # read, not estimated
     np.testing.assert_array_equal(again.spatial, first.spatial)
@@ -84,7 +86,7 @@ def test_a_changed_checkpoint_or_dataset_refits(run_dir, forecaster, estimates):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "pickled", "wrong size", "not a correlation"])
 def test_a_damaged_file_is_refused_in_words_and_refitted(run_dir, forecaster, estimates, damage):
-    path = run_dir / COPULA_FILE
+    path = run_dir / COPULA
     key = copula_key(run_dir / "checkpoint.pt", forecaster.dataset)
     save_copula(path, ErrorCopula(SPATIAL, TEMPORAL), key)
     if damage == "garbage":
@@ -117,7 +119,7 @@ def test_a_read_only_folder_still_answers(run_dir, forecaster, estimates, monkey
     monkeypatch.setattr("stmgt.routing.copula.atomic_write_bytes", refuse)
     copula = saved_copula(forecaster, run_dir)
     np.testing.assert_array_equal(copula.temporal, TEMPORAL)
-    assert not (run_dir / COPULA_FILE).exists()
+    assert not (run_dir / COPULA).exists()
 
 
 def test_a_planner_saves_the_estimate_of_a_real_model(tmp_path):
@@ -130,7 +132,7 @@ def test_a_planner_saves_the_estimate_of_a_real_model(tmp_path):
         data_spec={"kind": "simulator", "seed": 3, "weeks": 2})
     forecaster = Forecaster(Run(run_dir).load(data.graph), data)
     planner = TripPlanner.for_forecaster(forecaster, run_dir)
-    saved = read_copula(run_dir / COPULA_FILE, copula_key(run_dir / "checkpoint.pt", data), data.num_nodes,
+    saved = read_copula(run_dir / COPULA, copula_key(run_dir / "checkpoint.pt", data), data.num_nodes,
                         forecaster.horizon)
     np.testing.assert_array_equal(saved.spatial, planner.copula.spatial)
     few = saved_copula(forecaster, run_dir, windows=6)                        # another key: estimated again
@@ -147,6 +149,13 @@ def test_the_bundled_model_ships_its_copula():
 
     dataset = load_dataset(dict(EMBEDDED))
     key = copula_key(BUNDLED_RUN / "checkpoint.pt", dataset)
-    copula = read_copula(BUNDLED_RUN / COPULA_FILE, key, dataset.num_nodes, Run(BUNDLED_RUN).load().config.horizon)
+    copula = read_copula(BUNDLED_RUN / COPULA, key, dataset.num_nodes, Run(BUNDLED_RUN).load().config.horizon)
     assert copula is not None
-    assert (BUNDLED_RUN / COPULA_FILE).stat().st_size < 64_000
+    assert (BUNDLED_RUN / COPULA).stat().st_size < 64_000
+
+
+def test_a_run_with_its_saved_copula_is_still_a_run_of_ours_to_overwrite(tmp_path):
+    """The bundled model's folder holds the copula: `--overwrite` replaces such a run (rebuilding the bundled model)."""
+    copy = shutil.copytree(BUNDLED_RUN, tmp_path / "model")
+    assert (copy / COPULA).is_file()
+    assert check_folder_target(copy, RUN, overwrite=True) is True
