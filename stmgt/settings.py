@@ -211,9 +211,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
            "anchors (simulated data with weather); validation MAE barely moves with the weather response.",
            label="Choose the best epoch by"),
     real("whatif_weight", TRAIN, 0.0, 0.0, 100.0, "the what-if loss would drown the forecast's own",
-         "Adds this weight × the what-if loss to every step: 32 training windows each get a sampled what-if "
+         "Adds this weight × the what-if loss to every step: a batch of training windows each get a sampled what-if "
          "(rain, a dry spell, heat or wind over part of the horizon), and the model's change of its median "
-         "forecast is fitted to the simulator's true change. 0 = off. A step takes about 2.5× as long.",
+         "forecast is fitted to the simulator's true change. 0 = off. Each step also runs the "
+         "simulator on those what-ifs, so it takes longer.",
          label="What-if loss weight", section="weather response", step=0.5),
     whole("weather_copies", TRAIN, 0, 0, 10,
           "each copy re-simulates the training weeks and holds their windows in memory",

@@ -25,9 +25,11 @@ PRESETS = {
     "Quick look": {"epochs": 2, "max_batches": 3},
     "Specification": {"epochs": SETTINGS["epochs"].default, "max_batches": None},
 }
-PRESET_HELP = ("*Quick look*: 2 epochs of 3 batches, validation, calibration and test scoring capped at 3 "
-               "batches too: minutes on a CPU, to see the whole pipeline work (not a useful model). "
-               "*Specification*: 100 epochs over every window, with early stopping (hours on a CPU).")
+QUICK, SPEC = PRESETS["Quick look"], PRESETS["Specification"]
+PRESET_HELP = (f"*Quick look*: {QUICK['epochs']} epochs of {QUICK['max_batches']} batches, validation, calibration "
+               f"and test scoring capped at {QUICK['max_batches']} batches too: to see the whole pipeline work (not "
+               f"a useful model). *Specification*: {SPEC['epochs']} epochs over every window, with early stopping. "
+               "*Estimate duration* measures how long either takes on this machine.")
 # Fine-tuning (`TrainConfig.init_from`): the starting model fixes the architecture; dropout and
 # DropEdge only act in training, so they stay the user's.
 NEW_MODEL = "New model (random weights)"

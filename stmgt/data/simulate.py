@@ -24,7 +24,7 @@ so a counterfactual (same seed, another weather) differs from the simulated data
 the weather causes, dynamics included: that is the true effect a what-if forecast is scored
 against. `weather_forecast` issues the forecast a forecaster would have had at an anchor.
 
-Calibration targets (DESIGN §3, measured on real HCMC data) are checked in tests/test_simulate.py.
+Calibration targets (DESIGN §3, measured on real HCMC data) are checked in tests/data/test_simulate.py.
 """
 
 from __future__ import annotations

@@ -365,7 +365,7 @@ class Trainer:
         """Mean |model − true change| of the median (z-scored km/h) over a batch of sampled what-if
         pairs (stmgt.data.augment.whatif_pairs), the model run as it forecasts: eval mode, no dropout.
         Under torchrun it is a second pass through DDP before the step's one backward, which DDP
-        takes: it reduces the summed gradient (tests/test_distributed.py)."""
+        takes: it reduces the summed gradient (tests/training/test_distributed.py)."""
         anchors = self.pair_rng.choice(self.pair_anchors, self.config.batch_size)
         observed, edited, change = whatif_pairs(self.simulator, anchors, self.windows.horizon, self.pair_rng)
         batch = self.windows.batch(anchors, weather=torch.from_numpy(np.concatenate([observed, edited])))
