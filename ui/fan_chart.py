@@ -26,9 +26,10 @@ def horizon_label(step: int, freq: pd.Timedelta) -> str:
 
 
 def _layout(fig: go.Figure, height: int, hovermode: str = "x unified") -> go.Figure:
-    """The legend goes under the plot: above it, plotly's toolbar covers it on hover."""
+    """The legend goes under the plot (above it, plotly's toolbar covers it on hover), at the foot of
+    the figure: the bottom margin grows to hold it under the x-axis title however many rows it wraps to."""
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), hovermode=hovermode,
-                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+                      legend=dict(orientation="h", yref="container", yanchor="bottom", y=0, x=0))
     return fig
 
 
