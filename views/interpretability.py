@@ -13,6 +13,7 @@ from stmgt.forecasting.explain import describe_reading, road_reading
 from ui import state
 from ui.heatmaps import (ATTENTION_STOPS, attention_matrix, dense_attention, gate_figure, neighbourhood,
                          step_attention)
+from ui.layout import flex_columns
 from ui.maps import basemap_toggle, legend_html, ramp, road_map
 from ui.text import md
 
@@ -59,7 +60,7 @@ def _valid(key: str, options: list, default) -> None:
 
 def choose(input_labels: list[str]) -> View:
     """The road, then the block, head and input step the attention views follow."""
-    picker, note = st.columns([2, 3], vertical_alignment="bottom")
+    picker, note = flex_columns([2, 3], 260, key="interp_pick_row", vertical_alignment="bottom")
     with picker:
         node = state.node_picker(dataset, "Road (node)")
     note.caption("The selected road is outlined in red in every chart below; clicking a road on the map selects "
@@ -70,7 +71,7 @@ def choose(input_labels: list[str]) -> View:
     _valid("interp_block", list(range(blocks)), blocks - 1)
     _valid("interp_head", head_options, 0)
     _valid("interp_step", list(range(steps)), steps - 1)
-    cols = st.columns([0.9, 1.7, 2.4])
+    cols = flex_columns([0.9, 1.7, 2.4], 150, key="interp_view_row")
     block = cols[0].radio("Block", list(range(blocks)), format_func=lambda k: str(k + 1), horizontal=True,
                           key="interp_block", help="Which spatio-temporal block's attention to show.")
     head = cols[1].radio("Attention head", head_options, format_func=lambda h: "mean" if h == 0 else str(h),
@@ -117,7 +118,7 @@ def spatial_section(view: View, input_labels: list[str]) -> None:
     ids = dataset.graph.node_ids
     weights = view.pick_head(diag.spatial_attention[view.block, 0, view.step].numpy())           # [E']
     dense = dense_attention(weights, diag.attention_edge_index.numpy(), len(ids))
-    left, right = st.columns([3, 2])
+    left, right = flex_columns([3, 2], 300, key="interp_attention_row")
     with left:
         attention_matrix_view(view, dense, input_labels)
     with right:
@@ -171,7 +172,7 @@ def attention_map(view: View, row: np.ndarray) -> None:
 def step_sections(view: View, input_labels: list[str]) -> None:
     """Temporal attention over the input steps, and weather attention over the horizon's weather."""
     target_labels = forecast.target_times(0).strftime("%H:%M").tolist()
-    left, right = st.columns(2)
+    left, right = flex_columns(2, 300, key="interp_steps_row")
     with left:
         st.subheader("Which past steps matter")
         st.caption(f"Temporal attention of {md(view.node)} in block {view.block + 1}: row = the input step being "
