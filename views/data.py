@@ -10,6 +10,7 @@ from ui import data_import, server_files, state
 from ui.data_format import format_guide
 from ui.data_report import show_report
 from ui.import_form import FORMATS, GENERIC, PATH, UPLOAD, import_inputs
+from ui.layout import flex_columns
 from ui.text import code, md
 
 RESULT, SAVED, DELETING = "data_result", "data_saved", "data_deleting"
@@ -31,7 +32,7 @@ def check(read, name: str, label: str) -> None:
 
 def save_form(result) -> None:
     ws = state.workspace()
-    c1, c2 = st.columns([2, 1])
+    c1, c2 = flex_columns([2, 1], 220, key="data_save_row")
     name = c1.text_input("Dataset name", key="data_name", max_chars=60)
     target = ws.dataset_dir(name)
     c1.caption(f"Saved to {code(target)} and listed in the sidebar as *{md(state.imported_label(target.name))}*.")
@@ -94,9 +95,9 @@ def saved_datasets() -> None:
                      "Nodes": s["nodes"], "Segments": s["edges"],
                      "Missing (%)": round(100 * s["missing_share"], 1),
                      "Weather": "yes" if s["has_weather"] else "no — no what-if"})
-    st.dataframe(pd.DataFrame(rows).set_index("Name"), width="stretch")
+    st.container(key="data_datasets_table").dataframe(pd.DataFrame(rows).set_index("Name"), width="stretch")
     st.caption(f"Stored in {code(ws.datasets_dir)}.")
-    c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    c1, c2, c3 = flex_columns([2, 1, 1], 180, key="data_manage_row", vertical_alignment="bottom")
     name = c1.selectbox("Imported dataset", list(saved), key="data_manage")
     selected = st.session_state.get(state.DATASET_KEY) == state.imported_label(name)
     # Callbacks read the choice from session state: their arguments would be the previous run's.
