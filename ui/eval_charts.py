@@ -12,13 +12,14 @@ from plotly.subplots import make_subplots
 from stmgt.storage.runs import kept_epoch
 
 MODEL_NAMES = {"stmgt": "STMGT", "stmgt_perfect_weather": "STMGT (perfect weather forecast)",
-               "persistence": "Persistence", "historical_average": "Historical average"}
-# Column headers of tables with a column per model: four fit side by side in a narrow table.
+               "persistence": "Persistence", "historical_average": "Historical average",
+               "linear_autoregressive": "Linear autoregression"}
+# Column headers of tables with a column per model: five fit side by side in a narrow table.
 MODEL_HEADERS = {"stmgt": "STMGT", "stmgt_perfect_weather": "Perfect weather", "persistence": "Persistence",
-                 "historical_average": "Hist. average"}
+                 "historical_average": "Hist. average", "linear_autoregressive": "Linear AR"}
 MODEL_COLOURS = {"stmgt": "rgb(8, 81, 156)", "stmgt_perfect_weather": "rgb(107, 174, 214)",
                  "persistence": "rgb(150, 150, 150)",
-                 "historical_average": "rgb(230, 133, 30)"}
+                 "historical_average": "rgb(230, 133, 30)", "linear_autoregressive": "rgb(49, 163, 84)"}
 METRICS = {"mae": ("MAE", "km/h"), "rmse": ("RMSE", "km/h"), "mape": ("MAPE", "%"), "crps": ("CRPS", "km/h")}
 LEVEL_COLOURS = {"50": "rgb(107, 174, 214)", "80": "rgb(33, 113, 181)", "90": "rgb(8, 48, 107)"}
 REFERENCE = "rgb(178, 24, 43)"
@@ -35,7 +36,7 @@ def _layout(fig: go.Figure, title: str, height: int = 360, **kwargs) -> go.Figur
 
 
 def horizon_figure(metrics: dict, metric: str) -> go.Figure:
-    """One metric per forecast horizon, for STMGT and both baselines."""
+    """One metric per forecast horizon, for STMGT and the baselines the metrics hold."""
     name, unit = METRICS[metric]
     minutes = metrics["horizon_minutes"]
     fig = go.Figure()

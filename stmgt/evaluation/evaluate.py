@@ -1,4 +1,4 @@
-"""evaluate(): STMGT and both baselines on the same test windows -> `metrics.json`.
+"""evaluate(): STMGT and the three baselines on the same test windows -> `metrics.json`.
 
 `models.stmgt` is scored with a realistic weather forecast (`stmgt.forecasting.weather_forecast`),
 `models.stmgt_perfect_weather` with the observed weather; `weather_forecast` says which forecast.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stmgt.evaluation.baselines import HistoricalAverage, persistence
+from stmgt.evaluation.baselines import HistoricalAverage, LinearAutoregressive, persistence
 from stmgt.data.dataset import SEQ_LEN, split_anchors, split_ranges
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.forecasting.forecast import Forecaster
@@ -58,7 +58,7 @@ def _batches(anchors: np.ndarray, batch_size: int, phase: str, on_progress: OnPr
 def score_split(forecaster: Forecaster, sim: TrafficSimulator | None, split: str = "test", batch_size: int = 64,
                 progress: bool = False, max_batches: int | None = None, on_progress: OnProgress | None = None,
                 cancel: CancelSignal | None = None) -> dict | None:
-    """STMGT and both baselines on the same windows of `split`. A model that reads the weather is
+    """STMGT and the three baselines on the same windows of `split`. A model that reads the weather is
     scored twice: `stmgt` with the weather forecast issued at each anchor (the headline, what it
     would do in deployment) and `stmgt_perfect_weather` with the observed weather (a perfect
     weather forecast, which no deployment has). `sim` is the simulator behind the data, if any.
@@ -66,11 +66,14 @@ def score_split(forecaster: Forecaster, sim: TrafficSimulator | None, split: str
     dataset = forecaster.dataset
     all_anchors = split_anchors(dataset)[split]
     anchors = spread(all_anchors, max_batches and max_batches * batch_size)
-    ha = HistoricalAverage(dataset, split_ranges(dataset.num_steps)["train"])
+    ranges = split_ranges(dataset.num_steps)
+    ha = HistoricalAverage(dataset, ranges["train"])
     horizon = forecaster.horizon
+    linear = LinearAutoregressive(dataset, ranges["train"], ranges["val"], ha, horizon=horizon)
     uses_weather = forecaster.loaded.config.use_weather
     scores = {"stmgt": HorizonScores(horizon, True), "persistence": HorizonScores(horizon, False),
-              "historical_average": HorizonScores(horizon, False)}
+              "historical_average": HorizonScores(horizon, False),
+              "linear_autoregressive": HorizonScores(horizon, False)}
     if uses_weather:
         scores["stmgt_perfect_weather"] = HorizonScores(horizon, True)
     weather_kind = "none"
@@ -90,12 +93,13 @@ def score_split(forecaster: Forecaster, sim: TrafficSimulator | None, split: str
         ha_pred = ha.predict(target_steps)
         scores["persistence"].update(y, persistence(batch, forecaster.loaded.scaler, ha_pred))
         scores["historical_average"].update(y, ha_pred)
+        scores["linear_autoregressive"].update(y, linear.predict(torch.from_numpy(chunk)))
     if cancel is not None and cancel.is_set():
         return None
     return {"split": split, "windows": int(len(anchors)), "windows_in_split": int(len(all_anchors)),
             "quick_look": len(anchors) < len(all_anchors),
             "horizon_minutes": [int((k + 1) * dataset.freq.total_seconds() // 60) for k in range(horizon)],
-            "weather_forecast": weather_kind,
+            "weather_forecast": weather_kind, "linear_autoregressive_penalty": linear.penalty,
             "models": {name: s.result() for name, s in scores.items()}}
 
 
@@ -144,6 +148,15 @@ def evaluate(run: Run, dataset, spec: dict, device="cpu", progress: bool = False
     return metrics
 
 
+BASELINES = {"persistence": "persistence", "historical_average": "the historical average",
+             "linear_autoregressive": "the linear autoregression"}
+
+
+def missing_baselines(metrics: dict) -> list[str]:
+    """The baselines a metrics.json lacks: one written before they existed."""
+    return [name for name in BASELINES if name not in metrics["models"]]
+
+
 def versus_baselines(metrics: dict, minutes: int = 60) -> str:
     """The test score in plain words, e.g. "MAE at +1 h 3.29 km/h — worse than persistence (2.70),
     better than the historical average (4.10)", at the horizon nearest `minutes`."""
@@ -152,7 +165,9 @@ def versus_baselines(metrics: dict, minutes: int = 60) -> str:
     models = metrics["models"]
     ours = models["stmgt"]["mae"][k]
     words = []
-    for name, label in (("persistence", "persistence"), ("historical_average", "the historical average")):
+    for name, label in BASELINES.items():
+        if name not in models:
+            continue
         theirs = models[name]["mae"][k]
         verdict = "better than" if ours < theirs else "worse than" if ours > theirs else "level with"
         words.append(f"{verdict} {label} ({theirs:.2f})")
@@ -160,3 +175,36 @@ def versus_baselines(metrics: dict, minutes: int = 60) -> str:
     note = (f" (quick look: {metrics['windows']:,} of {metrics['windows_in_split']:,} test windows)"
             if metrics.get("quick_look") else "")
     return f"MAE at {at} {ours:.2f} km/h — {', '.join(words)}{note}"
+
+
+def best_baseline_verdicts(metrics: dict) -> list[str]:
+    """Per horizon, in words, whether STMGT's MAE beats the best baseline's there, e.g. "+60 min: STMGT
+    1.71 km/h beats the best baseline, the linear autoregression (1.76 km/h), by 2.8 %"."""
+    models, verdicts = metrics["models"], []
+    for k, minutes in enumerate(metrics["horizon_minutes"]):
+        ours = models["stmgt"]["mae"][k]
+        best = min((name for name in BASELINES if name in models), key=lambda name: models[name]["mae"][k])
+        theirs = models[best]["mae"][k]
+        gap = 100 * abs(theirs - ours) / theirs if theirs else 0.0
+        verdict = (f"beats the best baseline, {BASELINES[best]} ({theirs:.2f} km/h), by {gap:.1f} %" if ours < theirs
+                   else f"is level with the best baseline, {BASELINES[best]} ({theirs:.2f} km/h)" if ours == theirs
+                   else f"does not beat the best baseline, {BASELINES[best]} ({theirs:.2f} km/h): {gap:.1f} % worse")
+        verdicts.append(f"+{minutes} min: STMGT {ours:.2f} km/h {verdict}")
+    return verdicts
+
+
+def best_baseline_summary(metrics: dict) -> str:
+    """How many horizons STMGT beats the best baseline at, e.g. "STMGT beats the best of the three
+    baselines at 10 of 12 horizons, not at +165 and +180 min"."""
+    models = metrics["models"]
+    scored = [name for name in BASELINES if name in models]
+    best = [min(models[name]["mae"][k] for name in scored) for k in range(len(metrics["horizon_minutes"]))]
+    lost = [m for m, ours, theirs in zip(metrics["horizon_minutes"], models["stmgt"]["mae"], best) if ours >= theirs]
+    count = len(metrics["horizon_minutes"])
+    of = f"the best of the {('one', 'two', 'three')[len(scored) - 1]} baselines"
+    if not lost:
+        return f"STMGT beats {of} at every horizon"
+    if len(lost) == count:
+        return f"STMGT beats {of} at no horizon"
+    where = ", ".join(f"+{m}" for m in lost[:-1]) + (" and " if len(lost) > 1 else "") + f"+{lost[-1]} min"
+    return f"STMGT beats {of} at {count - len(lost)} of {count} horizons, not at {where}"

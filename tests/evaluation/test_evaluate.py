@@ -7,7 +7,9 @@ import threading
 import pytest
 
 from stmgt.data.simulate import simulate
-from stmgt.evaluation.evaluate import evaluate, versus_baselines
+from stmgt.evaluation.baselines import RIDGE_PENALTIES
+from stmgt.evaluation.evaluate import (best_baseline_summary, best_baseline_verdicts, evaluate, missing_baselines,
+                                      versus_baselines)
 from stmgt.storage.runs import Run
 from tests.samples import SPEC
 
@@ -16,7 +18,12 @@ def test_evaluate_writes_metrics_with_baselines(trained, data, tmp_path):
     run = Run(shutil.copytree(trained[0].run.path, tmp_path / "scored"))   # the shared run stays unscored
     metrics = evaluate(run, data, SPEC)
     assert run.metrics()["models"]["stmgt"]["mae"] == pytest.approx(metrics["models"]["stmgt"]["mae"])
-    assert set(metrics["models"]) == {"stmgt", "stmgt_perfect_weather", "persistence", "historical_average"}
+    assert set(metrics["models"]) == {"stmgt", "stmgt_perfect_weather", "persistence", "historical_average",
+                                      "linear_autoregressive"}
+    assert not missing_baselines(metrics) and metrics["linear_autoregressive_penalty"] in RIDGE_PENALTIES
+    linear, persistence = metrics["models"]["linear_autoregressive"], metrics["models"]["persistence"]
+    assert linear["count"] == persistence["count"]                 # the same windows and observed targets
+    assert linear["mae"][-1] < persistence["mae"][-1] and linear["crps"] == linear["mae"]
     assert "simulator's weather forecast" in metrics["weather_forecast"]
     assert metrics["models"]["stmgt"]["mae"] != metrics["models"]["stmgt_perfect_weather"]["mae"]
     assert metrics["horizon_minutes"] == [15 * k for k in range(1, 13)]
@@ -73,3 +80,37 @@ def test_metrics_name_the_data_they_were_scored_on(trained, data, tmp_path):
     assert metrics["data"] == other == run.metrics()["data"]  # ... scored on seed 3, and said so
     assert metrics["models"]["stmgt"]["mae"] != evaluate(run, data, SPEC)["models"]["stmgt"]["mae"]
 
+
+
+def mixed_metrics():
+    """STMGT beats every baseline at +15 min, loses to the linear autoregression at +30 min, to
+    persistence at +45 min, and ties the historical average at +60 min."""
+    scores = lambda *mae: {"mae": list(mae)}          # noqa: E731
+    return {"horizon_minutes": [15, 30, 45, 60], "windows": 10, "windows_in_split": 10,
+            "models": {"stmgt": scores(1.0, 2.0, 3.0, 4.0), "persistence": scores(1.5, 2.5, 2.4, 4.5),
+                       "historical_average": scores(3.0, 3.0, 3.0, 4.0),
+                       "linear_autoregressive": scores(1.2, 1.6, 2.6, 4.2)}}
+
+
+def test_per_horizon_verdicts_name_the_best_baseline():
+    assert best_baseline_verdicts(mixed_metrics()) == [
+        "+15 min: STMGT 1.00 km/h beats the best baseline, the linear autoregression (1.20 km/h), by 16.7 %",
+        "+30 min: STMGT 2.00 km/h does not beat the best baseline, the linear autoregression (1.60 km/h): "
+        "25.0 % worse",
+        "+45 min: STMGT 3.00 km/h does not beat the best baseline, persistence (2.40 km/h): 25.0 % worse",
+        "+60 min: STMGT 4.00 km/h is level with the best baseline, the historical average (4.00 km/h)"]
+    assert best_baseline_summary(mixed_metrics()) == ("STMGT beats the best of the three baselines at 1 of 4 "
+                                                      "horizons, not at +30, +45 and +60 min")
+
+
+def test_metrics_from_before_the_linear_baseline_are_judged_on_the_two_they_hold():
+    metrics = mixed_metrics()
+    del metrics["models"]["linear_autoregressive"]
+    assert missing_baselines(metrics) == ["linear_autoregressive"]
+    assert best_baseline_summary(metrics) == ("STMGT beats the best of the two baselines at 2 of 4 horizons, "
+                                              "not at +45 and +60 min")
+    assert "persistence (1.50 km/h)" in best_baseline_verdicts(metrics)[0]
+    assert "linear" not in versus_baselines(metrics)
+    for case in ([1.0] * 4, [9.0] * 4):
+        metrics["models"]["stmgt"]["mae"] = case
+        assert best_baseline_summary(metrics).endswith("at every horizon" if case[0] < 2 else "at no horizon")
