@@ -1,13 +1,16 @@
-"""Evaluation: the selected model against persistence and the historical average on the test split,
-accuracy and calibration per horizon. Everything is read from the run's saved metrics.json."""
+"""Evaluation: the selected model against persistence, the historical average and a linear
+autoregression on the test split, accuracy and calibration per horizon. Everything is read from the
+run's saved metrics.json."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from stmgt.data.dataset import SEQ_LEN
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
+from stmgt.evaluation.evaluate import BASELINES, best_baseline_summary, best_baseline_verdicts, missing_baselines
 from stmgt.evaluation.fidelity import load as load_fidelity
 from stmgt.evaluation.fidelity import summary
 from stmgt.storage.runs import kept_epoch
@@ -30,18 +33,19 @@ def headline(metrics: dict) -> None:
     models, minutes = metrics["models"], metrics["horizon_minutes"]
     step = minutes.index(60) if 60 in minutes else len(minutes) - 1
     stmgt, overall = models["stmgt"], models["stmgt"]["overall"]
-    cols = metric_columns(5)
+    baselines = [key for key in BASELINES if key in models]
+    cols = metric_columns(3 + len(baselines))
     cols[0].metric(f"MAE at +{minutes[step]} min", f"{stmgt['mae'][step]:.2f} km/h",
                    help="Mean absolute error of the forecast mean at this horizon, over all test windows and nodes.")
-    for col, key in zip(cols[1:], ("persistence", "historical_average")):
+    for col, key in zip(cols[1:], baselines):
         base = models[key]["mae"][step]
         col.metric(f"Gain vs {MODEL_NAMES[key].lower()}", gain(stmgt["mae"][step], base),
                    help=f"How much smaller STMGT's MAE at +{minutes[step]} min is than the {MODEL_NAMES[key].lower()} "
                         f"baseline's ({base:.2f} km/h) on the same windows. Negative means worse.")
-    cols[3].metric("80 % interval coverage", f"{100 * overall['coverage']['80']:.1f} %",
+    cols[-2].metric("80 % interval coverage", f"{100 * overall['coverage']['80']:.1f} %",
                    delta=f"{100 * (overall['coverage']['80'] - 0.8):+.1f} pts vs nominal", delta_color="off",
                    help="Share of observed speeds inside the forecast's central 80 % interval; 80 % is ideal.")
-    cols[4].metric("Calibration error", f"{100 * overall['calibration_error']:.1f} pts",
+    cols[-1].metric("Calibration error", f"{100 * overall['calibration_error']:.1f} pts",
                    help="Mean absolute gap between observed and nominal coverage over the 50–95 % intervals "
                         "(the reliability diagram's distance from the diagonal). 0 is perfect.")
 
@@ -64,6 +68,8 @@ def per_horizon(metrics: dict) -> None:
     right.caption(f"{name} in {unit}; lower is better. " + (
         "MAPE ignores observed speeds below 1 km/h." if metric == "mape" else
         "The baselines are point forecasts, so their CRPS is their MAE." if metric == "crps" else ""))
+    verdicts = "\n".join(f"- {line}." for line in best_baseline_verdicts(metrics))
+    st.container(key="eval_verdicts").markdown(f"**{best_baseline_summary(metrics)}** (MAE):\n{verdicts}")
 
 
 def calibration(metrics: dict) -> None:
@@ -138,8 +144,8 @@ except DataError as exc:
     metrics = None
 if metrics is None:
     if not run.has_metrics:
-        st.info(f"**{md(choice.label)}** has no saved test metrics yet. Evaluating scores it and both baselines on "
-                f"the test split of {md(state.dataset_label())} and saves the result with the model.",
+        st.info(f"**{md(choice.label)}** has no saved test metrics yet. Evaluating scores it and the three "
+                f"baselines on the test split of {md(state.dataset_label())} and saves the result with the model.",
                 icon=":material/info:")
     evaluate_button(run, dataset, state.current_dataset_spec(), state.device(), key="eval_now")
     history(run)
@@ -148,8 +154,15 @@ if metrics is None:
 data = describe(metrics["data"]) if metrics.get("data") else state.dataset_label()
 st.caption(f"**{md(choice.label)}** · test split of {md(data)}: {metrics['windows']:,} forecast windows, "
            f"horizons +{metrics['horizon_minutes'][0]}…+{metrics['horizon_minutes'][-1]} min · "
-           f"evaluated {moment(metrics.get('evaluated'))}. Baselines: persistence (the last observed speed) and "
-           "the historical average for the time of week (else the time of day). " + scoring_weather(metrics))
+           f"evaluated {moment(metrics.get('evaluated'))}. Baselines: persistence (the last observed speed), "
+           "the historical average for the time of week (else the time of day) and a linear autoregression per "
+           f"node (ridge on its last {SEQ_LEN} speeds, its upstream neighbours' last speeds and "
+           "the time of day, fitted on the training split). " + scoring_weather(metrics))
+if missing := missing_baselines(metrics):
+    st.info(f"These metrics were scored before the {', '.join(MODEL_NAMES[k].lower() for k in missing)} baseline "
+            "existed, so STMGT stands beside the baselines they hold. Evaluating again scores all three.",
+            icon=":material/info:")
+    evaluate_button(run, dataset, state.current_dataset_spec(), state.device(), key="eval_again")
 headline(metrics)
 per_horizon(metrics)
 calibration(metrics)
