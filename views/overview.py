@@ -5,6 +5,7 @@ import streamlit as st
 
 from stmgt.data.sources import describe
 from stmgt.errors import DataError
+from stmgt.evaluation.evaluate import best_baseline_summary, best_baseline_verdicts, missing_baselines
 from ui import pages, state
 from ui.eval_charts import MODEL_NAMES
 from ui.labels import attention_heads, moment, scoring_weather
@@ -86,6 +87,13 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                            f"better, on the test split "
                            f"({metrics['windows']} windows). The 80 % interval covers "
                            f"{100 * cover:.1f} % of observed speeds. {scoring_weather(metrics)}")
+                verdicts = best_baseline_verdicts(metrics)
+                st.container(key="overview_verdicts").markdown(
+                    f"**{best_baseline_summary(metrics)}** (MAE):\n" + "\n".join(f"- {verdicts[i]}." for i in picks))
+                if missing := missing_baselines(metrics):
+                    names = ", ".join(MODEL_NAMES[k].lower() for k in missing)
+                    st.info(f"These metrics were scored before the {names} baseline existed: **Evaluate now** on "
+                            "the Evaluation page scores it too.", icon=":material/info:")
                 pages.link(pages.EVALUATION, "Full evaluation")
             else:
                 st.info("This run has no saved metrics yet: evaluate it with "
