@@ -55,14 +55,15 @@ def per_horizon(metrics: dict) -> None:
     metric = st.segmented_control("Metric", list(METRICS), format_func=lambda m: METRICS[m][0], default="mae",
                                   key="eval_metric", required=True)
     name, unit = METRICS[metric]
-    left, right = flex_columns([3, 2], 480, key="eval_horizon_row")
+    left, right = flex_columns([3, 2], 520, key="eval_horizon_row")
     left.plotly_chart(horizon_figure(metrics, metric), key="eval_horizon")
     models = metrics["models"]
     table = pd.DataFrame({MODEL_NAMES.get(k, k): v[metric] + [v["overall"][metric]] for k, v in models.items()},
                          index=[f"+{m} min" for m in metrics["horizon_minutes"]] + ["All horizons"])
-    right.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3,
-                    column_config={MODEL_NAMES.get(k, k): st.column_config.NumberColumn(
-                        MODEL_HEADERS.get(k, k), format="%.2f", help=MODEL_NAMES.get(k, k)) for k in models})
+    right.container(key="eval_horizon_table").dataframe(       # may scroll below 1440 px, its horizon pinned
+        table, width="stretch", height=35 * (len(table) + 1) + 3,
+        column_config={MODEL_NAMES.get(k, k): st.column_config.NumberColumn(
+            MODEL_HEADERS.get(k, k), format="%.2f", help=MODEL_NAMES.get(k, k)) for k in models})
     with right:
         csv_download(table.rename_axis("Horizon").reset_index(), f"{metric}_by_horizon.csv", "eval_csv")
     right.caption(f"{name} in {unit}; lower is better. " + (
