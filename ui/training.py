@@ -21,7 +21,7 @@ from ui.text import md
 
 EVALUATION_POLL_S = 1.0
 EVALUATION_PHASES = {"starting": "Loading the model and the test split…",
-                     "scoring": "Scoring the model and both baselines on the test split",
+                     "scoring": "Scoring the model and the three baselines on the test split",
                      "scoring what-if": "Checking its weather what-if answers against the simulator"}
 
 
@@ -64,7 +64,7 @@ def evaluate_button(run: Run, dataset: TrafficDataset, spec: dict, device: str, 
     elif snap is not None and snap.status == "cancelled":
         st.info("The last evaluation was cancelled; no metrics were saved.", icon=":material/stop_circle:")
     if not st.button("Evaluate now", key=key, type="primary", icon=":material/analytics:",
-                     help="Scores the model and both baselines on the test split and saves metrics.json "
+                     help="Scores the model and the three baselines on the test split and saves metrics.json "
                           "in the run folder, in the background: the other pages stay usable meanwhile."):
         return
     try:

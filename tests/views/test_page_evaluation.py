@@ -141,7 +141,7 @@ def test_evaluate_now_runs_in_the_background_shows_its_progress_and_can_be_cance
     assert scoring.wait(120)
     at.run()                                            # the page is drawn while the scoring goes on
     assert not at.exception, [e.message for e in at.exception]
-    assert "Scoring the model and both baselines on the test split: batch 1 of " in progress_texts(at)
+    assert "Scoring the model and the three baselines on the test split: batch 1 of " in progress_texts(at)
     assert "eval_now" not in [b.key for b in at.button] and not at.dataframe
     at.button(key="eval_now_cancel").click().run()
     assert at.button(key="eval_now_cancel").label == "Stopping…" and at.button(key="eval_now_cancel").disabled
