@@ -89,3 +89,11 @@ def test_metrics_from_before_the_linear_baseline_say_so_and_offer_evaluate_now(a
     card = app("views/overview.py")
     assert "scored before the linear autoregression baseline existed" in " ".join(i.value for i in card.info)
     assert "the best of the two baselines" in texts(card)
+
+
+def test_the_bundled_models_metrics_hold_the_linear_baseline_on_the_same_windows(app):
+    models = SAVED["models"]
+    assert models["linear_autoregressive"]["count"] == models["persistence"]["count"] == models["stmgt"]["count"]
+    at = app("views/evaluation.py")
+    assert list(at.dataframe[0].value["Linear autoregression"])[:12] == models["linear_autoregressive"]["mae"]
+    assert "scored before" not in " ".join(i.value for i in at.info)
