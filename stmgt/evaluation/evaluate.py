@@ -186,9 +186,10 @@ def best_baseline_verdicts(metrics: dict) -> list[str]:
         best = min((name for name in BASELINES if name in models), key=lambda name: models[name]["mae"][k])
         theirs = models[best]["mae"][k]
         gap = 100 * abs(theirs - ours) / theirs if theirs else 0.0
-        verdict = (f"beats the best baseline, {BASELINES[best]} ({theirs:.2f} km/h), by {gap:.1f} %" if ours < theirs
+        gap = f"{gap:.1f} %" if gap >= 0.05 else "less than 0.1 %"
+        verdict = (f"beats the best baseline, {BASELINES[best]} ({theirs:.2f} km/h), by {gap}" if ours < theirs
                    else f"is level with the best baseline, {BASELINES[best]} ({theirs:.2f} km/h)" if ours == theirs
-                   else f"does not beat the best baseline, {BASELINES[best]} ({theirs:.2f} km/h): {gap:.1f} % worse")
+                   else f"does not beat the best baseline, {BASELINES[best]} ({theirs:.2f} km/h): {gap} worse")
         verdicts.append(f"+{minutes} min: STMGT {ours:.2f} km/h {verdict}")
     return verdicts
 

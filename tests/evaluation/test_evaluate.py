@@ -110,6 +110,8 @@ def test_metrics_from_before_the_linear_baseline_are_judged_on_the_two_they_hold
     assert best_baseline_summary(metrics) == ("STMGT beats the best of the two baselines at 2 of 4 horizons, "
                                               "not at +45 and +60 min")
     assert "persistence (1.50 km/h)" in best_baseline_verdicts(metrics)[0]
+    metrics["models"]["stmgt"]["mae"][0] = 1.4999
+    assert best_baseline_verdicts(metrics)[0].endswith("persistence (1.50 km/h), by less than 0.1 %")
     assert "linear" not in versus_baselines(metrics)
     for case in ([1.0] * 4, [9.0] * 4):
         metrics["models"]["stmgt"]["mae"] = case
