@@ -193,8 +193,9 @@ def street_names(graph: RoadGraph, zoom: float, size_px: int = LABEL_PX) -> pdk.
 
 def arrow_layers(arrows: pd.DataFrame, ring: tuple[float, float] | None = None) -> tuple[pdk.Layer, pdk.Layer]:
     """Shafts as lines and a filled triangle at each target (scaled with the shaft's width),
-    pulled back from the target so the head sits at the node's edge; an arrow into the node with
-    the selection ring at `ring` (lon, lat) stops outside the ring, a fixed distance on screen."""
+    pulled back from the target so the head sits at the node's edge; the head of an arrow into the
+    node with the selection ring at `ring` (lon, lat) moves a further fixed distance on screen, out of
+    the ring, while its shaft runs on under the ring."""
     rows = dict(arrows.items())
     dx = (rows["to_lon"] - rows["from_lon"]) * np.cos(np.radians(rows["to_lat"]))
     dy = rows["to_lat"] - rows["from_lat"]
@@ -202,7 +203,7 @@ def arrow_layers(arrows: pd.DataFrame, ring: tuple[float, float] | None = None) 
     length = np.hypot(dx, dy)
     ringed = np.zeros(len(angle), bool) if ring is None else (np.isclose(rows["to_lon"], ring[0])
                                                               & np.isclose(rows["to_lat"], ring[1]))
-    back = np.where(ringed, 0.0, np.minimum(0.0009 / np.maximum(length, 1e-9), 0.45))   # ~100 m before the node
+    back = np.minimum(0.0009 / np.maximum(length, 1e-9), 0.45)                         # ~100 m before the node
     towards_source = np.stack([-np.cos(np.radians(angle)), np.sin(np.radians(angle))], axis=-1)   # screen y down
     offset = np.where(ringed[:, None], towards_source * (RING_MAX_PX + RING_LINE_PX), 0.0).round(1)
     tip_lon = rows["to_lon"] - back * (rows["to_lon"] - rows["from_lon"])

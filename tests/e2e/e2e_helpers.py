@@ -56,10 +56,16 @@ def go_to(page: Page, title: str) -> None:
     settle(page, LOAD_MS)
 
 
-def metric(page: Page, label: str) -> str:
-    """The value shown by the st.metric whose label starts with `label`."""
-    box = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label))
-    return box.get_by_test_id("stMetricValue").inner_text()
+def metric_value(page: Page, label: str, exact: bool = False) -> Locator:
+    """The value box of the st.metric whose label contains `label` (is `label`, when `exact`)."""
+    label_box = page.get_by_test_id("stMetricLabel").get_by_text(label, exact=exact)
+    box = page.get_by_test_id("stMetric").filter(has=label_box)
+    return box.get_by_test_id("stMetricValue")
+
+
+def metric(page: Page, label: str, exact: bool = False) -> str:
+    """The value shown by the st.metric whose label contains `label` (is `label`, when `exact`)."""
+    return metric_value(page, label, exact).inner_text()
 
 
 def keyed(page: Page, key: str) -> Locator:
