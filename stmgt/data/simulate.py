@@ -30,6 +30,7 @@ Calibration targets (DESIGN §3, measured on real HCMC data) are checked in test
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -92,7 +93,8 @@ class TrafficSimulator:
         self.downstream = downstream_matrix(self.graph)
         self.weather = simulated_weather(self.timestamps, parts[0])
         self.dry_speed, self.free_flow = self._dry_speed(parts[1], parts[2])
-        self.incidents = _incidents(self.graph, len(self.timestamps), parts[3])
+        # incidents: the factor [T, N]; incident_log: each incident's own road, first and last+1 step, severity.
+        self.incidents, self.incident_log = _incidents(self.graph, len(self.timestamps), parts[3])
         self.missing = _missing(len(self.timestamps), self.graph.num_nodes, parts[4]) if config.missing else None
         # Weather-forecast errors are keyed by anchor from this seed, not drawn in sequence.
         self._forecast_seed = int(parts[5].integers(2**32))
@@ -312,10 +314,19 @@ def simulated_weather(timestamps: pd.DatetimeIndex, rng, rain_per_day: float = 0
     return np.stack([temperature, wind, precip], axis=1)
 
 
-def _incidents(graph: RoadGraph, T: int, rng) -> np.ndarray:
+class Incident(NamedTuple):
+    """One simulated incident at its own road: steps start..stop-1, speed × (1 − severity) there."""
+    node: int
+    start: int
+    stop: int
+    severity: float
+
+
+def _incidents(graph: RoadGraph, T: int, rng) -> tuple[np.ndarray, list[Incident]]:
     """Multiplicative factor [T, N]: random incidents of 30–120 min whose slowdown reaches
-    1–3 hops upstream, one step later per hop, weaker with distance."""
+    1–3 hops upstream, one step later per hop, weaker with distance; and the incidents' log."""
     factor = np.ones((T, graph.num_nodes))
+    log = []
     upstream = {i: [] for i in range(graph.num_nodes)}
     src, dst = graph.edge_index.numpy()
     for s, d in zip(src, dst):
@@ -325,6 +336,7 @@ def _incidents(graph: RoadGraph, T: int, rng) -> np.ndarray:
         node, start = int(rng.integers(graph.num_nodes)), int(rng.integers(T))
         duration = int(rng.integers(2, 9))
         severity = rng.uniform(0.3, 0.6)
+        log.append(Incident(node, start, min(start + duration, T), float(severity)))
         frontier, seen = [node], {node}
         for hop in range(int(rng.integers(1, 4)) + 1):
             hit = severity * 0.5 ** hop
@@ -333,7 +345,7 @@ def _incidents(graph: RoadGraph, T: int, rng) -> np.ndarray:
                 factor[a:b, n] = np.minimum(factor[a:b, n], 1.0 - hit)
             frontier = [u for n in frontier for u in upstream[n] if u not in seen]
             seen.update(frontier)
-    return factor
+    return factor, log
 
 
 def _missing(T: int, N: int, rng) -> np.ndarray:
