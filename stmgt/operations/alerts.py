@@ -1,0 +1,238 @@
+"""Incident alerts: an observed speed far in the lower tail of what the model expected, at a
+false-alarm rate the user chooses and the validation split calibrates.
+
+Evidence per road and step t (`Surprise`): the observed speed's lower-tail probability
+p_h = P(speed ≤ observed) under each forecast issued h = 1, 2 and 3 steps before t (the
+mixture's cdf). The road's own score is the mean of −log p_h over the leads it has: a mean,
+not the largest, so one unlucky forecast cannot raise an alert alone, while a drop that all
+three forecasts missed (an incident: none of them could see it coming) scores high. exp(−score)
+is the geometric mean of the three tail probabilities, the `probability` an alert reports.
+
+Corroboration (`corroborate`): a sensor glitch or a lone driver is one road at one step; an
+incident lasts and backs up into the roads feeding it. So the alert score is
+min(own[t], max(own[t−1], max over the road's in- and out-neighbours m of own_m[t])): the road
+must be in its own tail *and* either have been so the step before or have a neighbour in its
+tail now. Both supports are known at t, so an alert fires at the step its evidence arrives
+(typically one step after an incident's onset, when its first step is confirmed or its queue
+reaches an upstream road) and never waits for the future.
+
+Threshold (`threshold_for_rate`): the lowest score whose alert episodes (runs of steps above it
+at one road, counted once however long) number at most R per day over the network on the
+validation split. Real validation data holds incidents too, and counting them as false alarms
+would set the threshold too high wherever incidents are more frequent than R. So the count is
+taken on the mirror score, the same statistic on the *upper*-tail probabilities
+P(speed ≥ observed): incidents only ever slow traffic, so the mirror's episodes are noise
+alone, and a model whose tails are calibrated raises as many noise alerts in its lower tail.
+`benchmarks/incident_detection.py` checks the delivered rate against the simulator's truth.
+
+Episodes (`episodes`): an alert opens at the step the score crosses the threshold, stays open
+while it stays above, and clears at the first step below; it reports its road, first and last
+step, and at its peak step the observed speed, the expected one (the median of the forecast
+issued one step before) and the probability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from stmgt.data.dataset import TrafficDataset, split_ranges
+from stmgt.data.simulate import simulator_for
+from stmgt.errors import DataError
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.forecasting.weather_forecast import issued_forecast
+
+LEADS = (1, 2, 3)                 # steps between a forecast and the step it is scored at
+ALERT_COLUMNS = ["node_id", "start", "end", "peak_observed_kmh", "peak_expected_kmh", "probability"]
+SMALLEST_P = 1e-12                # a tail probability of 0 (float rounding) would score infinity
+STEPS_PER_BATCH = 64
+
+
+@dataclass
+class Surprise:
+    """The evidence at steps `steps` (dataset indices) × N roads."""
+
+    steps: np.ndarray             # [T]
+    tails: np.ndarray             # [T, N, L] P(speed ≤ observed) under the forecast issued LEADS[l] steps before
+    observed: np.ndarray          # [T, N] km/h, NaN = no reading
+    expected: np.ndarray          # [T, N] median of the forecast issued one step before, km/h
+
+    def score(self, upper: bool = False) -> np.ndarray:
+        """[T, N] mean −log tail probability over the leads (the upper tail with `upper`: the
+        mirror score); 0 where the road has no reading."""
+        p = 1.0 - self.tails if upper else self.tails
+        logs = -np.log(np.clip(p, SMALLEST_P, 1.0))
+        observed = np.isfinite(p)
+        total = np.where(observed, logs, 0.0).sum(-1)
+        return np.where(observed.any(-1), total / np.maximum(observed.sum(-1), 1), 0.0)
+
+
+def earliest_step(forecaster: Forecaster) -> int:
+    """The first step every lead's forecast exists for (a full input window LEADS[-1] steps before)."""
+    return forecaster.seq_len - 1 + max(LEADS)
+
+
+@torch.no_grad()
+def surprise(forecaster: Forecaster, first: int, last: int, batch_size: int = STEPS_PER_BATCH) -> Surprise:
+    """The evidence at steps first..last: the forecasts are made in batches of anchors (as
+    `evaluate` does), each read at its leads, with the weather forecast a forecaster would have
+    had at the anchor (`issued_forecast`)."""
+    dataset = forecaster.dataset
+    if forecaster.horizon < max(LEADS):
+        raise DataError(f"the model forecasts {forecaster.horizon} step(s) ahead; alerts need {max(LEADS)}")
+    if not earliest_step(forecaster) <= first <= last < dataset.num_steps:
+        raise DataError(f"steps {first}..{last} cannot be scored: alerts need steps "
+                        f"{earliest_step(forecaster)}..{dataset.num_steps - 1}")
+    sim = simulator_for(dataset)
+    lead = np.asarray(LEADS)
+    anchors = np.arange(first - lead.max(), last)
+    tails, medians = [], []
+    for i in range(0, len(anchors), batch_size):
+        chunk = anchors[i:i + batch_size]
+        weather, _ = issued_forecast(dataset, sim, chunk, forecaster.horizon)
+        mixture = forecaster.forecast(chunk, weather=weather).mixture[:, :lead.max()]
+        targets = np.minimum(chunk[:, None] + np.arange(1, lead.max() + 1), dataset.num_steps - 1)
+        tails.append(mixture.cdf(torch.from_numpy(dataset.speed[targets])).numpy())     # [B, 3, N]
+        medians.append(mixture[:, 0].quantiles([0.5])[..., 0].numpy())                 # [B, N]
+    tails, medians = np.concatenate(tails), np.concatenate(medians)
+    count = last - first + 1
+    offset = lead.max()
+    # The forecast for step first+j made h steps before it is anchor row j + offset − h.
+    by_lead = np.stack([tails[offset - h:offset - h + count, h - 1] for h in LEADS], axis=-1)
+    steps = np.arange(first, last + 1)
+    return Surprise(steps, by_lead, dataset.speed[steps].astype(np.float64), medians[offset - 1:offset - 1 + count])
+
+
+def neighbour_matrix(dataset: TrafficDataset) -> np.ndarray:
+    """[N, N] True where two roads are joined by an edge either way (in- and out-neighbours)."""
+    src, dst = dataset.graph.edge_index.numpy()
+    joined = np.zeros((dataset.num_nodes, dataset.num_nodes), dtype=bool)
+    joined[src, dst] = joined[dst, src] = True
+    np.fill_diagonal(joined, False)
+    return joined
+
+
+def corroborate(own: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """[T, N] alert score: a road's own score, capped by its best support (its own score the
+    step before, or a neighbour's now). The first step has no step before it in `own`."""
+    before = np.vstack([np.zeros((1, own.shape[1])), own[:-1]])
+    beside = np.where(neighbours[None], own[:, None, :], 0.0).max(-1)
+    return np.minimum(own, np.maximum(before, beside))
+
+
+def _above(score: np.ndarray, threshold: float) -> np.ndarray:
+    return score > threshold
+
+
+def episode_count(score: np.ndarray, threshold: float) -> int:
+    """How many alerts open in [T, N] `score` at `threshold` (runs of steps above it per road)."""
+    above = _above(score, threshold)
+    return int((above[0].sum() + (above[1:] & ~above[:-1]).sum()))
+
+
+def threshold_for_rate(score: np.ndarray, days: float, per_day: float) -> float:
+    """The lowest threshold at which `score` ([T, N] over `days` days) opens at most `per_day`
+    alerts per day over the network; at a rate too small for the period (under one alert in it)
+    the highest score, above which nothing in the period alerts."""
+    if not per_day > 0:
+        raise DataError(f"the false-alarm rate must be more than 0 per day, got {per_day:g}")
+    allowed = per_day * days
+    candidates = np.unique(score[score > 0])
+    if len(candidates) == 0:
+        return 0.0
+    lo, hi = 0, len(candidates) - 1          # episode counts fall (nearly monotonically) as the threshold rises
+    if episode_count(score, candidates[hi]) > allowed:
+        return float(candidates[hi])
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if episode_count(score, candidates[mid]) <= allowed:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(candidates[lo])
+
+
+@dataclass(frozen=True)
+class Episode:
+    """An alert at road `node` (index) over steps start..end (indices into the scored steps)."""
+
+    node: int
+    start: int
+    end: int
+    peak: int
+
+
+def episodes(score: np.ndarray, threshold: float) -> list[Episode]:
+    """Every alert in [T, N] `score`: opened where it crosses `threshold`, cleared where it falls
+    back; an alert still open at the last step ends there. Sorted by start, then road."""
+    above = _above(score, threshold)
+    padded = np.vstack([np.zeros((1, above.shape[1]), bool), above, np.zeros((1, above.shape[1]), bool)])
+    change = np.diff(padded.astype(np.int8), axis=0)
+    found = []
+    for node in range(above.shape[1]):
+        starts = np.flatnonzero(change[:, node] == 1)
+        stops = np.flatnonzero(change[:, node] == -1)
+        for a, b in zip(starts, stops):
+            found.append(Episode(node, int(a), int(b - 1), int(a + np.argmax(score[a:b, node]))))
+    return sorted(found, key=lambda e: (e.start, e.node))
+
+
+def alerts_frame(found: list[Episode], evidence: Surprise, dataset: TrafficDataset) -> pd.DataFrame:
+    """One row per alert, ALERT_COLUMNS; times as ISO 8601 with the data's offset."""
+    own = evidence.score()
+    times = dataset.timestamps[evidence.steps]
+    ids = dataset.graph.node_ids
+    return pd.DataFrame({
+        "node_id": pd.Series([ids[e.node] for e in found], dtype=object),
+        "start": [times[e.start].isoformat() for e in found],
+        "end": [times[e.end].isoformat() for e in found],
+        "peak_observed_kmh": [round(float(evidence.observed[e.peak, e.node]), 2) for e in found],
+        "peak_expected_kmh": [round(float(evidence.expected[e.peak, e.node]), 2) for e in found],
+        "probability": [float(f"{np.exp(-own[e.peak, e.node]):.3g}") for e in found],
+    }, columns=ALERT_COLUMNS)
+
+
+def steps_between(forecaster: Forecaster, since: pd.Timestamp | None,
+                  until: pd.Timestamp | None) -> tuple[int, int]:
+    """The first and last step in since..until (default: the test split's start, the data's end),
+    refused in words outside the steps alerts can be computed for."""
+    dataset = forecaster.dataset
+    times = dataset.timestamps
+    earliest = earliest_step(forecaster)
+    first = split_ranges(dataset.num_steps)["test"].start if since is None else int(times.searchsorted(since))
+    last = dataset.num_steps - 1 if until is None else int(times.searchsorted(until, side="right")) - 1
+    span = f"alerts can be computed from {times[earliest].isoformat()} to {times[-1].isoformat()}"
+    if since is not None and not times[earliest] <= since <= times[-1]:
+        raise DataError(f"{since.isoformat()} is outside the data: {span}", "--since")
+    if until is not None and not times[earliest] <= until <= times[-1]:
+        raise DataError(f"{until.isoformat()} is outside the data: {span}", "--until")
+    if first > last:
+        raise DataError(f"no time step lies between --since and --until; {span}")
+    return max(first, earliest), last
+
+
+class IncidentMonitor:
+    """A forecaster with its alert threshold, calibrated on the dataset's validation split for
+    `per_day` false alarms per day over the network."""
+
+    def __init__(self, forecaster: Forecaster, per_day: float, batch_size: int = STEPS_PER_BATCH):
+        if not per_day > 0:
+            raise DataError(f"the false-alarm rate must be more than 0 per day, got {per_day:g}")
+        self.forecaster, self.per_day, self.batch_size = forecaster, per_day, batch_size
+        dataset = forecaster.dataset
+        self.neighbours = neighbour_matrix(dataset)
+        val = split_ranges(dataset.num_steps)["val"]
+        first = max(val.start, earliest_step(forecaster))
+        if first >= val.stop:
+            raise DataError("the data is too short: its validation split leaves no step to calibrate alerts on")
+        mirror = corroborate(surprise(forecaster, first, val.stop - 1, batch_size).score(upper=True), self.neighbours)
+        self.calibration_days = (val.stop - first) * dataset.freq / pd.Timedelta(days=1)
+        self.threshold = threshold_for_rate(mirror, self.calibration_days, per_day)
+
+    def alerts(self, first: int, last: int) -> pd.DataFrame:
+        """The alerts over steps first..last (ALERT_COLUMNS)."""
+        evidence = surprise(self.forecaster, first, last, self.batch_size)
+        score = corroborate(evidence.score(), self.neighbours)
+        return alerts_frame(episodes(score, self.threshold), evidence, self.forecaster.dataset)
