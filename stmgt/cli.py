@@ -1,4 +1,4 @@
-"""`stmgt ...` (or `python -m stmgt ...`): simulate, import, train, evaluate, forecast, whatif, route, runs.
+"""`stmgt ...` (or `python -m stmgt ...`): simulate, import, train, evaluate, forecast, whatif, route, monitor, runs.
 
 Bad input ends with one line `error: ...` on stderr and exit status 2, never a traceback; no
 command deletes or overwrites what it did not write (`stmgt.storage.outputs`)."""
@@ -30,6 +30,7 @@ from stmgt.errors import DataError, reason
 from stmgt.evaluation.evaluate import evaluate, versus_baselines
 from stmgt.storage.exports import csv_bytes
 from stmgt.forecasting.forecast import Forecaster
+from stmgt.operations.alerts import ALERT_COLUMNS, IncidentMonitor, steps_between
 from stmgt.data.scenario import WeatherScenario
 from stmgt.storage.jsonfile import atomic_write_bytes, json_text, read_json, write_json
 from stmgt.limits import LIMITS
@@ -94,6 +95,13 @@ def _finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _positive_rate(text: str) -> float:
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
     return value
 
 
@@ -211,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_limited("samples"), default=SAMPLES, help="Monte Carlo draws")
     p.add_argument("--data", help=DATA_HELP + " (default: the data the run was trained on)")
     p.add_argument("--out", type=Path, help="JSON file to write (default: print the JSON)")
+
+    p = sub.add_parser("monitor", help="incident alerts: observed speeds far in the tail of the forecasts made for "
+                                       "them, at a false-alarm rate calibrated on the validation split; writes a CSV")
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--data", help=DATA_HELP + " (default: the data the run was trained on)")
+    p.add_argument("--since", metavar="TIME", help="first step to watch, ISO 8601 (default: the test split's start)")
+    p.add_argument("--until", metavar="TIME", help="last step to watch, ISO 8601 (default: the data's last step)")
+    p.add_argument("--false-alarms-per-day", type=_positive_rate, default=1.0, metavar="R",
+                   help="false alarms per day over the network the threshold allows (default 1)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("alerts CSV"))
     return parser
 
 
@@ -540,6 +559,30 @@ def _route(args) -> None:
           f"{trip.fastest.travel.p90:.1f})")
 
 
+def _monitor(args) -> None:
+    check_file_target(args.out, args.overwrite, _is_alerts_csv, "alerts CSV")
+    run = Run.open(args.run)
+    dataset = load_dataset(_run_data_spec(run, args.data))
+    tz = dataset.timestamps.tz
+    since = None if args.since is None else _timestamp(args.since, "--since", tz)
+    until = None if args.until is None else _timestamp(args.until, "--until", tz)
+    forecaster = Forecaster(run.load(dataset.graph), dataset)
+    first, last = steps_between(forecaster, since, until)          # refused before the calibration's work
+    monitor = IncidentMonitor(forecaster, args.false_alarms_per_day)
+    frame = monitor.alerts(first, last)
+    atomic_write_bytes(args.out, csv_bytes(frame))
+    times = dataset.timestamps
+    print(f"wrote {args.out}: {len(frame)} alert(s) over {times[first].isoformat()} … {times[last].isoformat()} "
+          f"at {args.false_alarms_per_day:g} false alarm(s) per day (threshold {monitor.threshold:.2f}, calibrated "
+          f"on {monitor.calibration_days:.1f} validation days)")
+
+
+def _is_alerts_csv(path: Path) -> bool:
+    header = ",".join(ALERT_COLUMNS)
+    with open(path, "rb") as f:
+        return f.read(len(header)) == header.encode()
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     reuse_freed_memory()
@@ -570,6 +613,8 @@ def main(argv=None) -> int:
             _whatif(args)
         elif args.command == "route":
             _route(args)
+        elif args.command == "monitor":
+            _monitor(args)
     except DataError as exc:
         _error(str(exc))
         return 2
