@@ -122,13 +122,9 @@ def corroborate(own: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     return np.minimum(own, np.maximum(before, beside))
 
 
-def _above(score: np.ndarray, threshold: float) -> np.ndarray:
-    return score > threshold
-
-
 def episode_count(score: np.ndarray, threshold: float) -> int:
     """How many alerts open in [T, N] `score` at `threshold` (runs of steps above it per road)."""
-    above = _above(score, threshold)
+    above = score > threshold
     return int((above[0].sum() + (above[1:] & ~above[:-1]).sum()))
 
 
@@ -167,7 +163,7 @@ class Episode:
 def episodes(score: np.ndarray, threshold: float) -> list[Episode]:
     """Every alert in [T, N] `score`: opened where it crosses `threshold`, cleared where it falls
     back; an alert still open at the last step ends there. Sorted by start, then road."""
-    above = _above(score, threshold)
+    above = score > threshold
     padded = np.vstack([np.zeros((1, above.shape[1]), bool), above, np.zeros((1, above.shape[1]), bool)])
     change = np.diff(padded.astype(np.int8), axis=0)
     found = []
