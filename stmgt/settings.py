@@ -155,8 +155,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
            "Each weather token carries a leaky running mean of the forecast weather up to its step."),
     switch("weather_past", MODEL, True,
            "The weather memory starts from the observed weather of the input window; needs weather_memory."),
-    choice("gat_path", MODEL, "dense", ("dense", "pyg"),
-           "How GATv2 runs: over a masked N×N attention matrix, or through PyG's message passing."),
+    choice("gat_path", MODEL, "auto", ("auto", "dense", "table", "pyg"),
+           "How GATv2 runs: over a masked N×N attention matrix, over a padded table of each node's neighbours, "
+           "or through PyG's message passing; auto picks dense or table by a measured cost model."),
     # ---- training (TrainConfig)
     whole("epochs", TRAIN, 100, 1, 1000, "ten times the specification's 100; early stopping ends runs long before",
           "Upper limit; early stopping usually ends sooner.", label="Epochs", section="schedule", option="--epochs"),

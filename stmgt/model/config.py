@@ -48,9 +48,10 @@ class STMGTConfig:
 
     How it runs (no effect on the parameters, so a checkpoint loads with either):
 
-    * ``gat_path`` — ``"dense"`` (default) runs GATv2 over a masked N×N attention matrix,
-      ``"pyg"`` through PyG's `GATv2Conv` message passing, the reference it is tested against
-      (`stmgt.model.spatial`).
+    * ``gat_path`` — ``"dense"`` runs GATv2 over a masked N×N attention matrix, ``"table"`` over
+      a padded table of each node's incoming edges (linear in the edges), ``"pyg"`` through PyG's
+      `GATv2Conv` message passing, the reference both are tested against; ``"auto"`` (default)
+      picks dense or table by a measured cost model (`stmgt.model.spatial`).
     * ``causal_weather`` — horizon step h reads the weather of steps ≤ h only, so rain at
       09:00 cannot slow traffic at 08:45 (a clarification of spec §9.2.5, which attends over
       the whole horizon). Checkpoints written before it existed were trained without it and

@@ -1,13 +1,18 @@
 """Spatial branch: GATv2 over the road graph, run on all B·T step-graphs at once.
 
-Two interchangeable ways to run the same `GATv2Conv` parameters:
+Three interchangeable ways to run the same `GATv2Conv` parameters:
 
-* ``"dense"`` (default): the graph is fixed, so the attention softmax runs over a masked N×N
-  matrix per step-graph and the neighbour sum is one batched matmul. Static shapes, no scatter
-  softmax: faster than PyG's message passing on a CPU (benchmarks/RESULTS.md) and free of its index
-  bookkeeping on a GPU. Used up to `DENSE_MAX_NODES` nodes, where the N×N form stays small.
+* ``"dense"``: the graph is fixed, so the attention softmax runs over a masked N×N matrix per
+  step-graph and the neighbour sum is one batched matmul. Static shapes, no scatter softmax:
+  faster than PyG's message passing on a CPU (benchmarks/RESULTS.md) and free of its index
+  bookkeeping on a GPU, but its cost and memory grow with N².
+* ``"table"``: the softmax runs over a padded neighbour table, N rows × (max in-degree + 1)
+  slots (the self loop included, a mask for the padding). Static shapes too, and cost and memory
+  linear in the edges: the path for graphs where N² outgrows the edges.
 * ``"pyg"``: PyG's own `GATv2Conv` over one disjoint union of the B·T step-graphs — the
-  reference the dense path is tested against (and the path for larger graphs).
+  reference the other two are tested against.
+
+``"auto"`` (`choose_path`) picks dense or table per graph and device from a measured cost model.
 
 DropEdge is a keep-mask over the real edges of every step-graph, shared by both paths: a dropped
 edge gets no attention weight, exactly as if it were removed (self loops always stay).
@@ -24,10 +29,18 @@ from torch_geometric.utils import remove_self_loops
 from stmgt.model.dropout import Dropout, dropout
 from stmgt.settings import SETTINGS
 
-GAT_PATHS = SETTINGS["gat_path"].choices
-# Above this many nodes the dense path's [B·T, heads, N, N] attention grows past ~100 MB at
-# batch 32 and PyG's sparse message passing is the better choice.
-DENSE_MAX_NODES = 256
+GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto")   # the ways GATv2 runs
+# The dense path's N×N softmax and matmul cost about N² per head and step-graph, the table's
+# gathers N × slots; the dense form wins while N ≤ DENSE_SLOTS_RATIO × slots (slots = max
+# in-degree + 1). Measured on a CPU by benchmarks/graph_scaling.py (benchmarks/RESULTS.md,
+# *Graph scaling*); no other device has been measured, so they use the CPU's ratio.
+DENSE_SLOTS_RATIO = {"cpu": 40.0}
+
+
+def choose_path(graph: StepGraph, device: torch.device) -> str:
+    """"dense" or "table" for `graph` on `device`, whichever the cost model says is faster."""
+    ratio = DENSE_SLOTS_RATIO.get(torch.device(device).type, DENSE_SLOTS_RATIO["cpu"])
+    return "dense" if graph.num_nodes <= ratio * graph.slots else "table"
 
 
 class TableGather(torch.autograd.Function):
@@ -88,6 +101,16 @@ class StepGraph:
         if self.positions.unique().numel() != self.positions.numel():
             raise ValueError("edge_index lists an edge twice; give each directed edge once")
         self._batched: dict[int, Tensor] = {}
+        # Max in-degree + 1 (the self loop): the width of the neighbour table.
+        self.slots = int(torch.bincount(self.edge_index[1], minlength=num_nodes).max()) if num_nodes else 0
+        self._table: NeighbourTable | None = None
+
+    @property
+    def table(self) -> NeighbourTable:
+        """The padded neighbour table, built on first use."""
+        if self._table is None:
+            self._table = NeighbourTable(self)
+        return self._table
 
     @property
     def num_real_edges(self) -> int:
@@ -102,6 +125,54 @@ class StepGraph:
             batched = (self.real_edges.unsqueeze(1) + offsets.view(1, -1, 1)).reshape(2, -1)
             self._batched[copies] = batched
         return batched if keep is None else batched[:, keep.reshape(-1)]
+
+
+class NeighbourTable:
+    """Every node's incoming edges (its self loop included) as one row of a padded table: `edges`
+    [N, S] ids into `graph.edge_index`, padded with the node's own self loop, `present` [N, S]
+    False on the padding, `slot_of_edge` [E + N] where each edge sits in the flattened table."""
+
+    def __init__(self, graph: StepGraph):
+        N, S = graph.num_nodes, graph.slots
+        targets = graph.edge_index[1]
+        loops = graph.num_real_edges + torch.arange(N, device=targets.device)     # node i's self loop id
+        counts = torch.bincount(targets, minlength=N)
+        order = torch.argsort(targets, stable=True)                                  # edges grouped by target
+        slot = torch.arange(order.numel(), device=targets.device) - (counts.cumsum(0) - counts)[targets[order]]
+        self.edges = loops.unsqueeze(1).repeat(1, S)
+        self.edges[targets[order], slot] = order
+        self.present = torch.zeros(N, S, dtype=torch.bool, device=targets.device)
+        self.present[targets[order], slot] = True
+        self.padded = not bool(self.present.all())
+        self.slot_of_edge = torch.empty_like(order)
+        self.slot_of_edge[order] = targets[order] * S + slot
+
+
+def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None = None,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    """`gat`'s output for x [M, N, D] (M step-graphs) with the softmax over each node's row of the
+    padded neighbour table and the neighbour sum as one index_add over the edges: the same maths
+    as `dense_gatv2` without its N×N matrix. -> ([M, N, out], attention [M, E + N, heads] in
+    `graph.edge_index` order when `need_weights`)."""
+    M, N, _ = x.shape
+    H, C = gat.heads, gat.out_channels
+    table = graph.table
+    source = graph.sources(gat.lin_l(x).view(M, N, H, C))                            # [M, E + N, H, C]
+    pair = F.leaky_relu(source + graph.targets(gat.lin_r(x).view(M, N, H, C)), gat.negative_slope)
+    score = (pair * gat.att).sum(-1)[:, table.edges]                                  # [M, N, S, H]
+    if keep is not None:
+        kept = torch.cat([keep, keep.new_ones(M, N)], 1)[:, table.edges] & table.present   # [M, N, S]
+        score = score.masked_fill(~kept.unsqueeze(-1), float("-inf"))
+    elif table.padded:
+        score = score.masked_fill(~table.present.unsqueeze(-1), float("-inf"))
+    # Every row keeps its self loop, so none is all -inf; back to edge order, padding left out.
+    weights = torch.softmax(score, dim=2).reshape(M, -1, H)[:, table.slot_of_edge]   # [M, E + N, H]
+    dropped = dropout(weights, gat.dropout) if gat.training and gat.dropout > 0 else weights
+    mixed = source.new_zeros(M, N, H, C).index_add(1, graph.edge_index[1], dropped.unsqueeze(-1) * source)
+    out = mixed.reshape(M, N, H * C) if gat.concat else mixed.mean(2)
+    if gat.bias is not None:
+        out = out + gat.bias
+    return out, weights if need_weights else None
 
 
 def dense_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None = None,
@@ -140,7 +211,7 @@ class SpatialBranch(nn.Module):
     its attention ranks neighbours per query node (dynamic attention), so congestion on one
     approach can matter more to one intersection than to another."""
 
-    def __init__(self, hidden_dim: int, heads: int, dropout: float, layout: str, path: str = "dense"):
+    def __init__(self, hidden_dim: int, heads: int, dropout: float, layout: str, path: str = "auto"):
         super().__init__()
         if layout == "concat":
             self.gat = GATv2Conv(hidden_dim, hidden_dim // heads, heads=heads, dropout=dropout, concat=True)
@@ -156,8 +227,11 @@ class SpatialBranch(nn.Module):
         [B·T, E + N, heads] in `graph.edge_index` order when `need_weights`, else None)."""
         B, T, N, D = x.shape
         flat = x.reshape(B * T, N, D)
-        if self.path == "dense" and N <= DENSE_MAX_NODES:
+        path = choose_path(graph, x.device) if self.path == "auto" else self.path
+        if path == "dense":
             h, attention = dense_gatv2(self.gat, flat, graph, keep, need_weights)
+        elif path == "table":
+            h, attention = table_gatv2(self.gat, flat, graph, keep, need_weights)
         else:
             h, attention = self._pyg(flat, graph, keep, need_weights)
         h = self.norm(self.dropout(h) + flat)

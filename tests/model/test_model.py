@@ -353,20 +353,25 @@ def test_dense_path_equals_pyg_outputs_and_gradients(layout, drop_edge):
     """Same weights, same DropEdge draw: outputs and every parameter gradient agree in fp32."""
     batch = inputs(batch=3, nodes=62)
     batch["edge_index"] = ring_graph(62)
-    target = torch.randn(3, 12, 62)
+    assert_path_equals_pyg("dense", batch, torch.randn(3, 12, 62), gat_layout=layout, drop_edge=drop_edge)
+
+
+def assert_path_equals_pyg(path, batch, target, **overrides):
+    """`path` and PyG's path with the same weights and the same DropEdge draw: outputs and every
+    parameter gradient of a mixture NLL agree in fp32."""
     results = {}
-    for path in GAT_PATHS:
-        net = model(gat_layout=layout, gat_path=path, dropout=0.0, drop_edge=drop_edge).train()
+    for each in (path, "pyg"):
+        net = model(gat_path=each, dropout=0.0, **overrides).train()
         torch.manual_seed(1)                      # the same DropEdge mask on both paths
         params = net(**batch)
         mixture_nll(target, *params).backward()
-        results[path] = params, {k: p.grad for k, p in net.named_parameters()}
-    (dense, dense_grads), (pyg, pyg_grads) = results["dense"], results["pyg"]
-    for a, b in zip(dense, pyg):
+        results[each] = params, {k: p.grad for k, p in net.named_parameters()}
+    (ours, our_grads), (pyg, pyg_grads) = results[path], results["pyg"]
+    for a, b in zip(ours, pyg):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    assert dense_grads.keys() == pyg_grads.keys()
-    for name in dense_grads:
-        torch.testing.assert_close(dense_grads[name], pyg_grads[name], rtol=1e-5, atol=1e-5, msg=name)
+    assert our_grads.keys() == pyg_grads.keys()
+    for name in our_grads:
+        torch.testing.assert_close(our_grads[name], pyg_grads[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
 def test_dense_path_reports_the_same_attention_as_pyg():
@@ -377,14 +382,68 @@ def test_dense_path_reports_the_same_attention_as_pyg():
     torch.testing.assert_close(dense.spatial_attention, pyg.spatial_attention)
 
 
-def test_large_graphs_take_the_pyg_path(monkeypatch):
-    net = model()
+def test_large_graphs_leave_the_dense_path(monkeypatch):
+    net = model(gat_path="auto")
     batch = inputs(batch=1, nodes=7)
     expected = net(**batch)
-    monkeypatch.setattr("stmgt.model.spatial.DENSE_MAX_NODES", 6)
+    monkeypatch.setattr("stmgt.model.spatial.DENSE_SLOTS_RATIO", {"cpu": 1.0})   # 7 nodes > 1 × 4 slots
     monkeypatch.setattr("stmgt.model.spatial.dense_gatv2", None)   # would fail if called
     for a, b in zip(net(**batch), expected):
         torch.testing.assert_close(a, b)
+
+
+def uneven_graph(n: int = 40, seed: int = 3) -> torch.Tensor:
+    """In-degrees from 0 to 8, node n − 1 isolated, node n − 2 a source only."""
+    g = torch.Generator().manual_seed(seed)
+    edges = set()
+    for target in range(n - 2):
+        for source in torch.randperm(n - 1, generator=g)[: target % 9].tolist():
+            if source != target:
+                edges.add((source, target))
+    return torch.tensor(sorted(edges)).T
+
+
+@pytest.mark.parametrize("layout", ["concat", "mean"])
+@pytest.mark.parametrize("drop_edge", [0.0, 0.3])
+@pytest.mark.parametrize("graph", ["ring", "uneven"])
+@pytest.mark.parametrize("path", [p for p in GAT_PATHS if p != "pyg"])
+def test_every_path_equals_pyg_outputs_and_gradients(path, graph, layout, drop_edge):
+    """Each static-shape path against PyG's message passing, on a ring with chords and on a graph
+    of uneven in-degrees with an isolated node: outputs and every parameter gradient in fp32."""
+    nodes = 62 if graph == "ring" else 40
+    batch = inputs(batch=3, nodes=nodes)
+    batch["edge_index"] = ring_graph(nodes) if graph == "ring" else uneven_graph(nodes)
+    assert_path_equals_pyg(path, batch, torch.randn(3, 12, nodes), gat_layout=layout, drop_edge=drop_edge)
+
+
+def test_table_path_reports_the_same_attention_as_pyg():
+    batch = inputs(batch=2, nodes=40)
+    batch["edge_index"] = uneven_graph(40)
+    table = model(gat_path="table").forward_with_diagnostics(**batch)[-1]
+    pyg = model(gat_path="pyg").forward_with_diagnostics(**batch)[-1]
+    assert torch.equal(table.attention_edge_index, pyg.attention_edge_index)
+    torch.testing.assert_close(table.spatial_attention, pyg.spatial_attention)
+
+
+def test_the_neighbour_table_lists_every_incoming_edge_once():
+    graph = StepGraph(uneven_graph(40), 40)
+    table = graph.table
+    assert table.edges.shape == (40, graph.slots) and graph.slots == 9           # in-degree 8 + the self loop
+    listed = table.edges[table.present]
+    assert sorted(listed.tolist()) == list(range(graph.edge_index.shape[1]))
+    assert torch.equal(graph.edge_index[1][table.edges[table.present]],
+                       torch.arange(40).unsqueeze(1).expand(40, graph.slots)[table.present])
+    assert torch.equal(table.edges.reshape(-1)[table.slot_of_edge], torch.arange(graph.edge_index.shape[1]))
+    assert table.present[39].sum() == 1                                        # the isolated node: its self loop
+
+
+def test_auto_path_picks_dense_on_the_embedded_graph_and_the_table_on_a_big_sparse_one(monkeypatch):
+    assert spatial.choose_path(StepGraph(RoadGraph.hcmc().edge_index, 62), torch.device("cpu")) == "dense"
+    assert spatial.choose_path(StepGraph(ring_graph(5000), 5000), torch.device("cpu")) == "table"
+    net = model(gat_path="dense")                       # a forced path stays forced
+    monkeypatch.setattr("stmgt.model.spatial.DENSE_SLOTS_RATIO", {"cpu": 0.0})
+    monkeypatch.setattr("stmgt.model.spatial.table_gatv2", None)   # would fail if called
+    assert torch.isfinite(net(**inputs(batch=1, nodes=7))[0]).all()
 
 
 # ---- masking -----------------------------------------------------------------------------
