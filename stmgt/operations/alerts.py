@@ -22,7 +22,8 @@ validation split. Real validation data holds incidents too, and counting them as
 would set the threshold too high wherever incidents are more frequent than R. So the count is
 taken on the mirror score, the same statistic on the *upper*-tail probabilities
 P(speed ≥ observed): incidents only ever slow traffic, so the mirror's episodes are noise
-alone, and a model whose tails are calibrated raises as many noise alerts in its lower tail.
+alone, and a model whose tails are calibrated raises as many noise alerts in its lower tail. One
+whose upper tail is heavier than its lower raises fewer: the rate asked is then an upper bound.
 `benchmarks/incident_detection.py` checks the delivered rate against the simulator's truth.
 
 Episodes (`episodes`): an alert opens at the step the score crosses the threshold, stays open
