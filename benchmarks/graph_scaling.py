@@ -1,0 +1,213 @@
+"""How STMGT's cost grows with the road graph: the embedded 62-node graph and generated road-like
+graphs of 200, 1,000 and 5,000 nodes (a jittered grid, each node linked both ways to its grid and
+some diagonal neighbours: in-degrees 1–8), each GATv2 path side by side (`dense` where its N×N
+attention fits the memory cap, `table`, `pyg`). Per case, in a fresh subprocess so its peak
+memory is its own:
+
+* a training step (default config, eager fp32 on the CPU: forward + mixture loss + backward +
+  AdamW) at batch 32 on the embedded graph, smaller batches on the bigger ones (`BATCHES`; the
+  JSON says which), as µs per
+  node-window (step time / (batch × nodes)) and its ratio to the 62-node dense step;
+* a batch-1 forecast (no diagnostics) with the five quantiles, in ms;
+* peak resident memory (ru_maxrss) after the forecasts and after the training steps.
+
+`auto` is the path `stmgt.model.spatial.choose_path` picks for the graph. Beside them, the GATv2
+layer alone (forward + backward with DropEdge, the default config's sizes) on the dense and the
+table path, taking turns in one process so a busier machine slows both alike: the ratio of their
+times against nodes / slots (slots = max in-degree + 1) is what `choose_path`'s
+`DENSE_SLOTS_RATIO` is read from. Prints one JSON object.
+
+    .venv/bin/python benchmarks/graph_scaling.py [--quick] [--repeats 3]
+
+`--quick`: sizes up to 1,000 nodes and 2 repeats (a few minutes on a quiet 2-core machine).
+`--layer`: the GATv2 layer's turns only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import torch
+
+from stmgt.data.graph import RoadGraph
+from stmgt.forecasting.forecast import QUANTILE_LEVELS
+from stmgt.model import STMGT, STMGTConfig
+from stmgt.model.mixture import GaussianMixture
+from stmgt.model.spatial import GAT_PATHS, StepGraph, choose_path, dense_gatv2, table_gatv2
+from stmgt.training.trainer import TrainConfig, mixture_loss
+
+SIZES = (62, 200, 1000, 5000)
+QUICK_SIZES = (62, 200, 1000)
+# Batch per graph size: 32 on the embedded graph (the other benchmarks' batch), then about 2,000
+# node-windows a step, as there, so every path fits a shared machine's memory.
+BATCHES = {62: 32, 200: 8, 1000: 2, 5000: 1}
+# The dense path runs only where its [batch·steps, heads, N, N] attention stays under this many bytes.
+DENSE_MATRIX_CAP = 2 * 1024 ** 3
+
+
+def dense_bytes(nodes: int, batch: int, config: STMGTConfig) -> int:
+    """The size of the dense path's [batch·steps, heads, N, N] attention in fp32."""
+    return 4 * batch * config.seq_len * config.heads * nodes ** 2
+
+
+def road_like_graph(nodes: int, seed: int = 0) -> torch.Tensor:
+    """A jittered grid's links, both ways: each node to its right and lower neighbour (90 % kept)
+    and to one diagonal (25 %), so in-degrees run from 1 to 8 as on a city's road network."""
+    if nodes == 62:
+        return RoadGraph.hcmc().edge_index
+    g = torch.Generator().manual_seed(seed)
+    side = int(nodes ** 0.5 + 0.999)
+    node = torch.arange(nodes)
+    row, col = node // side, node % side
+    links = []
+    for drow, dcol, share in ((0, 1, 0.9), (1, 0, 0.9), (1, 1, 0.25), (1, -1, 0.25)):
+        r, c = row + drow, col + dcol
+        other = r * side + c
+        ok = (c >= 0) & (c < side) & (other < nodes) & (torch.rand(nodes, generator=g) < share)
+        links.append(torch.stack([node[ok], other[ok]]))
+    one_way = torch.cat(links, 1)
+    return torch.cat([one_way, one_way.flip(0)], 1)
+
+
+def inputs(batch: int, nodes: int, steps: int, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return dict(x=torch.randn(batch, steps, nodes, generator=g),
+                mask=torch.rand(batch, steps, nodes, generator=g) > 0.05,
+                weather=torch.randn(batch, steps, 3, generator=g),
+                time_of_day=torch.rand(batch, steps, generator=g),
+                day_of_week=torch.randint(0, 7, (batch, steps), generator=g),
+                past_weather=torch.randn(batch, steps, 3, generator=g))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # kB on Linux
+
+
+def run_case(nodes: int, path: str, batch: int, repeats: int) -> dict:
+    """One graph size on one path, in this process: forecast first, then training steps."""
+    torch.manual_seed(0)
+    edge_index = road_like_graph(nodes)
+    config = STMGTConfig(gat_path=path)
+    model = STMGT(config)
+    result = {"rss_before_mb": peak_rss_mb()}
+    model.eval()
+    one = inputs(1, nodes, config.seq_len)
+    forecast_ms = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            mixture = GaussianMixture(*model(edge_index=edge_index, **one))
+            mixture.quantiles(QUANTILE_LEVELS)
+            if i:                                            # the first call builds the graph's tables
+                forecast_ms.append(1000 * (time.perf_counter() - start))
+    result.update(forecast_ms=statistics.median(forecast_ms), peak_rss_after_forecast_mb=peak_rss_mb())
+    model.train()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = inputs(batch, nodes, config.seq_len, seed=1)
+    target, target_mask = torch.randn(batch, config.horizon, nodes), torch.ones(batch, config.horizon, nodes).bool()
+    step_s = []
+    for i in range(repeats + 1):
+        start = time.perf_counter()
+        loss = mixture_loss(GaussianMixture(*model(edge_index=edge_index, **train)), target, target_mask,
+                            TrainConfig())
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if i:                                                # the first step warms the allocator
+            step_s.append(time.perf_counter() - start)
+    step = statistics.median(step_s)
+    result.update(batch=batch, train_step_s=step, train_us_per_node_window=1e6 * step / (batch * nodes),
+                  peak_rss_after_training_mb=peak_rss_mb())
+    return result
+
+
+def layer_in_turns(nodes: int, batch: int, repeats: int, config: STMGTConfig) -> dict:
+    """The GATv2 layer's training pass (forward + backward, DropEdge on) on the dense and the table
+    path, in turns; medians in ms and dense / table (> 1: the table is faster)."""
+    torch.manual_seed(0)
+    graph = StepGraph(road_like_graph(nodes), nodes)
+    gat = STMGT(config).blocks[0].spatial.gat.train()
+    x = torch.randn(batch * config.seq_len, nodes, config.hidden_dim, requires_grad=True)
+    keep = torch.rand(batch * config.seq_len, graph.num_real_edges) >= config.drop_edge
+    times = {"dense": [], "table": []}
+    for i in range(repeats + 1):
+        for name, layer in (("dense", dense_gatv2), ("table", table_gatv2)):
+            start = time.perf_counter()
+            layer(gat, x, graph, keep)[0].sum().backward()
+            if i:
+                times[name].append(1000 * (time.perf_counter() - start))
+    dense, table = statistics.median(times["dense"]), statistics.median(times["table"])
+    return {"nodes": nodes, "slots": graph.slots, "nodes_per_slot": nodes / graph.slots, "batch": batch,
+            "dense_ms": dense, "table_ms": table, "dense_over_table": dense / table,
+            "auto": choose_path(graph, torch.device("cpu"))}
+
+
+def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int) -> dict:
+    command = [sys.executable, "-m", "benchmarks.graph_scaling", "--case", str(nodes), path, str(batch),
+               "--repeats", str(repeats)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="sizes up to 1,000 nodes, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3, quick 2)")
+    parser.add_argument("--layer", action="store_true", help="the GATv2 layer's turns only")
+    parser.add_argument("--case", nargs=3, metavar=("NODES", "PATH", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    repeats = args.repeats or (2 if args.quick else 3)
+    if args.case:
+        nodes, path, batch = args.case
+        print(json.dumps(run_case(int(nodes), path, int(batch), repeats)))
+        return
+    config = STMGTConfig()
+    result = {"benchmark": "graph_scaling", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "torch": torch.__version__, "repeats": repeats, "precision": "fp32, eager",
+              "model": {k: getattr(config, k) for k in ("hidden_dim", "num_blocks", "heads", "gat_layout")},
+              "quantile_levels": list(QUANTILE_LEVELS)}
+    sizes = QUICK_SIZES if args.quick else SIZES
+    result["gatv2_layer"] = [layer_in_turns(nodes, BATCHES[nodes], 2 * repeats, config) for nodes in sizes
+                             if dense_bytes(nodes, BATCHES[nodes], config) <= DENSE_MATRIX_CAP]
+    if args.layer:
+        print(json.dumps(result, indent=2))
+        return
+    result["graphs"] = {}
+    reference = None
+    for nodes in sizes:
+        edge_index = road_like_graph(nodes)
+        graph = StepGraph(edge_index, nodes)
+        in_degree = torch.bincount(graph.real_edges[1], minlength=nodes)
+        batch = BATCHES[nodes]
+        entry = {"nodes": nodes, "edges": graph.num_real_edges, "in_degree_min": int(in_degree.min()),
+                 "in_degree_max": int(in_degree.max()), "batch": batch,
+                 "auto": choose_path(graph, torch.device("cpu")), "paths": {}}
+        for path in GAT_PATHS:
+            matrix = dense_bytes(nodes, batch, config)
+            if path == "dense" and matrix > DENSE_MATRIX_CAP:
+                entry["paths"][path] = {"skipped": f"its N×N attention would take {matrix / 1e9:.0f} GB"}
+                continue
+            case = case_in_subprocess(nodes, path, batch, repeats)
+            if reference is None and path == "dense":
+                reference = case["train_us_per_node_window"]
+            if "train_us_per_node_window" in case:
+                case["per_node_window_vs_62_dense"] = case["train_us_per_node_window"] / reference
+            entry["paths"][path] = case
+            print(f"{nodes} nodes, {path}: {case}", file=sys.stderr, flush=True)
+        result["graphs"][str(nodes)] = entry
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
