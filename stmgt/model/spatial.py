@@ -6,15 +6,16 @@ Three interchangeable ways to run the same `GATv2Conv` parameters:
   step-graph and the neighbour sum is one batched matmul. Static shapes, no scatter softmax:
   faster than PyG's message passing on a CPU (benchmarks/RESULTS.md) and free of its index
   bookkeeping on a GPU, but its cost and memory grow with N².
-* ``"table"``: the softmax runs over a padded neighbour table, N rows × (max in-degree + 1)
-  slots (the self loop included, a mask for the padding). Static shapes too, and cost and memory
-  linear in the edges: the path for graphs where N² outgrows the edges.
+* ``"table"``: the scores are computed per edge as on the dense path, the softmax runs over a
+  padded neighbour table, N rows × (max in-degree + 1) slots (the self loop included, a mask for
+  the padding), and the neighbour sum is one index_add over the edges. Static shapes too, and
+  cost and memory linear in the edges: the path for graphs where N² outgrows the edges.
 * ``"pyg"``: PyG's own `GATv2Conv` over one disjoint union of the B·T step-graphs — the
   reference the other two are tested against.
 
 ``"auto"`` (`choose_path`) picks dense or table per graph and device from a measured cost model.
 
-DropEdge is a keep-mask over the real edges of every step-graph, shared by both paths: a dropped
+DropEdge is a keep-mask over the real edges of every step-graph, shared by all paths: a dropped
 edge gets no attention weight, exactly as if it were removed (self loops always stay).
 """
 
@@ -30,9 +31,10 @@ from stmgt.model.dropout import Dropout, dropout
 from stmgt.settings import SETTINGS
 
 GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto")   # the ways GATv2 runs
-# The dense path's N×N softmax and matmul cost about N² per head and step-graph, the table's
-# gathers N × slots; the dense form wins while N ≤ DENSE_SLOTS_RATIO × slots (slots = max
-# in-degree + 1). Measured on a CPU by benchmarks/graph_scaling.py (benchmarks/RESULTS.md,
+# Beyond the per-edge work both share, the dense path's N×N softmax and matmul cost about N² per
+# head and step-graph, the table's softmax and neighbour sum about N × slots; the dense form wins
+# while N ≤ DENSE_SLOTS_RATIO × slots (slots = max in-degree + 1). Read from the GATv2 layer's
+# dense-against-table turns of benchmarks/graph_scaling.py on a CPU (benchmarks/RESULTS.md,
 # *Graph scaling*); no other device has been measured, so they use the CPU's ratio.
 DENSE_SLOTS_RATIO = {"cpu": 40.0}
 
