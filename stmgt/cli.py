@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--false-alarms-per-day", type=_positive_rate, default=1.0, metavar="R",
                    help="false alarms per day over the network the threshold allows (default 1)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
-    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("alerts CSV"))
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("monitor CSV"))
     return parser
 
 
