@@ -54,7 +54,8 @@ def test_a_job_trains_evaluates_and_records_its_progress(data, tmp_path):
     run = Run(tmp_path / "runs" / "tiny")
     assert run.has_metrics and run.config["data"] == SPEC and run.config["model"]["hidden_dim"] == 16
     metrics = run.metrics()
-    assert set(metrics["models"]) == {"stmgt", "stmgt_perfect_weather", "persistence", "historical_average"}
+    assert set(metrics["models"]) == {"stmgt", "stmgt_perfect_weather", "persistence", "historical_average",
+                                      "linear_autoregressive"}
     assert list(run.history()["val_mae"]) == pytest.approx([h["val_mae"] for h in snap.history])
     assert metrics["quick_look"] and metrics["windows"] == 2 * 64       # scoring is capped like training
     assert run.status.state == "complete" and run.status.reason == "max epochs"
