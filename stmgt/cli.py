@@ -473,7 +473,7 @@ def _forecaster(args) -> Forecaster:
 
 
 def _forecast(args) -> None:
-    check_file_target(args.out, args.overwrite, _is_forecast_csv, "forecast CSV")
+    check_file_target(args.out, args.overwrite, _begins_with(FORECAST_COLUMNS), "forecast CSV")
     forecaster = _forecaster(args)
     dataset = forecaster.dataset
     anchor = forecaster.anchor_at(args.at)
@@ -487,9 +487,12 @@ def _forecast(args) -> None:
         print(f"warning: {unobserved_note(dataset.unobserved_nodes)}")
 
 
-def _is_forecast_csv(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(len(FORECAST_COLUMNS)) == FORECAST_COLUMNS.encode()
+def _begins_with(header: str):
+    """Whether a file is a CSV of ours, by the header it begins with (`check_file_target`'s test)."""
+    def ours(path: Path) -> bool:
+        with open(path, "rb") as f:
+            return f.read(len(header)) == header.encode()
+    return ours
 
 
 def _list_runs(folder: Path | None) -> None:
@@ -560,7 +563,7 @@ def _route(args) -> None:
 
 
 def _monitor(args) -> None:
-    check_file_target(args.out, args.overwrite, _is_alerts_csv, "alerts CSV")
+    check_file_target(args.out, args.overwrite, _begins_with(",".join(ALERT_COLUMNS)), "alerts CSV")
     run = Run.open(args.run)
     dataset = load_dataset(_run_data_spec(run, args.data))
     tz = dataset.timestamps.tz
@@ -575,12 +578,6 @@ def _monitor(args) -> None:
     print(f"wrote {args.out}: {len(frame)} alert(s) over {times[first].isoformat()} … {times[last].isoformat()} "
           f"at {args.false_alarms_per_day:g} false alarm(s) per day (threshold {monitor.threshold:.2f}, calibrated "
           f"on {monitor.calibration_days:.1f} validation days)")
-
-
-def _is_alerts_csv(path: Path) -> bool:
-    header = ",".join(ALERT_COLUMNS)
-    with open(path, "rb") as f:
-        return f.read(len(header)) == header.encode()
 
 
 def main(argv=None) -> int:
