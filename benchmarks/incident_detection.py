@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from stmgt.allocator import reuse_freed_memory
-from stmgt.data.dataset import split_ranges
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator
 from stmgt.evaluation.baselines import HistoricalAverage
 from stmgt.forecasting.forecast import Forecaster
@@ -66,7 +65,7 @@ def detector_scores(forecaster: Forecaster, val: np.ndarray, test: np.ndarray) -
     steps before is the speed at t − h, for the same leads as the model's; the historical average
     is the same at every lead."""
     dataset = forecaster.dataset
-    train = split_ranges(dataset.num_steps)["train"]
+    train = dataset.splits()["train"]
     began = time.perf_counter()
     model_val = surprise(forecaster, int(val[0]), int(val[-1]))
     model_test = surprise(forecaster, int(test[0]), int(test[-1]))
@@ -165,7 +164,7 @@ def main() -> None:
         dataset = sim.run()
         loaded = loaded or Run.open(BUNDLED_RUN).load(dataset.graph)
         forecaster = Forecaster(loaded, dataset)
-        ranges = split_ranges(dataset.num_steps)
+        ranges = dataset.splits()
         val = np.arange(max(ranges["val"].start, earliest_step(forecaster)), ranges["val"].stop)
         test = np.arange(ranges["test"].start, dataset.num_steps)
         neighbours = neighbour_matrix(dataset)

@@ -118,6 +118,17 @@ class TrafficDataset:
         tod = ((ts.hour * 60 + ts.minute) * 60 + ts.second).to_numpy() / 86_400.0
         return tod.astype(np.float32), ts.day_of_week.to_numpy().astype(np.int64)
 
+    def splits(self) -> dict[str, range]:
+        """The chronological train/val/test step ranges: those the provenance records (`splits`,
+        {name: [start, stop]}, a stop of None meaning the data's end), else `split_ranges`. A live
+        dataset records its splits when it starts, so steps that arrive later join the test period
+        and nothing chosen on the training or validation split moves."""
+        recorded = self.provenance.get("splits")
+        if not recorded:
+            return split_ranges(self.num_steps)
+        return {name: range(int(recorded[name][0]), self.num_steps if recorded[name][1] is None
+                            else int(recorded[name][1])) for name in ("train", "val", "test")}
+
     def summary(self) -> dict:
         """The figures the Overview and the Data page show."""
         out = {
@@ -168,7 +179,7 @@ def window_anchors(steps: range, seq_len: int = SEQ_LEN, horizon: int = HORIZON)
 
 
 def split_anchors(dataset: TrafficDataset) -> dict[str, np.ndarray]:
-    anchors = {name: window_anchors(r) for name, r in split_ranges(dataset.num_steps).items()}
+    anchors = {name: window_anchors(r) for name, r in dataset.splits().items()}
     for (name, a), share in zip(anchors.items(), SPLIT_RATIOS):
         if len(a) == 0:
             raise DataError(f"the data is too short: its {name} split holds no complete "
@@ -186,7 +197,7 @@ def free_flow_speed(dataset: TrafficDataset) -> np.ndarray:
     training split (the usual traffic-engineering definition; the fast, uncongested hours).
     Congestion is then judged against each road's own normal, not one city-wide number.
     NaN for a node never observed in training."""
-    steps = split_ranges(dataset.num_steps)["train"]
+    steps = dataset.splits()["train"]
     speed = dataset.speed[steps.start:steps.stop]
     out = np.full(dataset.num_nodes, np.nan)
     seen = np.isfinite(speed).any(axis=0)

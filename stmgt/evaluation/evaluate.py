@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from stmgt.evaluation.baselines import HistoricalAverage, LinearAutoregressive, persistence
-from stmgt.data.dataset import SEQ_LEN, split_anchors, split_ranges
+from stmgt.data.dataset import SEQ_LEN, split_anchors
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.data.scenario import WeatherScenario
@@ -66,7 +66,7 @@ def score_split(forecaster: Forecaster, sim: TrafficSimulator | None, split: str
     dataset = forecaster.dataset
     all_anchors = split_anchors(dataset)[split]
     anchors = spread(all_anchors, max_batches and max_batches * batch_size)
-    ranges = split_ranges(dataset.num_steps)
+    ranges = dataset.splits()
     ha = HistoricalAverage(dataset, ranges["train"])
     horizon = forecaster.horizon
     linear = LinearAutoregressive(dataset, ranges["train"], ranges["val"], ha, horizon=horizon)

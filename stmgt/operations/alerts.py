@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stmgt.data.dataset import TrafficDataset, split_ranges
+from stmgt.data.dataset import TrafficDataset
 from stmgt.data.simulate import simulator_for
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
@@ -198,7 +198,7 @@ def steps_between(forecaster: Forecaster, since: pd.Timestamp | None,
     dataset = forecaster.dataset
     times = dataset.timestamps
     earliest = earliest_step(forecaster)
-    first = split_ranges(dataset.num_steps)["test"].start if since is None else int(times.searchsorted(since))
+    first = dataset.splits()["test"].start if since is None else int(times.searchsorted(since))
     last = dataset.num_steps - 1 if until is None else int(times.searchsorted(until, side="right")) - 1
     span = f"alerts can be computed from {times[earliest].isoformat()} to {times[-1].isoformat()}"
     if since is not None and not times[earliest] <= since <= times[-1]:
@@ -220,7 +220,7 @@ class IncidentMonitor:
         self.forecaster, self.per_day, self.batch_size = forecaster, per_day, batch_size
         dataset = forecaster.dataset
         self.neighbours = neighbour_matrix(dataset)
-        val = split_ranges(dataset.num_steps)["val"]
+        val = dataset.splits()["val"]
         first = max(val.start, earliest_step(forecaster))
         if first >= val.stop:
             raise DataError("the data is too short: its validation split leaves no step to calibrate alerts on")

@@ -16,7 +16,7 @@ import torch
 
 from stmgt.evaluation.baselines import HistoricalAverage
 from stmgt.routing.copula import ErrorCopula, mixture_draws, saved_copula
-from stmgt.data.dataset import TrafficDataset, split_ranges
+from stmgt.data.dataset import TrafficDataset
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecast, Forecaster
@@ -110,7 +110,7 @@ class TripPlanner:
     def __init__(self, dataset: TrafficDataset, copula: ErrorCopula, actual: np.ndarray | None = None):
         self.dataset, self.copula, self.actual = dataset, copula, actual
         self.network = RoadNetwork(dataset.graph)
-        self.historical = HistoricalAverage(dataset, split_ranges(dataset.num_steps)["train"])
+        self.historical = HistoricalAverage(dataset, dataset.splits()["train"])
         self.step_min = dataset.freq / pd.Timedelta(minutes=1)
 
     @classmethod

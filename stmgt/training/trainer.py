@@ -20,7 +20,7 @@ from stmgt.evaluation import fidelity
 from stmgt.forecasting.calibration import fit_sigma_scale
 from stmgt.storage.checkpoint import UNREADABLE, LoadedModel, save_checkpoint
 from stmgt.data.augment import whatif_pairs, with_weather_copies
-from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors, split_ranges
+from stmgt.data.dataset import Batch, Scaler, TrafficDataset, Windows, split_anchors
 from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
@@ -251,7 +251,7 @@ class Trainer:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
 
-        self.ranges = split_ranges(dataset.num_steps)
+        self.ranges = dataset.splits()
         self.anchors = split_anchors(dataset)
         self.scaler = Scaler.fit(dataset, self.ranges["train"])
         self.windows = Windows(dataset, self.scaler)

@@ -39,6 +39,15 @@ def test_splits_are_chronological_with_gaps():
     assert r["val"] == range(712, 800) and r["test"] == range(812, 1000)
 
 
+def test_recorded_splits_hold_as_the_data_grows(week):
+    """A live dataset records its splits: steps appended later join the test period only."""
+    recorded = {"train": [0, 400], "val": [412, 500], "test": [512, None]}
+    fixed = TrafficDataset(week.timestamps, week.speed, week.weather, week.graph, {"splits": recorded})
+    assert fixed.splits() == {"train": range(0, 400), "val": range(412, 500), "test": range(512, week.num_steps)}
+    assert split_anchors(fixed)["val"].tolist() == window_anchors(range(412, 500)).tolist()
+    assert week.splits() == split_ranges(week.num_steps)
+
+
 def test_windows_stay_inside_their_split(week):
     ranges = split_ranges(week.num_steps)
     for name, anchors in split_anchors(week).items():
