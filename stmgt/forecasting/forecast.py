@@ -3,8 +3,9 @@ quantiles, P(congested), diagnostics, and weather what-if scenarios."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -13,10 +14,12 @@ import torch
 from stmgt.storage.checkpoint import LoadedModel
 from stmgt.data.dataset import TrafficDataset, Windows, split_anchors
 from stmgt.data.scenario import WeatherScenario
+from stmgt.data.simulate import TrafficSimulator, simulator_for
 from stmgt.errors import DataError
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model import Diagnostics
 from stmgt.forecasting.predict import predict
+from stmgt.forecasting.weather_forecast import issued_forecast
 
 QUANTILE_LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -145,6 +148,21 @@ class Forecaster:
         inputs = anchors[:, None] + np.arange(-self.seq_len + 1, 1)
         return Forecast(self.dataset.graph.node_ids, self.dataset.timestamps[anchors], self.dataset.freq,
                         mixture.to("cpu"), self.dataset.speed[inputs], batch.y.cpu().numpy(), weather, diag)
+
+    @cached_property
+    def simulator(self) -> TrafficSimulator | None:
+        """The simulator behind the data, if any (`simulator_for`), built once."""
+        return simulator_for(self.dataset)
+
+    def as_issued(self, anchors, batch_size: int = 64) -> Iterator[tuple[np.ndarray, GaussianMixture]]:
+        """(anchors, mixture [B, H, N, K] km/h) in batches of `batch_size`, each forecast made with
+        the weather forecast issued at its anchor (`issued_forecast`): what the model would have
+        said at the time, which alerts and the quality monitor score against the truth that came."""
+        anchors = self._checked(anchors)
+        for i in range(0, len(anchors), batch_size):
+            chunk = anchors[i:i + batch_size]
+            weather, _ = issued_forecast(self.dataset, self.simulator, chunk, self.horizon)
+            yield chunk, self.forecast(chunk, weather=weather).mixture
 
     @torch.no_grad()
     def under_weathers(self, anchors, weathers: Sequence[np.ndarray]) -> list[GaussianMixture]:

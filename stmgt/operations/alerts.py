@@ -40,10 +40,8 @@ import pandas as pd
 import torch
 
 from stmgt.data.dataset import TrafficDataset
-from stmgt.data.simulate import simulator_for
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
-from stmgt.forecasting.weather_forecast import issued_forecast
 
 LEADS = (1, 2, 3)                 # steps between a forecast and the step it is scored at
 ALERT_COLUMNS = ["node_id", "start", "end", "peak_observed_kmh", "peak_expected_kmh", "probability"]
@@ -79,21 +77,18 @@ def earliest_step(forecaster: Forecaster) -> int:
 def surprise(forecaster: Forecaster, first: int, last: int, batch_size: int = STEPS_PER_BATCH) -> Surprise:
     """The evidence at steps first..last: the forecasts are made in batches of anchors (as
     `evaluate` does), each read at its leads, with the weather forecast a forecaster would have
-    had at the anchor (`issued_forecast`)."""
+    had at the anchor (`Forecaster.as_issued`)."""
     dataset = forecaster.dataset
     if forecaster.horizon < max(LEADS):
         raise DataError(f"the model forecasts {forecaster.horizon} step(s) ahead; alerts need {max(LEADS)}")
     if not earliest_step(forecaster) <= first <= last < dataset.num_steps:
         raise DataError(f"steps {first}..{last} cannot be scored: alerts need steps "
                         f"{earliest_step(forecaster)}..{dataset.num_steps - 1}")
-    sim = simulator_for(dataset)
     lead = np.asarray(LEADS)
     anchors = np.arange(first - lead.max(), last)
     tails, medians = [], []
-    for i in range(0, len(anchors), batch_size):
-        chunk = anchors[i:i + batch_size]
-        weather, _ = issued_forecast(dataset, sim, chunk, forecaster.horizon)
-        mixture = forecaster.forecast(chunk, weather=weather).mixture[:, :lead.max()]
+    for chunk, forecast in forecaster.as_issued(anchors, batch_size):
+        mixture = forecast[:, :lead.max()]
         targets = np.minimum(chunk[:, None] + np.arange(1, lead.max() + 1), dataset.num_steps - 1)
         tails.append(mixture.cdf(torch.from_numpy(dataset.speed[targets])).numpy())     # [B, 3, N]
         medians.append(mixture[:, 0].quantiles([0.5])[..., 0].numpy())                 # [B, N]
