@@ -1,14 +1,18 @@
 """The generic on-disk dataset format: a folder with `nodes.csv`, `edges.csv`, `speed.csv`
 (`timestamp` in ISO 8601 with UTC offset, then one km/h column per node_id, empty = missing)
 and `weather.csv` (`timestamp,temperature_c,wind_kmh,precipitation_mm`), plus an optional
-`dataset.json` with provenance. The simulator exports it and every importer produces it."""
+`dataset.json` with provenance. The simulator exports it and every importer produces it; a live
+dataset (`stmgt.data.live`) grows by whole-folder swaps, which `read_folder` never reads halfway."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import time
 import zoneinfo
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -19,40 +23,102 @@ from stmgt.errors import DataError, reason
 from stmgt.storage.exports import csv_bytes, restored
 from stmgt.storage.jsonfile import read_json
 from stmgt.data.graph import RoadGraph, read_csv_table
+from stmgt.storage.lock import lock_file
 from stmgt.storage.outputs import FolderKind, locked_target, staged_folder
 
 PROVENANCE_FILE = "dataset.json"
-DATASET = FolderKind("dataset", frozenset({"nodes.csv", "edges.csv", "speed.csv", "weather.csv", PROVENANCE_FILE}))
+INCIDENTS_FILE = "incidents.csv"      # a replayed simulation's incident log (stmgt.data.live)
+DATASET = FolderKind("dataset", frozenset({"nodes.csv", "edges.csv", "speed.csv", "weather.csv", PROVENANCE_FILE,
+                                           INCIDENTS_FILE}))
+READ_ATTEMPTS = 20          # reads of a folder swapped while being read, before giving up
+SWAP_WAIT_S = 2.0           # how long a reader waits for a writer's swap to finish
 
 
 def write_folder(dataset: TrafficDataset, out: str | Path, overwrite: bool = False,
-                 option: str = "--out") -> Path:
+                 option: str = "--out", files: Mapping[str, bytes] | None = None) -> Path:
     """Write the dataset as a folder at `out`, under the rules of `stmgt.storage.outputs`: built beside
     it and moved into place when complete, holding its lock; an existing dataset of ours is
     replaced only with `overwrite` and only if it holds nothing else (`DATASET` lists what the tool
-    writes), anything else already there is refused (`option` names the input in messages)."""
+    writes), anything else already there is refused (`option` names the input in messages).
+    `files` (name -> content) are other files of the dataset written with it (`DATASET`'s)."""
     out = Path(out)
     with locked_target(out, DATASET, overwrite, option), staged_folder(out, DATASET, option) as tmp:
         dataset.graph.write(tmp)
-        stamps = [t.isoformat() for t in dataset.timestamps]
-        speed = dataset.speed_frame().round(3)
-        speed.insert(0, "timestamp", stamps)
-        (tmp / "speed.csv").write_bytes(csv_bytes(speed, na_rep=""))
+        (tmp / "speed.csv").write_bytes(table_bytes(dataset.timestamps, dataset.speed_frame(), na_rep=""))
         if dataset.weather is not None:
-            weather = dataset.weather_frame().round(3)
-            weather.insert(0, "timestamp", stamps)
-            (tmp / "weather.csv").write_bytes(csv_bytes(weather))
+            (tmp / "weather.csv").write_bytes(table_bytes(dataset.timestamps, dataset.weather_frame()))
         provenance = {**dataset.provenance, "timezone": str(dataset.timestamps.tz)}
         (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, default=str))
+        write_files(tmp, files or {})
     return out
 
 
+def table_bytes(timestamps: pd.DatetimeIndex, values: pd.DataFrame, header: bool = True, **csv_args) -> bytes:
+    """Rows of `speed.csv` or `weather.csv` as the folder holds them: the time in ISO 8601 with its
+    offset, then the values to three decimals (`header=False`: the rows alone, to append)."""
+    table = values.round(3)
+    table.insert(0, "timestamp", [t.isoformat() for t in timestamps])
+    return csv_bytes(table, header=header, **csv_args)
+
+
+def write_files(folder: Path, files: Mapping[str, bytes]) -> None:
+    """Write a dataset's other files (`DATASET` lists the names it may hold) into `folder`."""
+    for name, content in files.items():
+        if name not in DATASET.files:
+            raise ValueError(f"{name!r} is not a file of a dataset folder")
+        (folder / name).write_bytes(content)
+
+
 def read_folder(folder: str | Path) -> TrafficDataset:
+    """The dataset in a generic folder. A live dataset's folder is replaced whole as it grows
+    (`stmgt.data.live`): a read that a swap overtook (the folder is another directory afterwards)
+    is done again once the swap is over, so the dataset is the old one or the new one, never a mix."""
     folder = Path(folder)
+    for _ in range(READ_ATTEMPTS):
+        before = _identity(folder)
+        if before is None:
+            if not _wait_for_swap(folder):
+                raise DataError("folder not found", str(folder))
+            continue
+        try:
+            dataset = _read_folder(folder)
+        except (DataError, OSError):
+            if _identity(folder) == before:
+                raise
+            _wait_for_swap(folder)
+            continue
+        if _identity(folder) == before:
+            return dataset
+        _wait_for_swap(folder)
+    raise DataError("changed while it was read, every time it was read (something appends to it faster than it "
+                    "can be read); try again", str(folder))
+
+
+def _read_folder(folder: Path) -> TrafficDataset:
     if not folder.is_dir():
         raise DataError("folder not found", str(folder))
     graph = RoadGraph.read(folder)
     return assemble_folder(folder, graph, read_timeseries(folder / "speed.csv"), folder / "speed.csv")
+
+
+def _identity(folder: Path) -> tuple[int, int, int] | None:
+    """Which directory `folder` is now (a swap puts another one there, and moves the old one); None when
+    there is none."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns) if os.path.isdir(folder) else None
+
+
+def _wait_for_swap(folder: Path) -> bool:
+    """Wait while a writer holds the folder's lock (it may be swapping the folder); -> whether one did."""
+    deadline = time.monotonic() + SWAP_WAIT_S
+    held = False
+    while lock_file(folder).exists() and time.monotonic() < deadline:
+        held = True
+        time.sleep(0.01)
+    return held
 
 
 def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_path: Path,
@@ -62,23 +128,13 @@ def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_p
     `dataset.json` when present (`timezone`: see `parse_timestamps`)."""
     provenance = _read_provenance(folder / PROVENANCE_FILE)
     check_speeds(speed, str(speed_path))
-    unknown = [c for c in speed.columns if c not in graph.index_of]
-    if unknown:
-        raise DataError(f"column(s) {', '.join(unknown[:5])} are not node ids in nodes.csv", str(speed_path))
-    absent = [n for n in graph.node_ids if n not in speed.columns]
-    if absent:
-        raise DataError(f"no column for node(s) {', '.join(absent[:5])}", str(speed_path))
-    speed = speed[graph.node_ids]
+    speed = node_columns(speed, graph, str(speed_path))
     weather = None
     if (folder / "weather.csv").is_file():
         wframe = read_timeseries(folder / "weather.csv", WEATHER_COLUMNS, timezone)
         if not wframe.index.equals(speed.index):
             raise DataError("timestamps differ from the speed table's", str(folder / "weather.csv"))
-        if wframe.isna().any().any():
-            raise DataError("weather has empty cells; every time step needs all three values",
-                            str(folder / "weather.csv"))
-        weather = wframe.to_numpy(np.float32)
-        check_weather(weather, wframe.index, str(folder / "weather.csv"))
+        weather = weather_values(wframe, str(folder / "weather.csv"))
     timestamps = speed.index
     if provenance.get("timezone") and not timezone:
         timestamps = timestamps.tz_convert(provenance["timezone"])
@@ -87,6 +143,32 @@ def assemble_folder(folder: Path, graph: RoadGraph, speed: pd.DataFrame, speed_p
         return TrafficDataset(timestamps, speed.to_numpy(np.float32), weather, graph, provenance)
     except DataError as exc:
         raise DataError(exc.problem, str(speed_path)) from exc
+
+
+def node_columns(speed: pd.DataFrame, graph: RoadGraph, where: str) -> pd.DataFrame:
+    """`speed` with one column per node of `graph`, in its order; a column that is not a node id, or
+    a node without a column, is an error at `where`."""
+    unknown = [c for c in speed.columns if c not in graph.index_of]
+    if unknown:
+        raise DataError(f"column(s) {', '.join(unknown[:5])} are not node ids in nodes.csv", where)
+    absent = [n for n in graph.node_ids if n not in speed.columns]
+    if absent:
+        raise DataError(f"no column for node(s) {', '.join(absent[:5])}", where)
+    return speed[graph.node_ids]
+
+
+def weather_values(weather: pd.DataFrame, where: str) -> np.ndarray:
+    """[T, 3] from a time-indexed frame of `WEATHER_COLUMNS`: an empty cell or a value outside its
+    physical range is an error at `where`, naming the column and time."""
+    empty = weather.isna()
+    if empty.any().any():
+        col = empty.any().idxmax()
+        at = weather.index[int(np.flatnonzero(empty[col])[0])]
+        raise DataError(f"weather has empty cells ({col} at {at.isoformat()}); every time step needs all "
+                        "three values", where)
+    values = weather.to_numpy(np.float32)
+    check_weather(values, weather.index, where)
+    return values
 
 
 def check_speeds(speed: pd.DataFrame, where: str, unit: str = "km/h", ceiling: float = SPEED_CEILING_KMH) -> None:

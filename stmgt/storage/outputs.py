@@ -6,11 +6,14 @@ files the tool writes in it (`FolderKind`), so the tool knows its own files one 
 existing target is refused when it is a link, a file where a folder is wanted, a non-empty folder
 without the marker (someone else's), one of ours holding anything the tool did not write (named in
 the message), or one of ours without `overwrite`. A new folder is built in a hidden sibling and
-moved into place only once complete, so a crash leaves the old content as it was. Writers hold
-the folder's lock (`stmgt.storage.lock`) while they check and write."""
+moved into place only once complete, so a crash leaves the old content as it was; on Linux the two
+folders are exchanged in one step (renameat2), so the folder's path never lacks a complete folder for
+a reader (elsewhere there is a moment without one, which `stmgt.data.folder.read_folder` waits out).
+Writers hold the folder's lock (`stmgt.storage.lock`) while they check and write."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import os
@@ -29,6 +32,7 @@ from stmgt.storage.lock import FolderLock
 MARKER = ".stmgt"             # {"kind": "dataset" | "run", "created": ...}
 STAGING = ".partial-"         # staging folders are `.<name>.partial-XXXX` beside the target
 LISTED = 5                    # foreign entries named in a message
+AT_FDCWD, RENAME_EXCHANGE = -100, 2          # Linux's renameat2: paths relative to the working folder; swap
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,10 @@ def _move_into_place(tmp: Path, target: Path, kind: FolderKind) -> None:
     if not target.exists():
         os.replace(tmp, target)
         return
+    if exchange(tmp, target):              # `tmp` now holds the old folder, which staged_folder removes
+        for entry in remove_ours(tmp, kind):     # saved into it since the check: carried over, never lost
+            os.replace(entry, target / entry.name)
+        return
     backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     old = backup / target.name
     os.replace(target, old)
@@ -192,3 +200,20 @@ def _move_into_place(tmp: Path, target: Path, kind: FolderKind) -> None:
     for entry in remove_ours(old, kind):     # saved into it since the check: carried over, never lost
         os.replace(entry, target / entry.name)
     shutil.rmtree(backup)
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux's renameat2 with RENAME_EXCHANGE), so `b` always names a
+    complete folder; False, changing nothing, where the system or file system cannot."""
+    try:
+        swap = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):
+        return False
+    swap.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    swap.restype = ctypes.c_int
+    if swap(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    failure = ctypes.get_errno()
+    if failure in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(failure, os.strerror(failure), str(b))
