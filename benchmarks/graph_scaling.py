@@ -1,7 +1,7 @@
 """How STMGT's cost grows with the road graph: the embedded 62-node graph and generated road-like
-graphs of 200, 1,000 and 5,000 nodes (a jittered grid, each node linked both ways to its grid and
-some diagonal neighbours: in-degrees 1–8), each GATv2 path side by side (`dense` where its N×N
-attention fits the memory cap, `table`, `pyg`). Per case, in a fresh subprocess so its peak
+graphs of 200, 1,000 and 5,000 nodes (`stmgt.data.road_like`: a jittered grid, each node linked
+both ways to its grid and some diagonal neighbours: in-degrees 1–8), each GATv2 path side by side
+(`dense` where its N×N attention fits the memory cap, `table`, `pyg`). Per case, in a fresh subprocess so its peak
 memory is its own:
 
 * a training step (default config, eager fp32 on the CPU: forward + mixture loss + backward +
@@ -38,6 +38,7 @@ from datetime import datetime, timezone
 import torch
 
 from stmgt.data.graph import RoadGraph
+from stmgt.data.road_like import road_like_edges
 from stmgt.forecasting.forecast import QUANTILE_LEVELS
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.model.mixture import GaussianMixture
@@ -58,23 +59,9 @@ def dense_bytes(nodes: int, batch: int, config: STMGTConfig) -> int:
     return 4 * batch * config.seq_len * config.heads * nodes ** 2
 
 
-def road_like_graph(nodes: int, seed: int = 0) -> torch.Tensor:
-    """A jittered grid's links, both ways: each node to its right and lower neighbour (90 % kept)
-    and to one diagonal (25 %), so in-degrees run from 1 to 8 as on a city's road network."""
-    if nodes == 62:
-        return RoadGraph.hcmc().edge_index
-    g = torch.Generator().manual_seed(seed)
-    side = int(nodes ** 0.5 + 0.999)
-    node = torch.arange(nodes)
-    row, col = node // side, node % side
-    links = []
-    for drow, dcol, share in ((0, 1, 0.9), (1, 0, 0.9), (1, 1, 0.25), (1, -1, 0.25)):
-        r, c = row + drow, col + dcol
-        other = r * side + c
-        ok = (c >= 0) & (c < side) & (other < nodes) & (torch.rand(nodes, generator=g) < share)
-        links.append(torch.stack([node[ok], other[ok]]))
-    one_way = torch.cat(links, 1)
-    return torch.cat([one_way, one_way.flip(0)], 1)
+def graph_edges(nodes: int) -> torch.Tensor:
+    """The embedded graph's edges at 62 nodes, else a generated road-like graph's."""
+    return RoadGraph.hcmc().edge_index if nodes == 62 else road_like_edges(nodes)
 
 
 def inputs(batch: int, nodes: int, steps: int, seed: int = 0) -> dict:
@@ -94,7 +81,7 @@ def peak_rss_mb() -> float:
 def run_case(nodes: int, path: str, batch: int, repeats: int) -> dict:
     """One graph size on one path, in this process: forecast first, then training steps."""
     torch.manual_seed(0)
-    edge_index = road_like_graph(nodes)
+    edge_index = graph_edges(nodes)
     config = STMGTConfig(gat_path=path)
     model = STMGT(config)
     result = {"rss_before_mb": peak_rss_mb()}
@@ -133,7 +120,7 @@ def layer_in_turns(nodes: int, batch: int, repeats: int, config: STMGTConfig) ->
     """The GATv2 layer's training pass (forward + backward, DropEdge on) on the dense and the table
     path, in turns; medians in ms and dense / table (> 1: the table is faster)."""
     torch.manual_seed(0)
-    graph = StepGraph(road_like_graph(nodes), nodes)
+    graph = StepGraph(graph_edges(nodes), nodes)
     gat = STMGT(config).blocks[0].spatial.gat.train()
     x = torch.randn(batch * config.seq_len, nodes, config.hidden_dim, requires_grad=True)
     keep = torch.rand(batch * config.seq_len, graph.num_real_edges) >= config.drop_edge
@@ -186,7 +173,7 @@ def main() -> None:
     result["graphs"] = {}
     reference = None
     for nodes in sizes:
-        edge_index = road_like_graph(nodes)
+        edge_index = graph_edges(nodes)
         graph = StepGraph(edge_index, nodes)
         in_degree = torch.bincount(graph.real_edges[1], minlength=nodes)
         batch = BATCHES[nodes]

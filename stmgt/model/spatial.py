@@ -37,6 +37,8 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 # dense-against-table turns of benchmarks/graph_scaling.py on a CPU (benchmarks/RESULTS.md,
 # *Graph scaling*); no other device has been measured, so they use the CPU's ratio.
 DENSE_SLOTS_RATIO = {"cpu": 40.0}
+# Per-edge features the table path holds at once without gradients (`table_gatv2`).
+INFERENCE_SLICE_BYTES = 256 * 1024 ** 2
 
 
 def choose_path(graph: StepGraph, device: torch.device) -> str:
@@ -155,13 +157,29 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     """`gat`'s output for x [M, N, D] (M step-graphs) with the softmax over each node's row of the
     padded neighbour table and the neighbour sum as one index_add over the edges: the same maths
     as `dense_gatv2` without its N×N matrix. -> ([M, N, out], attention [M, E + N, heads] in
-    `graph.edge_index` order when `need_weights`)."""
+    `graph.edge_index` order when `need_weights`). Without gradients (a forecast, validation) in
+    eval mode, the step-graphs go through in slices of at most `INFERENCE_SLICE_BYTES` of per-edge
+    features each, so a batch of many windows on a big graph does not hold them all at once."""
+    M = x.shape[0]
+    per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
+    size = max(1, INFERENCE_SLICE_BYTES // per_graph)
+    if torch.is_grad_enabled() or gat.training or M <= size:
+        return _table_gatv2(gat, x, graph, keep, need_weights)
+    parts = [_table_gatv2(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
+             for i in range(0, M, size)]
+    return torch.cat([out for out, _ in parts]), torch.cat([w for _, w in parts]) if need_weights else None
+
+
+def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None,
+                 need_weights: bool) -> tuple[Tensor, Tensor | None]:
     M, N, _ = x.shape
     H, C = gat.heads, gat.out_channels
     table = graph.table
     source = graph.sources(gat.lin_l(x).view(M, N, H, C))                            # [M, E + N, H, C]
     pair = F.leaky_relu(source + graph.targets(gat.lin_r(x).view(M, N, H, C)), gat.negative_slope)
-    score = (pair * gat.att).sum(-1)[:, table.edges]                                  # [M, N, S, H]
+    # Σ_c att[h, c] · pair[..., h, c] as one product with a block-diagonal [H·C, H] matrix: it reads
+    # the per-edge features once instead of writing their product with `att` first.
+    score = (pair.flatten(2) @ torch.block_diag(*gat.att[0].unsqueeze(-1)))[:, table.edges]   # [M, N, S, H]
     if keep is not None:
         kept = torch.cat([keep, keep.new_ones(M, N)], 1)[:, table.edges] & table.present   # [M, N, S]
         score = score.masked_fill(~kept.unsqueeze(-1), float("-inf"))
@@ -170,7 +188,12 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     # Every row keeps its self loop, so none is all -inf; back to edge order, padding left out.
     weights = torch.softmax(score, dim=2).reshape(M, -1, H)[:, table.slot_of_edge]   # [M, E + N, H]
     dropped = dropout(weights, gat.dropout) if gat.training and gat.dropout > 0 else weights
-    mixed = source.new_zeros(M, N, H, C).index_add(1, graph.edge_index[1], dropped.unsqueeze(-1) * source)
+    if torch.is_grad_enabled() or source.dtype != dropped.dtype:
+        # Under autocast `source` is bf16 and the softmax float32: the messages take the wider type, as PyG's.
+        messages = dropped.unsqueeze(-1) * source
+    else:
+        messages = source.mul_(dropped.unsqueeze(-1))          # nothing needs the features again
+    mixed = messages.new_zeros(M, N, H, C).index_add_(1, graph.edge_index[1], messages)
     out = mixed.reshape(M, N, H * C) if gat.concat else mixed.mean(2)
     if gat.bias is not None:
         out = out + gat.bias
