@@ -1,4 +1,5 @@
-"""`stmgt ...` (or `python -m stmgt ...`): simulate, import, train, evaluate, forecast, whatif, route, monitor, runs.
+"""`stmgt ...` (or `python -m stmgt ...`): simulate, import, train, evaluate, forecast, whatif, route, monitor,
+replay, ingest, runs.
 
 Bad input ends with one line `error: ...` on stderr and exit status 2, never a traceback; no
 command deletes or overwrites what it did not write (`stmgt.storage.outputs`)."""
@@ -10,6 +11,8 @@ import json
 import math
 import signal
 import sys
+import threading
+import time
 from contextlib import ExitStack, nullcontext, redirect_stdout
 from dataclasses import asdict, replace
 from functools import partial
@@ -22,15 +25,17 @@ from tqdm import tqdm
 from stmgt.training import distributed
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data import importers
-from stmgt.data.folder import DATASET, write_folder
+from stmgt.data.folder import DATASET, read_folder, write_folder
+from stmgt.data.live import Replay, append_rows, newest_step, read_rows
 from stmgt.data.importers.common import unobserved_note
-from stmgt.data.simulate import simulate, simulator_for
+from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate, simulator_for
 from stmgt.data.sources import MAX_WEEKS, describe, load_dataset, parse_data_arg
 from stmgt.errors import DataError, reason
 from stmgt.evaluation.evaluate import evaluate, versus_baselines
 from stmgt.storage.exports import csv_bytes
 from stmgt.forecasting.forecast import Forecaster
-from stmgt.operations.alerts import ALERT_COLUMNS, IncidentMonitor, steps_between
+from stmgt.operations.alerts import (ALERT_COLUMNS, IncidentMonitor, Surprise, alerts_frame, corroborate,
+                                     episodes, steps_between, surprise)
 from stmgt.data.scenario import WeatherScenario
 from stmgt.storage.jsonfile import atomic_write_bytes, json_text, read_json, write_json
 from stmgt.limits import LIMITS
@@ -42,6 +47,7 @@ from stmgt.storage.outputs import (check_file_target, check_folder_target, locke
 from stmgt.routing.network import RoadNetwork
 from stmgt.storage.runs import CHECKPOINT, CONFIG, RUN, Run, list_runs
 from stmgt.training.lifecycle import NO_MODEL, train_and_score
+from stmgt.training.recipe import default_sections
 from stmgt.training.stopping import Stopped, stop_on_signals
 from stmgt.training.trainer import TrainConfig, Trainer, fit, resolve_device
 from stmgt.routing.trip import SAMPLES, TripPlanner, check_request
@@ -52,6 +58,7 @@ DATA_HELP = "dataset: a folder in the generic format, or 'sim' for the embedded 
 OVERWRITE_HELP = "replace --out if it is a {} this tool wrote (anything else is never replaced)"
 TIMEZONE_HELP = "IANA time zone (e.g. Asia/Ho_Chi_Minh) of timestamps written without a UTC offset"
 CONFIGURED = "default: the --config file's, else {}"
+POLL_S = 2.0                  # monitor --follow: seconds between looks at the dataset's newest step
 FORECAST_COLUMNS = "node_id,horizon_step,target_time,mean,"   # how a forecast CSV of ours begins
 # The `train` options a resumed run refuses (it keeps its own settings): argparse name -> option.
 RESUME_KEEPS = {"config": "--config", "init": "--init",
@@ -95,6 +102,13 @@ def _finite(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
 
 
@@ -230,6 +244,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="false alarms per day over the network the threshold allows (default 1)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("monitor CSV"))
+    p.add_argument("--follow", action="store_true",
+                   help="after writing the alerts so far, keep watching the dataset folder and rewrite --out as "
+                        "steps arrive (a live dataset: see replay and ingest), until Ctrl-C")
+    p.add_argument("--poll", type=_positive_rate, default=POLL_S, metavar="SECONDS",
+                   help=f"with --follow: how often to look for new steps (default {POLL_S:g})")
+
+    p = sub.add_parser("replay", help="a live feed to watch and test with: writes a recording's history up to its "
+                                      "test split as a live dataset, then appends one step every 15 min / --speed")
+    p.add_argument("--data", default="sim",
+                   help="the recording: 'sim' or 'sim:seed=1,weeks=2' (simulated HCMC, with the simulator's incident "
+                        "log beside the data as incidents.csv), or a dataset folder")
+    p.add_argument("--into", required=True, type=Path, metavar="DIR", help="the live dataset folder to write")
+    p.add_argument("--speed", type=_non_negative, default=60.0,
+                   help="how many times faster than real time the steps arrive (default 60: a 15-minute step every "
+                        "15 s); 0: as fast as they can be written")
+    p.add_argument("--steps", type=_positive_int, metavar="N", help="stop after N steps (default: at the "
+                                                                     "recording's end)")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP.format("dataset").replace("--out", "--into"))
+
+    p = sub.add_parser("ingest", help="append observations to a dataset folder, checked as an import is; the folder "
+                                      "is replaced whole, so a reader never sees half of it")
+    p.add_argument("--data", required=True, type=Path, metavar="DIR", help="a dataset folder this tool wrote")
+    p.add_argument("--rows", required=True, type=Path, metavar="NEW.csv",
+                   help="timestamp (ISO 8601 with offset), one km/h column per node_id (empty = no reading), and "
+                        "temperature_c, wind_kmh, precipitation_mm when the dataset has weather; the steps that "
+                        "follow the dataset's newest, on its cadence")
     return parser
 
 
@@ -269,9 +309,10 @@ def _train(args) -> None:
         _train_here(args, device, configs, emit)
 
 
-def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
-    """A new run's settings: the --config file's, with the options given on top; None for
-    --resume, which carries on with the run's own."""
+def _configs(args, defaults: dict | None = None) -> tuple[STMGTConfig, TrainConfig] | None:
+    """A new run's settings: `defaults` ({"model": {...}, "train": {...}}, the data's recipe), the
+    --config file's over them, the options given on top; None for --resume, which carries on with
+    the run's own."""
     if args.resume:
         fixed = [option for name, option in RESUME_KEEPS.items() if getattr(args, name) is not None]
         if fixed:
@@ -281,6 +322,7 @@ def _configs(args) -> tuple[STMGTConfig, TrainConfig] | None:
     if args.init is not None and not (args.init / CHECKPOINT).is_file():
         raise DataError("not a run folder with a trained model (no checkpoint.pt)", f"--init {args.init}")
     sections = dict(zip((MODEL, TRAIN), ({}, {}) if args.config is None else _config_sections(args.config)))
+    sections = {part: {**(defaults or {}).get(part, {}), **values} for part, values in sections.items()}
     for setting in OPTIONS:
         if getattr(args, setting.name) is not None:
             sections[setting.config] = {**sections[setting.config], setting.name: getattr(args, setting.name)}
@@ -329,6 +371,9 @@ def _train_here(args, device, configs, emit) -> None:
         spec = parse_data_arg(args.data)
         config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
+    if not args.resume and args.init is None:   # imported data starts from its recipe (stmgt.training.recipe)
+        config, train_config = _configs(args, default_sections(spec, dataset))
+        train_config = replace(train_config, device=device.type)
     with stop_on_signals() as cancel:
         _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel)
     if cancel is not None and cancel.signum:
@@ -565,19 +610,118 @@ def _route(args) -> None:
 def _monitor(args) -> None:
     check_file_target(args.out, args.overwrite, _begins_with(",".join(ALERT_COLUMNS)), "alerts CSV")
     run = Run.open(args.run)
-    dataset = load_dataset(_run_data_spec(run, args.data))
+    spec = _run_data_spec(run, args.data)
+    if args.follow and spec["kind"] != "folder":
+        raise DataError("watches a dataset folder that grows (stmgt replay and stmgt ingest write one); give it "
+                        "with --data DIR", "--follow")
+    if args.follow and args.until is not None:
+        raise DataError("--follow watches until it is stopped, so --until does not apply", "--until")
+    dataset = load_dataset(spec)
     tz = dataset.timestamps.tz
     since = None if args.since is None else _timestamp(args.since, "--since", tz)
     until = None if args.until is None else _timestamp(args.until, "--until", tz)
-    forecaster = Forecaster(run.load(dataset.graph), dataset)
-    first, last = steps_between(forecaster, since, until)          # refused before the calibration's work
+    loaded = run.load(dataset.graph)
+    forecaster = Forecaster(loaded, dataset)
+    if args.follow and since is None and not len(dataset.splits()["test"]):     # a live dataset just started
+        first, last = dataset.num_steps, dataset.num_steps - 1
+    else:
+        first, last = steps_between(forecaster, since, until)          # refused before the calibration's work
     monitor = IncidentMonitor(forecaster, args.false_alarms_per_day)
-    frame = monitor.alerts(first, last)
-    atomic_write_bytes(args.out, csv_bytes(frame))
-    times = dataset.timestamps
-    print(f"wrote {args.out}: {len(frame)} alert(s) over {times[first].isoformat()} … {times[last].isoformat()} "
-          f"at {args.false_alarms_per_day:g} false alarm(s) per day (threshold {monitor.threshold:.2f}, calibrated "
-          f"on {monitor.calibration_days:.1f} validation days)")
+    calibrated = (f"at {args.false_alarms_per_day:g} false alarm(s) per day (threshold {monitor.threshold:.2f}, "
+                  f"calibrated on {monitor.calibration_days:.1f} validation days)")
+    if not args.follow:
+        frame = monitor.alerts(first, last)
+        atomic_write_bytes(args.out, csv_bytes(frame))
+        times = dataset.timestamps
+        print(f"wrote {args.out}: {len(frame)} alert(s) over {times[first].isoformat()} … {times[last].isoformat()} "
+              f"{calibrated}")
+        return
+    _follow(args, Path(spec["path"]), monitor, loaded, first, last, calibrated)
+
+
+def _follow(args, folder: Path, monitor: IncidentMonitor, loaded, first: int, last: int, calibrated: str) -> None:
+    """monitor --follow: score the steps that arrive, each once, and rewrite --out with every alert
+    since `first` (one still open grows with its road's new steps); Ctrl-C ends it."""
+    dataset = monitor.forecaster.dataset
+    evidence = None if first > last else surprise(monitor.forecaster, first, last, monitor.batch_size)
+    scored = _write_alerts(args.out, monitor, evidence, dataset)
+    print(f"wrote {args.out}: {scored}, {calibrated}; following {folder} (Ctrl-C stops)", flush=True)
+    with stop_on_signals() as stop:
+        stop = stop or threading.Event()      # outside the main thread (a test) no signal reaches it anyway
+        while not stop.wait(args.poll):
+            newest = newest_step(folder)
+            if newest is None or newest <= dataset.timestamps[-1]:
+                continue
+            grown = read_folder(folder)
+            if not grown.timestamps[:dataset.num_steps].equals(dataset.timestamps):
+                raise DataError("was replaced by another dataset while it was followed; start monitor again",
+                                f"--data {folder}")
+            start, dataset = last + 1, grown
+            last = dataset.num_steps - 1
+            more = surprise(Forecaster(loaded, dataset), start, last, monitor.batch_size)
+            evidence = more if evidence is None else Surprise(*(np.concatenate([getattr(evidence, f), getattr(more, f)])
+                                                                for f in ("steps", "tails", "observed", "expected")))
+            print(f"{args.out}: {_write_alerts(args.out, monitor, evidence, dataset)}", flush=True)
+    raise Stopped(stop.signum, f"stopped following {folder} by {stop.name}; {args.out} holds the alerts up to "
+                               f"{dataset.timestamps[last].isoformat()}")
+
+
+def _write_alerts(out: Path, monitor: IncidentMonitor, evidence: Surprise | None, dataset) -> str:
+    """Write the alerts in `evidence` (none before a step arrives) atomically; -> what was written, in words."""
+    if evidence is None:
+        atomic_write_bytes(out, csv_bytes(pd.DataFrame(columns=ALERT_COLUMNS)))
+        return f"no step to watch yet (the newest is {dataset.timestamps[-1].isoformat()})"
+    score = corroborate(evidence.score(), monitor.neighbours)
+    frame = alerts_frame(episodes(score, monitor.threshold), evidence, dataset)
+    atomic_write_bytes(out, csv_bytes(frame))
+    times = dataset.timestamps[evidence.steps[[0, -1]]]
+    current = int((score[-1] > monitor.threshold).sum())
+    return (f"{len(frame)} alert(s) over {times[0].isoformat()} … {times[1].isoformat()}, {current} still open "
+            "at the newest step")
+
+
+def _replay(args) -> None:
+    spec = parse_data_arg(args.data)
+    if spec["kind"] == "folder" and Path(spec["path"]) == args.into.resolve():
+        raise DataError("is the recording itself; give another folder for the live dataset", f"--into {args.into}")
+    check_folder_target(args.into, DATASET, args.overwrite, "--into")
+    incidents = None
+    if spec["kind"] == "simulator":
+        sim = TrafficSimulator(SimulationConfig(seed=spec["seed"], weeks=spec["weeks"]))
+        recording, incidents = sim.run(), sim.incident_log
+    else:
+        recording = load_dataset(spec)
+    # Not the simulator's dataset: forecasts on it read the weather carried forward, as on any live feed.
+    replay = Replay(recording, args.into, {"source": "replay", "replay_of": spec, "units": "km/h"}, incidents)
+    history = replay.start(args.overwrite)
+    count = min(args.steps or replay.remaining, replay.remaining)
+    every = recording.freq.total_seconds() / args.speed if args.speed else 0.0
+    print(f"wrote {args.into}: {history.num_steps} steps of history up to {history.timestamps[-1].isoformat()}; "
+          f"replaying {count} step(s)" + (f", one every {every:g} s" if every else ", as fast as they can be written")
+          + (f", incidents in {args.into / 'incidents.csv'}" if incidents is not None else ""), flush=True)
+    began = time.monotonic()
+    with stop_on_signals() as stop:
+        stop = stop or threading.Event()
+        for done in range(1, count + 1):
+            if stop.wait(max(0.0, began + done * every - time.monotonic())):
+                break
+            at = replay.step()
+            step = replay.next - 1
+            line = f"{at.isoformat()}  step {done}/{count}: mean speed {np.nanmean(recording.speed[step]):.1f} km/h"
+            if recording.weather is not None:
+                line += f", precipitation {recording.weather[step, 2]:.1f} mm/h"
+            if incidents is not None:
+                line += f", {sum(i.start <= step < i.stop for i in incidents)} incident(s) under way"
+            print(line, flush=True)
+    if stop.is_set():
+        raise Stopped(stop.signum, f"replay stopped by {stop.name} after {replay.next - history.num_steps} step(s); "
+                                   f"{args.into} ends at {recording.timestamps[replay.next - 1].isoformat()}")
+
+
+def _ingest(args) -> None:
+    rows = read_rows(args.rows)
+    count = append_rows(args.data, rows, where=str(args.rows))
+    print(f"appended {count} step(s) to {args.data}; its newest step is now {newest_step(args.data).isoformat()}")
 
 
 def main(argv=None) -> int:
@@ -612,6 +756,10 @@ def main(argv=None) -> int:
             _route(args)
         elif args.command == "monitor":
             _monitor(args)
+        elif args.command == "replay":
+            _replay(args)
+        elif args.command == "ingest":
+            _ingest(args)
     except DataError as exc:
         _error(str(exc))
         return 2
