@@ -17,6 +17,12 @@ PIT_BINS = 10
 MAPE_MIN_SPEED = 1.0   # km/h: below this a percentage error means nothing
 
 
+def covered(pit: torch.Tensor, level: float) -> torch.Tensor:
+    """Whether each observation lies inside the forecast's central `level` interval, from its PIT
+    value (the forecast's cdf at the observation)."""
+    return (pit >= (1 - level) / 2) & (pit <= (1 + level) / 2)
+
+
 class HorizonScores:
     """Accumulates sums per horizon step over batches ([B, H, N] tensors), so a whole test split
     never has to sit in memory at once."""
@@ -44,8 +50,7 @@ class HorizonScores:
         self._add("crps", mixture.crps(y), mask)
         pit = mixture.cdf(y)
         for level in CALIBRATION_LEVELS:
-            inside = (pit >= (1 - level) / 2) & (pit <= (1 + level) / 2)
-            self._add(f"cover_{level}", inside.double(), mask)
+            self._add(f"cover_{level}", covered(pit, level).double(), mask)
         bins = (pit * PIT_BINS).long().clamp(0, PIT_BINS - 1)
         for b in range(PIT_BINS):
             self._add(f"pit_{b}", (bins == b).double(), mask)
