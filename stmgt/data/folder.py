@@ -77,9 +77,9 @@ def read_folder(folder: str | Path) -> TrafficDataset:
     for _ in range(READ_ATTEMPTS):
         before = _identity(folder)
         if before is None:
-            if not _wait_for_swap(folder):
-                raise DataError("folder not found", str(folder))
-            continue
+            if _wait_for_swap(folder) and _identity(folder) is not None:
+                continue            # it was being swapped in
+            raise DataError("folder not found", str(folder))
         try:
             dataset = _read_folder(folder)
         except (DataError, OSError):
