@@ -1,5 +1,11 @@
 """What every page shares: the sidebar choices (dataset, model, device, node), the cached data,
-models and forecasts. Pages read these and draw; all numbers come from `stmgt`."""
+models and forecasts, and live mode. Pages read these and draw; all numbers come from `stmgt`.
+
+Live mode (a live dataset, `stmgt.data.live`, that grows while pages are open): the sidebar pins
+the version each full run shows (the dataset's newest step) and polls for a newer one every
+`LIVE_POLL_S`, rerunning the app only when it changed; the anchor picker follows the newest step
+("now") until the analyst scrubs back. Cached forecasts survive an append unless what they show
+changed (`forecast`)."""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import torch
 
 from stmgt.storage.checkpoint import LoadedModel
 from stmgt.data.dataset import TrafficDataset, free_flow_speed
+from stmgt.data.live import is_live, newest_step
 from stmgt.data.sources import EMBEDDED, describe, load_dataset
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecast, Forecaster
@@ -34,6 +41,11 @@ ANCHOR_KEY, HORIZON_KEY, NODE_KEY = "anchor", "horizon", "node_id"
 DATASET_KEY, MODEL_KEY, DEVICE_KEY = "dataset", "model", "device"   # the sidebar's choices (their widgets' keys)
 ANCHOR_TIME_KEY = "anchor_time"     # (dataset, clock time) of the anchor: carries it to another dataset
 DEFAULT_STEP = 4                    # the horizon step pages open on (+1 h at 15-minute steps)
+SHOWN_KEY = "live_shown"            # (dataset spec, its newest step or None): the version this session shows
+FOLLOW_KEY = "anchor_follows_now"   # True while the forecast time follows a live dataset's newest step
+BACK_TO_NOW_KEY = "live_back_to_now"
+LIVE_POLL_S = 1.0                   # how often an open page looks for a newer step of a live dataset
+LATE_STEPS = 2                      # a newest step older than this many steps: the feed is behind the clock
 
 
 @dataclass(frozen=True)
@@ -48,7 +60,9 @@ def workspace() -> Workspace:
 
 # ---- cached resources (shared across sessions; keyed by plain strings) ------------------------
 @st.cache_resource(show_spinner="Loading data…", max_entries=4)
-def _dataset(spec_json: str) -> TrafficDataset:
+def _dataset(spec_json: str, newest: str | None) -> TrafficDataset:
+    """`newest`, a live dataset's newest step (None for any other), is only part of the key: a
+    dataset that grew loads afresh, and the oldest versions leave the cache (max_entries)."""
     return load_dataset(json.loads(spec_json))
 
 
@@ -102,10 +116,13 @@ def sidebar() -> None:
             st.session_state[DATASET_KEY] = EMBEDDED_LABEL
         st.selectbox("Dataset", list(choices), key=DATASET_KEY)
         try:
+            spec_json, newest = _pin_version()
             dataset = current_dataset()
         except DataError as exc:
             st.error(f"This dataset cannot be loaded: {md(exc)}")
             return
+        if newest is not None:
+            _live_status(json.loads(spec_json)["path"], newest, dataset.freq / pd.Timedelta(minutes=1))
         models, hidden = model_choices(dataset.graph.fingerprint())
         labels = [m.label for m in models]
         if labels:
@@ -124,16 +141,86 @@ def sidebar() -> None:
                  help="Where forecasts and training run. CUDA is offered when a GPU is present.")
 
 
+@st.fragment(run_every=LIVE_POLL_S)
+def _live_status(folder: str, shown: str, cadence_min: float) -> None:
+    """The live badge: the newest step shown and its age on the wall clock. Every `LIVE_POLL_S` it
+    reads the dataset's newest step (dataset.json alone) and reruns the app only when that moved."""
+    newest = newest_step(Path(folder))
+    if newest is None or newest.isoformat() != shown:
+        st.rerun()
+    age = pd.Timestamp.now(tz="UTC") - newest
+    late = age > LATE_STEPS * pd.Timedelta(minutes=cadence_min)
+    st.badge("Live", icon=":material/sensors:", color="orange" if late else "green")
+    note = (f" The feed is behind the clock (new steps are due every {cadence_min:g} min): a replay of "
+            "recorded data, or a feed that has stopped." if late else "")
+    st.caption(f"Newest step {newest:%a %d %b %Y %H:%M} · {data_age(age)}.{note} Pages follow it "
+               "while the forecast time is at now.", help="This page looks for new steps every "
+               f"{LIVE_POLL_S:g} s and updates itself when one arrives.")
+
+
+def data_age(age: pd.Timedelta) -> str:
+    """How old the newest step is, in words: 'just now', '2 min ago', '3 h 5 min ago', '468 days
+    ago'; a step ahead of this machine's clock says so rather than showing a negative age."""
+    if age < -pd.Timedelta(minutes=1):
+        return f"{_duration(-age)} ahead of this machine's clock"
+    if age < pd.Timedelta(minutes=1):
+        return "just now"
+    return f"{_duration(age)} ago"
+
+
+def _duration(span: pd.Timedelta) -> str:
+    minutes = int(span / pd.Timedelta(minutes=1))
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 24 * 60:
+        return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
+    days = minutes // (24 * 60)
+    return f"{days} day{'s' if days > 1 else ''}"
+
+
 def forget_dataset(path: Path) -> None:
-    """After an imported dataset is replaced or deleted, drop its cached copy and the forecasts
-    made on it (both are keyed by the folder's path, which stays the same)."""
-    _dataset.clear(json.dumps({"kind": "folder", "path": str(path)}, sort_keys=True))
-    _forecast.clear()
+    """After an imported dataset at `path` is replaced or deleted, drop every cached dataset and
+    what was made from one (keyed by the folder's path, which stays the same): cheap to rebuild,
+    and a replaced folder may hold any version."""
+    for cached in (_dataset, _forecaster, _free_flow, _forecast):
+        cached.clear()
+
+
+def _newest(spec: dict) -> pd.Timestamp | None:
+    """A live dataset's newest step (its dataset.json alone is read), None for any other dataset."""
+    return newest_step(Path(spec["path"])) if spec.get("kind") == "folder" else None
+
+
+def _pin_version() -> tuple[str, str | None]:
+    """Read the selected dataset's newest step and make it the version this session shows until
+    the next full run (so a run's pages never mix two versions); returns the cache key."""
+    spec = current_dataset_spec()
+    newest = _newest(spec)
+    key = (json.dumps(spec, sort_keys=True), None if newest is None else newest.isoformat())
+    st.session_state[SHOWN_KEY] = key
+    return key
+
+
+def _data_key() -> tuple[str, str | None]:
+    """The selected dataset's cache key: its spec and the version this session shows."""
+    spec_json = json.dumps(current_dataset_spec(), sort_keys=True)
+    shown = st.session_state.get(SHOWN_KEY)
+    if shown is not None and shown[0] == spec_json:
+        return shown
+    newest = _newest(current_dataset_spec())
+    return spec_json, None if newest is None else newest.isoformat()
 
 
 def current_dataset() -> TrafficDataset:
-    spec = dataset_choices().get(st.session_state.get(DATASET_KEY, EMBEDDED_LABEL), EMBEDDED)
-    return _dataset(json.dumps(spec, sort_keys=True))
+    """The selected dataset, as of the newest step this session shows (see `live_newest`)."""
+    return _dataset(*_data_key())
+
+
+def live_newest() -> pd.Timestamp | None:
+    """The newest step of the selected dataset this session shows when that dataset is live ("now":
+    pages follow it), None when it is not live."""
+    newest = _data_key()[1]
+    return None if newest is None else pd.Timestamp(newest)
 
 
 def require_dataset() -> TrafficDataset:
@@ -147,13 +234,15 @@ def require_dataset() -> TrafficDataset:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _free_flow(spec_json: str) -> np.ndarray:
-    return free_flow_speed(_dataset(spec_json))
+def _free_flow(spec_json: str, train: tuple[int, int]) -> np.ndarray:
+    return free_flow_speed(current_dataset())
 
 
 def free_flow() -> np.ndarray:
-    """The selected dataset's free-flow speed per node (km/h), which congestion is judged against."""
-    return _free_flow(json.dumps(current_dataset_spec(), sort_keys=True))
+    """The selected dataset's free-flow speed per node (km/h), which congestion is judged against.
+    Read from the training split alone, so it stays cached while a live dataset grows."""
+    train = current_dataset().splits()["train"]
+    return _free_flow(_data_key()[0], (train.start, train.stop))
 
 
 def current_dataset_spec() -> dict:
@@ -184,19 +273,19 @@ def current_model() -> LoadedModel | None:
 
 
 @st.cache_resource(max_entries=4)
-def _forecaster(checkpoint: str, mtime: float, spec_json: str, device: str) -> Forecaster:
-    dataset = _dataset(spec_json)
+def _forecaster(checkpoint: str, mtime: float, spec_json: str, newest: str | None, device: str) -> Forecaster:
+    dataset = _dataset(spec_json, newest)
     return Forecaster(_model(checkpoint, mtime, dataset.graph.fingerprint(), device), dataset, device)
 
 
 def current_forecaster() -> Forecaster | None:
-    """The selected model bound to the selected dataset; built once per (model, data, device)."""
+    """The selected model bound to the selected dataset; built once per (model, data, device) and
+    again for each new version of a live dataset."""
     choice = current_model_choice()
     if choice is None:
         return None
     checkpoint = choice.run.path / "checkpoint.pt"
-    return _forecaster(str(checkpoint), checkpoint.stat().st_mtime,
-                       json.dumps(current_dataset_spec(), sort_keys=True), device())
+    return _forecaster(str(checkpoint), checkpoint.stat().st_mtime, *_data_key(), device())
 
 
 def require_forecaster() -> Forecaster:
@@ -215,20 +304,26 @@ def require_forecaster() -> Forecaster:
 
 
 def model_key() -> str:
-    """Identifies the selected model + dataset + device for cached forecasts."""
+    """Identifies the selected model + dataset + device for cached forecasts; the same for every
+    version of a live dataset (appended steps change no earlier one)."""
     choice = current_model_choice()
     checkpoint = choice.run.path / "checkpoint.pt"
     return json.dumps([str(checkpoint), checkpoint.stat().st_mtime, current_dataset_spec(), device()])
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _forecast(key: str, anchor: int, scenario: WeatherScenario | None, diagnostics: bool) -> Forecast:
+def _forecast(key: str, anchor: int, known: int, scenario: WeatherScenario | None, diagnostics: bool) -> Forecast:
     return current_forecaster().forecast(anchor, scenario, diagnostics)
 
 
 def forecast(anchor: int, scenario: WeatherScenario | None = None, diagnostics: bool = False) -> Forecast:
-    """A cached forecast for one anchor of the current model and dataset."""
-    return _forecast(model_key(), int(anchor), scenario, diagnostics)
+    """A cached forecast for one anchor of the current model and dataset. A forecast reads the data
+    up to its horizon's end (inputs, truth, the horizon's weather, the last observed one persisting
+    past the data's end), so it is keyed on the last step it reads, min(anchor + horizon, newest):
+    an appended step recomputes only the forecasts that reach it."""
+    forecaster = current_forecaster()
+    known = min(int(anchor) + forecaster.horizon, forecaster.dataset.num_steps - 1)
+    return _forecast(model_key(), int(anchor), known, scenario, diagnostics)
 
 
 # ---- selected node and anchor -------------------------------------------------------------------
@@ -268,22 +363,65 @@ def node_option(graph):
     return lambda node_id: one_line(graph.label(node_id))
 
 
+def offered_anchors(forecaster: Forecaster) -> np.ndarray:
+    """The forecast times (anchor indices) pages offer: the test period's anchors; on a live
+    dataset every step of the test period with a full input window through the newest step, "now",
+    whose forecasts look past the data's end (their truth arrives with the feed)."""
+    if not is_live(forecaster.dataset):
+        return forecaster.test_anchors()
+    test = forecaster.dataset.splits()["test"]
+    return np.arange(max(test.start, forecaster.seq_len - 1), forecaster.dataset.num_steps, dtype=np.int64)
+
+
 def anchor_picker(forecaster: Forecaster, label: str = "Forecast made at") -> int:
-    """A slider over the test period's anchors (the last observed step) showing the session's
-    forecast time; a time outside this test period falls back to the default."""
-    anchors = forecaster.test_anchors()
+    """A slider over `offered_anchors` (the last observed step) showing the session's forecast
+    time; a time outside this test period falls back to the default. On a live dataset the time
+    starts at now and follows each new step until the analyst scrubs back; a "Back to now" button
+    then returns to it."""
+    anchors = offered_anchors(forecaster)
     times = forecaster.dataset.timestamps[anchors]
     spec = json.dumps(current_dataset_spec(), sort_keys=True)
-    _carry_anchor(spec, anchors, times)
+    live, now = is_live(forecaster.dataset), int(anchors[-1])
+    if live:
+        _follow_now(spec, anchors)
+    else:
+        _carry_anchor(spec, anchors, times)
     if st.session_state.get(ANCHOR_KEY) not in set(anchors.tolist()):
         # Start on a morning rush hour in the middle of the test period: the interesting case.
         rush = np.flatnonzero((times.hour == 7) & (times.minute == 0) & (times.day_of_week < 5))
         middle = rush[np.searchsorted(rush, len(anchors) // 2) % len(rush)] if len(rush) else len(anchors) // 2
         st.session_state[ANCHOR_KEY] = int(anchors[middle])
     labels = dict(zip(anchors.tolist(), _time_labels(times.to_series())))
-    anchor = st.select_slider(label, options=anchors.tolist(), format_func=labels.__getitem__, **_shown(ANCHOR_KEY))
+    if live:
+        labels[now] += " · now"
+    anchor = st.select_slider(label, options=anchors.tolist(), format_func=labels.__getitem__,
+                              **{**_shown(ANCHOR_KEY), "on_change": _keep_anchor, "args": (now,)})
+    if live and anchor != now:
+        st.button("Back to now", key=BACK_TO_NOW_KEY, on_click=_back_to_now, args=(now,),
+                  help=f"Show the forecast made at the newest step, {labels[now]}, and follow new steps again.")
     st.session_state[ANCHOR_TIME_KEY] = (spec, times[int(np.searchsorted(anchors, anchor))])
     return anchor
+
+
+def _follow_now(spec: str, anchors: np.ndarray) -> None:
+    """On a live dataset the forecast time is now (its newest step) on arrival from another dataset
+    or page without one, and stays there as steps arrive while it follows; once scrubbed back it
+    stays where the analyst put it."""
+    chosen = st.session_state.get(ANCHOR_TIME_KEY)
+    if chosen is None or chosen[0] != spec or st.session_state.get(ANCHOR_KEY) not in set(anchors.tolist()):
+        st.session_state[FOLLOW_KEY] = True
+    if st.session_state.get(FOLLOW_KEY, True):
+        st.session_state[ANCHOR_KEY] = int(anchors[-1])
+
+
+def _keep_anchor(now: int) -> None:
+    _keep(ANCHOR_KEY)
+    st.session_state[FOLLOW_KEY] = st.session_state[ANCHOR_KEY] == now
+
+
+def _back_to_now(now: int) -> None:
+    st.session_state[ANCHOR_KEY] = now
+    st.session_state[FOLLOW_KEY] = True
 
 
 def _carry_anchor(spec: str, anchors: np.ndarray, times: pd.DatetimeIndex) -> None:

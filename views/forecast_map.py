@@ -244,7 +244,7 @@ def scrubbed_map(forecaster: Forecaster, colour_by: str, share: float, basemap: 
         with st.container(width=SIDE_PX):
             side_panel(f, nodes, graph.index_of[node_id], node_id)
     ranked_roads(f, graph)
-    prefetch_neighbours(forecaster.test_anchors())
+    prefetch_neighbours(state.offered_anchors(forecaster))
 
 
 st.title("Forecast map")
