@@ -23,12 +23,18 @@ BASELINE = "rgb(110, 110, 110)"
 FONT = dict(size=11)
 
 
-def dense_attention(weights: np.ndarray, edge_index: np.ndarray, num_nodes: int) -> np.ndarray:
-    """Per-edge weights [E'] over `edge_index` [2, E'] (source row, target row) -> a [target,
-    source] matrix, zero where there is no edge; self loops land on the diagonal."""
-    dense = np.zeros((num_nodes, num_nodes))
-    np.add.at(dense, (edge_index[1], edge_index[0]), weights)
-    return dense
+def attention_among(weights: np.ndarray, edge_index: np.ndarray, keep: np.ndarray, num_nodes: int) -> np.ndarray:
+    """Per-edge weights [E'] over `edge_index` [2, E'] (source row, target row) -> the [target,
+    source] matrix over the nodes `keep` (indices, in that order), zero where there is no edge;
+    self loops land on the diagonal. Edges with an end outside `keep` are left out, so a big
+    graph's neighbourhood costs its edges, not N²."""
+    position = np.full(num_nodes, -1)
+    position[keep] = np.arange(len(keep))
+    source, target = position[edge_index[0]], position[edge_index[1]]
+    inside = (source >= 0) & (target >= 0)
+    matrix = np.zeros((len(keep), len(keep)))
+    np.add.at(matrix, (target[inside], source[inside]), weights[inside])
+    return matrix
 
 
 def _layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
@@ -72,13 +78,16 @@ def gate_figure(alpha: np.ndarray, node_ids: list[str], names: list[str], step_l
                       len=0.6, thickness=12)))
 
 
-def neighbourhood(dense: np.ndarray, node: int, hops: int = 2) -> np.ndarray:
-    """Indices of the nodes within `hops` attention links (either way) of `node`, in graph order."""
-    linked = (dense > 0) | (dense.T > 0)
-    keep = np.zeros(len(dense), dtype=bool)
+def neighbourhood(edge_index: np.ndarray, node: int, num_nodes: int, hops: int = 2) -> np.ndarray:
+    """Indices of the nodes within `hops` links (either way) of `node`, in graph order; a pass over
+    the edges per hop, so it holds on a graph of any size."""
+    keep = np.zeros(num_nodes, dtype=bool)
     keep[node] = True
+    source, target = edge_index
     for _ in range(hops):
-        keep |= linked[keep].any(axis=0)
+        touched = keep[source] | keep[target]
+        keep[source[touched]] = True
+        keep[target[touched]] = True
     return np.flatnonzero(keep)
 
 

@@ -11,16 +11,20 @@ import streamlit as st
 
 from stmgt.forecasting.explain import describe_reading, road_reading
 from ui import state
-from ui.heatmaps import (ATTENTION_STOPS, attention_matrix, dense_attention, gate_figure, neighbourhood,
+from ui.heatmaps import (ATTENTION_STOPS, attention_among, attention_matrix, gate_figure, neighbourhood,
                          step_attention)
 from ui.layout import flex_columns
-from ui.maps import basemap_toggle, legend_html, ramp, road_map
+from ui.maps import basemap_toggle, fitted_view, legend_html, ramp, road_map
 from ui.text import md
 
 MAP_KEY = "interp_map"
 ARROW_MAX_PX = 24          # arrow width in pixels for an attention weight of 1
 SEGMENT_GREY = 205
 ZOOM_IN = 1.0              # map zoom steps closer than the whole network
+# Above this many roads the charts and the map zoom to the selected road's neighbourhood (HOPS links either
+# way): a heatmap column per road, or a matrix cell per pair, would no longer be legible or quick to draw.
+ZOOM_ABOVE = 150
+HOPS = 2
 GLOSSARY = """
 - **Block** — the model reads the recent past in a few rounds, one after another. In each round every road
   mixes what it saw itself with what its neighbours saw, and hands the result to the next round; the last
@@ -40,12 +44,14 @@ GLOSSARY = """
 
 @dataclass(frozen=True)
 class View:
-    """What the attention views show: one road, one block, one head (0 = their mean), one input step."""
+    """What the attention views show: one road, one block, one head (0 = their mean), one input step,
+    and the roads near it (`near`: indices of the roads within HOPS links, the road itself included)."""
     node: str
     target: int
     block: int
     head: int
     step: int
+    near: np.ndarray
 
     def pick_head(self, weights: np.ndarray) -> np.ndarray:
         """[..., heads] -> [...] for the chosen head (or their mean)."""
@@ -80,7 +86,9 @@ def choose(input_labels: list[str]) -> View:
     step = cols[2].select_slider("Input step (spatial attention)", list(range(steps)), key="interp_step",
                                  format_func=lambda t: input_labels[t],
                                  help="GATv2 attends anew at every observed input step.")
-    return View(node, dataset.graph.index_of[node], block, head, step)
+    target = dataset.graph.index_of[node]
+    near = neighbourhood(diag.attention_edge_index.numpy(), target, dataset.graph.num_nodes, HOPS)
+    return View(node, target, block, head, step, near)
 
 
 def in_plain_words(view: View, input_labels: list[str]) -> None:
@@ -107,7 +115,12 @@ def gate_section(view: View, input_labels: list[str]) -> None:
                "shown (its range is on the legend). The red outline marks the selected road. Hover for street "
                "names.")
     names = dataset.graph.nodes["name"].fillna("").tolist()
-    st.plotly_chart(gate_figure(alpha, dataset.graph.node_ids, names, input_labels, view.node), key="interp_gate")
+    shown = view.near if zoomed() else np.arange(len(names))
+    if zoomed():
+        st.caption(f"The network has {len(names):,} roads: the chart shows the {len(shown)} within {HOPS} links of "
+                   "the selected road.")
+    st.plotly_chart(gate_figure(alpha[:, :, shown], [dataset.graph.node_ids[k] for k in shown],
+                                [names[k] for k in shown], input_labels, view.node), key="interp_gate")
     lean = ", ".join(f"block {k + 1}: **{a:.2f}**" for k, a in enumerate(alpha[:, :, view.target].mean(axis=1)))
     st.markdown(f"Mean α for **{md(dataset.graph.label(view.node))}** — {lean} "
                 f"(network: {', '.join(f'{a:.2f}' for a in alpha.mean(axis=(1, 2)))}).")
@@ -117,25 +130,33 @@ def spatial_section(view: View, input_labels: list[str]) -> None:
     st.subheader("Who listens to whom: GATv2 attention between roads")
     ids = dataset.graph.node_ids
     weights = view.pick_head(diag.spatial_attention[view.block, 0, view.step].numpy())           # [E']
-    dense = dense_attention(weights, diag.attention_edge_index.numpy(), len(ids))
+    edges = diag.attention_edge_index.numpy()
     left, right = flex_columns([3, 2], 300, key="interp_attention_row")
     with left:
-        attention_matrix_view(view, dense, input_labels)
+        attention_matrix_view(view, weights, edges, input_labels)
     with right:
-        attention_map(view, dense[view.target])
+        near = attention_among(weights, edges, view.near, len(ids))
+        row = np.zeros(len(ids))
+        row[view.near] = near[np.searchsorted(view.near, view.target)]     # every source of the road is near it
+        attention_map(view, row)
 
 
-def attention_matrix_view(view: View, dense: np.ndarray, input_labels: list[str]) -> None:
+def attention_matrix_view(view: View, weights: np.ndarray, edges: np.ndarray, input_labels: list[str]) -> None:
     ids, names = dataset.graph.node_ids, dataset.graph.nodes["name"].fillna("").tolist()
     st.caption(f"Row = the road attending (target), column = the road it draws on (source), at "
                f"{input_labels[view.step]} in block {view.block + 1}. Each row sums to 1 over the road's upstream "
                "neighbours and itself (diagonal); white = no road segment between them.")
-    whole = st.toggle("All roads", key="interp_matrix_all",
-                      help="Off: the selected road and the roads within two attention links of it, so the "
-                           "ticks can be read. On: the whole network.")
-    keep = np.arange(len(ids)) if whole else neighbourhood(dense, view.target)
-    st.plotly_chart(attention_matrix(dense[np.ix_(keep, keep)], [ids[k] for k in keep], [names[k] for k in keep],
-                                     view.node), key="interp_attention")
+    if zoomed():
+        whole = False
+        st.caption(f"The selected road and the {len(view.near) - 1} roads within {HOPS} attention links of it "
+                   f"(the whole network's {len(ids):,} roads would not be legible as a matrix).")
+    else:
+        whole = st.toggle("All roads", key="interp_matrix_all",
+                          help="Off: the selected road and the roads within two attention links of it, so the "
+                               "ticks can be read. On: the whole network.")
+    keep = np.arange(len(ids)) if whole else view.near
+    st.plotly_chart(attention_matrix(attention_among(weights, edges, keep, len(ids)), [ids[k] for k in keep],
+                                     [names[k] for k in keep], view.node), key="interp_attention")
 
 
 def attention_map(view: View, row: np.ndarray) -> None:
@@ -158,8 +179,12 @@ def attention_map(view: View, row: np.ndarray) -> None:
                     edge_colour=np.full((graph.num_edges, 3), SEGMENT_GREY),
                     tooltip_html="<b>{name}</b><br/>{node_id}<br/>weight given by {attending}: {attention}")
     map_view = deck.initial_view_state          # closer in, centred on the selected road, so its arrows read
-    map_view.latitude, map_view.longitude = float(pos.lat.iloc[target]), float(pos.lon.iloc[target])
-    map_view.zoom += ZOOM_IN
+    if zoomed():                                # on the roads near it
+        near = fitted_view(pos.lat.to_numpy()[view.near], pos.lon.to_numpy()[view.near], 440, 440)
+        map_view.latitude, map_view.longitude, map_view.zoom = near.latitude, near.longitude, near.zoom
+    else:
+        map_view.latitude, map_view.longitude = float(pos.lat.iloc[target]), float(pos.lon.iloc[target])
+        map_view.zoom += ZOOM_IN
     st.pydeck_chart(deck, height=440, key=MAP_KEY, on_select=partial(state.select_clicked_node, MAP_KEY))
     st.html(legend_html(ATTENTION_STOPS, f"attention weight {node} gives each road", fmt=lambda w: f"{w:.1f}"))
     order = sorted(np.flatnonzero(row), key=lambda j: -row[j])
@@ -191,6 +216,11 @@ def step_sections(view: View, input_labels: list[str]) -> None:
         matrix = view.pick_head(diag.weather_attention[0, view.target].numpy().transpose(1, 2, 0))
         st.plotly_chart(step_attention(matrix, target_labels, target_labels, query_title="forecast step",
                                        key_title="weather step"), key="interp_weather")
+
+
+def zoomed() -> bool:
+    """Whether the charts show the selected road's neighbourhood rather than every road."""
+    return dataset.graph.num_nodes > ZOOM_ABOVE
 
 
 @st.fragment
