@@ -155,6 +155,10 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
            "Each weather token carries a leaky running mean of the forecast weather up to its step."),
     switch("weather_past", MODEL, True,
            "The weather memory starts from the observed weather of the input window; needs weather_memory."),
+    switch("persistence_anchor", MODEL, False,
+           "The mixture forecasts the change from each road's last observed speed in the window, so a model that "
+           "has learnt nothing forecasts persistence (the last reading held) instead of noise.",
+           label="Forecast the change from the last reading", section="inputs"),
     choice("gat_path", MODEL, "auto", ("auto", "dense", "table", "pyg"),
            "How GATv2 runs: over a masked N×N attention matrix, over a padded table of each node's neighbours, "
            "or through PyG's message passing; auto picks dense or table by a measured cost model."),

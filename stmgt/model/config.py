@@ -46,6 +46,13 @@ class STMGTConfig:
       rain onset with a fraction of its effect. No parameters; needs ``weather_memory``.
       Checkpoints written before it existed load with it off.
 
+    * ``persistence_anchor`` — every component mean is the node's last observed (z-scored) speed in
+      the input window plus what the head outputs, and the head's mean outputs start at zero: an
+      untrained model forecasts persistence, and training learns the change from it, which on real
+      5-minute data is small next to the level. A node with no reading in the window is anchored
+      at the training mean (z = 0); the observed-flag channel tells the model so. No parameters;
+      off by default and for every checkpoint written before it existed.
+
     How it runs (no effect on the parameters, so a checkpoint loads with either):
 
     * ``gat_path`` — ``"dense"`` runs GATv2 over a masked N×N attention matrix, ``"table"`` over
@@ -78,6 +85,7 @@ class STMGTConfig:
     weather_memory: bool = default("weather_memory")
     weather_past: bool = default("weather_past")
     gat_path: str = default("gat_path")
+    persistence_anchor: bool = default("persistence_anchor")
 
     def __post_init__(self):
         # A hand-written config (`train --config`) must fail here in words, not in torch after

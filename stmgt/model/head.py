@@ -22,10 +22,14 @@ class GaussianMixtureHead(nn.Module):
     softmax makes the mixture weights sum to 1. A mixture, not one Gaussian, because speed
     on a road can be bimodal (it either jams or it doesn't)."""
 
-    def __init__(self, hidden_dim: int, num_mixtures: int):
+    def __init__(self, hidden_dim: int, num_mixtures: int, zero_means: bool = False):
         super().__init__()
         self.num_mixtures = num_mixtures
         self.output_layer = nn.Linear(hidden_dim, num_mixtures * 3)
+        if zero_means:     # the means start as the anchor the model adds (STMGT's persistence_anchor)
+            with torch.no_grad():
+                self.output_layer.weight.view(num_mixtures, 3, hidden_dim)[:, 0].zero_()
+                self.output_layer.bias.view(num_mixtures, 3)[:, 0].zero_()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # x [B, T, N, D] -> means, stds, weights each [B, T, N, K]; always fp32, also under a

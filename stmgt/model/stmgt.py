@@ -27,6 +27,17 @@ class Diagnostics:
     weather_attention: Tensor | None  # [B, N, heads, T, horizon]; None without weather
 
 
+def last_observed(x: Tensor, mask: Tensor | None) -> Tensor:
+    """[B, T, N] z-scored inputs -> [B, N]: each node's last observed value in the window, 0 (the
+    training mean) for a node with none. The anchor of `persistence_anchor`."""
+    if mask is None:
+        return x[:, -1]
+    steps = torch.arange(x.shape[1], device=x.device)[None, :, None]
+    last = torch.where(mask, steps, -1).amax(dim=1, keepdim=True)                    # [B, 1, N]
+    value = x.gather(1, last.clamp(min=0)).squeeze(1)
+    return torch.where(last.squeeze(1) >= 0, value, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 class STMGT(nn.Module):
     """Embedding (+ observed flag, + clock) → num_blocks × STBlock → weather
     cross-attention → Gaussian-mixture head. Works for any number of nodes N.
@@ -38,7 +49,8 @@ class STMGT(nn.Module):
     day_of_week [B, T] long 0=Monday (both may be None without `time_encoding`), past_weather
     [B, T, 3] z-scored observed weather of the input steps (read with `weather_past`; None = the
     weather memory starts from nothing).
-    Outputs means, stds, weights each [B, horizon, N, K]; position i is horizon step i+1.
+    Outputs means, stds, weights each [B, horizon, N, K]; position i is horizon step i+1. With
+    `persistence_anchor` the means are each node's last observed input value plus the head's output.
 
     `forward(..., futures=S)` forecasts each window under S weather futures at once (what-ifs):
     weather is [S·B, horizon, 3], future-major (rows s·B … s·B + B − 1 are future s), the past
@@ -57,7 +69,7 @@ class STMGT(nn.Module):
         self.weather_attn = (WeatherCrossAttention(D, config.heads, config.dropout, config.horizon,
                                                    causal=config.causal_weather, memory=config.weather_memory)
                              if config.use_weather else None)
-        self.mixture_head = GaussianMixtureHead(D, config.num_mixtures)
+        self.mixture_head = GaussianMixtureHead(D, config.num_mixtures, zero_means=config.persistence_anchor)
         # Per-horizon σ multiplier fitted on the validation split after training
         # (stmgt.forecasting.calibration); ones until then. A buffer, so checkpoints carry it.
         self.register_buffer("sigma_scale", torch.ones(config.horizon))
@@ -159,6 +171,8 @@ class STMGT(nn.Module):
             h, weather_attention = self.weather_attn(h, weather, diagnose, past)
 
         means, stds, weights = self.mixture_head(h)
+        if self.config.persistence_anchor:
+            means = means + last_observed(x, mask).repeat(futures, 1)[:, None, :, None]
         stds = stds * self.sigma_scale.view(1, -1, 1, 1)
         if not diagnose:
             return means, stds, weights, None

@@ -1,0 +1,67 @@
+"""The small-data recipe: chosen from the days of training history, used by `train` on imported data
+by default, under the settings a user gives."""
+
+import pandas as pd
+import pytest
+
+from samples import matrix_folder, small_dataset
+from stmgt.cli import main
+from stmgt.data.dataset import TrafficDataset
+from stmgt.data.simulate import simulate
+from stmgt.data.sources import EMBEDDED
+from stmgt.model import STMGTConfig
+from stmgt.settings import MODEL, TRAIN
+from stmgt.storage.runs import Run
+from stmgt.training import recipe
+from stmgt.training.trainer import TrainConfig
+
+
+def spanning(days: float, source: str = "imported") -> TrafficDataset:
+    """A dataset whose training split (70 % of the steps) holds `days` of hourly history."""
+    base = small_dataset(weather=False)
+    steps = round(days * 24 / 0.7)
+    ts = pd.date_range("2025-07-07", periods=steps, freq="1h", tz="UTC")
+    speed = base.speed[[i % base.num_steps for i in range(steps)]]
+    speed[:, :] = 30.0
+    return TrafficDataset(ts, speed, None, base.graph, {"source": source})
+
+
+@pytest.mark.parametrize("days, expected", [(3.5, recipe.SMALL), (6.9, recipe.SMALL), (7.0, recipe.MEDIUM),
+                                            (27.9, recipe.MEDIUM), (28.0, None), (60.0, None)])
+def test_the_rule_goes_by_days_of_training_history(days, expected):
+    dataset = spanning(days)
+    assert recipe.training_days(dataset) == pytest.approx(days, abs=1 / 24)
+    chosen = recipe.recipe_for(dataset)
+    assert chosen == (expected or {MODEL: {}, TRAIN: {}})
+    STMGTConfig.from_dict(chosen[MODEL]), TrainConfig.from_dict(chosen[TRAIN])     # valid settings
+
+
+def test_smaller_data_gets_a_smaller_more_regularised_model_that_stops_sooner():
+    small, medium, spec = recipe.SMALL, recipe.MEDIUM, (STMGTConfig(), TrainConfig())
+    assert small[MODEL]["hidden_dim"] < medium[MODEL]["hidden_dim"] < spec[0].hidden_dim
+    assert small[MODEL]["dropout"] > medium[MODEL]["dropout"] > spec[0].dropout
+    assert small[TRAIN]["weight_decay"] > medium[TRAIN]["weight_decay"] > spec[1].weight_decay
+    assert small[TRAIN]["patience"] < medium[TRAIN]["patience"] < spec[1].patience
+    assert small[TRAIN]["epochs"] < medium[TRAIN]["epochs"] < spec[1].epochs
+
+
+def test_only_imported_data_starts_from_the_recipe():
+    short, folder, none = spanning(3.5), {"kind": "folder", "path": "x"}, {MODEL: {}, TRAIN: {}}
+    assert recipe.default_sections(folder, short) == recipe.SMALL
+    assert recipe.default_sections(dict(EMBEDDED), short) == none
+    assert recipe.default_sections(folder, spanning(3.5, "simulator")) == none     # simulated data written out
+    embedded = simulate(weeks=8, seed=0)
+    assert recipe.recipe_for(embedded) == none     # eight simulated weeks: the specification's
+
+
+def test_train_on_imported_data_uses_the_recipe_under_the_given_options(tmp_path):
+    folder = matrix_folder(tmp_path / "matrix")
+    assert main(["import", "matrix", str(folder / "speed.csv"), str(folder / "adj.csv"), "--start",
+                 "2012-03-01T00:00", "--units", "mph", "--out", str(tmp_path / "data")]) == 0
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--max-batches", "1", "--no-evaluate"]) == 0
+    config = Run(tmp_path / "run").config
+    assert {k: config["model"][k] for k in recipe.SMALL[MODEL]} == recipe.SMALL[MODEL]
+    assert config["train"]["epochs"] == 1 and config["train"]["max_batches"] == 1        # given: kept
+    assert config["train"]["weight_decay"] == recipe.SMALL[TRAIN]["weight_decay"]
+    assert config["train"]["patience"] == recipe.SMALL[TRAIN]["patience"]
