@@ -108,3 +108,17 @@ def snapshot_run(root, name, time, speeds, weather=None, skip=()):
 SMALL = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3)
 QUICK = TrainConfig(epochs=1, batch_size=16, max_batches=4, device="cpu")
 SPEC = {"kind": "simulator", "seed": 2, "weeks": 2}
+
+
+def matrix_folder(folder, sensors: int = 4, steps: int = 400, seed: int = 0):
+    """A tiny matrix-format data set (`speed.csv` with a header of sensor ids, a headerless `adj.csv`
+    ring) of 5-minute steps in mph: a daily wave, a per-sensor level and noise. -> the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    day = np.sin(2 * np.pi * np.arange(steps) / 288)[:, None]
+    speed = 55 + 3 * np.arange(sensors)[None] - 8 * day + rng.normal(0, 1.5, (steps, sensors))
+    pd.DataFrame(speed.round(2), columns=[str(700 + i) for i in range(sensors)]).to_csv(folder / "speed.csv",
+                                                                                        index=False)
+    ring = np.roll(np.eye(sensors), 1, axis=1) + np.roll(np.eye(sensors), -1, axis=1)
+    pd.DataFrame(ring).to_csv(folder / "adj.csv", header=False, index=False)
+    return folder
