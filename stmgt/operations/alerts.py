@@ -29,10 +29,20 @@ whose upper tail is heavier than its lower raises fewer: the rate asked is then 
 Episodes (`episodes`): an alert opens at the step the score crosses the threshold, stays open
 while it stays above, and clears at the first step below; it reports its road, first and last
 step, and at its peak step the observed speed, the expected one (the median of the forecast
-issued one step before) and the probability."""
+issued one step before) and the probability.
+
+Interactive use (`EvidenceStore`, `alerts_until`): the calibration is computed once per model and
+validation data (`Calibration`), and another false-alarm rate only re-reads its threshold. The
+evidence for a step never changes once its truth has arrived, so it is kept in aligned pieces keyed
+by what each is computed from (`data_digest`): a window of alerts ending at the newest step of a
+live dataset computes only the steps that arrived since. An alert still above the threshold at the
+window's last step is *current*; one that cleared is history."""
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +57,9 @@ LEADS = (1, 2, 3)                 # steps between a forecast and the step it is 
 ALERT_COLUMNS = ["node_id", "start", "end", "peak_observed_kmh", "peak_expected_kmh", "probability"]
 SMALLEST_P = 1e-12                # a tail probability of 0 (float rounding) would score infinity
 STEPS_PER_BATCH = 64
+EVIDENCE_PIECE = 16               # steps per piece of evidence an `EvidenceStore` keeps (aligned to multiples of it)
+STORED_PIECES = 1024              # pieces an `EvidenceStore` holds before it forgets the least recently used
+LOOKBACK = pd.Timedelta(days=1)   # how far before a window `alerts_until` follows an alert back to its opening
 
 
 @dataclass
@@ -67,10 +80,31 @@ class Surprise:
         total = np.where(observed, logs, 0.0).sum(-1)
         return np.where(observed.any(-1), total / np.maximum(observed.sum(-1), 1), 0.0)
 
+    def between(self, first: int, last: int) -> Surprise:
+        """The evidence at steps first..last, which it must hold."""
+        rows = slice(first - int(self.steps[0]), last - int(self.steps[0]) + 1)
+        return Surprise(self.steps[rows], self.tails[rows], self.observed[rows], self.expected[rows])
+
+
+def joined(parts: list[Surprise]) -> Surprise:
+    """Evidence at consecutive steps, one after another, as one."""
+    return Surprise(*(np.concatenate([getattr(p, name) for p in parts])
+                      for name in ("steps", "tails", "observed", "expected")))
+
 
 def earliest_step(forecaster: Forecaster) -> int:
     """The first step every lead's forecast exists for (a full input window LEADS[-1] steps before)."""
     return forecaster.seq_len - 1 + max(LEADS)
+
+
+def check_steps(forecaster: Forecaster, first: int, last: int) -> None:
+    """Refuse in words a model that forecasts too few steps ahead, or steps first..last that are
+    not all ones alerts can be computed for."""
+    if forecaster.horizon < max(LEADS):
+        raise DataError(f"the model forecasts {forecaster.horizon} step(s) ahead; alerts need {max(LEADS)}")
+    if not earliest_step(forecaster) <= first <= last < forecaster.dataset.num_steps:
+        raise DataError(f"steps {first}..{last} cannot be scored: alerts need steps "
+                        f"{earliest_step(forecaster)}..{forecaster.dataset.num_steps - 1}")
 
 
 @torch.no_grad()
@@ -79,11 +113,7 @@ def surprise(forecaster: Forecaster, first: int, last: int, batch_size: int = ST
     `evaluate` does), each read at its leads, with the weather forecast a forecaster would have
     had at the anchor (`Forecaster.as_issued`)."""
     dataset = forecaster.dataset
-    if forecaster.horizon < max(LEADS):
-        raise DataError(f"the model forecasts {forecaster.horizon} step(s) ahead; alerts need {max(LEADS)}")
-    if not earliest_step(forecaster) <= first <= last < dataset.num_steps:
-        raise DataError(f"steps {first}..{last} cannot be scored: alerts need steps "
-                        f"{earliest_step(forecaster)}..{dataset.num_steps - 1}")
+    check_steps(forecaster, first, last)
     lead = np.asarray(LEADS)
     anchors = np.arange(first - lead.max(), last)
     tails, medians = [], []
@@ -205,26 +235,168 @@ def steps_between(forecaster: Forecaster, since: pd.Timestamp | None,
     return max(first, earliest), last
 
 
+def calibration_steps(forecaster: Forecaster) -> tuple[int, int]:
+    """The first and last validation step the threshold is calibrated on, refused in words when the
+    validation split leaves none."""
+    val = forecaster.dataset.splits()["val"]
+    first = max(val.start, earliest_step(forecaster))
+    if first >= val.stop:
+        raise DataError("the data is too short: its validation split leaves no step to calibrate alerts on")
+    return first, val.stop - 1
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The corroborated mirror score over the validation split: every false-alarm rate's
+    threshold is read from it without the model."""
+
+    mirror: np.ndarray            # [T, N]
+    days: float                   # how long the T steps last
+    first: pd.Timestamp           # the first and last step calibrated on
+    last: pd.Timestamp
+
+    def threshold(self, per_day: float) -> float:
+        """The threshold for `per_day` false alarms per day over the network (`threshold_for_rate`)."""
+        return threshold_for_rate(self.mirror, self.days, per_day)
+
+    def noise_per_day(self, threshold: float) -> float:
+        """The mirror's alerts per day over the network at `threshold`: at most the rate asked."""
+        return episode_count(self.mirror, threshold) / self.days
+
+
+def calibrate(forecaster: Forecaster, batch_size: int = STEPS_PER_BATCH) -> Calibration:
+    """The mirror score over the validation split (the model's work: a forecast per step)."""
+    dataset = forecaster.dataset
+    first, last = calibration_steps(forecaster)
+    mirror = corroborate(surprise(forecaster, first, last, batch_size).score(upper=True), neighbour_matrix(dataset))
+    return Calibration(mirror, (last + 1 - first) * dataset.freq / pd.Timedelta(days=1),
+                       dataset.timestamps[first], dataset.timestamps[last])
+
+
+def data_digest(forecaster: Forecaster, first: int, last: int) -> str:
+    """What the evidence at steps first..last is computed from, hashed: the steps themselves, the
+    rows their forecasts read (from the input window of the earliest lead's forecast to `last`), the
+    graph, and where the issued weather forecasts come from. Equal digests give equal evidence
+    under one model, whatever the dataset object: rows appended to a live dataset leave the digest
+    of earlier steps as it was, and a replaced dataset changes it."""
+    dataset = forecaster.dataset
+    rows = slice(max(first - earliest_step(forecaster), 0), last + 1)
+    simulator = forecaster.simulator
+    digest = hashlib.sha256(f"{first},{last},{dataset.graph.fingerprint()},"
+                            f"{None if simulator is None else simulator.config}".encode())
+    digest.update(np.ascontiguousarray(dataset.timestamps[rows].asi8).tobytes())
+    for values in (dataset.speed, dataset.weather):
+        if values is not None:
+            digest.update(np.ascontiguousarray(values[rows]).tobytes())
+    return digest.hexdigest()
+
+
+def pieces(forecaster: Forecaster, first: int, last: int) -> list[tuple[int, int]]:
+    """The aligned pieces (steps k·EVIDENCE_PIECE … (k+1)·EVIDENCE_PIECE − 1, within the steps
+    alerts can be computed for) that cover steps first..last."""
+    earliest, end = earliest_step(forecaster), forecaster.dataset.num_steps - 1
+    start = first - first % EVIDENCE_PIECE
+    return [(max(a, earliest), min(a + EVIDENCE_PIECE - 1, end)) for a in range(start, last + 1, EVIDENCE_PIECE)]
+
+
+class EvidenceStore:
+    """One model's calibrations and evidence, kept for reuse across calls, rates, windows and the
+    steps a live dataset appends: each keyed by its `data_digest`, the evidence in aligned pieces
+    (`pieces`), the least recently used forgotten past STORED_PIECES. Missing pieces next to each
+    other are computed in one pass. Safe to share between threads; use one store per model."""
+
+    def __init__(self, capacity: int = STORED_PIECES):
+        self.capacity = capacity
+        self._pieces: OrderedDict[str, Surprise] = OrderedDict()
+        self._calibrations: dict[str, Calibration] = {}
+        self._lock = threading.Lock()
+
+    def calibration(self, forecaster: Forecaster, batch_size: int = STEPS_PER_BATCH) -> Calibration:
+        """The calibration on the forecaster's validation split, computed once for its data."""
+        key = data_digest(forecaster, *calibration_steps(forecaster))
+        found = self._calibrations.get(key)
+        if found is None:
+            found = self._calibrations[key] = calibrate(forecaster, batch_size)
+        return found
+
+    def evidence(self, forecaster: Forecaster, first: int, last: int,
+                 batch_size: int = STEPS_PER_BATCH) -> Surprise:
+        """The evidence at steps first..last (`surprise`), from the pieces kept and those computed now."""
+        check_steps(forecaster, first, last)
+        spans = pieces(forecaster, first, last)
+        keys = [data_digest(forecaster, a, b) for a, b in spans]
+        with self._lock:
+            found = {k: self._pieces[k] for k in keys if k in self._pieces}
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        runs = np.split(np.asarray(missing, int), np.flatnonzero(np.diff(missing) > 1) + 1) if missing else []
+        for run in runs:
+            computed = surprise(forecaster, spans[run[0]][0], spans[run[-1]][1], batch_size)
+            found.update({keys[i]: computed.between(*spans[i]) for i in run})
+        with self._lock:
+            for key in keys:
+                self._pieces[key] = found[key]
+                self._pieces.move_to_end(key)
+            while len(self._pieces) > self.capacity:
+                self._pieces.popitem(last=False)
+        return joined([found[k] for k in keys]).between(first, last)
+
+
+def alerts_until(store: EvidenceStore, forecaster: Forecaster, first: int, last: int, threshold: float,
+                 batch_size: int = STEPS_PER_BATCH) -> pd.DataFrame:
+    """Every alert open at some step of first..last: ALERT_COLUMNS, then `current` (still above the
+    threshold at `last`) and `start_cut`. An alert already open at `first` is followed back, a piece
+    at a time, to the step it opened; where it was still open LOOKBACK before `first` (or at the
+    data's earliest step) the search stops and `start_cut` says its start is that step or earlier."""
+    dataset = forecaster.dataset
+    check_steps(forecaster, first, last)
+    earliest = earliest_step(forecaster)
+    limit = max(earliest, first - int(LOOKBACK / dataset.freq))
+    neighbours = neighbour_matrix(dataset)
+    begin = first
+    while True:
+        scored = max(begin - 1, earliest)          # a step's score needs the step before it
+        evidence = store.evidence(forecaster, scored, last, batch_size)
+        score = corroborate(evidence.score(), neighbours)[begin - scored:]
+        if begin <= limit or not (score[0] > threshold).any():
+            break
+        begin = max(limit, begin - EVIDENCE_PIECE)
+    found = [e for e in episodes(score, threshold) if e.end >= first - begin]
+    frame = alerts_frame(found, evidence.between(begin, last), dataset)
+    frame["current"] = [e.end == len(score) - 1 for e in found]
+    frame["start_cut"] = [e.start == 0 for e in found]
+    return frame
+
+
 class IncidentMonitor:
     """A forecaster with its alert threshold, calibrated on the dataset's validation split for
-    `per_day` false alarms per day over the network."""
+    `per_day` false alarms per day over the network. Its `store` keeps the calibration and the
+    evidence: `at_rate` and `on` reuse them."""
 
-    def __init__(self, forecaster: Forecaster, per_day: float, batch_size: int = STEPS_PER_BATCH):
+    def __init__(self, forecaster: Forecaster, per_day: float, batch_size: int = STEPS_PER_BATCH,
+                 store: EvidenceStore | None = None):
         if not per_day > 0:
             raise DataError(f"the false-alarm rate must be more than 0 per day, got {per_day:g}")
         self.forecaster, self.per_day, self.batch_size = forecaster, per_day, batch_size
-        dataset = forecaster.dataset
-        self.neighbours = neighbour_matrix(dataset)
-        val = dataset.splits()["val"]
-        first = max(val.start, earliest_step(forecaster))
-        if first >= val.stop:
-            raise DataError("the data is too short: its validation split leaves no step to calibrate alerts on")
-        mirror = corroborate(surprise(forecaster, first, val.stop - 1, batch_size).score(upper=True), self.neighbours)
-        self.calibration_days = (val.stop - first) * dataset.freq / pd.Timedelta(days=1)
-        self.threshold = threshold_for_rate(mirror, self.calibration_days, per_day)
+        self.store = store or EvidenceStore()
+        self.neighbours = neighbour_matrix(forecaster.dataset)
+        self.calibration = self.store.calibration(forecaster, batch_size)
+        self.calibration_days = self.calibration.days
+        self.threshold = self.calibration.threshold(per_day)
+
+    def at_rate(self, per_day: float) -> IncidentMonitor:
+        """The same monitor at another false-alarm rate: a new threshold, no new forecasts."""
+        return IncidentMonitor(self.forecaster, per_day, self.batch_size, self.store)
+
+    def on(self, forecaster: Forecaster) -> IncidentMonitor:
+        """This monitor on `forecaster`, the same model on grown data (a live dataset after an
+        append): the calibration and the evidence already computed are reused where the data they
+        came from is unchanged."""
+        if forecaster.loaded is not self.forecaster.loaded:
+            raise DataError("a monitor follows its own model; make a new monitor for another model")
+        return IncidentMonitor(forecaster, self.per_day, self.batch_size, self.store)
 
     def alerts(self, first: int, last: int) -> pd.DataFrame:
-        """The alerts over steps first..last (ALERT_COLUMNS)."""
-        evidence = surprise(self.forecaster, first, last, self.batch_size)
+        """The alerts over steps first..last (ALERT_COLUMNS); one open at `first` starts there."""
+        evidence = self.store.evidence(self.forecaster, first, last, self.batch_size)
         score = corroborate(evidence.score(), self.neighbours)
         return alerts_frame(episodes(score, self.threshold), evidence, self.forecaster.dataset)

@@ -1,9 +1,13 @@
 """Incident alerts: the calibrated threshold's false-alarm rate, the corroboration, episodes, the
-alerts CSV and the `monitor` command."""
+alerts CSV and the `monitor` command; for interactive use, the calibration computed once and
+re-thresholded, evidence kept in pieces (equal to one pass, reused after an append), and alerts
+over a window: current or history, followed back to where they opened."""
 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -15,9 +19,13 @@ from stmgt.data.dataset import TrafficDataset
 from stmgt.data.folder import write_folder
 from stmgt.data.graph import RoadGraph
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
-from stmgt.operations.alerts import (ALERT_COLUMNS, LEADS, Surprise, alerts_frame, corroborate, episode_count,
-                                     episodes, threshold_for_rate)
+import stmgt.operations.alerts as alerts_module
+from stmgt.forecasting.forecast import Forecaster
+from stmgt.operations.alerts import (ALERT_COLUMNS, EVIDENCE_PIECE, LEADS, LOOKBACK, EvidenceStore, IncidentMonitor,
+                                     Surprise, alerts_frame, alerts_until, corroborate, earliest_step, episode_count,
+                                     episodes, surprise, threshold_for_rate)
 from stmgt.errors import DataError
+from stmgt.storage.runs import Run
 from stmgt.storage.exports import csv_bytes, restored
 from tests.samples import small_dataset
 
@@ -198,3 +206,125 @@ def test_the_simulators_incident_log_is_the_slowdown_at_each_incidents_own_road(
         factor = sim.incidents[incident.start:incident.stop, incident.node]
         assert 0.3 <= incident.severity <= 0.6 and 2 <= incident.stop - incident.start <= 8
         assert (factor <= 1 - incident.severity + 1e-12).all()
+
+
+@pytest.fixture(scope="module")
+def small_forecaster(trained, data) -> Forecaster:
+    """The shared small model on the data it was trained on (two simulated weeks)."""
+    return Forecaster(Run(trained[0].run.path).load(), data)
+
+
+def count_scored_steps(monkeypatch) -> list[tuple[int, int]]:
+    """The step ranges the model scores from now on (every call of `surprise`)."""
+    calls, original = [], alerts_module.surprise
+    monkeypatch.setattr(alerts_module, "surprise",
+                        lambda f, first, last, *a: calls.append((first, last)) or original(f, first, last, *a))
+    return calls
+
+
+def test_the_calibration_is_computed_once_and_another_rate_only_rethresholds(small_forecaster, monkeypatch):
+    calls = count_scored_steps(monkeypatch)
+    monitor = IncidentMonitor(small_forecaster, 1.0)
+    val = small_forecaster.dataset.splits()["val"]
+    assert calls == [(max(val.start, earliest_step(small_forecaster)), val.stop - 1)]
+    busier = monitor.at_rate(20.0)
+    again = IncidentMonitor(Forecaster(small_forecaster.loaded, small_forecaster.dataset), 20.0, store=monitor.store)
+    assert len(calls) == 1 and busier.calibration is monitor.calibration is again.calibration
+    fresh = IncidentMonitor(small_forecaster, 20.0)                 # its own store: calibrated anew
+    assert len(calls) == 2
+    assert busier.threshold == fresh.threshold == monitor.calibration.threshold(20.0) < monitor.threshold
+    assert monitor.calibration.noise_per_day(busier.threshold) <= 20.0
+    with pytest.raises(DataError, match="more than 0 per day"):
+        monitor.at_rate(0.0)
+
+
+def test_evidence_in_pieces_equals_evidence_in_one_pass(small_forecaster, monkeypatch):
+    store, f = EvidenceStore(), small_forecaster
+    first = earliest_step(f) + 5
+    windows = [(first + 40, first + 90), (first, first + 50), (first + 3, f.dataset.num_steps - 1)]
+    calls = count_scored_steps(monkeypatch)
+    for a, b in windows:
+        got, expected = store.evidence(f, a, b), surprise(f, a, b)
+        np.testing.assert_array_equal(got.steps, np.arange(a, b + 1))
+        for name in ("tails", "observed", "expected"):
+            np.testing.assert_allclose(getattr(got, name), getattr(expected, name), rtol=1e-5, atol=1e-9,
+                                       equal_nan=True, err_msg=name)
+    # The store scored each piece once, in one pass per run of missing pieces: the first window's,
+    # the earlier ones the second window added, then the rest of the data.
+    aligned = [(a - a % EVIDENCE_PIECE, b - b % EVIDENCE_PIECE + EVIDENCE_PIECE - 1) for a, b in windows]
+    assert calls == [aligned[0], (aligned[1][0], aligned[0][0] - 1), (aligned[0][1] + 1, f.dataset.num_steps - 1)]
+    store.evidence(f, first, f.dataset.num_steps - 1)
+    assert len(calls) == 3
+
+
+def test_steps_appended_to_the_data_score_only_the_pieces_they_touch(small_forecaster, monkeypatch):
+    """Evidence kept for the data before an append is reused after it: only the last, partly
+    filled piece and the new steps are scored."""
+    full = replace(small_forecaster.dataset, provenance={"source": "a feed"})      # weather carried forward
+    n = full.num_steps - 40
+    before = replace(full, timestamps=full.timestamps[:n], speed=full.speed[:n], weather=full.weather[:n])
+    store, loaded = EvidenceStore(), small_forecaster.loaded
+    store.evidence(Forecaster(loaded, before), n - 100, n - 1)
+    calls = count_scored_steps(monkeypatch)
+    grown = Forecaster(loaded, full)
+    got = store.evidence(grown, n - 100, full.num_steps - 1)
+    assert calls == [((n - 1) - (n - 1) % EVIDENCE_PIECE, full.num_steps - 1)]
+    np.testing.assert_allclose(got.tails, surprise(grown, n - 100, full.num_steps - 1).tails, rtol=1e-5, atol=1e-9)
+
+
+class CraftedStore(EvidenceStore):
+    """Evidence for every step of the data, made up: each road at its forecasts' median but for
+    {(step, road): tail probability}."""
+
+    def __init__(self, num_steps: int, num_nodes: int, drops: dict[tuple[int, int], float]):
+        super().__init__()
+        tails = np.full((num_steps, num_nodes, len(LEADS)), 0.5)
+        for (t, n), p in drops.items():
+            tails[t, n] = p
+        speed = np.full((num_steps, num_nodes), 30.0)
+        self.all = Surprise(np.arange(num_steps), tails, speed, speed)
+        self.asked: list[tuple[int, int]] = []
+
+    def evidence(self, forecaster, first, last, batch_size=64):
+        self.asked.append((first, last))
+        return self.all.between(first, last)
+
+
+def test_alerts_in_a_window_are_current_or_history_and_start_where_they_opened(small_forecaster):
+    f = small_forecaster
+    dataset = f.dataset
+    a, b = dataset.graph.index_of["n05"], dataset.graph.index_of["n30"]
+    last = dataset.num_steps - 10
+    first = last - 20
+    # n05 slows from 45 steps before the window until its end (it opened long before `first`);
+    # n30 slows for five steps inside it and recovers before `last`.
+    drops = {(t, a): 1e-6 for t in range(first - 45, last + 1)}
+    drops.update({(t, b): 1e-6 for t in range(first + 3, first + 8)})
+    store = CraftedStore(dataset.num_steps, dataset.num_nodes, drops)
+    frame = alerts_until(store, f, first, last, threshold=5.0)
+    times = dataset.timestamps
+    assert list(frame.columns) == [*ALERT_COLUMNS, "current", "start_cut"]
+    rows = frame.set_index("node_id")
+    assert rows.loc["n05", "current"] and not rows.loc["n05", "start_cut"]
+    assert rows.loc["n05", "start"] == times[first - 44].isoformat()
+    assert rows.loc["n05", "end"] == times[last].isoformat()
+    assert not rows.loc["n30", "current"]
+    assert (rows.loc["n30", "start"], rows.loc["n30", "end"]) == (times[first + 4].isoformat(),
+                                                                   times[first + 7].isoformat())
+    assert len(frame) == 2
+    # An alert that cleared before the window is not in it; one open longer than LOOKBACK is cut there.
+    assert alerts_until(store, f, last - 3, last, threshold=5.0)["node_id"].tolist() == ["n05"]
+    long_ago = {(t, a): 1e-6 for t in range(earliest_step(f), last + 1)}
+    cut = alerts_until(CraftedStore(dataset.num_steps, dataset.num_nodes, long_ago), f, first, last, threshold=5.0)
+    assert cut["start_cut"].tolist() == [True] and cut["current"].tolist() == [True]
+    assert pd.Timestamp(cut["start"].iloc[0]) == times[first] - LOOKBACK
+
+
+def test_a_window_outside_the_scored_steps_or_a_model_too_short_sighted_is_refused_in_words(small_forecaster):
+    with pytest.raises(DataError, match="cannot be scored: alerts need steps"):
+        alerts_until(EvidenceStore(), small_forecaster, 2, 30, threshold=5.0)
+    with pytest.raises(DataError, match="cannot be scored"):
+        EvidenceStore().evidence(small_forecaster, 30, small_forecaster.dataset.num_steps)
+    short_sighted = SimpleNamespace(horizon=2, seq_len=2, dataset=small_forecaster.dataset)
+    with pytest.raises(DataError, match="the model forecasts 2 step\\(s\\) ahead; alerts need 3"):
+        alerts_until(EvidenceStore(), short_sighted, 30, 40, threshold=5.0)
