@@ -5,11 +5,12 @@ historical average (fitted on the training split). Flags say where the forecasts
 
 Windows. The window of length W at step `now` holds the forecasts made at the steps now − W …
 now − 1 (the one made at `now` has no truth yet), clipped to the test period: the model may have
-learnt from the steps before it. A window longer than a day scores the forecasts made on the hour
-(`Span.every`): as many scored speeds per day matter less than the days covered, and it costs a
-quarter of the model's time at 15-minute steps. Only truth that exists at `now` counts, so the
-forecast made k steps before `now` is scored on its first k steps only, and step h on the forecasts
-made at least h steps before; every window says how many forecasts and speeds each step holds.
+learnt from the steps before it. A window scores the forecasts made every `Span.every` (every hour
+over 24 h, every 3 hours over 7 days), not every step's: forecasts made minutes apart share most of
+their inputs and truth, so the figures barely move, and the model's time drops to a twelfth. Only
+truth that exists at `now` counts, so the forecast made k steps before `now` is scored on its first
+k steps only, and step h on the forecasts made at least h steps before; every window says how many
+forecasts and speeds each step holds.
 
 Pooled figures (a road's, or the network's over the horizon) are the mean of the per-step figures
 over the steps that hold truth, so they compare with the card's mean over the same steps whatever
@@ -55,8 +56,9 @@ class Span:
     every: pd.Timedelta | None = None   # score only the forecasts made this often (None: every one)
 
 
-WINDOWS = (Span("24 h", pd.Timedelta(hours=24)), Span("7 days", pd.Timedelta(days=7), pd.Timedelta(hours=1)))
-BLOCK = 16                      # anchors per block of forecasts (and of evidence) a caller caches
+WINDOWS = (Span("24 h", pd.Timedelta(hours=24), pd.Timedelta(hours=1)),
+           Span("7 days", pd.Timedelta(days=7), pd.Timedelta(hours=3)))
+BLOCK_STEPS = 64                # steps per block of forecasts (and of errors) a caller caches
 INTERVAL = 0.8                  # the central interval whose coverage is watched
 COVERAGE_BAND = (0.7, 0.9)
 MAE_TOLERANCE = 0.25
@@ -214,8 +216,8 @@ class Quality:
     flags: list[Flag]
 
 
-def percent(share: float) -> str:
-    return f"{100 * share:.0f} %"
+def percent(share: float, digits: int = 0) -> str:
+    return f"{100 * share:.{digits}f} %"
 
 
 def horizon_minutes(forecaster: Forecaster) -> list[int]:
@@ -302,15 +304,21 @@ class Monitor:
         return out
 
     def blocks(self, now: int) -> list[Block]:
-        """The blocks of anchors the windows at `now` read: aligned on multiples of BLOCK, so the same
-        blocks serve a later `now`; a block holds every anchor where a window reads every one."""
+        """The blocks of anchors the windows at `now` read: the anchors of BLOCK_STEPS steps aligned on
+        multiples of it, so the same blocks serve a later `now`, each at the finest spacing a window
+        reads there. A block ends at its last anchor, so a live dataset's newest block changes only
+        when a step brings a new anchor into it."""
         needed: dict[int, int] = {}
         for window in self.windows(now):
             for anchor in window.anchors:
-                b = int(anchor) // BLOCK
+                b = int(anchor) // BLOCK_STEPS
                 needed[b] = math.gcd(needed.get(b, 0), window.every)
-        return [Block(max(b * BLOCK, self.first_anchor), min((b + 1) * BLOCK, int(self.dataset.num_steps)), every)
-                for b, every in sorted(needed.items())]
+        out = []
+        for b, every in sorted(needed.items()):
+            anchors = Block(max(b * BLOCK_STEPS, self.first_anchor),
+                            min((b + 1) * BLOCK_STEPS, self.dataset.num_steps), every).anchors
+            out.append(Block(int(anchors[0]), int(anchors[-1]) + 1, every))
+        return out
 
     @cached_property
     def historical(self) -> HistoricalAverage:

@@ -58,7 +58,7 @@ def visible_boxes(elements: Locator) -> list[dict]:
 # Every page as a new user opens it. The first three draw at least three headline numbers each.
 PAGES = [("", "Overview"), ("forecast_map", "Forecast map"), ("node_forecast", "Node forecast"), ("route", "Route"),
          ("interpretability", "Interpretability"), ("what_if", "Weather what-if"), ("train", "Train & load"),
-         ("evaluation", "Evaluation"), ("data", "Data")]
+         ("evaluation", "Evaluation"), ("data", "Data"), ("quality", "Forecast quality")]
 MIN_METRICS = {"": 3, "forecast_map": 3, "node_forecast": 3}
 # Tables (by key) wider than the page below a width on purpose: they scroll sideways, their first
 # column pinned, rather than squeeze their columns; at 1440 px they fit.

@@ -17,8 +17,9 @@ from stmgt.evaluation.evaluate import evaluate
 from stmgt.evaluation.baselines import HistoricalAverage, persistence
 from stmgt.evaluation.metrics import HorizonScores
 from stmgt.forecasting.forecast import Forecaster
-from stmgt.operations.quality import (COVERAGE_BAND, MIN_SCORED, Card, Figures, Monitor, Span, Window, WindowScores,
-                                      coverage_flag, expected_mae, flags, horizon_minutes, mae_flag, read_card)
+from stmgt.operations.quality import (BLOCK_STEPS, COVERAGE_BAND, MIN_SCORED, Card, Figures, Monitor, Span, Window,
+                                      WindowScores, coverage_flag, expected_mae, flags, horizon_minutes, mae_flag,
+                                      read_card)
 from stmgt.storage.runs import Run
 from tests.samples import SPEC
 
@@ -93,7 +94,7 @@ def test_only_the_truth_that_has_arrived_counts(forecaster, data):
     but is left out), and a block whose horizon has all arrived keeps its cache key as the feed grows."""
     whole = Forecaster(forecaster.loaded, as_feed(data))
     first = Monitor(whole, SHORT).first_anchor
-    now = first + 30
+    now = (first // BLOCK_STEPS + 2) * BLOCK_STEPS + 12        # the 6 h window spans a settled block and a waiting one
     feed = Forecaster(forecaster.loaded, as_feed(data, now + 1))
     hour = (Span("1 h", pd.Timedelta(hours=1)),)
     live, later = Monitor(feed, hour).assess(now, Card({}, [])), Monitor(whole, hour).assess(now, Card({}, []))
