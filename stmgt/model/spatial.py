@@ -176,7 +176,10 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
     H, C = gat.heads, gat.out_channels
     table = graph.table
     source = graph.sources(gat.lin_l(x).view(M, N, H, C))                            # [M, E + N, H, C]
-    pair = F.leaky_relu(source + graph.targets(gat.lin_r(x).view(M, N, H, C)), gat.negative_slope)
+    target = graph.targets(gat.lin_r(x).view(M, N, H, C))
+    # Without gradients nothing needs the per-edge tensors again: they are reused in place.
+    in_place = not torch.is_grad_enabled() and source.dtype == target.dtype
+    pair = F.leaky_relu(target.add_(source) if in_place else source + target, gat.negative_slope, inplace=in_place)
     # Σ_c att[h, c] · pair[..., h, c] as one product with a block-diagonal [H·C, H] matrix: it reads
     # the per-edge features once instead of writing their product with `att` first.
     score = (pair.flatten(2) @ torch.block_diag(*gat.att[0].unsqueeze(-1)))[:, table.edges]   # [M, N, S, H]
@@ -188,11 +191,11 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
     # Every row keeps its self loop, so none is all -inf; back to edge order, padding left out.
     weights = torch.softmax(score, dim=2).reshape(M, -1, H)[:, table.slot_of_edge]   # [M, E + N, H]
     dropped = dropout(weights, gat.dropout) if gat.training and gat.dropout > 0 else weights
-    if torch.is_grad_enabled() or source.dtype != dropped.dtype:
+    if in_place and source.dtype == dropped.dtype:
+        messages = source.mul_(dropped.unsqueeze(-1))
+    else:
         # Under autocast `source` is bf16 and the softmax float32: the messages take the wider type, as PyG's.
         messages = dropped.unsqueeze(-1) * source
-    else:
-        messages = source.mul_(dropped.unsqueeze(-1))          # nothing needs the features again
     mixed = messages.new_zeros(M, N, H, C).index_add_(1, graph.edge_index[1], messages)
     out = mixed.reshape(M, N, H * C) if gat.concat else mixed.mean(2)
     if gat.bias is not None:

@@ -38,3 +38,13 @@ def test_table_path_trains_under_bf16_autocast_as_the_dense_path_does():
         table.float().square().sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all()
         torch.testing.assert_close(table.float(), dense.float(), rtol=0.05, atol=0.05)
+
+
+def test_without_gradients_the_in_place_pass_gives_what_the_training_pass_gives():
+    gat, graph = layer("concat").eval(), StepGraph(road_like_edges(50), 50)
+    x = torch.randn(4, 50, 16)
+    taped, taped_weights = table_gatv2(gat, x, graph, need_weights=True)
+    with torch.no_grad():
+        in_place, in_place_weights = table_gatv2(gat, x, graph, need_weights=True)
+    torch.testing.assert_close(in_place, taped.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(in_place_weights, taped_weights.detach(), rtol=0, atol=1e-7)
