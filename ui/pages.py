@@ -26,9 +26,11 @@ WHAT_IF = Page("views/what_if.py", "Weather what-if", ":material/rainy:")
 TRAIN = Page("views/train.py", "Train & load", ":material/model_training:")
 EVALUATION = Page("views/evaluation.py", "Evaluation", ":material/analytics:")
 DATA = Page("views/data.py", "Data", ":material/database:")
+ALERTS = Page("views/alerts.py", "Alerts", ":material/notification_important:")
 QUALITY = Page("views/quality.py", "Forecast quality", ":material/fact_check:")
 
-ALL = (OVERVIEW, FORECAST_MAP, NODE_FORECAST, QUALITY, ROUTE, INTERPRETABILITY, WHAT_IF, TRAIN, EVALUATION, DATA)
+ALL = (OVERVIEW, FORECAST_MAP, NODE_FORECAST, ALERTS, QUALITY, ROUTE, INTERPRETABILITY, WHAT_IF, TRAIN, EVALUATION,
+       DATA)
 
 
 def navigation():

@@ -15,7 +15,7 @@ from tests.hostile_data import (DATASET_LABEL, DATASET_NAME, NEVER_RAW, PAYLOADS
                                 hostile_workspace, markdown_dangers)
 from ui.text import html, md
 
-PAGES = ["views/overview.py", "views/forecast_map.py", "views/node_forecast.py", "views/route.py",
+PAGES = ["views/overview.py", "views/forecast_map.py", "views/node_forecast.py", "views/alerts.py", "views/route.py",
          "views/interpretability.py", "views/what_if.py", "views/train.py", "views/evaluation.py", "views/data.py"]
 MARKDOWN_BODIES = {"markdown", "caption", "title", "header", "subheader", "error", "warning", "info", "success",
                    "toast"}
