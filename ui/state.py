@@ -46,6 +46,7 @@ FOLLOW_KEY = "anchor_follows_now"   # True while the forecast time follows a liv
 BACK_TO_NOW_KEY = "live_back_to_now"
 LIVE_POLL_S = 1.0                   # how often an open page looks for a newer step of a live dataset
 LATE_STEPS = 2                      # a newest step older than this many steps: the feed is behind the clock
+REPLAY_MARK = "replay_of"           # what `stmgt replay` records in a live dataset's provenance: what it plays
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def sidebar() -> None:
             st.error(f"This dataset cannot be loaded: {md(exc)}")
             return
         if newest is not None:
-            _live_status(json.loads(spec_json)["path"], newest, dataset.freq / pd.Timedelta(minutes=1))
+            _live_status(json.loads(spec_json)["path"], newest, dataset.freq / pd.Timedelta(minutes=1),
+                         REPLAY_MARK in dataset.provenance)
         models, hidden = model_choices(dataset.graph.fingerprint())
         labels = [m.label for m in models]
         if labels:
@@ -142,17 +144,22 @@ def sidebar() -> None:
 
 
 @st.fragment(run_every=LIVE_POLL_S)
-def _live_status(folder: str, shown: str, cadence_min: float) -> None:
-    """The live badge: the newest step shown and its age on the wall clock. Every `LIVE_POLL_S` it
-    reads the dataset's newest step (dataset.json alone) and reruns the app only when that moved."""
+def _live_status(folder: str, shown: str, cadence_min: float, replay: bool) -> None:
+    """The live badge: the newest step shown and its age on the wall clock, honestly: a replay
+    says it is one, and a feed behind the clock says so. Every `LIVE_POLL_S` it reads the dataset's
+    newest step (dataset.json alone) and reruns the app only when that moved."""
     newest = newest_step(Path(folder))
     if newest is None or newest.isoformat() != shown:
         st.rerun()
     age = pd.Timestamp.now(tz="UTC") - newest
     late = age > LATE_STEPS * pd.Timedelta(minutes=cadence_min)
-    st.badge("Live", icon=":material/sensors:", color="orange" if late else "green")
-    note = (f" The feed is behind the clock (new steps are due every {cadence_min:g} min): a replay of "
-            "recorded data, or a feed that has stopped." if late else "")
+    st.badge("Live · replay" if replay else "Live", icon=":material/sensors:", color="orange" if late else "green")
+    if replay:
+        note = " A replay of recorded data: its steps are not today's."
+    elif late:
+        note = f" The feed is behind the clock (a step is due every {cadence_min:g} min): it may have stopped."
+    else:
+        note = ""
     st.caption(f"Newest step {newest:%a %d %b %Y %H:%M} · {data_age(age)}.{note} Pages follow it "
                "while the forecast time is at now.", help="This page looks for new steps every "
                f"{LIVE_POLL_S:g} s and updates itself when one arrives.")

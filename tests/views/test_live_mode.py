@@ -34,14 +34,15 @@ class Feed:
     """A live dataset in the workspace playing `recording` from its test period's start, one step
     at a time, through `append_rows` as any collector would."""
 
-    def __init__(self, workspace: Path, recording: TrafficDataset, shift: pd.Timedelta = pd.Timedelta(0)):
+    def __init__(self, workspace: Path, recording: TrafficDataset, shift: pd.Timedelta = pd.Timedelta(0),
+                 provenance: dict | None = None):
         self.folder = workspace / "datasets" / NAME
         self.recording = replace(recording, timestamps=recording.timestamps + shift)
         splits = recording.splits()
         self.next = splits["test"].start + LIVE_STEPS
         times = self.recording.timestamps
         recorded = {name: [r.start, r.stop] for name, r in splits.items()} | {"test": [splits["test"].start, None]}
-        provenance = {"source": "test feed", "splits": recorded,
+        provenance = {**(provenance or {}), "source": "test feed", "splits": recorded,
                       "live": {"newest": times[self.next - 1].isoformat(),
                                "started": times[splits["test"].start].isoformat()}}
         r = self.recording
@@ -151,14 +152,21 @@ def test_the_age_is_against_the_wall_clock(app, isolated_workspace, recording):
     assert re.search(r" · \d+ min ago\.", caption) and "behind the clock" not in caption, caption
 
 
-def test_a_replay_of_past_weeks_says_how_old_it_is(app, isolated_workspace, recording):
+def test_a_feed_of_past_weeks_says_how_old_it_is(app, isolated_workspace, recording):
     Feed(isolated_workspace, recording)                 # simulated weeks of 2025: long before the wall clock
     at = app("views/overview.py", dataset=LABEL)
     caption = live_caption(at)
     days = (pd.Timestamp.now(tz="UTC") - recording.timestamps[recording.splits()["test"].start + LIVE_STEPS - 1]).days
     assert f" · {days} days ago." in caption or f" · {days + 1} days ago." in caption, caption
-    assert "behind the clock" in caption and "a replay of recorded data" in caption
+    assert "behind the clock" in caption and "replay" not in caption
     assert live_badge(at) and "orange-badge" in live_badge(at)[0]
+
+
+def test_a_replay_says_it_is_one(app, isolated_workspace, recording):
+    Feed(isolated_workspace, recording, provenance={state.REPLAY_MARK: {"kind": "simulator", "seed": 1}})
+    at = app("views/overview.py", dataset=LABEL)
+    assert "A replay of recorded data" in live_caption(at)
+    assert "Live · replay" in live_badge(at)[0]
 
 
 def test_a_dataset_that_is_not_live_gets_no_live_mode(app):
