@@ -21,7 +21,6 @@ from stmgt.operations.quality import (COVERAGE_BAND, INTERVAL, MAE_TOLERANCE, MI
 from ui import pages, state
 from ui.downloads import csv_download
 from ui.eval_charts import MODEL_COLOURS, REFERENCE
-from ui.layout import flex_columns
 from ui.ranked import road_table
 from ui.text import md
 from ui.train_form import START_KEY, take_settings_of
@@ -155,11 +154,14 @@ def flags_in_words(quality: Quality, graph) -> None:
                        f"{percent(COVERAGE_BAND[0])}–{percent(COVERAGE_BAND[1])} and MAE within "
                        f"{percent(MAE_TOLERANCE)} of what the model card leads to expect, for the network and "
                        "every road.", icon=":material/check_circle:")
+    unjudged = [w.window.name for w in quality.windows if w.roads.scored.max() < MIN_SCORED]
     st.caption(f"Flags: {percent(INTERVAL)} coverage outside {percent(COVERAGE_BAND[0])}–"
                f"{percent(COVERAGE_BAND[1])}, or an MAE more than {percent(MAE_TOLERANCE)} above the model card's at "
                "the same horizon steps. The card has network figures only, so a road is expected the card's MAE "
                "scaled by how much harder the road was than the network for persistence in the same window. "
-               f"Under {MIN_SCORED} observed speeds is too few to judge.")
+               f"Under {MIN_SCORED:,} observed speeds is too few to judge"
+               + (f": the roads' last {' and '.join(unjudged)} hold fewer (a road's errors within a day move "
+                  "together), so no road is judged there." if unjudged else "."))
 
 
 def by_horizon(quality: Quality) -> None:
@@ -177,22 +179,26 @@ def by_horizon(quality: Quality) -> None:
         for key, name in BASELINE_NAMES.items():
             for scores in quality.windows:
                 table[f"{name}, last {scores.window.name}"] = scores.network.means[key][0]
+    st.plotly_chart(horizon_figure(table, minutes, measure), key="quality_horizon_chart")
+    shown = table * (100 if measure == "coverage" else 1)
     for scores in quality.windows:
-        table[f"Forecasts, last {scores.window.name}"] = scores.forecasts
-    left, right = flex_columns([3, 2], 460, key="quality_horizon_row")
-    left.plotly_chart(horizon_figure(table, minutes, measure), key="quality_horizon_chart")
-    shown = table.copy()
-    if measure == "coverage":
-        shown[[c for c in shown if c.startswith("STMGT")]] *= 100
-    right.dataframe(shown, width="stretch", height=35 * (len(shown) + 1) + 3, column_config={
-        column: st.column_config.NumberColumn(format="%d" if column.startswith("Forecasts") else
-                                              "%.1f %%" if measure == "coverage" else "%.2f")
-        for column in shown})
-    with right:
-        csv_download(shown.reset_index(), f"quality_{measure}_{quality.time:%Y%m%dT%H%M}.csv", "quality_horizon_csv")
-    right.caption("A step holds the forecasts made at least that long before the chosen time."
-                  + (" Coverage in %; the band the flag watches is shaded." if measure == "coverage" else
-                     " Lower is better."))
+        shown[f"Forecasts, last {scores.window.name}"] = scores.forecasts
+    st.container(key="quality_horizon_table").dataframe(
+        shown, width="stretch", height=35 * (len(shown) + 1) + 3,
+        column_config={column: st.column_config.NumberColumn(
+            _short(column), help=column, format="%d" if column.startswith("Forecasts") else
+            "%.1f %%" if measure == "coverage" else "%.2f") for column in shown})
+    csv_download(shown.reset_index(), f"quality_{measure}_{quality.time:%Y%m%dT%H%M}.csv", "quality_horizon_csv")
+    st.caption("A step holds the forecasts made at least that long before the chosen time."
+               + (" Coverage in %; the band the flag watches is shaded." if measure == "coverage" else
+                  " Lower is better."))
+
+
+def _short(column: str) -> str:
+    """A narrow header, e.g. 'STMGT 7 days' for 'STMGT, last 7 days', 'Hist. avg 24 h' for 'Historical average,
+    last 24 h'."""
+    return (column.replace(", last ", " ").replace(", test (card)", " card").replace("Historical average", "Hist. avg")
+            .replace("Persistence", "Persist."))
 
 
 def horizon_figure(table: pd.DataFrame, minutes: list[int], measure: str) -> go.Figure:
@@ -224,8 +230,9 @@ def roads(quality: Quality, graph) -> None:
     above what the card leads to expect); a row selects its road on every page."""
     st.subheader("Roads", anchor=False)
     names = {w.window.name: w for w in quality.windows}
-    name = st.segmented_control("Window", list(names), format_func=lambda n: f"Last {n}", default=list(names)[0],
-                                key="quality_road_window", required=True)
+    judged = [n for n, w in names.items() if w.roads.scored.max() >= MIN_SCORED]     # where roads can be flagged
+    name = st.segmented_control("Window", list(names), format_func=lambda n: f"Last {n}",
+                                default=(judged or list(names))[0], key="quality_road_window", required=True)
     scores = names[name]
     expected = expected_mae(scores, quality.card)[1:]
     figures = scores.roads

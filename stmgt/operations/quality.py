@@ -62,7 +62,9 @@ BLOCK_STEPS = 64                # steps per block of forecasts (and of errors) a
 INTERVAL = 0.8                  # the central interval whose coverage is watched
 COVERAGE_BAND = (0.7, 0.9)
 MAE_TOLERANCE = 0.25
-MIN_SCORED = 50                 # fewer observed speeds than this: too few to flag a subject
+# Fewer observed speeds than this: too few to flag a subject. A road's errors within a day move together,
+# so its last 24 h (about 280 speeds at a forecast an hour) is judged through the 7 days only.
+MIN_SCORED = 500
 SCORES = ("mae", "crps", "coverage", "persistence_mae", "historical_mae")
 # Where each score stands in metrics.json: the model, and the keys down to its per-step list.
 CARD_KEYS = {"mae": ("stmgt", "mae"), "crps": ("stmgt", "crps"), "coverage": ("stmgt", "coverage", "80"),

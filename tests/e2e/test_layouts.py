@@ -65,7 +65,8 @@ MIN_METRICS = {"": 3, "forecast_map": 3, "node_forecast": 3}
 # column pinned, rather than squeeze their columns; at 1440 px they fit.
 SCROLLS_BELOW = {"eval_horizon_table": 1440, "eval_fidelity_table": 1440, "route_compare_table": 1440,
                  "route_segments_table": 1440, "forecast_map_roads": 1440, "whatif_roads": 1440,
-                 "data_datasets_table": 1440, "alerts_current": 1440, "alerts_history": 1440}
+                 "data_datasets_table": 1440, "alerts_current": 1440, "alerts_history": 1440,
+                 "quality_horizon_table": 1440, "quality_roads": 1440}
 
 # What a reader sees cut or overlapping, as sentences. Cut: an element whose text is wider than its
 # box (Streamlit then ends it with "…" or hides the rest): a metric value or anything inside it, a

@@ -126,7 +126,7 @@ def test_a_window_before_the_test_period_is_empty_and_clipped(forecaster):
     assert quality.flags == [] and monitor.blocks(monitor.first_anchor) == []
 
 
-def scores_of(coverage: float, mae: float, count: int = 100, roads: int = 2) -> WindowScores:
+def scores_of(coverage: float, mae: float, count: int = MIN_SCORED, roads: int = 2) -> WindowScores:
     """A window whose network and roads all have this coverage and MAE at every one of 4 steps."""
     def figures(subjects):
         full = np.ones((subjects, 4))
