@@ -16,7 +16,8 @@ from tests.hostile_data import (DATASET_LABEL, DATASET_NAME, NEVER_RAW, PAYLOADS
 from ui.text import html, md
 
 PAGES = ["views/overview.py", "views/forecast_map.py", "views/node_forecast.py", "views/alerts.py", "views/route.py",
-         "views/interpretability.py", "views/what_if.py", "views/train.py", "views/evaluation.py", "views/data.py"]
+         "views/interpretability.py", "views/what_if.py", "views/train.py", "views/evaluation.py", "views/data.py",
+         "views/quality.py"]
 MARKDOWN_BODIES = {"markdown", "caption", "title", "header", "subheader", "error", "warning", "info", "success",
                    "toast"}
 MARKDOWN_OPTIONS = {"radio"}                    # select boxes, sliders and tables show theirs as plain text
