@@ -116,7 +116,7 @@ def network_table(quality: Quality, timestamps: pd.DatetimeIndex) -> None:
         st.subheader("Network figures", anchor=False)
         st.table(frame)
     clipped = [w.window for w in quality.windows if w.window.clipped]
-    spans = "; ".join(f"last {w.window.name}: {_span(w, timestamps)}" for w in quality.windows)
+    spans = "; ".join(f"in the last {w.window.name}: {_span(w, timestamps)}" for w in quality.windows)
     st.caption(f"Over every road and horizon step that holds truth: the mean of the per-step figures. Forecasts made "
                f"{spans}." + (f" {_clipped_words(clipped)}" if clipped else "") + " The baselines are point "
                "forecasts (their CRPS is their MAE); the historical average is fitted on the training split.")

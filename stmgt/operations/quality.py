@@ -7,7 +7,7 @@ Windows. The window of length W at step `now` holds the forecasts made at the st
 now − 1 (the one made at `now` has no truth yet), clipped to the test period: the model may have
 learnt from the steps before it. A window scores the forecasts made every `Span.every` (every hour
 over 24 h, every 3 hours over 7 days), not every step's: forecasts made minutes apart share most of
-their inputs and truth, so the figures barely move, and the model's time drops to a twelfth. Only
+their inputs and truth, so the figures barely move, and the model's time drops to about a tenth. Only
 truth that exists at `now` counts, so the forecast made k steps before `now` is scored on its first
 k steps only, and step h on the forecasts made at least h steps before; every window says how many
 forecasts and speeds each step holds.

@@ -102,16 +102,20 @@ def test_a_run_without_test_figures_says_so(app, isolated_workspace, embedded):
     assert set(network(at)["Test (model card)"]) == {"—"}
 
 
-def test_a_live_datasets_figures_roll_on_as_a_step_arrives(app, isolated_workspace, recording):
-    splits = recording.splits()
-    arrived = splits["test"].start + LATE
-    times = recording.timestamps
+def live_feed(workspace, recording: TrafficDataset, arrived: int):
+    """A live dataset in the workspace holding `recording`'s first `arrived` steps, its test period open."""
+    splits, times = recording.splits(), recording.timestamps
     recorded = {name: [r.start, r.stop] for name, r in splits.items()} | {"test": [splits["test"].start, None]}
     provenance = {"source": "test feed", "splits": recorded,
                   "live": {"newest": times[arrived - 1].isoformat(), "started": times[recorded["test"][0]].isoformat()}}
-    folder = isolated_workspace / "datasets" / "feed"
-    write_folder(TrafficDataset(times[:arrived], recording.speed[:arrived], recording.weather[:arrived],
-                                recording.graph, provenance), folder)
+    return write_folder(TrafficDataset(times[:arrived], recording.speed[:arrived], recording.weather[:arrived],
+                                       recording.graph, provenance), workspace / "datasets" / "feed")
+
+
+def test_a_live_datasets_figures_roll_on_as_a_step_arrives(app, isolated_workspace, recording):
+    arrived = recording.splits()["test"].start + LATE
+    times = recording.timestamps
+    folder = live_feed(isolated_workspace, recording, arrived)
     at = app(PAGE, dataset=state.imported_label("feed"))
     assert at.select_slider(key=ANCHOR).value == arrived - 1                 # now: the newest step
     before = network(at)
@@ -137,3 +141,16 @@ def test_the_fine_tune_link_opens_train_with_the_model_chosen(app, embedded):
     assert not at.exception, [e.message for e in at.exception]
     assert at.selectbox(key=START_KEY).value == state.BUNDLED_LABEL
     assert at.session_state["train_lr"] == FINE_TUNE_LR                    # the rate a fine-tune starts from
+
+
+def test_a_time_with_no_truth_yet_and_data_without_weather_say_so(app, isolated_workspace, recording):
+    test = recording.splits()["test"]
+    live_feed(isolated_workspace, recording, test.start + LATE)
+    at = app(PAGE, dataset=state.imported_label("feed"))
+    at.select_slider(key=ANCHOR).set_value(test.start).run()                 # the feed's first forecast time
+    assert not at.exception and not at.table
+    assert any("has any truth yet" in i.value for i in at.info)
+    write_folder(TrafficDataset(recording.timestamps, recording.speed, None, recording.graph, {"source": "test"}),
+                 isolated_workspace / "datasets" / "dry")
+    at = app(PAGE, dataset=state.imported_label("dry"))
+    assert any("this dataset has no weather" in e.value for e in at.error) and not at.table
