@@ -15,7 +15,8 @@ import`, `stmgt train --no-evaluate`, with `--config` laid over the recipe), the
 
 `--validation-only` scores the validation split alone, which is what choices are made on; with
 `--out` the imported data and the trained run are kept, and running again with the same `--out`
-scores the kept run instead of training again, so the test split is scored once, at the end.
+scores the kept run instead of training again (also one stopped with Ctrl-C after an epoch: its best
+epoch so far, uncalibrated), so the test split is scored once, at the end.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from stmgt.data.sources import parse_data_arg
 from stmgt.errors import DataError
 from stmgt.evaluation.evaluate import BASELINES, best_baseline_verdicts, evaluate, score_split
 from stmgt.forecasting.forecast import Forecaster
-from stmgt.storage.runs import Run
+from stmgt.storage.runs import CHECKPOINT, Run
 
 MODELS = ("stmgt", *BASELINES)
 MATRIX_FILES = {"speed": "*speed*.csv", "adjacency": "*adj*.csv", "locations": "*location*.csv"}
@@ -85,9 +86,13 @@ def import_data(args, folder: Path) -> None:
     run_command(argv + ["--out", str(folder)])
 
 
+KEPT = ("complete", "cancelled")      # a run in --out in one of these states is scored as it is
+
+
 def train(args, data: Path, run: Path) -> float | None:
-    """The default `train` on `data` into `run` (kept if it completed already) -> wall-clock seconds."""
-    if run.is_dir() and Run(run).status.state == "complete":
+    """The default `train` on `data` into `run` -> wall-clock seconds; None, training nothing, when
+    `run` holds a model already (complete, or cancelled after an epoch: the JSON says which)."""
+    if (run / CHECKPOINT).is_file() and Run(run).status.state in KEPT:
         return None
     began = time.perf_counter()
     argv = ["train", "--data", str(data), "--out", str(run), "--overwrite", "--no-evaluate", "--seed", str(args.seed)]
@@ -121,8 +126,8 @@ def figures(metrics: dict, per_kmh: float) -> dict:
 
 def training_summary(run: Run, seconds: float | None) -> dict:
     history = run.history()
-    kept = int(history.loc[history["val_mae"].idxmin(), "epoch"])
-    return {"kept_epoch": kept, "epochs_run": int(history["epoch"].max()),
+    kept = int(history.loc[history["best"].astype(bool), "epoch"].iloc[-1])    # 0: the anchored start, persistence
+    return {"run_state": run.status.describe(), "kept_epoch": kept, "epochs_run": int(history["epoch"].max()),
             "seconds_to_kept_epoch": round(float(history.loc[history["epoch"] <= kept, "seconds"].sum()), 1),
             "seconds_all_epochs": round(float(history["seconds"].sum()), 1),
             "seconds_train_command": None if seconds is None else round(seconds, 1),

@@ -21,7 +21,10 @@ def test_prints_every_model_per_horizon_and_scores_a_kept_run_again(tmp_path, ca
     result = json.loads(capsys.readouterr().out)
     assert result["units"] == "mph" and result["nodes"] == 4 and result["cadence_min"] == 5
     training = result["training"]
-    assert training["kept_epoch"] == 1 and training["seconds_train_command"] > 0
+    assert training["run_state"].startswith("complete") and training["seconds_train_command"] > 0
+    # The anchored model is validated before its first step (epoch 0, persistence) and after it.
+    assert training["epochs_run"] == 1 and len(training["val_mae_kmh_per_epoch"]) == 2
+    assert training["kept_epoch"] == min((0, 1), key=lambda e: training["val_mae_kmh_per_epoch"][e])
     assert {k: training["model"][k] for k in SMALL[MODEL]} == SMALL[MODEL]      # the default on imported data
     for split in ("validation", "test"):
         scores = result[split]

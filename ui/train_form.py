@@ -10,9 +10,10 @@ import torch
 from stmgt.data.dataset import split_anchors
 from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
-from stmgt.settings import MODEL, SETTINGS, Setting, in_section
+from stmgt.settings import MODEL, SETTINGS, TRAIN, Setting, in_section
 from stmgt.storage.runs import Run
 from stmgt.training.estimate import estimate
+from stmgt.training.recipe import default_sections
 from stmgt.training.trainer import SELECT_ANCHORS, TrainConfig, check_fits, whatif_simulator
 from ui import state, training
 from ui.layout import flex_columns
@@ -46,11 +47,19 @@ def unless_set(key: str, **default) -> dict:
     return {} if key in st.session_state else default
 
 
+def recipe_defaults() -> dict:
+    """The settings the current data's recipe starts from (`stmgt.training.recipe`: the small-data
+    recipe on imported data), by name; none on the simulator's data."""
+    sections = default_sections(state.current_dataset_spec(), state.current_dataset())
+    return {**sections[MODEL], **sections[TRAIN]}
+
+
 def field(setting: Setting, disabled: bool = False, **options):
     """The widget of one setting, keyed train_<name>: a checkbox, a radio of its choices or a number
-    input within its limits; `options` go to the widget (a `value` replaces the default)."""
+    input within its limits; `options` go to the widget (a `value` replaces the default, which is
+    the data's recipe's where it has one)."""
     key = f"train_{setting.name}"
-    value = options.pop("value", setting.default)
+    value = options.pop("value", recipe_defaults().get(setting.name, setting.default))
     common = {"key": key, "help": setting.help, "disabled": disabled} | options
     if setting.kind is bool:
         return st.checkbox(setting.label, **common, **unless_set(key, value=value))
@@ -82,7 +91,7 @@ def take_settings_of(runs: dict[str, Run]) -> None:
     run = runs.get(st.session_state[START_KEY])
     if run is None:
         return
-    for name, value in run.config["model"].items():
+    for name, value in {"persistence_anchor": False, **run.config["model"]}.items():   # older runs lack it
         if name in SHAPE or name in REGULARISERS:
             st.session_state[f"train_{name}"] = value
     st.session_state["train_lr"] = FINE_TUNE_LR
@@ -118,8 +127,10 @@ def start_from(dataset) -> tuple[Run | None, str, bool]:
 
 
 def apply_preset() -> None:
-    for name, value in PRESETS[st.session_state[PRESET_KEY] or "Specification"].items():
-        st.session_state[f"train_{name}"] = value
+    chosen = st.session_state[PRESET_KEY] or "Specification"
+    recipe = recipe_defaults() if chosen == "Specification" else {}     # its epochs on imported data
+    for name, value in PRESETS[chosen].items():
+        st.session_state[f"train_{name}"] = recipe.get(name, value)
 
 
 def preset_picker() -> None:
