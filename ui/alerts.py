@@ -7,6 +7,7 @@ steps it adds."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from functools import partial
 
@@ -17,8 +18,8 @@ import streamlit as st
 from stmgt.data.dataset import TrafficDataset
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
-from stmgt.operations.alerts import (ALERT_COLUMNS, LEADS, Calibration, EvidenceStore, alerts_until,
-                                     calibration_steps, earliest_step)
+from stmgt.operations.alerts import (ALERT_COLUMNS, EVIDENCE_PIECE, LEADS, Calibration, EvidenceStore, alerts_until,
+                                     calibration_steps, check_steps, data_digest, earliest_step)
 from stmgt.storage.exports import csv_bytes
 from ui import state
 from ui.maps import basemap_toggle, road_map, rounded
@@ -33,6 +34,12 @@ CURRENT, EARLIER, QUIET = (215, 48, 39), (253, 174, 97), (198, 206, 216)     # m
 STATES = [(CURRENT, "in alert now"), (EARLIER, "alerted earlier in the window"), (QUIET, "no alert")]
 MAP_SIZE = (700, 460)
 TIME = "%a %d %b %H:%M"
+BACKGROUND_STEPS = 2 * EVIDENCE_PIECE   # more steps to score than this go to a background job, the page waiting
+PREPARE_THREAD = "stmgt-alerts"
+POLL_S = 1.5
+_jobs: dict[tuple, threading.Thread] = {}       # background jobs by the work they do, shared by every session
+_failed: dict[tuple, Exception] = {}
+_jobs_lock = threading.Lock()
 
 
 @st.cache_resource(max_entries=8)
@@ -100,18 +107,60 @@ def settings(forecaster: Forecaster) -> tuple[int, float, str]:
 
 
 def watch(forecaster: Forecaster, last: int, rate: float, window: str) -> Watch:
-    """The alerts of the window `window` ending at step `last`, at `rate` false alarms per day.
-    The first calibration of a model on its data takes a forecast per validation step."""
+    """The alerts of the window `window` ending at step `last`, at `rate` false alarms per day. A
+    first calibration, or more than BACKGROUND_STEPS steps to score, runs in the background while
+    the page says so (and stops), refreshing itself when it is done."""
     dataset = forecaster.dataset
     kept = store()
     first = max(earliest_step(forecaster), last - int(WINDOWS[window] / dataset.freq) + 1)
-    with st.spinner("Calibrating alerts on the validation split (once per model and data)…"):
-        calibration = kept.calibration(forecaster)
+    scored = max(first - 1, earliest_step(forecaster))        # an alert's first step needs the step before
+    check_steps(forecaster, *calibration_steps(forecaster))   # refused in words before any work
+    calibration = kept.known_calibration(forecaster)
+    missing = kept.missing_steps(forecaster, scored, last)
+    if calibration is None or missing > BACKGROUND_STEPS:
+        val_first, val_last = calibration_steps(forecaster)
+        what = (f"Calibrating alerts on the validation split ({val_last + 1 - val_first} steps, once per model and "
+                "data), then scoring" if calibration is None else "Scoring")
+        st.info(f"{what} {missing} step(s) of observed speeds against the forecasts made for them. The page fills "
+                "in when that is done.", icon=":material/hourglass_top:")
+        wait_for(prepared(kept, forecaster, scored, last))
+        st.stop()
     threshold = calibration.threshold(rate)
-    with st.spinner("Scoring the observed speeds against their forecasts…"):
-        found = alerts_until(kept, forecaster, first, last, threshold)
+    found = alerts_until(kept, forecaster, first, last, threshold)
     found.insert(1, "name", [dataset.graph.names[n] for n in found["node_id"]])
     return Watch(found, first, last, window, rate, threshold, calibration)
+
+
+def prepared(kept: EvidenceStore, forecaster: Forecaster, first: int, last: int) -> threading.Thread:
+    """The background job that calibrates and scores steps first..last into `kept`: one per piece
+    of work, whichever sessions ask for it; what it failed with is raised here."""
+    key = (id(kept), data_digest(forecaster, *calibration_steps(forecaster)), data_digest(forecaster, first, last))
+    with _jobs_lock:
+        for done in [k for k, job in _jobs.items() if not job.is_alive() and k != key]:
+            del _jobs[done]
+        if key in _failed:
+            _jobs.pop(key, None)
+            raise _failed.pop(key)
+        job = _jobs.get(key)
+        if job is None or not job.is_alive():
+            def work() -> None:
+                try:
+                    kept.calibration(forecaster)
+                    kept.evidence(forecaster, first, last)
+                except Exception as exc:           # shown by the page that asked: DataError in words
+                    with _jobs_lock:
+                        _failed[key] = exc
+            # Not a daemon: exit waits for it instead of aborting torch mid-forecast.
+            job = _jobs[key] = threading.Thread(target=work, name=PREPARE_THREAD, daemon=False)
+            job.start()
+    return job
+
+
+@st.fragment(run_every=POLL_S)
+def wait_for(job: threading.Thread) -> None:
+    """Check on the background job every POLL_S seconds; rerun the page once it is done."""
+    if not job.is_alive():
+        st.rerun()
 
 
 def watch_or_stop(forecaster: Forecaster) -> Watch:

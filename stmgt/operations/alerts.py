@@ -319,6 +319,17 @@ class EvidenceStore:
             found = self._calibrations[key] = calibrate(forecaster, batch_size)
         return found
 
+    def known_calibration(self, forecaster: Forecaster) -> Calibration | None:
+        """The calibration for the forecaster's validation data if it is kept, without computing it."""
+        return self._calibrations.get(data_digest(forecaster, *calibration_steps(forecaster)))
+
+    def missing_steps(self, forecaster: Forecaster, first: int, last: int) -> int:
+        """How many steps `evidence(forecaster, first, last)` would score: those of its pieces not kept."""
+        check_steps(forecaster, first, last)
+        with self._lock:
+            return sum(b + 1 - a for a, b in pieces(forecaster, first, last)
+                       if data_digest(forecaster, a, b) not in self._pieces)
+
     def evidence(self, forecaster: Forecaster, first: int, last: int,
                  batch_size: int = STEPS_PER_BATCH) -> Surprise:
         """The evidence at steps first..last (`surprise`), from the pieces kept and those computed now."""

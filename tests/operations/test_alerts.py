@@ -224,7 +224,10 @@ def count_scored_steps(monkeypatch) -> list[tuple[int, int]]:
 
 def test_the_calibration_is_computed_once_and_another_rate_only_rethresholds(small_forecaster, monkeypatch):
     calls = count_scored_steps(monkeypatch)
-    monitor = IncidentMonitor(small_forecaster, 1.0)
+    store = EvidenceStore()
+    assert store.known_calibration(small_forecaster) is None and calls == []        # a look, no work
+    monitor = IncidentMonitor(small_forecaster, 1.0, store=store)
+    assert store.known_calibration(small_forecaster) is monitor.calibration
     val = small_forecaster.dataset.splits()["val"]
     assert calls == [(max(val.start, earliest_step(small_forecaster)), val.stop - 1)]
     busier = monitor.at_rate(20.0)
@@ -243,6 +246,8 @@ def test_evidence_in_pieces_equals_evidence_in_one_pass(small_forecaster, monkey
     first = earliest_step(f) + 5
     windows = [(first + 40, first + 90), (first, first + 50), (first + 3, f.dataset.num_steps - 1)]
     calls = count_scored_steps(monkeypatch)
+    assert store.missing_steps(f, *windows[0]) == windows[0][1] - windows[0][0] + 1 + (windows[0][0] % EVIDENCE_PIECE) \
+        + EVIDENCE_PIECE - 1 - windows[0][1] % EVIDENCE_PIECE and calls == []
     for a, b in windows:
         got, expected = store.evidence(f, a, b), surprise(f, a, b)
         np.testing.assert_array_equal(got.steps, np.arange(a, b + 1))
@@ -254,7 +259,7 @@ def test_evidence_in_pieces_equals_evidence_in_one_pass(small_forecaster, monkey
     aligned = [(a - a % EVIDENCE_PIECE, b - b % EVIDENCE_PIECE + EVIDENCE_PIECE - 1) for a, b in windows]
     assert calls == [aligned[0], (aligned[1][0], aligned[0][0] - 1), (aligned[0][1] + 1, f.dataset.num_steps - 1)]
     store.evidence(f, first, f.dataset.num_steps - 1)
-    assert len(calls) == 3
+    assert len(calls) == 3 and store.missing_steps(f, first, f.dataset.num_steps - 1) == 0
 
 
 def test_steps_appended_to_the_data_score_only_the_pieces_they_touch(small_forecaster, monkeypatch):
