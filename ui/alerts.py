@@ -32,7 +32,7 @@ WINDOWS = {"Last 24 h": pd.Timedelta(days=1), "Last 7 days": pd.Timedelta(days=7
 DEFAULT_RATE = 1.0
 CURRENT, EARLIER, QUIET = (215, 48, 39), (253, 174, 97), (198, 206, 216)     # map colours by alert state
 STATES = [(CURRENT, "in alert now"), (EARLIER, "alerted earlier in the window"), (QUIET, "no alert")]
-MAP_SIZE = (700, 460)
+MAP_PX, MAP_SIZE = 640, (440, 440)     # the map's width, and the size its view fits the graph in (fits at 800 px)
 TIME = "%a %d %b %H:%M"
 BACKGROUND_STEPS = 2 * EVIDENCE_PIECE   # more steps to score than this go to a background job, the page waiting
 PREPARE_THREAD = "stmgt-alerts"
@@ -90,17 +90,16 @@ def intro(forecaster: Forecaster) -> None:
 def settings(forecaster: Forecaster) -> tuple[int, float, str]:
     """The time the alerts run up to, the false-alarm rate and the history window."""
     val_first, val_last = (forecaster.dataset.timestamps[s] for s in calibration_steps(forecaster))
-    left, right = st.columns([3, 2])
-    with left:
-        last = state.anchor_picker(forecaster, "Alerts up to")
-    with right, st.container(horizontal=True, gap="medium", vertical_alignment="bottom"):
+    last = state.anchor_picker(forecaster, "Alerts up to")
+    with st.container(horizontal=True, gap="large", vertical_alignment="bottom"):
         rate = st.number_input(
             "False alarms per day", min_value=0.05, max_value=100.0, value=DEFAULT_RATE, step=0.5, format="%g",
             key=RATE_KEY, width=170,
             help=f"How many alerts a day, over the whole network, you accept from noise alone. The threshold is "
                  f"calibrated on the validation split ({val_first:%d %b %Y} – {val_last:%d %b %Y}) so that the "
                  "mirror test there (speeds far *above* their forecasts, which incidents never cause) raises at "
-                 "most this many: an upper bound, as the model's real false-alarm rate is usually lower.")
+                 "most this many. It is an upper bound: where the model's upper tail is heavier than its lower one, "
+                 "fewer false alarms come than asked.")
         window = st.segmented_control("History", list(WINDOWS), default=next(iter(WINDOWS)), key=WINDOW_KEY,
                                       width="content") or next(iter(WINDOWS))
     return last, rate, window
@@ -249,9 +248,10 @@ def alert_map(w: Watch, forecaster: Forecaster) -> None:
     deck = road_map(forecaster.dataset.graph, nodes, colour, basemap=basemap, tooltip_html=tooltip,
                     highlight=state.selected_node(forecaster.dataset), size=MAP_SIZE,
                     node_layer=state.node_layer(MAP_KEY))
-    st.pydeck_chart(deck, height=MAP_SIZE[1], on_select=partial(state.select_clicked_node, MAP_KEY),
-                    selection_mode="single-object", key=MAP_KEY)
-    legend()
+    with st.container(width=MAP_PX):
+        st.pydeck_chart(deck, height=MAP_SIZE[1], on_select=partial(state.select_clicked_node, MAP_KEY),
+                        selection_mode="single-object", key=MAP_KEY)
+        legend()
 
 
 def shown(frame: pd.DataFrame, freq: pd.Timedelta) -> pd.DataFrame:
