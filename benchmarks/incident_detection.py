@@ -148,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, two weeks, one rate")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="simulator seeds (the model trained on 0)")
-    parser.add_argument("--weeks", type=float, default=8, help="weeks simulated per seed (val and test are 30 %)")
+    parser.add_argument("--weeks", type=float, default=8, help="weeks simulated per seed (val and test are 30 %%)")
     parser.add_argument("--rates", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="false alarms per day")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
