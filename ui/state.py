@@ -219,15 +219,9 @@ def _data_key() -> tuple[str, str | None]:
 
 
 def current_dataset() -> TrafficDataset:
-    """The selected dataset, as of the newest step this session shows (see `live_newest`)."""
+    """The selected dataset; a live one as of the newest step this session shows (the sidebar
+    moves it on when a newer step arrives)."""
     return _dataset(*_data_key())
-
-
-def live_newest() -> pd.Timestamp | None:
-    """The newest step of the selected dataset this session shows when that dataset is live ("now":
-    pages follow it), None when it is not live."""
-    newest = _data_key()[1]
-    return None if newest is None else pd.Timestamp(newest)
 
 
 def require_dataset() -> TrafficDataset:
@@ -411,9 +405,9 @@ def anchor_picker(forecaster: Forecaster, label: str = "Forecast made at") -> in
 
 
 def _follow_now(spec: str, anchors: np.ndarray) -> None:
-    """On a live dataset the forecast time is now (its newest step) on arrival from another dataset
-    or page without one, and stays there as steps arrive while it follows; once scrubbed back it
-    stays where the analyst put it."""
+    """On a live dataset the forecast time is now (its newest step) when the session's time was on
+    another dataset or none yet, and moves with each new step while it follows; once scrubbed back
+    it stays where the analyst put it, on every page."""
     chosen = st.session_state.get(ANCHOR_TIME_KEY)
     if chosen is None or chosen[0] != spec or st.session_state.get(ANCHOR_KEY) not in set(anchors.tolist()):
         st.session_state[FOLLOW_KEY] = True

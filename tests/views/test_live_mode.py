@@ -127,6 +127,23 @@ def test_a_scrubbed_back_time_stays_and_back_to_now_returns(app, isolated_worksp
     assert at.select_slider(key=ANCHOR).value == feed.now           # following again
 
 
+def test_a_scrubbed_back_time_stays_across_pages_and_another_dataset_returns_to_now(app, isolated_workspace,
+                                                                                    recording):
+    feed = Feed(isolated_workspace, recording)
+    at = app("views/node_forecast.py", dataset=LABEL)
+    earlier = feed.now - 5
+    at.select_slider(key=ANCHOR).set_value(earlier).run()
+    feed.append()
+    at.switch_page("views/forecast_map.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.select_slider(key=ANCHOR).value == earlier and back_to_now(at) is not None
+    at.selectbox(key=state.DATASET_KEY).set_value(state.EMBEDDED_LABEL).run()
+    assert not live_badge(at) and back_to_now(at) is None
+    at.selectbox(key=state.DATASET_KEY).set_value(LABEL).run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.select_slider(key=ANCHOR).value == feed.now               # back on the feed: at now
+
+
 def test_a_new_step_recomputes_only_the_forecasts_that_reach_it(app, isolated_workspace, recording, monkeypatch):
     feed = Feed(isolated_workspace, recording)
     at = app("views/node_forecast.py", dataset=LABEL)
