@@ -303,7 +303,8 @@ class EvidenceStore:
     """One model's calibrations and evidence, kept for reuse across calls, rates, windows and the
     steps a live dataset appends: each keyed by its `data_digest`, the evidence in aligned pieces
     (`pieces`), the least recently used forgotten past STORED_PIECES. Missing pieces next to each
-    other are computed in one pass. Safe to share between threads; use one store per model."""
+    other are computed in one pass, and a piece that ended the data before steps were appended
+    scores only the new steps. Safe to share between threads; use one store per model."""
 
     def __init__(self, capacity: int = STORED_PIECES):
         self.capacity = capacity
@@ -324,11 +325,27 @@ class EvidenceStore:
         return self._calibrations.get(data_digest(forecaster, *calibration_steps(forecaster)))
 
     def missing_steps(self, forecaster: Forecaster, first: int, last: int) -> int:
-        """How many steps `evidence(forecaster, first, last)` would score: those of its pieces not kept."""
+        """How many steps `evidence(forecaster, first, last)` would score: those of its pieces not
+        kept, less the part of a piece kept before the data grew."""
         check_steps(forecaster, first, last)
+        count = 0
+        for a, b in pieces(forecaster, first, last):
+            with self._lock:
+                if data_digest(forecaster, a, b) in self._pieces:
+                    continue
+            before = self.kept_start(forecaster, a, b)
+            count += b + 1 - (a if before is None else int(before.steps[-1]) + 1)
+        return count
+
+    def kept_start(self, forecaster: Forecaster, a: int, b: int) -> Surprise | None:
+        """The longest start a..e (e < b) of piece a..b that is kept: the piece as it was when it
+        ended the data, before steps were appended (so that only the new steps need scoring)."""
         with self._lock:
-            return sum(b + 1 - a for a, b in pieces(forecaster, first, last)
-                       if data_digest(forecaster, a, b) not in self._pieces)
+            for end in range(b - 1, a - 1, -1):
+                found = self._pieces.get(data_digest(forecaster, a, end))
+                if found is not None:
+                    return found
+        return None
 
     def evidence(self, forecaster: Forecaster, first: int, last: int,
                  batch_size: int = STEPS_PER_BATCH) -> Surprise:
@@ -341,7 +358,11 @@ class EvidenceStore:
         missing = [i for i, k in enumerate(keys) if k not in found]
         runs = np.split(np.asarray(missing, int), np.flatnonzero(np.diff(missing) > 1) + 1) if missing else []
         for run in runs:
-            computed = surprise(forecaster, spans[run[0]][0], spans[run[-1]][1], batch_size)
+            before = self.kept_start(forecaster, *spans[run[0]])
+            start = spans[run[0]][0] if before is None else int(before.steps[-1]) + 1
+            computed = surprise(forecaster, start, spans[run[-1]][1], batch_size)
+            if before is not None:
+                computed = joined([before, computed])
             found.update({keys[i]: computed.between(*spans[i]) for i in run})
         with self._lock:
             for key in keys:

@@ -263,8 +263,8 @@ def test_evidence_in_pieces_equals_evidence_in_one_pass(small_forecaster, monkey
 
 
 def test_steps_appended_to_the_data_score_only_the_pieces_they_touch(small_forecaster, monkeypatch):
-    """Evidence kept for the data before an append is reused after it: only the last, partly
-    filled piece and the new steps are scored."""
+    """Evidence kept for the data before an append is reused after it, the last, partly filled
+    piece included: only the new steps are scored."""
     full = replace(small_forecaster.dataset, provenance={"source": "a feed"})      # weather carried forward
     n = full.num_steps - 40
     before = replace(full, timestamps=full.timestamps[:n], speed=full.speed[:n], weather=full.weather[:n])
@@ -273,7 +273,14 @@ def test_steps_appended_to_the_data_score_only_the_pieces_they_touch(small_forec
     calls = count_scored_steps(monkeypatch)
     grown = Forecaster(loaded, full)
     got = store.evidence(grown, n - 100, full.num_steps - 1)
-    assert calls == [((n - 1) - (n - 1) % EVIDENCE_PIECE, full.num_steps - 1)]
+    assert calls == [(n, full.num_steps - 1)]
+    assert store.missing_steps(grown, n - 100, full.num_steps - 1) == 0
+    one_more = Forecaster(loaded, replace(full, timestamps=full.timestamps.append(
+        full.timestamps[-1:] + full.freq), speed=np.vstack([full.speed, full.speed[-1:]]),
+        weather=np.vstack([full.weather, full.weather[-1:]])))
+    assert store.missing_steps(one_more, n - 100, full.num_steps) == 1
+    store.evidence(one_more, n - 100, full.num_steps)
+    assert calls[-1] == (full.num_steps, full.num_steps)
     np.testing.assert_allclose(got.tails, surprise(grown, n - 100, full.num_steps - 1).tails, rtol=1e-5, atol=1e-9)
 
 
