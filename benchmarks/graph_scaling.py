@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
@@ -75,6 +76,12 @@ def inputs(batch: int, nodes: int, steps: int, seed: int = 0) -> dict:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh with the process's own memory
+    (ru_maxrss would carry the parent's peak over the fork and exec of a case's subprocess)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024                                  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # kB on Linux
 
 
