@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
 import stmgt.operations.alerts as alerts_module
 from stmgt.data.folder import write_folder
@@ -23,8 +24,12 @@ from stmgt.operations.alerts import ALERT_COLUMNS, neighbour_matrix
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.exports import restored
 from stmgt.storage.runs import Run
+from tests.conftest import APP, APP_TIMEOUT
+from tests.hostile_data import (DATASET_LABEL, DATASET_NAME, NEVER_RAW, PAYLOADS, hostile_graph,
+                                hostile_workspace, html_dangers, markdown_dangers)
 from tests.views.page_helpers import deck_layers, table, tiny_run
 from ui.alerts import PREPARE_THREAD
+from ui.text import md
 
 pytestmark = pytest.mark.slow            # the bundled model's first calibration on the embedded data
 PAGE = "views/alerts.py"
@@ -190,3 +195,30 @@ def test_a_model_without_weather_says_what_that_means_for_alerts(app, isolated_w
     at = ready(app(PAGE, model="Run: dry"))
     assert any("does not read the weather" in i.value for i in at.info)
     assert [s.value for s in at.subheader][:2] == ["Current alerts", "History"]
+
+
+def test_hostile_road_names_and_ids_read_as_text_once_alerts_are_drawn(tmp_path, monkeypatch):
+    """The hostile-text test opens every page once, which here shows only the calibration under way;
+    this one waits for the map, the tables and the exports, with ids, names and road names that
+    are payloads, and finds every Markdown and HTML source of the page inert."""
+    root = tmp_path / "workspace"
+    hostile_workspace(root)
+    monkeypatch.setenv("STMGT_WORKSPACE", str(root))
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+    at.session_state["dataset"] = DATASET_LABEL
+    at.session_state["alerts_rate"] = 50.0                     # alerts to show with a barely trained model
+    at.run()
+    at.switch_page(PAGE).run()
+    ready(at)
+    assert at.get("deck_gl_json_chart") and not at.error, [e.value for e in at.error]
+    markdown = [e.value for kind in ("markdown", "caption", "info", "subheader") for e in at.get(kind)]
+    markdown += [m.proto.help for m in at.metric] + [w.proto.help for w in at.get("number_input")]
+    assert md(DATASET_NAME) in " ".join(markdown)
+    assert [d for source in markdown for d in markdown_dangers(source)] == []
+    assert [d for h in at.get("html") for d in html_dangers(h.proto.body)] == []
+    tooltip = json.loads(at.get("deck_gl_json_chart")[0].proto.tooltip)["html"]
+    assert not [p for p in PAYLOADS if p in tooltip]
+    names = set(nodes(at)["name"])
+    assert not [n for n in names if any(piece in n for piece in NEVER_RAW)]      # one line, bidi shown
+    shown = pd.concat([t.value for t in at.dataframe])                            # table cells: as they are
+    assert len(shown) and set(shown["node_id"]) <= set(hostile_graph().node_ids)
