@@ -122,3 +122,25 @@ def matrix_folder(folder, sensors: int = 4, steps: int = 400, seed: int = 0):
     ring = np.roll(np.eye(sensors), 1, axis=1) + np.roll(np.eye(sensors), -1, axis=1)
     pd.DataFrame(ring).to_csv(folder / "adj.csv", header=False, index=False)
     return folder
+
+
+# A tiny model for quick looks on big graphs: a minute of training on two cores at 1,000 nodes.
+TINY_CONFIG = {"model": {"hidden_dim": 16, "heads": 2, "num_blocks": 1}, "train": {"calibrate": False}}
+
+
+def road_like_workspace(root, nodes: int = 1000):
+    """A workspace under `root` (returned) as a user with a city-sized network has it after the first
+    minutes: a generated road-like recording (`stmgt.data.road_like`) of `nodes` nodes imported with
+    `stmgt import generic` as `datasets/grid`, and a tiny quick-look model trained on it with
+    `stmgt train` as `runs/quick`."""
+    from stmgt.cli import main                      # here: the CLI pulls in every command's imports
+    from stmgt.data.folder import write_folder
+    from stmgt.data.road_like import road_like_dataset
+
+    write_folder(road_like_dataset(nodes, weeks=1), root / "recording")
+    workspace = root / "workspace"
+    assert main(["import", "generic", str(root / "recording"), "--out", str(workspace / "datasets" / "grid")]) == 0
+    write(root / "tiny.json", json.dumps(TINY_CONFIG))
+    assert main(["train", "--data", str(workspace / "datasets" / "grid"), "--out", str(workspace / "runs" / "quick"),
+                 "--config", str(root / "tiny.json"), "--epochs", "1", "--max-batches", "1", "--batch-size", "4"]) == 0
+    return workspace

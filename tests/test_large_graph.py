@@ -3,37 +3,26 @@ would (`stmgt import generic`), a quick-look model trained on it (`stmgt train`,
 it takes a minute on two cores), and every dashboard page opened on it without an error; the
 Interpretability page zooms to the selected road's neighbourhood."""
 
-import json
 import shutil
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from stmgt.cli import main
-from stmgt.data.folder import write_folder
-from stmgt.data.road_like import road_like_dataset
 from tests.conftest import APP
+from tests.samples import road_like_workspace
 from tests.views.page_helpers import array, deck_layers, plotly
 from ui import pages
 from ui.state import DATASET_KEY
 
 pytestmark = pytest.mark.slow
 NODES = 1000
-TINY = {"model": {"hidden_dim": 16, "heads": 2, "num_blocks": 1}, "train": {"calibrate": False}}
 
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):
     """A workspace with the imported dataset `grid` and the quick-look run `quick` trained on it."""
-    root = tmp_path_factory.mktemp("large-graph")
-    write_folder(road_like_dataset(NODES, weeks=1), root / "recording")
-    workspace = root / "workspace"
-    assert main(["import", "generic", str(root / "recording"), "--out", str(workspace / "datasets" / "grid")]) == 0
-    (root / "tiny.json").write_text(json.dumps(TINY))
-    assert main(["train", "--data", str(workspace / "datasets" / "grid"), "--out", str(workspace / "runs" / "quick"),
-                 "--config", str(root / "tiny.json"), "--epochs", "1", "--max-batches", "1", "--batch-size", "4"]) == 0
-    return workspace
+    return road_like_workspace(tmp_path_factory.mktemp("large-graph"), NODES)
 
 
 def test_every_page_opens_on_a_1000_node_import(imported, isolated_workspace):
