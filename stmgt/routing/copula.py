@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from stmgt.data.dataset import TrafficDataset, split_anchors
+from stmgt.data.dataset import TrafficDataset, window_anchors
 from stmgt.errors import DataError, reason
 from stmgt.model.mixture import GaussianMixture
 from stmgt.storage.jsonfile import atomic_write_bytes
@@ -68,8 +68,9 @@ class ErrorCopula:
     @classmethod
     @torch.no_grad()
     def estimate(cls, forecaster, windows: int = ESTIMATION_WINDOWS, batch_size: int = 8) -> ErrorCopula:
-        """From the model's errors on `windows` evenly spaced anchors of the training split."""
-        train = split_anchors(forecaster.dataset)["train"]
+        """From the model's errors on `windows` evenly spaced anchors of the training split (only
+        that split: a live dataset that has just started has no test period yet)."""
+        train = window_anchors(forecaster.dataset.splits()["train"])
         anchors = train[np.unique(np.linspace(0, len(train) - 1, windows).round().astype(int))]
         scores = []
         for start in range(0, len(anchors), batch_size):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from stmgt.data.dataset import TrafficDataset
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
 from stmgt.forecasting.forecast import Forecaster
@@ -140,6 +141,20 @@ def test_a_planner_saves_the_estimate_of_a_real_model(tmp_path):
     np.testing.assert_allclose(few.spatial, fresh.spatial, atol=1e-12)
     np.testing.assert_allclose(few.temporal, fresh.temporal, atol=1e-12)
     assert not np.allclose(few.spatial, saved.spatial)
+
+
+def test_a_live_dataset_without_a_test_period_yet_still_gets_a_copula():
+    """A feed that has just started has no test windows; the copula reads the training split only,
+    the same windows as on the whole recording."""
+    data = simulate(weeks=2, seed=3)
+    forecaster = Forecaster(Run(BUNDLED_RUN).load(data.graph), data)
+    splits = {name: [r.start, r.stop] for name, r in data.splits().items()}
+    started = TrafficDataset(data.timestamps[:splits["test"][0]], data.speed[:splits["test"][0]],
+                             data.weather[:splits["test"][0]], data.graph,
+                             {"splits": {**splits, "test": [splits["test"][0], None]}})
+    live = Forecaster(forecaster.loaded, started)
+    np.testing.assert_allclose(ErrorCopula.estimate(live, windows=6).spatial,
+                               ErrorCopula.estimate(forecaster, windows=6).spatial, atol=1e-12)
 
 
 def test_the_bundled_model_ships_its_copula():
