@@ -43,6 +43,7 @@ def test_smaller_data_gets_a_smaller_more_regularised_model_that_stops_sooner():
     assert small[TRAIN]["weight_decay"] > medium[TRAIN]["weight_decay"] > spec[1].weight_decay
     assert small[TRAIN]["patience"] < medium[TRAIN]["patience"] < spec[1].patience
     assert small[TRAIN]["epochs"] < medium[TRAIN]["epochs"] < spec[1].epochs
+    assert small[TRAIN]["lr"] < spec[1].lr        # gentle steps away from persistence
 
 
 def test_only_imported_data_starts_from_the_recipe():

@@ -36,7 +36,7 @@ def test_the_form_starts_from_the_small_data_recipe_on_imported_data(app, monkey
     for name in ("hidden_dim", "num_blocks", "dropout", "drop_edge"):
         assert at.number_input(key=f"train_{name}").value == pytest.approx(SMALL[MODEL][name]), name
     assert at.checkbox(key="train_persistence_anchor").value is True
-    for name in ("epochs", "patience", "weight_decay", "restart_epochs"):
+    for name in ("epochs", "patience", "lr", "weight_decay", "restart_epochs"):
         assert at.number_input(key=f"train_{name}").value == pytest.approx(SMALL[TRAIN][name]), name
     at.button(key="train_start").click().run()
     ((model, train),) = started
