@@ -349,9 +349,12 @@ def _config_sections(path: Path) -> tuple[dict, dict]:
 
 def _json_lines(stream):
     """--progress-json: `emit(event, record)` writes {"event": event, **record} as one line on
-    `stream` and flushes it, so a parent process sees each batch as it ends."""
+    `stream` and flushes it, so a parent process sees each batch as it ends. A value that is not a
+    number (epoch 0's training loss: the model before any training step) is null, as JSON has no NaN."""
     def emit(event: str, record) -> None:
-        stream.write(json.dumps({"event": event, **(record if isinstance(record, dict) else asdict(record))}) + "\n")
+        fields = record if isinstance(record, dict) else asdict(record)
+        fields = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in fields.items()}
+        stream.write(json.dumps({"event": event, **fields}, allow_nan=False) + "\n")
         stream.flush()
     return emit
 
@@ -452,7 +455,8 @@ def _bar_batch(bar, p) -> None:
 
 def _bar_epoch(bar, r) -> None:
     whatif = "" if r.val_whatif_error is None else f"  what-if error {r.val_whatif_error:.3f} km/h"
-    bar.write(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  val MAE {r.val_mae:.3f} km/h{whatif}  "
+    loss = "(before training)" if math.isnan(r.train_loss) else f"{r.train_loss:.4f}"
+    bar.write(f"epoch {r.epoch:3d}  loss {loss}  val MAE {r.val_mae:.3f} km/h{whatif}  "
               f"{r.seconds:.1f}s{'  *best' if r.best else ''}")
 
 

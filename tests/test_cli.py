@@ -87,6 +87,24 @@ SETTINGS = {"model": {"hidden_dim": 16, "num_blocks": 1, "heads": 2, "num_mixtur
                       "calibrate": False}}
 
 
+def test_an_anchored_runs_epoch_0_is_valid_json_and_reads_before_training(tmp_path, capsys):
+    """Epoch 0 (a persistence-anchored model validated before any step) has no training loss:
+    null in the JSON lines (JSON has no NaN), "(before training)" in the text."""
+    config = tmp_path / "anchored.json"
+    config.write_text(json.dumps({"model": {"persistence_anchor": True, "hidden_dim": 8, "num_blocks": 1,
+                                            "heads": 2, "num_mixtures": 2}, "train": {"compile": False}}))
+    quick = ["--config", str(config), "--data", "sim:seed=3,weeks=2", "--epochs", "1", "--batch-size", "8",
+             "--max-batches", "1", "--device", "cpu", "--no-evaluate"]
+    assert main(["train", "--out", str(tmp_path / "json"), *quick, "--progress-json"]) == 0
+    out, _ = capsys.readouterr()
+    epochs = [json.loads(line, parse_constant=pytest.fail) for line in out.splitlines()]
+    epochs = [e for e in epochs if e["event"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [0, 1] and epochs[0]["train_loss"] is None
+    assert epochs[1]["train_loss"] > 0
+    assert main(["train", "--out", str(tmp_path / "text"), *quick]) == 0
+    assert "epoch   0  loss (before training)" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_train_takes_every_setting_from_a_config_file_and_reports_progress_as_json(tmp_path, capsys):
     """A --config file sets the model and the training (flags on top of it), --progress-json puts
