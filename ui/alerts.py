@@ -309,7 +309,9 @@ def history(w: Watch, dataset: TrafficDataset) -> None:
     st.caption(f"Alerts that opened and cleared from {times[w.first]:{TIME}} to {times[w.last]:{TIME}}, the latest "
                "first.")
     table = shown(w.history, dataset.freq).iloc[::-1]
-    st.dataframe(table, key=HISTORY_TABLE, hide_index=True, column_config=columns("history"), placeholder="—")
+    # In a keyed container: a table without a selection carries no key of its own in the page.
+    st.container(key=HISTORY_TABLE).dataframe(table, hide_index=True, column_config=columns("history"),
+                                               placeholder="—")
 
 
 def exported(w: Watch) -> pd.DataFrame:

@@ -60,7 +60,11 @@ PAGES = [("", "Overview"), ("forecast_map", "Forecast map"), ("node_forecast", "
          ("alerts", "Alerts"),
          ("interpretability", "Interpretability"), ("what_if", "Weather what-if"), ("train", "Train & load"),
          ("evaluation", "Evaluation"), ("data", "Data"), ("quality", "Forecast quality")]
-MIN_METRICS = {"": 3, "forecast_map": 3, "node_forecast": 3}
+MIN_METRICS = {"": 3, "forecast_map": 3, "node_forecast": 3, "alerts": 3}
+# Pages that draw their content after background work (the Alerts page's first calibration): the
+# heading that says it is drawn, and how long to wait for it.
+DRAWN = {"alerts": "Current alerts"}
+DRAWN_MS = 300_000
 # Tables (by key) wider than the page below a width on purpose: they scroll sideways, their first
 # column pinned, rather than squeeze their columns; at 1440 px they fit.
 SCROLLS_BELOW = {"eval_horizon_table": 1440, "eval_fidelity_table": 1440, "route_compare_table": 1440,
@@ -131,6 +135,9 @@ LAYOUT_PROBLEMS = """(scrollsOnPurpose) => {
 def test_pages_lay_out_at_common_widths(page: Page, dashboard: str, path: str, title: str, width: int):
     page.set_viewport_size({"width": width, "height": 1000})
     open_page(page, dashboard, path, title)
+    if path in DRAWN:
+        expect(page.get_by_role("heading", name=DRAWN[path])).to_be_visible(timeout=DRAWN_MS)
+        settle(page)
     page.wait_for_timeout(1000)
     screenshot(page, f"{path or 'overview'}_{width}px")
     assert page.get_by_test_id("stMetricValue").count() >= MIN_METRICS.get(path, 0)
