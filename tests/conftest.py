@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from stmgt.data.simulate import simulate
 from stmgt.training.trainer import TrainConfig, fit
-from tests.samples import SMALL, SPEC
+from tests.samples import SMALL, SPEC, road_like_workspace
 
 APP_TIMEOUT = 120
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -70,3 +70,11 @@ def trained(data, tmp_path_factory):
     result = fit(data, SMALL, TrainConfig(epochs=2, batch_size=16, max_batches=4, device="cpu"), run_dir,
                  SPEC, on_batch=batches.append, on_epoch=epochs.append)
     return result, batches, epochs
+
+
+@pytest.fixture(scope="session")
+def road_like_city(tmp_path_factory):
+    """A workspace holding a generated 1,000-node recording imported as `grid` and its quick-look run
+    (`tests.samples.road_like_workspace`), built once per session; tests copy it before use."""
+    return road_like_workspace(tmp_path_factory.mktemp("road-like-city"), 1000)
+

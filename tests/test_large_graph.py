@@ -10,7 +10,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import APP
-from tests.samples import road_like_workspace
 from tests.views.page_helpers import array, deck_layers, plotly
 from ui import pages
 from ui.state import DATASET_KEY
@@ -19,14 +18,8 @@ pytestmark = pytest.mark.slow
 NODES = 1000
 
 
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory):
-    """A workspace with the imported dataset `grid` and the quick-look run `quick` trained on it."""
-    return road_like_workspace(tmp_path_factory.mktemp("large-graph"), NODES)
-
-
-def test_every_page_opens_on_a_1000_node_import(imported, isolated_workspace):
-    shutil.copytree(imported, isolated_workspace)
+def test_every_page_opens_on_a_1000_node_import(road_like_city, isolated_workspace):
+    shutil.copytree(road_like_city, isolated_workspace)
     at = AppTest.from_file(APP, default_timeout=600)
     at.run()
     at.selectbox(key=DATASET_KEY).set_value(next(o for o in at.selectbox(key=DATASET_KEY).options if "grid" in o))

@@ -3,6 +3,7 @@ horizon scrub, and the Interpretability page draws its zoomed charts, without an
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +11,6 @@ from e2e_helpers import LOAD_MS, assert_healthy, go_to, keyed, node_marks, nudge
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import serve
-from tests.samples import road_like_workspace
 
 # pytest-playwright 0.10 defines its base_url fixture in a way pytest 9 warns about; not ours to fix.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow,
@@ -18,10 +18,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow,
 
 
 @pytest.fixture(scope="module")
-def large_dashboard(tmp_path_factory) -> Iterator[str]:
-    """The dashboard on a workspace holding the imported 1,000-node dataset and its quick-look model."""
+def large_dashboard(tmp_path_factory, road_like_city) -> Iterator[str]:
+    """The dashboard on a copy of the workspace holding the imported 1,000-node dataset and its quick-look model."""
     root = tmp_path_factory.mktemp("large")
-    workspace = road_like_workspace(root, 1000)
+    workspace = shutil.copytree(road_like_city, root / "workspace")
     with serve(workspace, root / "streamlit.log") as url:
         yield url
 
