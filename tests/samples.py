@@ -144,3 +144,13 @@ def road_like_workspace(root, nodes: int = 1000):
     assert main(["train", "--data", str(workspace / "datasets" / "grid"), "--out", str(workspace / "runs" / "quick"),
                  "--config", str(root / "tiny.json"), "--epochs", "1", "--max-batches", "1", "--batch-size", "4"]) == 0
     return workspace
+
+
+def count_scored_steps(monkeypatch) -> list[tuple[int, int]]:
+    """The step ranges the model scores from now on (every call of `stmgt.operations.alerts.surprise`)."""
+    import stmgt.operations.alerts as alerts_module
+
+    calls, original = [], alerts_module.surprise
+    monkeypatch.setattr(alerts_module, "surprise",
+                        lambda f, first, last, *a: calls.append((first, last)) or original(f, first, last, *a))
+    return calls

@@ -19,7 +19,6 @@ from stmgt.data.dataset import TrafficDataset
 from stmgt.data.folder import write_folder
 from stmgt.data.graph import RoadGraph
 from stmgt.data.simulate import SimulationConfig, TrafficSimulator, simulate
-import stmgt.operations.alerts as alerts_module
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.operations.alerts import (ALERT_COLUMNS, EVIDENCE_PIECE, LEADS, LOOKBACK, EvidenceStore, IncidentMonitor,
                                      Surprise, alerts_frame, alerts_until, corroborate, earliest_step, episode_count,
@@ -27,7 +26,7 @@ from stmgt.operations.alerts import (ALERT_COLUMNS, EVIDENCE_PIECE, LEADS, LOOKB
 from stmgt.errors import DataError
 from stmgt.storage.runs import Run
 from stmgt.storage.exports import csv_bytes, restored
-from tests.samples import small_dataset
+from tests.samples import count_scored_steps, small_dataset
 
 STEPS_PER_DAY = 96
 
@@ -212,14 +211,6 @@ def test_the_simulators_incident_log_is_the_slowdown_at_each_incidents_own_road(
 def small_forecaster(trained, data) -> Forecaster:
     """The shared small model on the data it was trained on (two simulated weeks)."""
     return Forecaster(Run(trained[0].run.path).load(), data)
-
-
-def count_scored_steps(monkeypatch) -> list[tuple[int, int]]:
-    """The step ranges the model scores from now on (every call of `surprise`)."""
-    calls, original = [], alerts_module.surprise
-    monkeypatch.setattr(alerts_module, "surprise",
-                        lambda f, first, last, *a: calls.append((first, last)) or original(f, first, last, *a))
-    return calls
 
 
 def test_the_calibration_is_computed_once_and_another_rate_only_rethresholds(small_forecaster, monkeypatch):

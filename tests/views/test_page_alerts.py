@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import stmgt.operations.alerts as alerts_module
 from stmgt.data.folder import write_folder
 from stmgt.data.sources import EMBEDDED, load_dataset
 from stmgt.forecasting.forecast import Forecaster
@@ -25,6 +24,7 @@ from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.exports import restored
 from stmgt.storage.runs import Run
 from tests.conftest import APP, APP_TIMEOUT
+from tests.samples import count_scored_steps
 from tests.hostile_data import (DATASET_LABEL, DATASET_NAME, NEVER_RAW, PAYLOADS, hostile_graph,
                                 hostile_workspace, html_dangers, markdown_dangers)
 from tests.views.page_helpers import deck_layers, table, tiny_run
@@ -106,13 +106,6 @@ def crawl(embedded, anchor: int):
     speed = embedded.speed.copy()
     speed[anchor - 2:anchor + 1, roads] *= 0.1
     return replace(embedded, speed=speed), [graph.node_ids[i] for i in roads]
-
-
-def count_scored_steps(monkeypatch) -> list[tuple[int, int]]:
-    calls, original = [], alerts_module.surprise
-    monkeypatch.setattr(alerts_module, "surprise",
-                        lambda f, first, last, *a: calls.append((first, last)) or original(f, first, last, *a))
-    return calls
 
 
 def test_a_crafted_incident_is_a_current_alert_on_the_map_and_in_the_table(app, isolated_workspace, embedded,
