@@ -85,8 +85,11 @@ def _leave(failed: bool) -> None:
     collective waiting for it, and destroying would wait for them in turn (a deadlock CI met):
     then give it LEAVE_TIMEOUT_S and go on. The process ends soon after, which closes its
     connections and fails the peers' collective. (Not destroying at all is no way out: the
-    group's destructor aborts the process at exit.)"""
+    group's destructor aborts the process at exit.) On success the ranks first meet at a barrier, so
+    none closes its connections while a peer may still be sending (a rank once aborted in gloo's
+    teardown in CI, "terminate called without an active exception")."""
     if not failed:
+        dist.barrier()      # no rank tears its connections down while a peer still sends on them
         dist.destroy_process_group()
         return
     leaving = threading.Thread(target=dist.destroy_process_group, daemon=True)
