@@ -53,12 +53,17 @@ class TimeEncoding(nn.Module):
     """Clock of each input step, added to the embedded input (traffic is periodic; the
     specification's input has no clock). Time of day as sin/cos (so 23:45 and 00:00 are
     neighbours) projected without bias (the embedding already has one); day of week as a
-    learned vector per day, because weekday/weekend effects are categorical, not cyclic."""
+    learned vector per day, because weekday/weekend effects are categorical, not cyclic.
+
+    The day vectors start at zero, not at nn.Embedding's N(0, 1): a day the training split never
+    holds (a few days of imported data) gets no gradient and would otherwise add its random start,
+    as large as the whole normalised embedding, to every forecast made on that day."""
 
     def __init__(self, hidden_dim: int):
         super().__init__()
         self.time_of_day = nn.Linear(2, hidden_dim, bias=False)
         self.day_of_week = nn.Embedding(7, hidden_dim)
+        nn.init.zeros_(self.day_of_week.weight)
 
     def forward(self, time_of_day: Tensor, day_of_week: Tensor) -> Tensor:
         # time_of_day [B, T] fraction of the day, day_of_week [B, T] 0=Monday -> [B, T, 1, D]

@@ -472,8 +472,27 @@ def test_observed_flag_and_clock_reach_the_output():
     assert (flipped - base).abs().amax() > 1e-4  # a real 0 differs from a missing value
     later = net(**{**batch, "time_of_day": (batch["time_of_day"] + 0.25) % 1})[0]
     assert (later - base).abs().amax() > 1e-4
+    with torch.no_grad():                            # the day vectors start at zero; training moves them
+        net.time_encoding.day_of_week.weight.normal_()
+    base = net(**batch)[0]
     weekend = net(**{**batch, "day_of_week": torch.full_like(batch["day_of_week"], 6)})[0]
     assert (weekend - base).abs().amax() > 1e-4
+
+
+def test_a_day_of_the_week_never_trained_on_adds_nothing():
+    """A few days of imported data leave some days out of the training split: their vectors must
+    stay at zero, not at a random start that would shift every forecast made on such a day."""
+    net = model().train()
+    days = net.time_encoding.day_of_week.weight
+    assert torch.equal(days, torch.zeros_like(days))
+    optimiser = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
+    batch = inputs()
+    for _ in range(3):
+        optimiser.zero_grad()
+        net(**{**batch, "day_of_week": torch.full_like(batch["day_of_week"], 3)})[0].square().mean().backward()
+        optimiser.step()
+    assert days[3].abs().amax() > 0
+    assert torch.equal(days[[0, 1, 2, 4, 5, 6]], torch.zeros(6, days.shape[1]))
 
 
 # ---- diagnostics -------------------------------------------------------------------------
