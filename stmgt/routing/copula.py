@@ -41,7 +41,7 @@ from stmgt.storage.runs import CHECKPOINT, COPULA
 Z_GRID = np.linspace(-4.5, 4.5, 91)
 _PIT_CLIP = 1e-6          # F(y) of 0 or 1 (a reading far in a tail) would give an infinite score
 ESTIMATION_WINDOWS = 240  # training windows, evenly spaced: seconds of forward passes on a CPU (RESULTS.md)
-COPULA_FORMAT = "stmgt-error-copula/1"
+COPULA_FORMAT = "stmgt-error-copula/2"
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,11 +87,13 @@ class ErrorCopula:
 
 
 def copula_key(checkpoint: Path, dataset: TrafficDataset, windows: int = ESTIMATION_WINDOWS) -> dict:
-    """What a saved copula was fitted from: the checkpoint's bytes, the data's speeds, weather,
-    times and graph, and the number of windows. A copula saved under another key is stale."""
+    """What a saved copula was fitted from: the checkpoint's bytes, the training split's speeds,
+    weather and times (the only steps `estimate` reads, so a live feed's new steps keep it), the
+    graph, and the number of windows. A copula saved under another key is stale."""
+    train = dataset.splits()["train"]
     data = hashlib.sha256()
     for part in (dataset.speed, dataset.weather, dataset.timestamps.asi8):
-        data.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
+        data.update(b"-" if part is None else np.ascontiguousarray(part[train.start:train.stop]).tobytes())
     data.update(dataset.graph.fingerprint().encode())
     return {"format": COPULA_FORMAT, "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
             "data_sha256": data.hexdigest(), "windows": int(windows)}

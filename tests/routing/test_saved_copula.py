@@ -85,6 +85,17 @@ def test_a_changed_checkpoint_or_dataset_refits(run_dir, forecaster, estimates):
     assert len(estimates) == 3
 
 
+def test_steps_after_the_training_split_keep_the_saved_copula(run_dir, forecaster, estimates):
+    """The estimate reads training windows only, so a live feed's new steps (or a corrected
+    test period) do not make it stale."""
+    saved_copula(forecaster, run_dir)
+    later = small_dataset()
+    later.speed[-1, 0] += 1.0                                                   # the last step is a test step
+    assert later.splits()["train"].stop < len(later.speed)
+    saved_copula(SimpleNamespace(dataset=later, horizon=HORIZON), run_dir)
+    assert len(estimates) == 1
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "pickled", "wrong size", "not a correlation"])
 def test_a_damaged_file_is_refused_in_words_and_refitted(run_dir, forecaster, estimates, damage):
     path = run_dir / COPULA
