@@ -20,6 +20,7 @@ POLL_S = 1.5
 SCROLL_KEY = "train_scroll"         # set on Start: bring the progress panel into view once
 PHASES = {"validating": "Validating epoch {epoch}",
           "calibrating": "Calibrating the forecast spread on the validation split",
+          "estimating error correlations": "Estimating how forecast errors move together, for route travel times",
           "scoring": "Scoring the best checkpoint on the test split against the three baselines",
           "scoring what-if": "Scoring weather what-if answers against the simulator",
           "what-if check": "Checking epoch {epoch}'s weather what-ifs against the simulator"}

@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,15 +69,23 @@ class ErrorCopula:
 
     @classmethod
     @torch.no_grad()
-    def estimate(cls, forecaster, windows: int = ESTIMATION_WINDOWS, batch_size: int = 8) -> ErrorCopula:
+    def estimate(cls, forecaster, windows: int = ESTIMATION_WINDOWS, batch_size: int = 8,
+                 cancel: threading.Event | None = None,
+                 on_batch: Callable[[int, int], None] | None = None) -> ErrorCopula | None:
         """From the model's errors on `windows` evenly spaced anchors of the training split (only
-        that split: a live dataset that has just started has no test period yet)."""
+        that split: a live dataset that has just started has no test period yet). None if
+        `cancel` was set on the way; `on_batch(done, total)` after each batch."""
         train = window_anchors(forecaster.dataset.splits()["train"])
         anchors = train[np.unique(np.linspace(0, len(train) - 1, windows).round().astype(int))]
+        starts = range(0, len(anchors), batch_size)
         scores = []
-        for start in range(0, len(anchors), batch_size):
+        for done, start in enumerate(starts, 1):
+            if cancel is not None and cancel.is_set():
+                return None
             forecast = forecaster.forecast(anchors[start:start + batch_size])
             scores.append(normal_scores(forecast.mixture, forecast.truth))
+            if on_batch:
+                on_batch(done, len(starts))
         return cls.from_scores(np.concatenate(scores))
 
     def sample(self, nodes: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -142,11 +152,23 @@ def saved_copula(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDOWS) -
         copula = None
     if copula is not None:
         return copula
-    copula = ErrorCopula.estimate(forecaster, windows)
-    try:
-        save_copula(path, copula, key)
-    except OSError:
-        pass
+    return estimate_and_save(forecaster, run_dir, windows)
+
+
+def estimate_and_save(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDOWS,
+                      cancel: threading.Event | None = None,
+                      on_batch: Callable[[int, int], None] | None = None) -> ErrorCopula | None:
+    """Estimate the copula of the model in `run_dir` on the forecaster's data and save it there
+    (training does this at its end, so a route's first answer reads it; at a thousand roads the
+    estimate takes minutes). None, saving nothing, if cancelled; a folder that cannot be written
+    keeps nothing."""
+    key = copula_key(Path(run_dir) / CHECKPOINT, forecaster.dataset, windows)
+    copula = ErrorCopula.estimate(forecaster, windows, cancel=cancel, on_batch=on_batch)
+    if copula is not None:
+        try:
+            save_copula(Path(run_dir) / COPULA, copula, key)
+        except OSError:
+            pass
     return copula
 
 

@@ -19,6 +19,7 @@ from stmgt.forecasting.calibration import fit_sigma_scale
 from stmgt.data.dataset import TrafficDataset
 from stmgt.model import STMGTConfig
 from stmgt.forecasting.predict import predict
+from stmgt.routing.copula import ESTIMATION_WINDOWS
 from stmgt.training.trainer import SELECT_ANCHORS, Trainer, TrainConfig, validate
 
 
@@ -94,6 +95,7 @@ def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainC
         phases["what-if checks"] = train_config.epochs * checked * cost.forward_window_s
     if train_config.calibrate:
         phases["calibrating"] = windows("val", _default(fit_sigma_scale, "batch_size")) * cost.forward_window_s
+        phases["error correlations"] = min(ESTIMATION_WINDOWS, split_windows["train"]) * cost.forward_window_s
     # One pass per window: a second weather (perfect forecast, what-if) reuses the encoded past.
     phases["scoring"] = windows("test", _default(evaluate.score_split, "batch_size")) * cost.forward_window_s
     if use_weather and simulated:

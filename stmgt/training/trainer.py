@@ -29,6 +29,7 @@ from stmgt.settings import SETTINGS, TRAIN, check, default
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.forecasting.predict import predict
+from stmgt.routing.copula import estimate_and_save
 from stmgt.storage.jsonfile import atomic_write_bytes
 from stmgt.storage.runs import CHECKPOINT, TRAINING_STATE, Run
 
@@ -435,9 +436,7 @@ class Trainer:
         its answer, so all stop early or cancel together (on a GPU their forecasts may differ in
         the last bits)."""
         self._phase("what-if check", 0, 1)
-        loaded = LoadedModel(self.model, self.model.config, self.scaler, self.dataset.graph.fingerprint(),
-                             self.dataset.graph.node_ids, {})
-        forecaster = Forecaster(loaded, self.dataset, self.device)     # puts the model in eval mode
+        forecaster = self.forecaster()
         result = distributed.on_main(lambda: fidelity.measure(forecaster, self.simulator, SELECT_ANCHORS,
                                                               split="val", cancel=self.cancel))
         return None if result is None else fidelity.mean_error(result)
@@ -448,14 +447,26 @@ class Trainer:
             save_checkpoint(self.run.path / CHECKPOINT, self.model, self.scaler, self.dataset.graph,
                             {"epoch": epoch, "val_mae": self.best_mae, "data": self.data_spec, **meta})
 
+    def forecaster(self) -> Forecaster:
+        """The model as it is now, forecasting on the training data (puts it in eval mode)."""
+        loaded = LoadedModel(self.model, self.model.config, self.scaler, self.dataset.graph.fingerprint(),
+                             self.dataset.graph.node_ids, {})
+        return Forecaster(loaded, self.dataset, self.device)
+
     def calibrate(self) -> bool:
-        """Fit the per-horizon σ scale on the validation split; False if cancelled meanwhile."""
+        """Fit the per-horizon σ scale on the validation split; False if cancelled meanwhile. Then,
+        with a run folder, estimate the route answers' error copula of the calibrated model and
+        save it beside the checkpoint (skipped if cancelled: the Route page estimates it then)."""
         scale = fit_sigma_scale(self.model, self.windows, self.anchors["val"], self.edge_index, self.device,
                                 max_batches=self.config.max_batches, cancel=self.cancel,
                                 on_batch=lambda done, total: self._phase("calibrating", done, total))
         if scale is None:
             return False
         self.checkpoint(self.best_epoch, sigma_scale=scale.tolist())
+        if self.run is not None:
+            distributed.on_main(lambda: estimate_and_save(
+                self.forecaster(), self.run.path, cancel=self.cancel,
+                on_batch=lambda done, total: self._phase("estimating error correlations", done, total)) and None)
         return True
 
     def score_the_start(self) -> None:

@@ -40,7 +40,7 @@ def estimates(monkeypatch):
     """Counts the estimates `saved_copula` makes (each returns the fixed copula)."""
     calls = []
 
-    def estimate(forecaster, windows):
+    def estimate(forecaster, windows, **progress):
         calls.append(windows)
         return ErrorCopula(SPATIAL.copy(), TEMPORAL.copy())
 

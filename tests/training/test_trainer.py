@@ -11,16 +11,21 @@ import torch
 from stmgt.storage.checkpoint import load_checkpoint
 from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
+from stmgt.routing.copula import copula_key, read_copula
+from stmgt.storage.runs import CHECKPOINT, COPULA
 from stmgt.training.trainer import TrainConfig, Trainer, bf16_native, fit, mixture_loss, resolve_device
 from tests.samples import QUICK, SMALL, SPEC
 
 
-def test_smoke_train_writes_a_complete_run(trained):
+def test_smoke_train_writes_a_complete_run(trained, data):
     result, batches, epochs = trained
     assert [b.batch for b in batches] == [1, 2, 3, 4, 1, 2, 3, 4]
     assert [e.epoch for e in epochs] == [1, 2] and np.isfinite(epochs[0].train_loss)
     files = sorted(p.name for p in result.run.path.iterdir())
-    assert files == ["checkpoint.pt", "config.json", "history.csv"]
+    assert files == ["checkpoint.pt", "config.json", COPULA, "history.csv"]
+    # the calibrated model's error copula, under its checkpoint's key: a route's first answer reads it
+    key = copula_key(result.run.path / CHECKPOINT, data)
+    assert read_copula(result.run.path / COPULA, key, data.num_nodes, SMALL.horizon) is not None
     history = result.run.history()
     assert list(history.epoch) == [1, 2] and history.val_mae.notna().all()
     config = result.run.config
@@ -141,6 +146,21 @@ def test_a_cancel_during_the_whatif_check_stops_there_and_keeps_the_best(data, t
     assert result.stopped == "cancelled" and len(checked) == 2
     assert list(result.history.epoch) == [1] and result.best_epoch == 1
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt").meta["epoch"] == 1
+
+
+def test_a_cancel_while_the_error_copula_is_estimated_keeps_the_calibrated_model_and_no_copula(data, tmp_path):
+    cancel, phases = threading.Event(), []
+
+    def on_phase(p):
+        phases.append(p.phase)
+        if p.phase == "estimating error correlations":
+            cancel.set()
+
+    result = fit(data, SMALL, TrainConfig(epochs=1, batch_size=16, max_batches=1, device="cpu"), tmp_path / "run",
+                 SPEC, on_phase=on_phase, cancel=cancel)
+    assert phases.count("estimating error correlations") == 1             # stopped after its first batch
+    assert "sigma_scale" in load_checkpoint(tmp_path / "run" / CHECKPOINT).meta
+    assert not (tmp_path / "run" / COPULA).exists() and result.best_epoch == 1
 
 
 def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
