@@ -21,9 +21,12 @@ edge gets no attention weight, exactly as if it were removed (self loops always 
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import remove_self_loops
 
@@ -37,8 +40,9 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 # dense-against-table turns of benchmarks/graph_scaling.py on a CPU (benchmarks/RESULTS.md,
 # *Graph scaling*); no other device has been measured, so they use the CPU's ratio.
 DENSE_SLOTS_RATIO = {"cpu": 40.0}
-# Per-edge features the table path holds at once without gradients (`table_gatv2`).
-INFERENCE_SLICE_BYTES = 256 * 1024 ** 2
+# Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`); in a training
+# pass a slice's are recomputed in the backward pass instead of kept.
+EDGE_SLICE_BYTES = 256 * 1024 ** 2
 
 
 def choose_path(graph: StepGraph, device: torch.device) -> str:
@@ -157,15 +161,22 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     """`gat`'s output for x [M, N, D] (M step-graphs) with the softmax over each node's row of the
     padded neighbour table and the neighbour sum as one index_add over the edges: the same maths
     as `dense_gatv2` without its N×N matrix. -> ([M, N, out], attention [M, E + N, heads] in
-    `graph.edge_index` order when `need_weights`). Without gradients (a forecast, validation) in
-    eval mode, the step-graphs go through in slices of at most `INFERENCE_SLICE_BYTES` of per-edge
-    features each, so a batch of many windows on a big graph does not hold them all at once."""
+    `graph.edge_index` order when `need_weights`).
+
+    The step-graphs go through in slices when their per-edge features would outgrow a cap, so
+    memory stays bounded on a big graph: slices of `EDGE_SLICE_BYTES` per per-edge tensor, without
+    gradients (a forecast, validation) in eval mode, and with gradients, where a slice's per-edge
+    tensors are not kept but recomputed in the backward pass (activation checkpointing: about one
+    more forward pass of this layer; the random state is replayed, so attention dropout draws the
+    same mask twice). A training-mode pass without gradients runs whole."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
-    size = max(1, INFERENCE_SLICE_BYTES // per_graph)
-    if torch.is_grad_enabled() or gat.training or M <= size:
+    taped = torch.is_grad_enabled()
+    size = max(1, EDGE_SLICE_BYTES // per_graph)
+    if M <= size or (gat.training and not taped):
         return _table_gatv2(gat, x, graph, keep, need_weights)
-    parts = [_table_gatv2(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
+    layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2
+    parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
              for i in range(0, M, size)]
     return torch.cat([out for out, _ in parts]), torch.cat([w for _, w in parts]) if need_weights else None
 

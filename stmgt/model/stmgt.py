@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from stmgt.model.config import STMGTConfig
 from stmgt.model.embedding import InputEmbedding, TimeEncoding
@@ -74,6 +76,9 @@ class STMGT(nn.Module):
         # (stmgt.forecasting.calibration); ones until then. A buffer, so checkpoints carry it.
         self.register_buffer("sigma_scale", torch.ones(config.horizon))
         self._graph: tuple[Tensor, int, StepGraph] | None = None
+        # Memory, not the model: a training pass keeps each block's input only and recomputes the
+        # block in the backward pass (the trainer turns it on where a step would not fit otherwise).
+        self.recompute_blocks = False
 
     def count_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -155,8 +160,10 @@ class STMGT(nn.Module):
         keep = None if diagnose else self.drop_edge_mask(graph, B * T, x.device)
 
         alphas, spatial, temporal = [], [], []
+        recompute = self.recompute_blocks and torch.is_grad_enabled() and not diagnose
         for block in self.blocks:
-            h, alpha, spatial_attention, temporal_attention = block(h, graph, keep, diagnose)
+            run = partial(checkpoint, block, use_reentrant=False) if recompute else block
+            h, alpha, spatial_attention, temporal_attention = run(h, graph, keep, diagnose)
             if diagnose:
                 alphas.append(alpha.mean(dim=-1))
                 spatial.append(spatial_attention)

@@ -28,6 +28,7 @@ from stmgt.limits import LIMITS, check_memory, memory_budget
 from stmgt.settings import SETTINGS, TRAIN, check, default
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model import STMGT, STMGTConfig
+from stmgt.model.spatial import StepGraph, choose_path
 from stmgt.forecasting.predict import predict
 from stmgt.routing.copula import estimate_and_save
 from stmgt.storage.jsonfile import atomic_write_bytes
@@ -156,15 +157,24 @@ def whatif_simulator(dataset: TrafficDataset, model_config: STMGTConfig,
     return simulator
 
 
-def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: TrainConfig) -> None:
+def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: TrainConfig) -> bool:
     """Refuse, before anything is allocated, a road graph over the node limit (the loader would
-    refuse its checkpoint) or a training step whose memory would not fit the training device."""
+    refuse its checkpoint) or a training step whose memory would not fit the training device, even
+    with each block recomputed in the backward pass. -> whether the step must recompute its blocks
+    to fit (`STMGT.recompute_blocks`: about one more forward pass a step)."""
     LIMITS["nodes"].check(dataset.num_nodes)
-    need = model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges)
-    check_memory(need, memory_budget(resolve_device(config.device)),
+    device = resolve_device(config.device)
+    path = model_config.gat_path
+    if path == "auto":
+        path = choose_path(StepGraph(dataset.graph.edge_index, dataset.num_nodes), device)
+    plain, recomputed = (model_config.training_bytes(config.batch_size, dataset.num_nodes,
+                                                     dataset.graph.num_edges, path, recompute) for recompute in (False, True))
+    recompute = plain > memory_budget(device) and recomputed < plain
+    check_memory(recomputed if recompute else plain, memory_budget(device),
                  f"a training step (batch_size {config.batch_size} × {dataset.num_nodes} nodes × seq_len "
                  f"{model_config.seq_len}, hidden_dim {model_config.hidden_dim} × {model_config.heads} heads "
                  f"× {model_config.num_blocks} blocks)", "lower batch_size, hidden_dim, heads or num_blocks")
+    return recompute
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -248,7 +258,7 @@ class Trainer:
         self.dataset, self.data_spec = dataset, data_spec
         self.on_batch, self.on_epoch, self.on_phase, self.cancel = on_batch, on_epoch, on_phase, cancel
         self.device = device = resolve_device(config.device)
-        check_fits(dataset, model_config, config)
+        recompute_blocks = check_fits(dataset, model_config, config)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
 
@@ -266,6 +276,7 @@ class Trainer:
         self.simulator = whatif_simulator(dataset, model_config, config)
         self.edge_index = dataset.graph.edge_index.to(device)
         self.model = STMGT(model_config).to(device)
+        self.model.recompute_blocks = recompute_blocks
         self.model.step_graph(self.edge_index, dataset.num_nodes)   # built eagerly, never traced by compile
         if config.init_from and not resume:
             self._start_from(Run(config.init_from), dataset)
@@ -302,7 +313,7 @@ class Trainer:
                 "model": model_config.to_dict(), "train": config.to_dict(), "data": data_spec,
                 "graph_fingerprint": dataset.graph.fingerprint(), "num_nodes": dataset.num_nodes,
                 "parameters": self.model.count_parameters(), "device": str(device),
-                "precision": "bf16 autocast" if self.bf16 else "fp32",
+                "precision": "bf16 autocast" if self.bf16 else "fp32", "recompute_blocks": recompute_blocks,
                 "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
                                 else platform.processor() or "cpu"),
                 "torch": torch.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -20,7 +20,7 @@ def test_slices_without_gradients_give_the_whole_batch_s_output_and_attention(mo
     with torch.no_grad():
         whole, whole_weights = table_gatv2(gat, x, graph, need_weights=True)
         per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
-        monkeypatch.setattr(spatial, "INFERENCE_SLICE_BYTES", 3 * per_graph)     # slices of 3, 3 and 1
+        monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)     # slices of 3, 3 and 1
         sliced, sliced_weights = table_gatv2(gat, x, graph, need_weights=True)
     torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-6)
     torch.testing.assert_close(sliced_weights, whole_weights, rtol=0, atol=1e-7)
@@ -48,3 +48,46 @@ def test_without_gradients_the_in_place_pass_gives_what_the_training_pass_gives(
         in_place, in_place_weights = table_gatv2(gat, x, graph, need_weights=True)
     torch.testing.assert_close(in_place, taped.detach(), rtol=0, atol=1e-6)
     torch.testing.assert_close(in_place_weights, taped_weights.detach(), rtol=0, atol=1e-7)
+
+
+def _grads(gat, x, out):
+    out.square().sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in gat.parameters()]
+    x.grad = None
+    gat.zero_grad()
+    return grads
+
+
+def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch):
+    """A training pass over more step-graphs than `EDGE_SLICE_BYTES` holds goes in slices whose
+    per-edge tensors are recomputed in the backward: outputs and gradients (DropEdge on) as one pass."""
+    for layout in ("mean", "concat"):
+        gat, graph = layer(layout).train(), StepGraph(road_like_edges(50), 50)
+        gat.dropout = 0.0
+        x = torch.randn(7, 50, 16, requires_grad=True)
+        keep = torch.rand(7, graph.num_real_edges) >= 0.3
+        whole, _ = table_gatv2(gat, x, graph, keep)
+        expected = _grads(gat, x, whole)
+        per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
+        monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)      # slices of 3, 3 and 1
+        sliced, _ = table_gatv2(gat, x, graph, keep)
+        assert sliced.grad_fn is not None
+        torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-6)
+        for got, want in zip(_grads(gat, x, sliced), expected):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        monkeypatch.undo()
+
+
+def test_a_recomputed_slice_draws_the_attention_dropout_mask_of_its_forward(monkeypatch):
+    gat, graph = layer().train(), StepGraph(road_like_edges(50), 50)
+    x = torch.randn(6, 50, 16, requires_grad=True)
+    per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
+    torch.manual_seed(1)
+    kept = torch.cat([spatial._table_gatv2(gat, x[i:i + 3], graph, None, False)[0] for i in (0, 3)])
+    expected = _grads(gat, x, kept)
+    monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)
+    torch.manual_seed(1)
+    recomputed, _ = table_gatv2(gat, x, graph)
+    torch.testing.assert_close(recomputed, kept, rtol=0, atol=0)
+    for got, want in zip(_grads(gat, x, recomputed), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

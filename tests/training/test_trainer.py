@@ -221,3 +221,18 @@ def test_device_choice():
         with pytest.raises(DataError, match="no CUDA GPU"):
             resolve_device("cuda")
 
+
+
+def test_a_step_that_fits_only_with_its_blocks_recomputed_trains_so(data, tmp_path, monkeypatch):
+    import stmgt.training.trainer as train
+    config = TrainConfig(epochs=1, batch_size=16, max_batches=1, device="cpu", calibrate=False)
+    two_blocks = replace(SMALL, num_blocks=2, gat_path="dense")
+    need = {flag: two_blocks.training_bytes(16, data.num_nodes, data.graph.num_edges, "dense", flag)
+            for flag in (False, True)}
+    assert need[True] < need[False]
+    monkeypatch.setattr(train, "memory_budget", lambda device: (need[True] + need[False]) // 2)
+    result = fit(data, two_blocks, config, tmp_path / "run", SPEC)
+    assert result.model.recompute_blocks and result.run.config["recompute_blocks"] is True
+    monkeypatch.setattr(train, "memory_budget", lambda device: need[True] - 1)
+    with pytest.raises(DataError, match="would need about .* GB of memory"):
+        fit(data, two_blocks, config)
