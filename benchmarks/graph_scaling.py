@@ -9,7 +9,10 @@ memory is its own:
   JSON says which), as µs per
   node-window (step time / (batch × nodes)) and its ratio to the 62-node dense step;
 * a batch-1 forecast (no diagnostics) with the five quantiles, in ms;
-* peak resident memory (ru_maxrss) after the forecasts and after the training steps.
+* peak resident memory (VmHWM) after the forecasts and after the training steps, beside
+  `STMGTConfig.training_bytes`' estimate;
+* without `--quick`, the 5,000-node graph at batch 8 on the table path (issue 29's memory figure),
+  its blocks' activations kept and recomputed in the backward pass (`STMGT.recompute_blocks`).
 
 `auto` is the path `stmgt.model.spatial.choose_path` picks for the graph. Beside them, the GATv2
 layer alone (forward + backward with DropEdge, the default config's sizes) on the dense and the
@@ -85,13 +88,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # kB on Linux
 
 
-def run_case(nodes: int, path: str, batch: int, repeats: int) -> dict:
-    """One graph size on one path, in this process: forecast first, then training steps."""
+def run_case(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
+    """One graph size on one path, in this process: forecast first, then training steps (with each
+    block recomputed in the backward pass if `recompute`, as the trainer does where a step would
+    not fit the machine's memory otherwise)."""
     torch.manual_seed(0)
     edge_index = graph_edges(nodes)
     config = STMGTConfig(gat_path=path)
     model = STMGT(config)
-    result = {"rss_before_mb": peak_rss_mb()}
+    model.recompute_blocks = recompute
+    result = {"rss_before_mb": peak_rss_mb(), "recompute_blocks": recompute,
+              "estimated_training_mb": config.training_bytes(batch, nodes, edge_index.shape[1], path, recompute) / 2**20}
     model.eval()
     one = inputs(1, nodes, config.seq_len)
     forecast_ms = []
@@ -144,9 +151,9 @@ def layer_in_turns(nodes: int, batch: int, repeats: int, config: STMGTConfig) ->
             "auto": choose_path(graph, torch.device("cpu"))}
 
 
-def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int) -> dict:
+def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
     command = [sys.executable, "-m", "benchmarks.graph_scaling", "--case", str(nodes), path, str(batch),
-               "--repeats", str(repeats)]
+               "--repeats", str(repeats)] + (["--recompute"] if recompute else [])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         return {"error": (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]}
@@ -159,11 +166,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3, quick 2)")
     parser.add_argument("--layer", action="store_true", help="the GATv2 layer's turns only")
     parser.add_argument("--case", nargs=3, metavar=("NODES", "PATH", "BATCH"), help=argparse.SUPPRESS)
+    parser.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
     if args.case:
         nodes, path, batch = args.case
-        print(json.dumps(run_case(int(nodes), path, int(batch), repeats)))
+        print(json.dumps(run_case(int(nodes), path, int(batch), repeats, args.recompute)))
         return
     config = STMGTConfig()
     result = {"benchmark": "graph_scaling", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -200,6 +208,9 @@ def main() -> None:
             entry["paths"][path] = case
             print(f"{nodes} nodes, {path}: {case}", file=sys.stderr, flush=True)
         result["graphs"][str(nodes)] = entry
+    if not args.quick:     # issue 29's memory figure: 5,000 nodes at batch 8, as trained with and without recomputing
+        result["memory_5000_nodes_batch_8"] = {
+            ("recomputed" if flag else "kept"): case_in_subprocess(5000, "table", 8, 1, flag) for flag in (False, True)}
     print(json.dumps(result, indent=2))
 
 

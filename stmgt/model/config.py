@@ -15,6 +15,7 @@ GAT_LAYOUTS = SETTINGS["gat_layout"].choices
 # once while a sliced table-path block runs or is recomputed.
 TOKEN_COPIES = 26
 SLICES_AT_ONCE = 6
+RECOMPUTED_BLOCK = 1.3      # a recomputed block's activations and their gradients, alive together
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ class STMGTConfig:
         tokens = graphs * num_nodes * self.hidden_dim
         per_block = (0 if sliced else 3 * per_edge) + TOKEN_COPIES * tokens \
             + 3 * batch_size * num_nodes * self.heads * self.seq_len ** 2
-        kept = self.num_blocks * tokens + per_block if recompute_blocks else self.num_blocks * per_block
-        return 4 * kept + (SLICES_AT_ONCE * EDGE_SLICE_BYTES if sliced else 0)
+        kept = (self.num_blocks * tokens + RECOMPUTED_BLOCK * per_block if recompute_blocks
+                else self.num_blocks * per_block)
+        return int(4 * kept) + (SLICES_AT_ONCE * EDGE_SLICE_BYTES if sliced else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
