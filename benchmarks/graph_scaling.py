@@ -23,7 +23,9 @@ times against nodes / slots (slots = max in-degree + 1) is what `choose_path`'s
     .venv/bin/python benchmarks/graph_scaling.py [--quick] [--repeats 3]
 
 `--quick`: sizes up to 1,000 nodes and 2 repeats (a few minutes on a quiet 2-core machine).
-`--layer`: the GATv2 layer's turns only.
+`--layer`: the GATv2 layer's turns only (after the forecasts by head layout: the batch-1 forecast of
+the default `mean` heads and of the specification's `concat` heads on the path `auto` picks, in turns);
+`--forecast`: those forecasts only.
 """
 
 from __future__ import annotations
@@ -151,6 +153,27 @@ def layer_in_turns(nodes: int, batch: int, repeats: int, config: STMGTConfig) ->
             "auto": choose_path(graph, torch.device("cpu"))}
 
 
+def forecast_in_turns(nodes: int, repeats: int) -> dict:
+    """The batch-1 forecast with the five quantiles on the path `auto` picks, for each head layout
+    (the default `mean` and the specification's `concat`), taking turns in one process; medians in ms."""
+    edge_index = graph_edges(nodes)
+    one = inputs(1, nodes, STMGTConfig().seq_len)
+    models = {}
+    for layout in ("mean", "concat"):
+        torch.manual_seed(0)
+        models[layout] = STMGT(STMGTConfig(gat_layout=layout)).eval()
+    times = {layout: [] for layout in models}
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            for layout, model in models.items():
+                start = time.perf_counter()
+                GaussianMixture(*model(edge_index=edge_index, **one)).quantiles(QUANTILE_LEVELS)
+                if i:                                        # the first call builds the graph's tables
+                    times[layout].append(1000 * (time.perf_counter() - start))
+    return {"nodes": nodes, "auto": choose_path(StepGraph(edge_index, nodes), torch.device("cpu")),
+            **{f"{layout}_forecast_ms": statistics.median(t) for layout, t in times.items()}}
+
+
 def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
     command = [sys.executable, "-m", "benchmarks.graph_scaling", "--case", str(nodes), path, str(batch),
                "--repeats", str(repeats)] + (["--recompute"] if recompute else [])
@@ -165,6 +188,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="sizes up to 1,000 nodes, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3, quick 2)")
     parser.add_argument("--layer", action="store_true", help="the GATv2 layer's turns only")
+    parser.add_argument("--forecast", action="store_true", help="the batch-1 forecast per head layout only")
     parser.add_argument("--case", nargs=3, metavar=("NODES", "PATH", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -180,6 +204,10 @@ def main() -> None:
               "model": {k: getattr(config, k) for k in ("hidden_dim", "num_blocks", "heads", "gat_layout")},
               "quantile_levels": list(QUANTILE_LEVELS)}
     sizes = QUICK_SIZES if args.quick else SIZES
+    result["forecast_by_layout"] = [forecast_in_turns(nodes, 2 * repeats) for nodes in sizes]
+    if args.forecast:
+        print(json.dumps(result, indent=2))
+        return
     result["gatv2_layer"] = [layer_in_turns(nodes, BATCHES[nodes], 2 * repeats, config) for nodes in sizes
                              if dense_bytes(nodes, BATCHES[nodes], config) <= DENSE_MATRIX_CAP]
     if args.layer:
