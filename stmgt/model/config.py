@@ -43,7 +43,8 @@ class STMGTConfig:
     * ``time_encoding`` — the specification's input has no clock although traffic is
       periodic: time of day as sin/cos through ``Linear(2, D, bias=False)`` (+192) and day
       of week as ``Embedding(7, D)`` (+672; weekday/weekend effects are categorical, so a
-      learned vector per day fits better than a smooth sin/cos cycle).
+      learned vector per day fits better than a smooth sin/cos cycle; the vectors start at zero,
+      so a weekday a few days of training never held adds nothing).
     * ``weather_memory`` — each weather token carries a leaky running mean of the forecast
       weather up to its step (one learnt decay per channel, +96), so the weather's effect can
       build up and linger as traffic's does (`stmgt.model.weather`). Checkpoints written before
