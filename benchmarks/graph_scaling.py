@@ -99,8 +99,8 @@ def run_case(nodes: int, path: str, batch: int, repeats: int, recompute: bool = 
     config = STMGTConfig(gat_path=path)
     model = STMGT(config)
     model.recompute_blocks = recompute
-    result = {"rss_before_mb": peak_rss_mb(), "recompute_blocks": recompute,
-              "estimated_training_mb": config.training_bytes(batch, nodes, edge_index.shape[1], path, recompute) / 2**20}
+    estimate = config.training_bytes(batch, nodes, edge_index.shape[1], path, recompute)
+    result = {"rss_before_mb": peak_rss_mb(), "recompute_blocks": recompute, "estimated_training_mb": estimate / 2**20}
     model.eval()
     one = inputs(1, nodes, config.seq_len)
     forecast_ms = []

@@ -61,7 +61,7 @@ class JobSnapshot:
     kind: str = TRAINING             # training | evaluation
     processes: int = 1               # training processes (one per GPU); >1 under torchrun
     status: str = "running"          # running | evaluating | finished | cancelled | failed
-    phase: str = "starting"          # starting | training | validating | calibrating | estimating error correlations | scoring | … | done
+    phase: str = "starting"          # starting | training | validating | calibrating | … (PhaseProgress names)
     phase_done: int = 0              # batches done and in all of the current phase after training
     phase_total: int = 0
     epoch: int = 0

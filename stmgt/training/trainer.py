@@ -167,8 +167,8 @@ def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: Train
     path = model_config.gat_path
     if path == "auto":
         path = choose_path(StepGraph(dataset.graph.edge_index, dataset.num_nodes), device)
-    plain, recomputed = (model_config.training_bytes(config.batch_size, dataset.num_nodes,
-                                                     dataset.graph.num_edges, path, recompute) for recompute in (False, True))
+    plain, recomputed = (model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges,
+                                                     path, recompute) for recompute in (False, True))
     recompute = plain > memory_budget(device) and recomputed < plain
     check_memory(recomputed if recompute else plain, memory_budget(device),
                  f"a training step (batch_size {config.batch_size} × {dataset.num_nodes} nodes × seq_len "
