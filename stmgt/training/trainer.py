@@ -467,7 +467,7 @@ class Trainer:
     def calibrate(self) -> bool:
         """Fit the per-horizon σ scale on the validation split; False if cancelled meanwhile. Then,
         with a run folder, estimate the route answers' error copula of the calibrated model and
-        save it beside the checkpoint (skipped if cancelled: the Route page estimates it then)."""
+        save it beside the checkpoint (`save_error_copula`)."""
         scale = fit_sigma_scale(self.model, self.windows, self.anchors["val"], self.edge_index, self.device,
                                 max_batches=self.config.max_batches, cancel=self.cancel,
                                 on_batch=lambda done, total: self._phase("calibrating", done, total))
@@ -475,10 +475,19 @@ class Trainer:
             return False
         self.checkpoint(self.best_epoch, sigma_scale=scale.tolist())
         if self.run is not None:
-            distributed.on_main(lambda: estimate_and_save(
-                self.forecaster(), self.run.path, cancel=self.cancel,
-                on_batch=lambda done, total: self._phase("estimating error correlations", done, total)) and None)
+            distributed.on_main(self.save_error_copula)
         return True
+
+    def save_error_copula(self) -> None:
+        """The route answers' error copula, saved beside the checkpoint. Nothing is saved if the run
+        is cancelled meanwhile or the estimate fails: it is an aid, not the model, so the trained
+        run stands and the Route page estimates it on its first answer (where a failure is shown)."""
+        try:
+            estimate_and_save(self.forecaster(), self.run.path, cancel=self.cancel,
+                              on_batch=lambda done, total: self._phase("estimating error correlations", done, total))
+        except (ValueError, RuntimeError, np.linalg.LinAlgError) as exc:
+            log.warning("the route answers' error copula was not estimated (%s: %s); the Route page will "
+                        "estimate it", type(exc).__name__, exc)
 
     def score_the_start(self) -> None:
         """A new persistence-anchored model forecasts persistence before its first step, so it is

@@ -163,6 +163,20 @@ def test_a_cancel_while_the_error_copula_is_estimated_keeps_the_calibrated_model
     assert not (tmp_path / "run" / COPULA).exists() and result.best_epoch == 1
 
 
+def test_a_failing_error_copula_estimate_leaves_the_trained_run_standing(data, tmp_path, monkeypatch, caplog):
+    from stmgt.routing.copula import ErrorCopula
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("Eigenvalues did not converge")
+
+    monkeypatch.setattr(ErrorCopula, "estimate", broken)
+    result = fit(data, SMALL, TrainConfig(epochs=1, batch_size=16, max_batches=1, device="cpu"), tmp_path / "run",
+                 SPEC)
+    assert result.stopped == "max_epochs" and "sigma_scale" in load_checkpoint(tmp_path / "run" / CHECKPOINT).meta
+    assert not (tmp_path / "run" / COPULA).exists()
+    assert "error copula was not estimated (LinAlgError: Eigenvalues did not converge)" in caplog.text
+
+
 def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
     without = STMGTConfig(hidden_dim=16, num_blocks=1, heads=2, num_mixtures=3, use_weather=False)
     imported = replace(data, provenance={"source": "upload"})
