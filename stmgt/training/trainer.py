@@ -474,14 +474,16 @@ class Trainer:
         if scale is None:
             return False
         self.checkpoint(self.best_epoch, sigma_scale=scale.tolist())
-        if self.run is not None:
-            distributed.on_main(self.save_error_copula)
+        distributed.on_main(self.save_error_copula)         # every rank calls it: the others wait there
         return True
 
     def save_error_copula(self) -> None:
         """The route answers' error copula, saved beside the checkpoint. Nothing is saved if the run
         is cancelled meanwhile or the estimate fails: it is an aid, not the model, so the trained
-        run stands and the Route page estimates it on its first answer (where a failure is shown)."""
+        run stands and the Route page estimates it on its first answer (where a failure is shown).
+        Nothing without a run folder."""
+        if self.run is None:
+            return
         try:
             estimate_and_save(self.forecaster(), self.run.path, cancel=self.cancel,
                               on_batch=lambda done, total: self._phase("estimating error correlations", done, total))
