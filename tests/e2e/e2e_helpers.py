@@ -85,13 +85,16 @@ def slider(page: Page, label: str) -> Locator:
 
 
 def nudge(page: Page, label: str, key: str = "ArrowRight", times: int = 1) -> str:
-    """Move a slider with the keyboard; returns its new value's text (the app reruns after)."""
+    """Move a slider with the keyboard; returns its new value's text once the app's rerun is over
+    (read as soon as the value first changed, it could miss the last key presses: CI saw it one
+    step short)."""
     thumb = slider(page, label)
     before = thumb.get_attribute("aria-valuetext")
     thumb.focus()
     for _ in range(times):
         thumb.press(key)
     expect(thumb).not_to_have_attribute("aria-valuetext", before or "", timeout=RUN_MS)
+    settle(page)
     return thumb.get_attribute("aria-valuetext")
 
 
