@@ -24,7 +24,7 @@ def training_form(dataset, busy: bool) -> None:
     st.markdown(f"Trains on **{md(state.dataset_label())}**: {len(anchors['train']):,} training windows "
                 f"({per_epoch} batches of {batch_size} per epoch), early stopping on "
                 f"{len(anchors['val']):,} validation windows, then scored on {len(anchors['test']):,} test "
-                "windows against persistence and the historical average.")
+                "windows against persistence, the historical average and a linear autoregression.")
     preset_picker()
     init, tune, start_gone = start_from(dataset)
     locked = init is not None
