@@ -90,6 +90,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024      # kB on Linux
 
 
+def forecast(model: STMGT, edge_index: torch.Tensor, inputs: dict) -> torch.Tensor:
+    """A forecast as the dashboard makes one: the mixture and its five quantiles."""
+    return GaussianMixture(*model(edge_index=edge_index, **inputs)).quantiles(QUANTILE_LEVELS)
+
+
 def run_case(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
     """One graph size on one path, in this process: forecast first, then training steps (with each
     block recomputed in the backward pass if `recompute`, as the trainer does where a step would
@@ -107,8 +112,7 @@ def run_case(nodes: int, path: str, batch: int, repeats: int, recompute: bool = 
     with torch.no_grad():
         for i in range(repeats + 1):
             start = time.perf_counter()
-            mixture = GaussianMixture(*model(edge_index=edge_index, **one))
-            mixture.quantiles(QUANTILE_LEVELS)
+            forecast(model, edge_index, one)
             if i:                                            # the first call builds the graph's tables
                 forecast_ms.append(1000 * (time.perf_counter() - start))
     result.update(forecast_ms=statistics.median(forecast_ms), peak_rss_after_forecast_mb=peak_rss_mb())
@@ -167,7 +171,7 @@ def forecast_in_turns(nodes: int, repeats: int) -> dict:
         for i in range(repeats + 1):
             for layout, model in models.items():
                 start = time.perf_counter()
-                GaussianMixture(*model(edge_index=edge_index, **one)).quantiles(QUANTILE_LEVELS)
+                forecast(model, edge_index, one)
                 if i:                                        # the first call builds the graph's tables
                     times[layout].append(1000 * (time.perf_counter() - start))
     return {"nodes": nodes, "auto": choose_path(StepGraph(edge_index, nodes), torch.device("cpu")),

@@ -208,12 +208,13 @@ def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainCon
     windows = {split: len(a) for split, a in split_anchors(dataset).items()}
     plan = estimate(cost, windows, train_config, model_config.use_weather and dataset.has_weather,
                     spec.get("kind") == "simulator")
+
     def rough(seconds: float) -> str:
         return duration(round(seconds, -1)) if seconds >= 5 else "under 5 s"
 
     parts = ", ".join(f"{phase} {rough(seconds)}" for phase, seconds in plan.phases.items())
-    total = f"about {rough(plan.total_s)}" if plan.total_s >= 5 else rough(plan.total_s)
-    st.info(f"**Expected: {total}**, less if early stopping ends it sooner: {parts}. "
+    about = "about " if plan.total_s >= 5 else ""
+    st.info(f"**Expected: {about}{rough(plan.total_s)}**, less if early stopping ends it sooner: {parts}. "
             f"Based on one timed training step of this model here ({cost.train_batch_s:.1f} s per batch of "
             f"{train_config.batch_size} on {cost.device.upper()}, {plan.train_batches:,} batches in all) and "
             f"one timed forward pass ({cost.forward_window_s * 1000:.0f} ms per window) for validation, "

@@ -150,9 +150,7 @@ def saved_copula(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDOWS) -
         copula = read_copula(path, key, forecaster.dataset.num_nodes, forecaster.horizon)
     except DataError:
         copula = None
-    if copula is not None:
-        return copula
-    return estimate_and_save(forecaster, run_dir, windows)
+    return copula if copula is not None else _estimate_into(forecaster, path, key, windows)
 
 
 def estimate_and_save(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDOWS,
@@ -160,13 +158,17 @@ def estimate_and_save(forecaster, run_dir: Path, windows: int = ESTIMATION_WINDO
                       on_batch: Callable[[int, int], None] | None = None) -> ErrorCopula | None:
     """Estimate the copula of the model in `run_dir` on the forecaster's data and save it there
     (training does this at its end, so a route's first answer reads it; at a thousand roads the
-    estimate takes minutes). None, saving nothing, if cancelled; a folder that cannot be written
-    keeps nothing."""
+    estimate takes minutes). None, saving nothing, if cancelled."""
     key = copula_key(Path(run_dir) / CHECKPOINT, forecaster.dataset, windows)
+    return _estimate_into(forecaster, Path(run_dir) / COPULA, key, windows, cancel, on_batch)
+
+
+def _estimate_into(forecaster, path: Path, key: dict, windows: int, cancel=None, on_batch=None) -> ErrorCopula | None:
+    """Estimate and save at `path` under `key`; a folder that cannot be written keeps nothing."""
     copula = ErrorCopula.estimate(forecaster, windows, cancel=cancel, on_batch=on_batch)
     if copula is not None:
         try:
-            save_copula(Path(run_dir) / COPULA, copula, key)
+            save_copula(path, copula, key)
         except OSError:
             pass
     return copula

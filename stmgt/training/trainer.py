@@ -169,8 +169,9 @@ def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: Train
         path = choose_path(StepGraph(dataset.graph.edge_index, dataset.num_nodes), device)
     plain, recomputed = (model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges,
                                                      path, recompute) for recompute in (False, True))
-    recompute = plain > memory_budget(device) and recomputed < plain
-    check_memory(recomputed if recompute else plain, memory_budget(device),
+    budget = memory_budget(device)
+    recompute = plain > budget and recomputed < plain
+    check_memory(recomputed if recompute else plain, budget,
                  f"a training step (batch_size {config.batch_size} × {dataset.num_nodes} nodes × seq_len "
                  f"{model_config.seq_len}, hidden_dim {model_config.hidden_dim} × {model_config.heads} heads "
                  f"× {model_config.num_blocks} blocks)", "lower batch_size, hidden_dim, heads or num_blocks")
@@ -465,20 +466,18 @@ class Trainer:
         return Forecaster(loaded, self.dataset, self.device)
 
     def calibrate(self) -> bool:
-        """Fit the per-horizon σ scale on the validation split; False if cancelled meanwhile. Then,
-        with a run folder, estimate the route answers' error copula of the calibrated model and
-        save it beside the checkpoint (`save_error_copula`)."""
+        """Fit the per-horizon σ scale on the validation split; False if cancelled meanwhile."""
         scale = fit_sigma_scale(self.model, self.windows, self.anchors["val"], self.edge_index, self.device,
                                 max_batches=self.config.max_batches, cancel=self.cancel,
                                 on_batch=lambda done, total: self._phase("calibrating", done, total))
         if scale is None:
             return False
         self.checkpoint(self.best_epoch, sigma_scale=scale.tolist())
-        distributed.on_main(self.save_error_copula)         # every rank calls it: the others wait there
         return True
 
     def save_error_copula(self) -> None:
-        """The route answers' error copula, saved beside the checkpoint. Nothing is saved if the run
+        """The route answers' error copula of the calibrated model, saved beside the checkpoint so a
+        route's first answer reads it. Nothing is saved if the run
         is cancelled meanwhile or the estimate fails: it is an aid, not the model, so the trained
         run stands and the Route page estimates it on its first answer (where a failure is shown).
         Nothing without a run folder."""
@@ -552,8 +551,11 @@ class Trainer:
 
         if self.best_epoch is not None:
             self.model.load_state_dict(self.best_state)
-            if self.config.calibrate and stopped != "cancelled" and not self.calibrate():
-                stopped = "cancelled"
+            if self.config.calibrate and stopped != "cancelled":
+                if self.calibrate():
+                    distributed.on_main(self.save_error_copula)     # every rank calls it: the others wait there
+                else:
+                    stopped = "cancelled"
         if stopped != "cancelled" and self.run is not None:
             (self.run.path / TRAINING_STATE).unlink(missing_ok=True)   # finished: nothing to resume
         self.model.eval()
