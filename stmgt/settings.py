@@ -210,10 +210,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     real("entropy_weight", TRAIN, 0.001, 0.0, 100.0, "the bonus would drown the forecast's own loss",
          "Weight of the loss term that rewards spreading the mixture's weights over its components.",
          label="Entropy regulariser weight", section="more", step=0.001, format="%.4f"),
-    choice("select", TRAIN, "val_mae", ("val_mae", "whatif"),
-           "Picks the checkpoint and drives early stopping: validation MAE, or the what-if error, the mean "
+    choice("select", TRAIN, "val_mae", ("val_mae", "whatif", "both"),
+           "Picks the checkpoint and drives early stopping: validation MAE, the what-if error (the mean "
            "per-node error of weather what-if answers against the simulator's true change on validation "
-           "anchors (simulated data with weather); validation MAE barely moves with the weather response.",
+           "anchors; simulated data with weather), or their sum, both in km/h: validation MAE barely moves "
+           "with the weather response, and the what-if error alone can pick an epoch that forecasts worse.",
            label="Choose the best epoch by"),
     real("whatif_weight", TRAIN, 0.0, 0.0, 100.0, "the what-if loss would drown the forecast's own",
          "Adds this weight × the what-if loss to every step: a batch of training windows each get a sampled what-if "

@@ -30,7 +30,11 @@ STOP_REASONS = {"early_stopping": "stopped early: {score} stopped improving",
 SCORES = {"val_mae": ("validation MAE", "val_mae", "Mean absolute error of the forecast mean on the validation split."),
           "whatif": ("what-if error", "val_whatif_error",
                      "Mean per-node error of the weather what-if answers against the simulator's true change, "
-                     f"over the what-if grid at {SELECT_ANCHORS} validation anchors.")}
+                     f"over the what-if grid at {SELECT_ANCHORS} validation anchors."),
+          "both": ("validation MAE + what-if error", "score",
+                   "Validation MAE plus the what-if error (the mean per-node error of the weather what-if answers "
+                   f"against the simulator's over the what-if grid at {SELECT_ANCHORS} validation anchors), both "
+                   "in km/h: the forecast and the weather response weigh alike.")}
 
 
 def panel(dataset) -> None:

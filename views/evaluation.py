@@ -123,7 +123,9 @@ def history(run) -> None:
     st.plotly_chart(training_figure(frame, whatif_weight=run.config.get("train", {}).get("whatif_weight", 0.0)),
                     key="eval_history")
     best = kept_epoch(frame)
-    chosen = (f", chosen on the what-if error over validation forecasts ({best['val_whatif_error']:.2f} km/h; "
+    on = {"whatif": "the what-if error", "both": "validation MAE + the what-if error"}.get(
+        run.config.get("train", {}).get("select"), "the what-if error")
+    chosen = (f", chosen on {on} over validation forecasts (what-if error {best['val_whatif_error']:.2f} km/h; "
               if pd.notna(best.get("val_whatif_error")) else " (")
     st.caption(f"{len(frame)} epoch{'s' if len(frame) != 1 else ''}; the saved checkpoint is epoch {int(best['epoch'])}"
                f"{chosen}validation MAE {best['val_mae']:.2f} km/h).")

@@ -74,7 +74,7 @@ class Estimate:
 def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainConfig, use_weather: bool,
              simulated: bool) -> Estimate:
     """The run's duration from measured `cost`, for splits of `split_windows` windows each.
-    `use_weather` and `simulated`: the what-if answers are scored too. With `select` "whatif"
+    `use_weather` and `simulated`: the what-if answers are scored too. Unless `select` is "val_mae"
     every epoch also forecasts the what-if grid at SELECT_ANCHORS validation anchors: one pass
     through the blocks per anchor, counted as one window (reading each under the grid's 12
     weathers costs a little more, not counted)."""
@@ -90,7 +90,7 @@ def estimate(cost: StepCost, split_windows: dict[str, int], train_config: TrainC
     val = windows("val", _default(validate, "batch_size")) * cost.forward_window_s
     phases = {"training": train_config.epochs * per_epoch * cost.train_batch_s,
               "validating": train_config.epochs * val}
-    if train_config.select == "whatif":
+    if train_config.select != "val_mae":
         checked = min(SELECT_ANCHORS, split_windows["val"])
         phases["what-if checks"] = train_config.epochs * checked * cost.forward_window_s
     if train_config.calibrate:

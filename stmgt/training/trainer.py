@@ -44,7 +44,8 @@ TUNABLE = SETTINGS["tune"].choices
 FRESH_WEATHER_MEMORY = "weather_attn.memory_logit"
 # `select`: the validation score that picks the best epoch and drives early stopping. "whatif" is
 # the what-if error (stmgt.evaluation.fidelity.mean_error) on SELECT_ANCHORS validation anchors: validation MAE
-# barely moves with the weather response, which can swing widely from one epoch to the next.
+# barely moves with the weather response, which can swing widely from one epoch to the next. "both" is
+# their sum (both km/h), so neither the forecast nor the weather response is traded away unseen.
 SELECTABLE = SETTINGS["select"].choices
 SELECT_ANCHORS = 50
 PAIR_STREAM = 11          # the what-if pairs' random stream: (seed, epoch, PAIR_STREAM), one per rank
@@ -124,6 +125,7 @@ class EpochReport:
     best: bool
     skipped_batches: int = 0      # batches whose loss was not finite (no update made)
     val_whatif_error: float | None = None  # km/h, measured when the run selects on it
+    score: float | None = None    # the `select` score of this epoch (km/h)
 
 
 @dataclass
@@ -146,11 +148,11 @@ def whatif_simulator(dataset: TrafficDataset, model_config: STMGTConfig,
     """The simulator a run's what-if loss and what-if check compare with, None when it uses
     neither; a DataError, before anything is trained, when the data has none or the model reads no
     weather."""
-    if config.select != "whatif" and not config.whatif_weight:
+    if config.select == "val_mae" and not config.whatif_weight:
         return None
     simulator = simulator_for(dataset)
     if simulator is None or not model_config.use_weather:
-        option, where = (("choosing the best epoch on the what-if error", "select") if config.select == "whatif"
+        option, where = (("choosing the best epoch on the what-if error", "select") if config.select != "val_mae"
                          else ("the what-if loss", "whatif_weight"))
         raise DataError(f"{option} compares what-ifs with the simulator's truth, so it needs the simulator's "
                         "own data and a model that reads the weather", where)
@@ -504,7 +506,7 @@ class Trainer:
         self.best_epoch, self.best_state = 0, {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.checkpoint(0)
         report = EpochReport(0, float("nan"), val_mae, val_nll, self.optimizer.param_groups[0]["lr"],
-                             time.perf_counter() - started, True)
+                             time.perf_counter() - started, True, score=val_mae)
         self.history.append(asdict(report))
         if self.run is not None:
             self.run.write_history(pd.DataFrame(self.history))
@@ -524,12 +526,12 @@ class Trainer:
             self.scheduler.step()
             val_mae, val_nll = self.validate()
             whatif = None
-            if self.config.select == "whatif":
+            if self.config.select != "val_mae":
                 whatif = self.whatif_error()
                 if whatif is None:
                     stopped = "cancelled"               # this epoch unscored: resume redoes it
                     break
-            score = val_mae if whatif is None else whatif
+            score = {"val_mae": val_mae, "whatif": whatif, "both": val_mae + (whatif or 0.0)}[self.config.select]
             improved = score < self.best_score
             if improved:
                 self.best_score, self.best_mae, self.best_epoch, self.bad_epochs = score, val_mae, epoch, 0
@@ -538,7 +540,7 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             report = EpochReport(epoch, trained[0], val_mae, val_nll, lr, time.perf_counter() - started,
-                                 improved, trained[1], whatif)
+                                 improved, trained[1], whatif, score)
             self.history.append(asdict(report))
             if self.run is not None:
                 self.run.write_history(pd.DataFrame(self.history))

@@ -250,3 +250,20 @@ def test_a_step_that_fits_only_with_its_blocks_recomputed_trains_so(data, tmp_pa
     monkeypatch.setattr(train, "memory_budget", lambda device: need[True] - 1)
     with pytest.raises(DataError, match="would need about .* GB of memory"):
         fit(data, two_blocks, config)
+
+
+@pytest.mark.parametrize("maes, errors, best", [
+    ([5.0, 4.9, 4.0], [0.9, 0.2, 0.5], 3),        # the what-if error alone would pick epoch 2
+    ([4.0, 4.1, 4.4], [0.9, 0.3, 1.0], 2),        # validation MAE alone would pick epoch 1
+])
+def test_selecting_on_both_scores_weighs_the_forecast_and_the_whatif_alike(data, tmp_path, monkeypatch,
+                                                                          maes, errors, best):
+    import stmgt.training.trainer as train
+    monkeypatch.setattr(train, "SELECT_ANCHORS", 3)
+    monkeypatch.setattr(train.fidelity, "mean_error", lambda r, e=iter(errors): next(e))
+    monkeypatch.setattr(train, "validate", lambda *a, m=iter(maes), **k: (next(m), 1.0))
+    result = fit(data, SMALL, TrainConfig(epochs=3, batch_size=16, max_batches=2, patience=3, device="cpu",
+                                          select="both"), tmp_path / "run", SPEC)
+    sums = [m + e for m, e in zip(maes, errors)]
+    assert result.run.history().score.tolist() == pytest.approx(sums) and result.best_epoch == best
+    assert result.best_val_mae == maes[best - 1]
