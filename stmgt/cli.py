@@ -61,7 +61,7 @@ CONFIGURED = "default: the --config file's, else {}"
 POLL_S = 2.0                  # monitor --follow: seconds between looks at the dataset's newest step
 FORECAST_COLUMNS = "node_id,horizon_step,target_time,mean,"   # how a forecast CSV of ours begins
 # The `train` options a resumed run refuses (it keeps its own settings): argparse name -> option.
-RESUME_KEEPS = {"config": "--config", "init": "--init",
+RESUME_KEEPS = {"config": "--config", "init": "--init", "specification": "--specification",
                 **{s.name: s.option for s in OPTIONS if s.name not in ("epochs", "device")}}
 
 
@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE.json",
                    help='every model and training setting: {"model": {...}, "train": {...}} with the keys of a '
                         "run's config.json (a run's config.json itself will do); the options below override it")
+    p.add_argument("--specification", action="store_true", default=None,
+                   help="start a new model from the specification's plain recipe (§9.4) instead of the data's: "
+                        "the weather recipe (assets/model/recipe.json) on the simulator's data with weather, "
+                        "the small-data recipe on imported data")
     for setting in OPTIONS:
         p.add_argument(setting.option, dest=setting.name,
                        help=f"{setting.help} ({setting.span}; {CONFIGURED.format(setting.shown_default)})",
@@ -374,8 +378,8 @@ def _train_here(args, device, configs, emit) -> None:
         spec = parse_data_arg(args.data)
         config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
-    if not args.resume and args.init is None:   # imported data starts from its recipe (stmgt.training.recipe)
-        config, train_config = _configs(args, default_sections(spec, dataset))
+    if not args.resume and args.init is None:   # a new model starts from the data's recipe (stmgt.training.recipe)
+        config, train_config = _configs(args, default_sections(spec, dataset, plain=bool(args.specification)))
         train_config = replace(train_config, device=device.type)
     with stop_on_signals() as cancel:
         _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel)

@@ -7,10 +7,9 @@ import pytest
 
 from stmgt.cli import main
 from stmgt.data.folder import read_folder
-from stmgt.model import STMGTConfig
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
-from stmgt.training.trainer import TrainConfig
+from stmgt.training.recipe import weather_recipe
 
 
 def test_simulate_writes_the_generic_folder(tmp_path, capsys):
@@ -93,8 +92,8 @@ def test_an_anchored_runs_epoch_0_is_valid_json_and_reads_before_training(tmp_pa
     config = tmp_path / "anchored.json"
     config.write_text(json.dumps({"model": {"persistence_anchor": True, "hidden_dim": 8, "num_blocks": 1,
                                             "heads": 2, "num_mixtures": 2}, "train": {"compile": False}}))
-    quick = ["--config", str(config), "--data", "sim:seed=3,weeks=2", "--epochs", "1", "--batch-size", "8",
-             "--max-batches", "1", "--device", "cpu", "--no-evaluate"]
+    quick = ["--config", str(config), "--data", "sim:seed=3,weeks=2", "--specification", "--epochs", "1",
+             "--batch-size", "8", "--max-batches", "1", "--device", "cpu", "--no-evaluate"]
     assert main(["train", "--out", str(tmp_path / "json"), *quick, "--progress-json"]) == 0
     out, _ = capsys.readouterr()
     epochs = [json.loads(line, parse_constant=pytest.fail) for line in out.splitlines()]
@@ -123,8 +122,9 @@ def test_train_takes_every_setting_from_a_config_file_and_reports_progress_as_js
     assert events[-1] == {"event": "trained", "stopped": "max_epochs", "best_epoch": 1, "scoring": False}
     assert "training on simulated HCMC" in err and "max epochs; best epoch 1" in err   # the text went to stderr
     first = Run.open(tmp_path / "first").config
-    assert first["model"] == {**STMGTConfig().to_dict(), **SETTINGS["model"]}
-    assert first["train"] == {**TrainConfig().to_dict(), **SETTINGS["train"], "epochs": 1, "batch_size": 8,
+    recipe = weather_recipe()                   # the simulator's data with weather: the file goes over it
+    assert first["model"] == {**recipe["model"], **SETTINGS["model"]}
+    assert first["train"] == {**recipe["train"], **SETTINGS["train"], "epochs": 1, "batch_size": 8,
                               "max_batches": 2, "device": "cpu"}
 
     assert main(["train", "--out", str(tmp_path / "again"), "--config", str(tmp_path / "first" / "config.json"),

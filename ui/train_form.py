@@ -21,16 +21,20 @@ from ui.train_progress import SCORES, SCROLL_KEY, duration
 from ui.text import md
 
 PRESET_KEY = "train_preset"
-# Presets set these form fields; the rest keep the specification's defaults.
-PRESETS = {
-    "Quick look": {"epochs": 2, "max_batches": 3},
-    "Specification": {"epochs": SETTINGS["epochs"].default, "max_batches": None},
-}
-QUICK, SPEC = PRESETS["Quick look"], PRESETS["Specification"]
-PRESET_HELP = (f"*Quick look*: {QUICK['epochs']} epochs of {QUICK['max_batches']} batches, validation, calibration "
-               f"and test scoring capped at {QUICK['max_batches']} batches too: to see the whole pipeline work (not "
-               f"a useful model). *Specification*: {SPEC['epochs']} epochs over every window, with early stopping. "
-               "*Estimate duration* measures how long either takes on this machine.")
+PRESET_DATA_KEY = "train_preset_data"       # the data spec the form's values were set for
+RECIPE, QUICK_LOOK, SPECIFICATION = "Recipe", "Quick look", "Specification"
+QUICK = {"epochs": 2, "max_batches": 3}     # laid over the recipe: the whole pipeline in minutes
+PRESET_HELP = ("*Recipe*: the settings for this data (`stmgt.training.recipe`). On the simulator's data with "
+               "weather it is the weather recipe the bundled model was trained with (`assets/model/recipe.json`): "
+               "the weather's effect is taught from the first epoch and checked after each; on imported data the "
+               "small-data recipe; elsewhere the specification's. "
+               f"*Quick look*: the recipe for {QUICK['epochs']} epochs of {QUICK['max_batches']} batches, validation, "
+               f"calibration and test scoring capped at {QUICK['max_batches']} batches too: to see the whole pipeline "
+               "work (not a useful model). *Specification*: the specification's plain recipe (§9.4), every setting "
+               "at its default: up to 100 epochs with early stopping on validation MAE, no weather response taught. "
+               "*Estimate duration* measures how long any of them takes on this machine.")
+# The settings a preset sets: every one on the form but the weather input, which follows the data.
+PRESET_SETTINGS = tuple(s.name for s in SETTINGS.values() if s.section and s.name != "use_weather") + ("select",)
 # Fine-tuning (`TrainConfig.init_from`): the starting model fixes the architecture; dropout and
 # DropEdge only act in training, so they stay the user's.
 NEW_MODEL = "New model (random weights)"
@@ -47,19 +51,20 @@ def unless_set(key: str, **default) -> dict:
     return {} if key in st.session_state else default
 
 
-def recipe_defaults() -> dict:
-    """The settings the current data's recipe starts from (`stmgt.training.recipe`: the small-data
-    recipe on imported data), by name; none on the simulator's data."""
-    sections = default_sections(state.current_dataset_spec(), state.current_dataset())
-    return {**sections[MODEL], **sections[TRAIN]}
+def preset_values(chosen: str) -> dict:
+    """The value of every setting a preset sets, under the preset `chosen` on the current data."""
+    sections = default_sections(state.current_dataset_spec(), state.current_dataset(), plain=chosen == SPECIFICATION)
+    recipe = sections[MODEL] | sections[TRAIN]
+    values = {name: recipe.get(name, SETTINGS[name].default) for name in PRESET_SETTINGS}
+    return values | (QUICK if chosen == QUICK_LOOK else {})
 
 
 def field(setting: Setting, disabled: bool = False, **options):
     """The widget of one setting, keyed train_<name>: a checkbox, a radio of its choices or a number
-    input within its limits; `options` go to the widget (a `value` replaces the default, which is
-    the data's recipe's where it has one)."""
+    input within its limits; `options` go to the widget (a `value` replaces the default, which the
+    preset has set already for most)."""
     key = f"train_{setting.name}"
-    value = options.pop("value", recipe_defaults().get(setting.name, setting.default))
+    value = options.pop("value", setting.default)
     common = {"key": key, "help": setting.help, "disabled": disabled} | options
     if setting.kind is bool:
         return st.checkbox(setting.label, **common, **unless_set(key, value=value))
@@ -127,18 +132,25 @@ def start_from(dataset) -> tuple[Run | None, str, bool]:
 
 
 def apply_preset() -> None:
-    chosen = st.session_state[PRESET_KEY] or "Specification"
-    recipe = recipe_defaults() if chosen == "Specification" else {}     # its epochs on imported data
-    for name, value in PRESETS[chosen].items():
-        st.session_state[f"train_{name}"] = recipe.get(name, value)
+    """Every setting the chosen preset sets, on the form; a fine-tune keeps its starting model's
+    architecture, regularisers and gentle learning rate (`take_settings_of`)."""
+    chosen = st.session_state[PRESET_KEY] or RECIPE
+    fine_tune = st.session_state.get(START_KEY, NEW_MODEL) != NEW_MODEL
+    for name, value in preset_values(chosen).items():
+        if not (fine_tune and name in (*SHAPE, *REGULARISERS, "lr")):
+            st.session_state[f"train_{name}"] = value
+    st.session_state[PRESET_DATA_KEY] = state.current_dataset_spec()
 
 
 def preset_picker() -> None:
-    """Quick look by default where there is no GPU, so a first run finishes in minutes."""
-    if PRESET_KEY not in st.session_state:
-        st.session_state[PRESET_KEY] = "Specification" if torch.cuda.is_available() else "Quick look"
+    """The recipe by default; set again when the data changes, since the recipe goes by the data."""
+    fresh = PRESET_KEY not in st.session_state        # first visit, or the page's widgets were cleared since
+    if fresh:
+        st.session_state[PRESET_KEY] = RECIPE
+    if fresh or st.session_state.get(PRESET_DATA_KEY) != state.current_dataset_spec():
         apply_preset()
-    st.segmented_control("Preset", list(PRESETS), key=PRESET_KEY, on_change=apply_preset, help=PRESET_HELP)
+    st.segmented_control("Preset", [RECIPE, QUICK_LOOK, SPECIFICATION], key=PRESET_KEY, on_change=apply_preset,
+                         help=PRESET_HELP)
 
 
 def weather_response_fields(dataset) -> dict:

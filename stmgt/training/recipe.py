@@ -1,5 +1,14 @@
-"""The recipe `train` and the Train page start from on imported data, chosen from how much history
-the training split holds.
+"""The recipe `train` and the Train page start a new model from, chosen from the data.
+
+* The simulator's data with weather (the embedded default): the weather recipe, `WEATHER_RECIPE`
+  (assets/model/recipe.json), every model and training setting in one file. It is the
+  specification's architecture and optimiser with the weather's effect taught from the first
+  epoch: the what-if loss (`whatif_weight`) on every step, one cosine period of the learning rate
+  over the run, and the epoch chosen on validation MAE plus the what-if error (`select: "both"`).
+  The specification's plain recipe forecasts as well but answers few what-ifs within their targets
+  (benchmarks/RESULTS.md, *One recipe*); the bundled model is this recipe's output.
+* Imported data: the small-data recipe below, from how much history the training split holds.
+* Anything else (simulated data written to a folder, data without weather): the specification's.
 
 The specification's recipe (§9.4: hidden 96, 3 blocks, dropout 0.2, weight decay 1e-4, up to 100
 epochs, patience 10) was made for weeks of data. A few days of real loop-detector data hold each
@@ -17,17 +26,25 @@ The rule, by days of training history d (the training split's steps × the caden
 * otherwise the specification's recipe, unchanged.
 
 Each value is a starting point: a setting given on the command line, in a --config file or on the
-form replaces it. The figures it reached are in benchmarks/RESULTS.md, *Real traffic*."""
+form replaces it, and `plain` (`train --specification`, the Train page's *Specification* preset)
+starts from the specification's instead. The figures it reached are in benchmarks/RESULTS.md,
+*Real traffic*."""
 
 from __future__ import annotations
+
+import json
+from functools import cache
 
 import pandas as pd
 
 from stmgt.data.dataset import TrafficDataset
+from stmgt.errors import DataError
+from stmgt.paths import BUNDLED_RUN
 from stmgt.settings import MODEL, TRAIN
 
 SMALL_DAYS = 7.0            # under a week of training history: the smallest recipe
 FULL_RECIPE_DAYS = 28.0     # four weeks and more: the specification's recipe
+WEATHER_RECIPE = BUNDLED_RUN / "recipe.json"
 
 SMALL = {MODEL: {"hidden_dim": 32, "num_blocks": 2, "dropout": 0.3, "drop_edge": 0.1, "persistence_anchor": True},
          TRAIN: {"lr": 1e-4, "weight_decay": 1e-2, "epochs": 20, "patience": 3, "restart_epochs": 20}}
@@ -51,12 +68,37 @@ def recipe_for(dataset: TrafficDataset) -> dict[str, dict]:
 
 def imported(spec: dict, dataset: TrafficDataset) -> bool:
     """Whether `dataset`, loaded from `spec` (`stmgt.data.sources`), is imported data: a dataset
-    folder whose provenance is not the simulator's. Training on it starts from `recipe_for` by
-    default; the simulator's data, embedded or written to a folder, keeps the specification's."""
+    folder whose provenance is not the simulator's."""
     return spec.get("kind") == "folder" and (dataset.provenance or {}).get("source") != "simulator"
 
 
-def default_sections(spec: dict, dataset: TrafficDataset) -> dict[str, dict]:
-    """What a new run on this data starts from before given settings are laid over it: `recipe_for`
-    on imported data, nothing (the specification's defaults) otherwise."""
-    return recipe_for(dataset) if imported(spec, dataset) else {MODEL: {}, TRAIN: {}}
+def simulated_with_weather(spec: dict, dataset: TrafficDataset) -> bool:
+    """Whether `dataset` is the simulator's own (built from a simulator spec, so every what-if has
+    a true answer) and holds weather: where the weather recipe applies."""
+    return spec.get("kind") == "simulator" and dataset.has_weather
+
+
+@cache
+def weather_recipe() -> dict[str, dict]:
+    """{"model": {...}, "train": {...}} of `WEATHER_RECIPE`; a DataError if the file is unreadable."""
+    try:
+        sections = json.loads(WEATHER_RECIPE.read_text())
+        return {part: dict(sections[part]) for part in (MODEL, TRAIN)}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"the weather recipe cannot be read ({type(exc).__name__}: {exc}); restore it with "
+                        "`git checkout assets/model/recipe.json`", str(WEATHER_RECIPE)) from exc
+
+
+def default_sections(spec: dict, dataset: TrafficDataset, plain: bool = False) -> dict[str, dict]:
+    """What a new run on this data starts from before given settings are laid over it, in the shape
+    of a `train --config` file: the weather recipe, the small-data recipe or, with `plain` and
+    elsewhere, nothing (the specification's defaults)."""
+    if plain:
+        chosen = {MODEL: {}, TRAIN: {}}
+    elif imported(spec, dataset):
+        chosen = recipe_for(dataset)
+    elif simulated_with_weather(spec, dataset):
+        chosen = weather_recipe()
+    else:
+        chosen = {MODEL: {}, TRAIN: {}}
+    return {part: dict(values) for part, values in chosen.items()}

@@ -1,14 +1,18 @@
-"""The small-data recipe: chosen from the days of training history, used by `train` on imported data
-by default, under the settings a user gives."""
+"""The recipes a new model starts from: the weather recipe (assets/model/recipe.json) on the simulator's
+data with weather, the small-data recipe (chosen from the days of training history) on imported data,
+under the settings a user gives; the specification's plain recipe one option away."""
+
+import json
 
 import pandas as pd
 import pytest
 
-from samples import matrix_folder, small_dataset
+from samples import TINY_CONFIG, matrix_folder, small_dataset
 from stmgt.cli import main
 from stmgt.data.dataset import TrafficDataset
 from stmgt.data.simulate import simulate
 from stmgt.data.sources import EMBEDDED
+from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
 from stmgt.settings import MODEL, TRAIN
 from stmgt.storage.runs import Run
@@ -46,13 +50,51 @@ def test_smaller_data_gets_a_smaller_more_regularised_model_that_stops_sooner():
     assert small[TRAIN]["lr"] < spec[1].lr        # gentle steps away from persistence
 
 
-def test_only_imported_data_starts_from_the_recipe():
+def test_each_kind_of_data_starts_from_its_recipe():
     short, folder, none = spanning(3.5), {"kind": "folder", "path": "x"}, {MODEL: {}, TRAIN: {}}
     assert recipe.default_sections(folder, short) == recipe.SMALL
-    assert recipe.default_sections(dict(EMBEDDED), short) == none
+    assert recipe.default_sections(folder, short, plain=True) == none
+    assert recipe.default_sections(dict(EMBEDDED), short) == none                   # no weather to teach
     assert recipe.default_sections(folder, spanning(3.5, "simulator")) == none     # simulated data written out
     embedded = simulate(weeks=8, seed=0)
     assert recipe.recipe_for(embedded) == none     # eight simulated weeks: the specification's
+    weather = recipe.default_sections(dict(EMBEDDED), embedded)
+    assert weather == recipe.weather_recipe() and recipe.default_sections(dict(EMBEDDED), embedded, plain=True) == none
+    assert STMGTConfig.from_dict(weather[MODEL]).to_dict() == weather[MODEL]         # every setting, all valid
+    assert set(TrainConfig.from_dict(weather[TRAIN]).to_dict()) - set(weather[TRAIN]) == {"device"}
+
+
+def test_the_weather_recipe_teaches_the_weather_response_and_chooses_on_it():
+    train = recipe.weather_recipe()[TRAIN]
+    assert train["whatif_weight"] > 0 and train["select"] == "both" and train["init_from"] is None
+
+
+def test_a_damaged_weather_recipe_is_refused_in_words(tmp_path, monkeypatch):
+    for text in ("{not json", '{"model": {}}', "[]"):
+        (tmp_path / "recipe.json").write_text(text)
+        monkeypatch.setattr(recipe, "WEATHER_RECIPE", tmp_path / "recipe.json")
+        recipe.weather_recipe.cache_clear()
+        with pytest.raises(DataError, match="the weather recipe cannot be read") as raised:
+            recipe.weather_recipe()
+        assert raised.value.where == str(tmp_path / "recipe.json")
+    recipe.weather_recipe.cache_clear()
+
+
+def test_train_on_the_simulators_data_uses_the_weather_recipe_unless_told_the_specifications(tmp_path):
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))      # laid over the recipe, as any --config
+    quick = ["--data", "sim:seed=3,weeks=2", "--config", str(tmp_path / "tiny.json"), "--epochs", "1",
+             "--batch-size", "4", "--max-batches", "1", "--device", "cpu", "--no-evaluate"]
+    assert main(["train", *quick, "--out", str(tmp_path / "recipe")]) == 0
+    config, file = Run(tmp_path / "recipe").config, recipe.weather_recipe()
+    assert config["model"] == file[MODEL] | TINY_CONFIG[MODEL]
+    given = TINY_CONFIG[TRAIN] | {"epochs": 1, "batch_size": 4, "max_batches": 1, "device": "cpu"}
+    assert config["train"] == file[TRAIN] | given
+    assert Run(tmp_path / "recipe").history().score.iloc[0] == pytest.approx(
+        sum(Run(tmp_path / "recipe").history()[["val_mae", "val_whatif_error"]].iloc[0]))
+    assert main(["train", *quick, "--specification", "--out", str(tmp_path / "plain")]) == 0
+    plain = Run(tmp_path / "plain").config
+    assert plain["train"] == TrainConfig().to_dict() | given
+    assert plain["model"] == STMGTConfig().to_dict() | TINY_CONFIG[MODEL]
 
 
 def test_train_on_imported_data_uses_the_recipe_under_the_given_options(tmp_path):

@@ -19,7 +19,9 @@ from stmgt.errors import DataError
 from stmgt.data.graph import RoadGraph
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.paths import BUNDLED_RUN
+from stmgt.settings import MODEL, SETTINGS, TRAIN
 from stmgt.storage.runs import Run, import_checkpoint
+from stmgt.training.recipe import weather_recipe
 from stmgt.training.trainer import TrainConfig
 from ui import training
 from tests.views.page_helpers import tiny_run
@@ -66,26 +68,42 @@ def messages(elements):
 
 
 # ---- the form ------------------------------------------------------------------------------------
-def test_the_form_is_prefilled_with_the_specification_defaults_and_a_preset(app):
+def test_the_form_starts_from_the_weather_recipe_and_offers_the_specifications(app):
+    """On the embedded data the form's defaults are the weather recipe (assets/model/recipe.json);
+    the specification's plain recipe is one preset away; Quick look caps the recipe's schedule."""
     at = app(PAGE)
-    train, model = TrainConfig(), STMGTConfig()
-    cpu_only = not torch.cuda.is_available()
-    assert at.session_state["train_preset"] == ("Quick look" if cpu_only else "Specification")
-    if cpu_only:      # a first run on a CPU finishes in minutes: everything capped at 3 batches
-        assert at.number_input(key="train_epochs").value == 2
-        assert at.number_input(key="train_max_batches").value == 3
+    recipe = weather_recipe()
+    assert at.session_state["train_preset"] == "Recipe"
+    shown, settings = form_values(at), recipe[MODEL] | recipe[TRAIN]
+    assert set(shown) - set(settings) == {"device"}            # the machine's choice, not the recipe's
+    assert shown == {name: settings.get(name, shown[name]) for name in shown}
+    assert len(shown) >= 25 and at.radio(key="train_select").value == "both"
     at.segmented_control(key="train_preset").set_value("Specification").run()
-    for name in ("epochs", "batch_size", "patience", "seed", "lr", "weight_decay", "grad_clip", "restart_epochs",
-                 "restart_mult", "min_lr", "beta1", "beta2", "variance_weight", "entropy_weight"):
-        assert at.number_input(key=f"train_{name}").value == pytest.approx(getattr(train, name)), name
-    for name in ("hidden_dim", "num_blocks", "heads", "num_mixtures", "dropout", "drop_edge"):
-        assert at.number_input(key=f"train_{name}").value == pytest.approx(getattr(model, name)), name
-    for name in ("use_weather", "use_mask", "time_encoding"):
-        assert at.checkbox(key=f"train_{name}").value is getattr(model, name)
-    assert at.radio(key="train_gat_layout").value == model.gat_layout
-    assert at.number_input(key="train_max_batches").value is None
+    train, model = TrainConfig(), STMGTConfig()
+    assert form_values(at) == {name: getattr(model if SETTINGS[name].config == MODEL else train, name)
+                               for name in form_values(at) if name != "device"} | {"device": "cpu"}
+    at.segmented_control(key="train_preset").set_value("Quick look").run()
+    assert (at.number_input(key="train_epochs").value, at.number_input(key="train_max_batches").value) == (2, 3)
+    assert at.number_input(key="train_whatif_weight").value == recipe[TRAIN]["whatif_weight"]
     assert at.radio(key="train_device").options == (["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"])
     assert "No saved runs yet" in messages(at.info)
+
+
+def form_values(at) -> dict:
+    """The value of every setting on the Train form, by name."""
+    widgets = [*at.number_input, *at.checkbox, *at.radio]
+    return {w.key.removeprefix("train_"): w.value for w in widgets
+            if w.key and w.key.startswith("train_") and w.key.removeprefix("train_") in SETTINGS}
+
+
+def test_start_trains_the_weather_recipe_as_the_file_says(app, monkeypatch):
+    started = recording_starts(monkeypatch)
+    at = app(PAGE)
+    at.button(key="train_start").click().run()
+    ((train, _, model),) = started
+    recipe = weather_recipe()
+    assert model.to_dict() == recipe[MODEL]
+    assert {k: v for k, v in train.to_dict().items() if k != "device"} == recipe[TRAIN]
 
 
 def test_settings_that_do_not_fit_together_start_nothing(app, isolated_workspace):
@@ -143,9 +161,10 @@ def test_several_gpus_offer_processes_and_start_that_many_on_cuda(app, monkeypat
 def test_the_weather_response_is_taught_and_checked_on_the_simulators_data(app, monkeypatch):
     started = recording_starts(monkeypatch)
     at = app(PAGE)
+    at.segmented_control(key="train_preset").set_value("Quick look").run()
     select = at.radio(key="train_select")
-    assert (select.options, select.value, select.disabled) == (["validation MAE", "what-if error"], "val_mae", False)
-    assert at.number_input(key="train_whatif_weight").value == TrainConfig.whatif_weight == 0
+    assert (select.options, select.value, select.disabled) == (
+        ["validation MAE", "what-if error", "validation MAE + what-if error"], "both", False)
     assert at.number_input(key="train_weather_copies").value == TrainConfig.weather_copies == 0
     select.set_value("whatif")
     at.number_input(key="train_whatif_weight").set_value(3.0)

@@ -7,8 +7,10 @@ from stmgt.data.dataset import TrafficDataset
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
 from stmgt.errors import DataError
+from stmgt.model import STMGTConfig
 from stmgt.settings import MODEL, TRAIN
 from stmgt.training.recipe import SMALL
+from stmgt.training.trainer import TrainConfig
 from ui import training
 
 PAGE = "views/train.py"
@@ -32,7 +34,7 @@ def test_the_form_starts_from_the_small_data_recipe_on_imported_data(app, monkey
 
     monkeypatch.setattr(training.JobRegistry, "start", start)
     at = app(PAGE, dataset=recording)
-    at.segmented_control(key="train_preset").set_value("Specification").run()
+    assert at.session_state["train_preset"] == "Recipe"
     for name in ("hidden_dim", "num_blocks", "dropout", "drop_edge"):
         assert at.number_input(key=f"train_{name}").value == pytest.approx(SMALL[MODEL][name]), name
     assert at.checkbox(key="train_persistence_anchor").value is True
@@ -41,3 +43,13 @@ def test_the_form_starts_from_the_small_data_recipe_on_imported_data(app, monkey
     at.button(key="train_start").click().run()
     ((model, train),) = started
     assert (model.hidden_dim, model.persistence_anchor, train.patience) == (32, True, SMALL[TRAIN]["patience"])
+
+
+def test_the_specification_preset_is_the_plain_recipe_on_imported_data_too(app, recording):
+    at = app(PAGE, dataset=recording)
+    at.segmented_control(key="train_preset").set_value("Specification").run()
+    assert at.number_input(key="train_hidden_dim").value == STMGTConfig.hidden_dim
+    assert at.checkbox(key="train_persistence_anchor").value is False
+    assert at.number_input(key="train_weight_decay").value == pytest.approx(TrainConfig.weight_decay)
+    at.segmented_control(key="train_preset").set_value("Recipe").run()
+    assert at.number_input(key="train_hidden_dim").value == SMALL[MODEL]["hidden_dim"]
