@@ -378,19 +378,22 @@ def _train_here(args, device, configs, emit) -> None:
         spec = parse_data_arg(args.data)
         config, train_config = configs[0], replace(configs[1], device=device.type)
     dataset = load_dataset(spec)
+    recipe = None
     if not args.resume and args.init is None:   # a new model starts from the data's recipe (stmgt.training.recipe)
-        config, train_config = _configs(args, default_sections(spec, dataset, plain=bool(args.specification)))
+        recipe = default_sections(spec, dataset, plain=bool(args.specification))
+        config, train_config = _configs(args, recipe)
         train_config = replace(train_config, device=device.type)
+        recipe = None if train_config.init_from else recipe        # a --config file's fine-tune: none
     with stop_on_signals() as cancel:
-        _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel)
+        _train_loaded(args, device, spec, dataset, config, train_config, recipe, emit, cancel)
     if cancel is not None and cancel.signum:
         raise Stopped(cancel.signum, f"stopped by {cancel.name} after the current batch; the run is marked "
                                      f"cancelled and `train --resume {args.out}` carries it on")
 
 
-def _train_loaded(args, device, spec, dataset, config, train_config, emit, cancel) -> None:
+def _train_loaded(args, device, spec, dataset, config, train_config, recipe, emit, cancel) -> None:
     """Rank 0 holds the run folder's lock and runs the run's lifecycle (`stmgt.training.lifecycle`:
-    train, score, record); other ranks train."""
+    train, score, record); other ranks train. `recipe`: what a new model's settings were laid over."""
     main = distributed.is_main()
     ranks = distributed.world_size()
     held = ExitStack()
@@ -402,7 +405,7 @@ def _train_loaded(args, device, spec, dataset, config, train_config, emit, cance
     with held, staged_folder(args.out, RUN) if replacing else nullcontext(args.out) as run_dir:
         # The trainer checks the data's length and the settings before it writes anything.
         trainer = Trainer(dataset, config, train_config, run_dir=run_dir, data_spec=spec, cancel=cancel,
-                          resume=bool(args.resume))
+                          resume=bool(args.resume), recipe=recipe)
         print(f"training on {describe(spec)}: {dataset.num_nodes} nodes, {dataset.num_steps} steps; device {device}"
               + (f"; {ranks} processes, global batch {train_config.batch_size * ranks}" if ranks > 1 else ""))
         if emit:

@@ -237,7 +237,8 @@ def duration_estimate(dataset, model_config: STMGTConfig, train_config: TrainCon
 def start_job(dataset, model_config: STMGTConfig, train_config: TrainConfig, name: str, processes: int) -> None:
     try:
         training.registry().start(dataset, model_config, train_config, state.workspace().new_run_dir(name or "stmgt"),
-                                  state.current_dataset_spec(), processes=processes)
+                                  state.current_dataset_spec(), processes=processes,
+                                  plain=st.session_state.get(PRESET_KEY) == SPECIFICATION)
     except DataError as exc:
         st.error(md(exc))
         return

@@ -35,7 +35,9 @@ STATUS = "status.json"
 TRAINING_STATE = "training_state.pt"     # while a run can still be resumed (stmgt.training.trainer)
 FIDELITY = "whatif_fidelity.json"        # the what-if fidelity benchmark's result (stmgt.evaluation.fidelity)
 COPULA = "error_copula.npz"              # the route answers' error copula, estimated once (stmgt.routing.copula)
-RUN = FolderKind("run", frozenset({CHECKPOINT, CONFIG, HISTORY, METRICS, STATUS, TRAINING_STATE, FIDELITY, COPULA}))
+RECIPE = "recipe.json"                   # the recipe a new model started from (stmgt.training.recipe)
+RUN = FolderKind("run", frozenset({CHECKPOINT, CONFIG, HISTORY, METRICS, STATUS, TRAINING_STATE, FIDELITY, COPULA,
+                                   RECIPE}))
 RECORDED_STATES = ("running", "complete", "cancelled", "failed")
 # What `RunStatus.state` may read: the recorded ones, "interrupted" (running, but its process is
 # gone) and "unrecorded" (a run folder from before runs recorded their status).
@@ -112,6 +114,12 @@ class Run:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.path / CONFIG, config)
         self.__dict__.pop("config", None)
+
+    def write_recipe(self, sections: dict) -> None:
+        """The recipe the run's settings were laid over ({"model": {...}, "train": {...}}; empty
+        sections: the specification's). The bundled model's is the weather recipe new models start
+        from, so rebuilding it with `train --out assets/model --overwrite` keeps that recipe."""
+        write_json(self.path / RECIPE, sections)
 
     def write_history(self, history: pd.DataFrame) -> None:
         atomic_write_bytes(self.path / HISTORY, history.to_csv(index=False).encode())

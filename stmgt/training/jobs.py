@@ -39,6 +39,7 @@ from stmgt.storage.jsonfile import write_json
 from stmgt.storage.lock import FolderLock
 from stmgt.storage.outputs import remove_ours
 from stmgt.storage.runs import CHECKPOINT, RUN, Run, RunStatus, kept_epoch
+from stmgt.training.recipe import default_sections
 from stmgt.training import trainer as train
 from stmgt.training.lifecycle import NO_FINITE_EPOCH, NO_MODEL, SCORING_FAILED, TRAINING_FAILED, train_and_score
 
@@ -195,10 +196,11 @@ class TrainingJob(Job):
     trainer's progress in the snapshot."""
 
     def __init__(self, dataset: TrafficDataset, model_config: STMGTConfig, train_config: train.TrainConfig,
-                 run_dir: Path, data_spec: dict):
+                 run_dir: Path, data_spec: dict, plain: bool = False):
         run_dir = Path(run_dir)
         super().__init__(JobSnapshot(id=run_dir.name, run_dir=run_dir, data_spec=data_spec, config=train_config))
         self._args = (dataset, model_config, train_config)
+        self._recipe = None if train_config.init_from else default_sections(data_spec, dataset, plain)
 
     def _work(self) -> None:
         try:
@@ -215,7 +217,7 @@ class TrainingJob(Job):
         try:
             trainer = train.Trainer(dataset, model_config, train_config, run_dir=snap.run_dir,
                                     data_spec=snap.data_spec, on_batch=self._on_batch, on_epoch=self._on_epoch,
-                                    on_phase=self._on_phase, cancel=self._cancel)
+                                    on_phase=self._on_phase, cancel=self._cancel, recipe=self._recipe)
             outcome = train_and_score(trainer, on_trained=lambda result, scoring: self._trained(result.stopped,
                                                                                                   scoring))
         except Exception as exc:  # noqa: BLE001 - any failure must reach the page as a message
@@ -249,11 +251,12 @@ class ProcessJob(Job):
     DRAIN_S = 5.0
 
     def __init__(self, model_config: STMGTConfig, train_config: train.TrainConfig, run_dir: Path, data_spec: dict,
-                 processes: int):
+                 processes: int, plain: bool = False):
         run_dir = Path(run_dir)
         super().__init__(JobSnapshot(id=run_dir.name, run_dir=run_dir, data_spec=data_spec, config=train_config,
                                      processes=processes))
         self._settings = {"model": model_config.to_dict(), "train": train_config.to_dict()}
+        self._plain = plain
 
     def _command(self, config_file: Path) -> list[str]:
         """torchrun as a module of this interpreter, so the processes import the same torch, with
@@ -261,7 +264,7 @@ class ProcessJob(Job):
         snap = self._state
         return [sys.executable, "-m", "stmgt.training.launch", "--standalone", f"--nproc-per-node={snap.processes}",
                 "-m", "stmgt", "train", "--data", data_arg(snap.data_spec), "--out", str(snap.run_dir.resolve()),
-                "--config", str(config_file), "--progress-json"]
+                "--config", str(config_file), "--progress-json", *(["--specification"] if self._plain else [])]
 
     def _work(self) -> None:
         try:
@@ -386,12 +389,14 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
 
     def start(self, dataset: TrafficDataset, model_config: STMGTConfig, train_config: train.TrainConfig,
-              run_dir: Path, data_spec: dict, processes: int = 1) -> Job:
-        """A TrainingJob in this process, or with `processes` > 1 a ProcessJob launching that many."""
+              run_dir: Path, data_spec: dict, processes: int = 1, plain: bool = False) -> Job:
+        """A TrainingJob in this process, or with `processes` > 1 a ProcessJob launching that many.
+        `plain`: the settings were laid over the specification's recipe, not the data's (recorded
+        with a new model, `stmgt.training.recipe`)."""
         def make() -> Job:
             Path(run_dir).mkdir(parents=True)      # claims the name, so a second start cannot reuse it
-            return (TrainingJob(dataset, model_config, train_config, run_dir, data_spec) if processes == 1
-                    else ProcessJob(model_config, train_config, run_dir, data_spec, processes))
+            return (TrainingJob(dataset, model_config, train_config, run_dir, data_spec, plain) if processes == 1
+                    else ProcessJob(model_config, train_config, run_dir, data_spec, processes, plain))
         return self._add(make)
 
     def start_evaluation(self, run: Run, dataset: TrafficDataset, data_spec: dict, device: str) -> Job:

@@ -41,10 +41,11 @@ from stmgt.data.dataset import TrafficDataset
 from stmgt.errors import DataError
 from stmgt.paths import BUNDLED_RUN
 from stmgt.settings import MODEL, TRAIN
+from stmgt.storage.runs import RECIPE
 
 SMALL_DAYS = 7.0            # under a week of training history: the smallest recipe
 FULL_RECIPE_DAYS = 28.0     # four weeks and more: the specification's recipe
-WEATHER_RECIPE = BUNDLED_RUN / "recipe.json"
+WEATHER_RECIPE = BUNDLED_RUN / RECIPE          # the bundled model's recipe
 
 SMALL = {MODEL: {"hidden_dim": 32, "num_blocks": 2, "dropout": 0.3, "drop_edge": 0.1, "persistence_anchor": True},
          TRAIN: {"lr": 1e-4, "weight_decay": 1e-2, "epochs": 20, "patience": 3, "restart_epochs": 20}}

@@ -253,7 +253,9 @@ class Trainer:
                  on_batch: Callable[[BatchProgress], None] | None = None,
                  on_epoch: Callable[[EpochReport], None] | None = None,
                  on_phase: Callable[[PhaseProgress], None] | None = None,
-                 cancel: CancelSignal | None = None, resume: bool = False):
+                 cancel: CancelSignal | None = None, resume: bool = False, recipe: dict | None = None):
+        """`recipe`: the recipe a new model's settings were laid over (`stmgt.training.recipe`),
+        recorded in the run folder beside config.json."""
         self.config = config = train_config or TrainConfig()
         model_config = model_config or STMGTConfig()
         if model_config.use_weather and not dataset.has_weather:
@@ -323,6 +325,8 @@ class Trainer:
                 "distributed": distributed.describe(config.batch_size),
                 "splits": {k: [r.start, r.stop] for k, r in self.ranges.items()}, "scaler": self.scaler.to_dict(),
             })
+            if recipe is not None:
+                self.run.write_recipe(recipe)
 
     def _start_from(self, run: Run, dataset: TrafficDataset) -> None:
         """Fine-tuning: begin from `run`'s weights (same road graph and architecture). Its σ scale is

@@ -1,4 +1,4 @@
-"""Train & load in a real browser: a quick look (the CPU preset) of a small model runs to the end
+"""Train & load in a real browser: a quick look (the Quick look preset) of a small model runs to the end
 with its progress shown through every phase and the panel in view, and a second one is cancelled."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import re
 import pytest
 from e2e_helpers import RUN_MS, assert_healthy, keyed, open_page, screenshot
 from playwright.sync_api import Page, expect
+
+from stmgt.training.recipe import weather_recipe
 
 # pytest-playwright 0.10 defines its base_url fixture in a way pytest 9 warns about; not ours to fix.
 pytestmark = [pytest.mark.e2e, pytest.mark.filterwarnings("ignore:Session-scoped fixtures defined as instance methods")]
@@ -23,7 +25,10 @@ def test_train_a_tiny_model_then_cancel_another(page: Page, dashboard: str):
     open_page(page, dashboard, "train", "Train & load")
     screenshot(page, "train")
     form = page.get_by_test_id("stForm")
-    expect(form.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("2")      # the CPU preset
+    recipe = weather_recipe()["train"]                                          # the default: the weather recipe
+    expect(form.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value(str(recipe["epochs"]))
+    page.get_by_test_id("stButtonGroup").get_by_role("button", name="Quick look").click()
+    expect(form.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("2")
     expect(form.get_by_role("spinbutton", name="Max batches per epoch (optional)", exact=True)).to_have_value("3")
     for label, value in SMALL.items():
         form.get_by_role("spinbutton", name=label, exact=True).fill(str(value))

@@ -3,6 +3,7 @@ data with weather, the small-data recipe (chosen from the days of training histo
 under the settings a user gives; the specification's plain recipe one option away."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from stmgt.data.simulate import simulate
 from stmgt.data.sources import EMBEDDED
 from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
+from stmgt.paths import BUNDLED_RUN
 from stmgt.settings import MODEL, TRAIN
 from stmgt.storage.runs import Run
 from stmgt.training import recipe
@@ -91,7 +93,9 @@ def test_train_on_the_simulators_data_uses_the_weather_recipe_unless_told_the_sp
     assert config["train"] == file[TRAIN] | given
     assert Run(tmp_path / "recipe").history().score.iloc[0] == pytest.approx(
         sum(Run(tmp_path / "recipe").history()[["val_mae", "val_whatif_error"]].iloc[0]))
+    assert json.loads((tmp_path / "recipe" / "recipe.json").read_text()) == file      # what it started from
     assert main(["train", *quick, "--specification", "--out", str(tmp_path / "plain")]) == 0
+    assert json.loads((tmp_path / "plain" / "recipe.json").read_text()) == {MODEL: {}, TRAIN: {}}
     plain = Run(tmp_path / "plain").config
     assert plain["train"] == TrainConfig().to_dict() | given
     assert plain["model"] == STMGTConfig().to_dict() | TINY_CONFIG[MODEL]
@@ -108,3 +112,21 @@ def test_train_on_imported_data_uses_the_recipe_under_the_given_options(tmp_path
     assert config["train"]["epochs"] == 1 and config["train"]["max_batches"] == 1        # given: kept
     assert config["train"]["weight_decay"] == recipe.SMALL[TRAIN]["weight_decay"]
     assert config["train"]["patience"] == recipe.SMALL[TRAIN]["patience"]
+
+
+def test_rebuilding_the_bundled_model_in_place_keeps_its_recipe(tmp_path, monkeypatch):
+    """`train --out assets/model --overwrite` (the rebuild): the folder's recipe.json is the recipe
+    the new model starts from, and the new run records it again."""
+    bundled = shutil.copytree(BUNDLED_RUN, tmp_path / "model")
+    monkeypatch.setattr(recipe, "WEATHER_RECIPE", bundled / "recipe.json")
+    recipe.weather_recipe.cache_clear()
+    before = json.loads((bundled / "recipe.json").read_text())
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY_CONFIG))
+    try:
+        assert main(["train", "--data", "sim:seed=3,weeks=2", "--config", str(tmp_path / "tiny.json"), "--epochs", "1",
+                     "--batch-size", "4", "--max-batches", "1", "--device", "cpu", "--no-evaluate",
+                     "--out", str(bundled), "--overwrite"]) == 0
+    finally:
+        recipe.weather_recipe.cache_clear()
+    assert json.loads((bundled / "recipe.json").read_text()) == before
+    assert Run(bundled).config["train"]["whatif_weight"] == before[TRAIN]["whatif_weight"]

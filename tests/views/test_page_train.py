@@ -104,6 +104,9 @@ def test_start_trains_the_weather_recipe_as_the_file_says(app, monkeypatch):
     recipe = weather_recipe()
     assert model.to_dict() == recipe[MODEL]
     assert {k: v for k, v in train.to_dict().items() if k != "device"} == recipe[TRAIN]
+    at.segmented_control(key="train_preset").set_value("Specification").run()
+    at.button(key="train_start").click().run()
+    assert started[-1][0] == TrainConfig(device=started[-1][0].device) and started.plain == [False, True]
 
 
 def test_settings_that_do_not_fit_together_start_nothing(app, isolated_workspace):
@@ -130,12 +133,22 @@ def test_processes_are_not_offered_without_several_gpus(app, monkeypatch, count)
     assert "train_processes" not in [n.key for n in at.number_input]
 
 
-def recording_starts(monkeypatch) -> list:
-    """(train config, processes, model config) of every start the page asks for; nothing is started."""
-    started = []
+class Starts(list):
+    """(train config, processes, model config) of every start the page asks for; in `plain`,
+    whether each was laid over the specification's recipe."""
 
-    def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1):
+    def __init__(self):
+        super().__init__()
+        self.plain = []
+
+
+def recording_starts(monkeypatch) -> Starts:
+    """Every start the page asks for (`Starts`); nothing is started."""
+    started = Starts()
+
+    def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1, plain=False):
         started.append((train_config, processes, model_config))
+        started.plain.append(plain)
         raise DataError("not started: the test only records what the page asked for")
 
     monkeypatch.setattr(training.JobRegistry, "start", start)

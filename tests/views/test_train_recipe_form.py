@@ -28,7 +28,7 @@ def recording(isolated_workspace):
 def test_the_form_starts_from_the_small_data_recipe_on_imported_data(app, monkeypatch, recording):
     started = []
 
-    def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1):
+    def start(self, dataset, model_config, train_config, run_dir, data_spec, processes=1, plain=False):
         started.append((model_config, train_config))
         raise DataError("not started: the test only records what the page asked for")
 
