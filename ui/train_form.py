@@ -13,7 +13,7 @@ from stmgt.model import STMGTConfig
 from stmgt.settings import MODEL, SETTINGS, TRAIN, Setting, in_section
 from stmgt.storage.runs import Run
 from stmgt.training.estimate import estimate
-from stmgt.training.recipe import default_sections
+from stmgt.training.recipe import default_sections, recipe_name
 from stmgt.training.trainer import SELECT_ANCHORS, TrainConfig, check_fits, whatif_simulator
 from ui import state, training
 from ui.layout import flex_columns
@@ -33,6 +33,11 @@ PRESET_HELP = ("*Recipe*: the settings for this data (`stmgt.training.recipe`). 
                "work (not a useful model). *Specification*: the specification's plain recipe (§9.4), every setting "
                "at its default: up to 100 epochs with early stopping on validation MAE, no weather response taught. "
                "*Estimate duration* measures how long any of them takes on this machine.")
+RECIPE_NOTES = {
+    "the weather recipe": ", the bundled model's: the weather's effect is taught from the first epoch (the what-if "
+                          "loss) and the kept epoch weighs validation MAE and the what-if error alike.",
+    "the small-data recipe": ": a smaller, more regularised model that forecasts the change from the last reading "
+                             "and stops sooner, for imported data of under four weeks."}
 # The settings a preset sets: every one on the form but the weather input, which follows the data.
 PRESET_SETTINGS = tuple(s.name for s in SETTINGS.values() if s.section and s.name != "use_weather") + ("select",)
 # Fine-tuning (`TrainConfig.init_from`): the starting model fixes the architecture; dropout and
@@ -151,6 +156,8 @@ def preset_picker() -> None:
         apply_preset()
     st.segmented_control("Preset", [RECIPE, QUICK_LOOK, SPECIFICATION], key=PRESET_KEY, on_change=apply_preset,
                          help=PRESET_HELP)
+    name = recipe_name(state.current_dataset_spec(), state.current_dataset())
+    st.caption(f"*Recipe* on this data is {name}" + RECIPE_NOTES.get(name, "."))
 
 
 def weather_response_fields(dataset) -> dict:

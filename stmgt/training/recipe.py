@@ -90,6 +90,13 @@ def weather_recipe() -> dict[str, dict]:
                         "`git checkout assets/model/recipe.json`", str(WEATHER_RECIPE)) from exc
 
 
+def recipe_name(spec: dict, dataset: TrafficDataset) -> str:
+    """Which recipe `default_sections` gives this data, in words."""
+    if imported(spec, dataset):
+        return "the small-data recipe" if training_days(dataset) < FULL_RECIPE_DAYS else "the specification's recipe"
+    return "the weather recipe" if simulated_with_weather(spec, dataset) else "the specification's recipe"
+
+
 def default_sections(spec: dict, dataset: TrafficDataset, plain: bool = False) -> dict[str, dict]:
     """What a new run on this data starts from before given settings are laid over it, in the shape
     of a `train --config` file: the weather recipe, the small-data recipe or, with `plain` and

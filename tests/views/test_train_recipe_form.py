@@ -35,6 +35,7 @@ def test_the_form_starts_from_the_small_data_recipe_on_imported_data(app, monkey
     monkeypatch.setattr(training.JobRegistry, "start", start)
     at = app(PAGE, dataset=recording)
     assert at.session_state["train_preset"] == "Recipe"
+    assert any("*Recipe* on this data is the small-data recipe" in c.value for c in at.caption)
     for name in ("hidden_dim", "num_blocks", "dropout", "drop_edge"):
         assert at.number_input(key=f"train_{name}").value == pytest.approx(SMALL[MODEL][name]), name
     assert at.checkbox(key="train_persistence_anchor").value is True
