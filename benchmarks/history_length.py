@@ -27,7 +27,7 @@ def history(weeks: int) -> str:
 
 
 def plan(args, seed: int) -> list[tuple[str, Recipe]]:
-    return [(f"{weeks} weeks", Recipe(f"{weeks}w-seed{seed}", history(weeks), seed))
+    return [(f"{weeks} weeks", Recipe(f"{weeks}w-seed{seed}", history(weeks), seed, ("--specification",)))
             for weeks in sorted(set(args.weeks))]
 
 

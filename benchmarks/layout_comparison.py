@@ -19,7 +19,7 @@ from benchmarks.recipe_runs import Recipe, comparison
 
 
 def plan(args, seed: int) -> list[tuple[str, Recipe]]:
-    return [(f"`{layout}`", Recipe(f"{layout}-seed{seed}", "sim", seed, ("--layout", layout)))
+    return [(f"`{layout}`", Recipe(f"{layout}-seed{seed}", "sim", seed, ("--specification", "--layout", layout)))
             for layout in ("concat", "mean")]
 
 

@@ -1,6 +1,6 @@
-"""Runs of the specification's recipe (AdamW, cosine restarts, early stopping on validation MAE,
-up to 100 epochs) for the benchmarks that compare a training choice over seeds
-(`layout_comparison`, `history_length`). Each run is `python -m stmgt train` from scratch in its
+"""Runs from scratch over seeds for the benchmarks that compare a training choice
+(`layout_comparison`, `history_length`: the specification's recipe, `train --specification`) or
+check a recipe (`recipe_seeds`: the weather recipe). Each run is `python -m stmgt train` from scratch in its
 own process, then calibrated (by the training) and scored on the comparison's test data; every
 figure is read back from the run folder.
 
