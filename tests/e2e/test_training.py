@@ -27,7 +27,7 @@ def test_train_a_tiny_model_then_cancel_another(page: Page, dashboard: str):
     form = page.get_by_test_id("stForm")
     recipe = weather_recipe()["train"]                                          # the default: the weather recipe
     expect(form.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value(str(recipe["epochs"]))
-    page.get_by_test_id("stButtonGroup").get_by_role("button", name="Quick look").click()
+    page.get_by_role("radio", name="Quick look").click()                      # the preset picker
     expect(form.get_by_role("spinbutton", name="Epochs", exact=True)).to_have_value("2")
     expect(form.get_by_role("spinbutton", name="Max batches per epoch (optional)", exact=True)).to_have_value("3")
     for label, value in SMALL.items():

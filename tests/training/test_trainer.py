@@ -185,7 +185,7 @@ def test_selecting_on_the_whatif_error_needs_the_simulators_data(data):
                                             "with the simulator's truth, so it needs the simulator's own data and a "
                                             "model that reads the weather"):
             Trainer(dataset, config, TrainConfig(device="cpu", select="whatif"))
-    with pytest.raises(ValueError, match="select must be val_mae or whatif"):
+    with pytest.raises(ValueError, match="select must be val_mae, whatif or both"):
         TrainConfig(select="crps")
 
 
