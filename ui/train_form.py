@@ -57,8 +57,14 @@ def unless_set(key: str, **default) -> dict:
 
 
 def preset_values(chosen: str) -> dict:
-    """The value of every setting a preset sets, under the preset `chosen` on the current data."""
-    sections = default_sections(state.current_dataset_spec(), state.current_dataset(), plain=chosen == SPECIFICATION)
+    """The value of every setting a preset sets, under the preset `chosen` on the current data; the
+    specification's, said so, where the data's recipe cannot be read."""
+    try:
+        sections = default_sections(state.current_dataset_spec(), state.current_dataset(),
+                                    plain=chosen == SPECIFICATION)
+    except DataError as exc:
+        st.error(f"{md(exc)}. The form shows the specification's recipe instead.", icon=":material/error:")
+        sections = {MODEL: {}, TRAIN: {}}
     recipe = sections[MODEL] | sections[TRAIN]
     values = {name: recipe.get(name, SETTINGS[name].default) for name in PRESET_SETTINGS}
     return values | (QUICK if chosen == QUICK_LOOK else {})

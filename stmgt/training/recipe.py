@@ -39,9 +39,11 @@ import pandas as pd
 
 from stmgt.data.dataset import TrafficDataset
 from stmgt.errors import DataError
+from stmgt.model import STMGTConfig
 from stmgt.paths import BUNDLED_RUN
 from stmgt.settings import MODEL, TRAIN
 from stmgt.storage.runs import RECIPE
+from stmgt.training.trainer import TrainConfig
 
 SMALL_DAYS = 7.0            # under a week of training history: the smallest recipe
 FULL_RECIPE_DAYS = 28.0     # four weeks and more: the specification's recipe
@@ -81,10 +83,13 @@ def simulated_with_weather(spec: dict, dataset: TrafficDataset) -> bool:
 
 @cache
 def weather_recipe() -> dict[str, dict]:
-    """{"model": {...}, "train": {...}} of `WEATHER_RECIPE`; a DataError if the file is unreadable."""
+    """{"model": {...}, "train": {...}} of `WEATHER_RECIPE`; a DataError if the file is unreadable or
+    holds a setting that is unknown or out of its limits."""
     try:
         sections = json.loads(WEATHER_RECIPE.read_text())
-        return {part: dict(sections[part]) for part in (MODEL, TRAIN)}
+        recipe = {part: dict(sections[part]) for part in (MODEL, TRAIN)}
+        STMGTConfig.from_dict(recipe[MODEL]), TrainConfig.from_dict(recipe[TRAIN])
+        return recipe
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"the weather recipe cannot be read ({type(exc).__name__}: {exc}); restore it with "
                         "`git checkout assets/model/recipe.json`", str(WEATHER_RECIPE)) from exc

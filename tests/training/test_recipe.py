@@ -72,7 +72,8 @@ def test_the_weather_recipe_teaches_the_weather_response_and_chooses_on_it():
 
 
 def test_a_damaged_weather_recipe_is_refused_in_words(tmp_path, monkeypatch):
-    for text in ("{not json", '{"model": {}}', "[]"):
+    for text in ("{not json", '{"model": {}}', "[]", '{"model": {}, "train": {"epochs": "ten"}}',
+                 '{"model": {"hidden_size": 16}, "train": {}}'):
         (tmp_path / "recipe.json").write_text(text)
         monkeypatch.setattr(recipe, "WEATHER_RECIPE", tmp_path / "recipe.json")
         recipe.weather_recipe.cache_clear()

@@ -21,6 +21,7 @@ from stmgt.model import STMGT, STMGTConfig
 from stmgt.paths import BUNDLED_RUN
 from stmgt.settings import MODEL, SETTINGS, TRAIN
 from stmgt.storage.runs import Run, import_checkpoint
+from stmgt.training import recipe
 from stmgt.training.recipe import weather_recipe
 from stmgt.training.trainer import TrainConfig
 from ui import training
@@ -88,6 +89,20 @@ def test_the_form_starts_from_the_weather_recipe_and_offers_the_specifications(a
     assert at.number_input(key="train_whatif_weight").value == recipe[TRAIN]["whatif_weight"]
     assert at.radio(key="train_device").options == (["cuda", "cpu"] if torch.cuda.is_available() else ["cpu"])
     assert "No saved runs yet" in messages(at.info)
+
+
+def test_an_unreadable_weather_recipe_is_said_and_the_form_falls_back_to_the_specifications(app, tmp_path,
+                                                                                           monkeypatch):
+    (tmp_path / "recipe.json").write_text('{"model": {}, "train": {"epochs": "ten"}}')
+    monkeypatch.setattr(recipe, "WEATHER_RECIPE", tmp_path / "recipe.json")
+    recipe.weather_recipe.cache_clear()
+    try:
+        at = app(PAGE)
+    finally:
+        recipe.weather_recipe.cache_clear()
+    assert "the weather recipe cannot be read" in messages(at.error) and "recipe.json" in messages(at.error)
+    assert at.number_input(key="train_epochs").value == TrainConfig.epochs
+    assert at.number_input(key="train_whatif_weight").value == 0
 
 
 def form_values(at) -> dict:
