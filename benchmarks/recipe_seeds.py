@@ -55,7 +55,8 @@ def scored(run: Run, dataset, device: torch.device, max_batches: int | None) -> 
     stmgt = metrics["models"]["stmgt"]
     forecaster = Forecaster(run.load(dataset.graph, device), dataset, device)
     grid = fidelity.measure(forecaster, simulator_for(dataset), ANCHORS)
-    history, best = run.history(), kept_epoch(run.history())
+    history = run.history()
+    best = kept_epoch(history)
     coverage = stmgt["coverage"]["80"]
     met = [name for name, s in grid["scenarios"].items() if all(s["checks"].values())]
     figures = {

@@ -13,7 +13,7 @@ from stmgt.model import STMGTConfig
 from stmgt.settings import MODEL, SETTINGS, TRAIN, Setting, in_section
 from stmgt.storage.runs import Run
 from stmgt.training.estimate import estimate
-from stmgt.training.recipe import default_sections, recipe_name
+from stmgt.training.recipe import SMALL_DATA, WEATHER, default_sections, recipe_name
 from stmgt.training.trainer import SELECT_ANCHORS, TrainConfig, check_fits, whatif_simulator
 from ui import state, training
 from ui.layout import flex_columns
@@ -34,9 +34,9 @@ PRESET_HELP = ("*Recipe*: the settings for this data (`stmgt.training.recipe`). 
                "at its default: up to 100 epochs with early stopping on validation MAE, no weather response taught. "
                "*Estimate duration* measures how long any of them takes on this machine.")
 RECIPE_NOTES = {
-    "the weather recipe": ", the bundled model's: the weather's effect is taught from the first epoch (the what-if "
+    WEATHER: ", the bundled model's: the weather's effect is taught from the first epoch (the what-if "
                           "loss) and the kept epoch weighs validation MAE and the what-if error alike.",
-    "the small-data recipe": ": a smaller, more regularised model that forecasts the change from the last reading "
+    SMALL_DATA: ": a smaller, more regularised model that forecasts the change from the last reading "
                              "and stops sooner, for imported data of under four weeks."}
 # The settings a preset sets: every one on the form but the weather input, which follows the data.
 PRESET_SETTINGS = tuple(s.name for s in SETTINGS.values() if s.section and s.name != "use_weather") + ("select",)

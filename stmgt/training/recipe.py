@@ -95,23 +95,21 @@ def weather_recipe() -> dict[str, dict]:
                         "`git checkout assets/model/recipe.json`", str(WEATHER_RECIPE)) from exc
 
 
+WEATHER, SMALL_DATA, SPECIFICATION = "the weather recipe", "the small-data recipe", "the specification's recipe"
+
+
 def recipe_name(spec: dict, dataset: TrafficDataset) -> str:
-    """Which recipe `default_sections` gives this data, in words."""
-    if imported(spec, dataset):
-        return "the small-data recipe" if training_days(dataset) < FULL_RECIPE_DAYS else "the specification's recipe"
-    return "the weather recipe" if simulated_with_weather(spec, dataset) else "the specification's recipe"
+    """Which recipe a new model on this data starts from, in words (`default_sections` gives its settings)."""
+    if imported(spec, dataset) and training_days(dataset) < FULL_RECIPE_DAYS:
+        return SMALL_DATA
+    return WEATHER if simulated_with_weather(spec, dataset) else SPECIFICATION
 
 
 def default_sections(spec: dict, dataset: TrafficDataset, plain: bool = False) -> dict[str, dict]:
     """What a new run on this data starts from before given settings are laid over it, in the shape
-    of a `train --config` file: the weather recipe, the small-data recipe or, with `plain` and
-    elsewhere, nothing (the specification's defaults)."""
-    if plain:
-        chosen = {MODEL: {}, TRAIN: {}}
-    elif imported(spec, dataset):
-        chosen = recipe_for(dataset)
-    elif simulated_with_weather(spec, dataset):
-        chosen = weather_recipe()
-    else:
-        chosen = {MODEL: {}, TRAIN: {}}
+    of a `train --config` file: `recipe_name`'s recipe or, with `plain`, nothing (the
+    specification's defaults)."""
+    name = SPECIFICATION if plain else recipe_name(spec, dataset)
+    chosen = {WEATHER: weather_recipe, SMALL_DATA: lambda: recipe_for(dataset),
+              SPECIFICATION: lambda: {MODEL: {}, TRAIN: {}}}[name]()
     return {part: dict(values) for part, values in chosen.items()}
