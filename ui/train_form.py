@@ -25,7 +25,7 @@ PRESET_DATA_KEY = "train_preset_data"       # the data spec the form's values we
 RECIPE, QUICK_LOOK, SPECIFICATION = "Recipe", "Quick look", "Specification"
 QUICK = {"epochs": 2, "max_batches": 3}     # laid over the recipe: the whole pipeline in minutes
 PRESET_HELP = ("*Recipe*: the settings for this data (`stmgt.training.recipe`). On the simulator's data with "
-               "weather it is the weather recipe the bundled model was trained with (`assets/model/recipe.json`): "
+               "weather it is the weather recipe (`assets/model/recipe.json`): "
                "the weather's effect is taught from the first epoch and checked after each; on imported data the "
                "small-data recipe; elsewhere the specification's. "
                f"*Quick look*: the recipe for {QUICK['epochs']} epochs of {QUICK['max_batches']} batches, validation, "
@@ -34,7 +34,7 @@ PRESET_HELP = ("*Recipe*: the settings for this data (`stmgt.training.recipe`). 
                "at its default: up to 100 epochs with early stopping on validation MAE, no weather response taught. "
                "*Estimate duration* measures how long any of them takes on this machine.")
 RECIPE_NOTES = {
-    WEATHER: ", the bundled model's: the weather's effect is taught from the first epoch (the what-if "
+    WEATHER: ": the weather's effect is taught from the first epoch (the what-if "
                           "loss) and the kept epoch weighs validation MAE and the what-if error alike.",
     SMALL_DATA: ": a smaller, more regularised model that forecasts the change from the last reading "
                              "and stops sooner, for imported data of under four weeks."}

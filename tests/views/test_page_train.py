@@ -75,7 +75,7 @@ def test_the_form_starts_from_the_weather_recipe_and_offers_the_specifications(a
     at = app(PAGE)
     recipe = weather_recipe()
     assert at.session_state["train_preset"] == "Recipe"
-    assert any("*Recipe* on this data is the weather recipe, the bundled model's" in c.value for c in at.caption)
+    assert any("*Recipe* on this data is the weather recipe: the weather's effect" in c.value for c in at.caption)
     shown, settings = form_values(at), recipe[MODEL] | recipe[TRAIN]
     assert set(shown) - set(settings) == {"device"}            # the machine's choice, not the recipe's
     assert shown == {name: settings.get(name, shown[name]) for name in shown}
