@@ -23,14 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from stmgt.data.dataset import Windows
-from stmgt.data.simulate import STEPS_PER_DAY, TrafficSimulator, simulated_weather, simulator_for
+from stmgt.data.simulate import RAIN_KNOTS, STEPS_PER_DAY, TrafficSimulator, simulated_weather, simulator_for
 from stmgt.errors import DataError
 from stmgt.data.scenario import WeatherScenario
 
 COPY_RAIN_PER_DAY, COPY_AFTERNOON_SHARE = 2.5, 0.25
 # What-ifs drawn for pairs: which variable changes, and over how much of the horizon.
 PAIR_RAIN_SHARE, PAIR_HEAT_SHARE, PAIR_WHOLE_HORIZON_SHARE, PAIR_DRY_SHARE = 0.6, 0.2, 0.4, 0.15
-PAIR_RAIN_MM = (0.5, 40.0)          # log-uniform
+PAIR_RAIN_MM = (0.5, 40.0)          # split at the simulator's rain knots (`sampled_rain`)
 PAIR_TEMPERATURE_SHIFT, PAIR_WIND_SHIFT = (-3.0, 6.0), (-10.0, 25.0)
 
 
@@ -62,6 +62,17 @@ def with_weather_copies(dataset, windows: Windows, train_anchors: np.ndarray, co
     return Windows.joined(parts), anchors
 
 
+def sampled_rain(rng: np.random.Generator) -> float:
+    """A what-if pair's rain in mm/h: one stretch of `PAIR_RAIN_MM` between the simulator's rain knots
+    (0.5–5, 5–10, 10–40 mm/h) drawn evenly, then log-uniform inside it. Log-uniform over the whole
+    range put a sixth of the pairs where the slowdown bends from light to heavy rain, and every
+    model overshot 5 mm/h and undershot 10 mm/h: its answer grows smoothly where the truth bends."""
+    low, high = PAIR_RAIN_MM
+    bounds = [low, *(mm for mm, _ in RAIN_KNOTS if low < mm < high), high]
+    stretch = int(rng.integers(len(bounds) - 1))
+    return float(np.exp(rng.uniform(np.log(bounds[stretch]), np.log(bounds[stretch + 1]))))
+
+
 def sampled_whatif(rng: np.random.Generator, horizon: int) -> WeatherScenario:
     """A what-if as the What-if page sets one: rain of 0.5–40 mm/h (or none: a dry spell), a
     temperature shift of −3…+6 °C or a wind shift of −10…+25 km/h, over the whole horizon or a
@@ -72,7 +83,7 @@ def sampled_whatif(rng: np.random.Generator, horizon: int) -> WeatherScenario:
     kind = rng.random()
     if kind < PAIR_RAIN_SHARE:
         dry = rng.random() < PAIR_DRY_SHARE
-        rain = 0.0 if dry else float(np.exp(rng.uniform(*np.log(PAIR_RAIN_MM))))
+        rain = 0.0 if dry else sampled_rain(rng)
         return WeatherScenario(precipitation_mm=round(rain, 2), **span)
     if kind < PAIR_RAIN_SHARE + PAIR_HEAT_SHARE:
         return WeatherScenario(temperature_shift=float(rng.uniform(*PAIR_TEMPERATURE_SHIFT)), **span)
