@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from stmgt.data.augment import sampled_weather, sampled_whatif, whatif_pairs, with_weather_copies
+from stmgt.data.augment import sampled_rain, sampled_weather, sampled_whatif, whatif_pairs, with_weather_copies
 from stmgt.data.dataset import Scaler, TrafficDataset, Windows, split_anchors, split_ranges
 from stmgt.data.simulate import simulate, simulator_for
 from stmgt.errors import DataError
@@ -86,3 +86,11 @@ def test_sampled_whatifs_cover_rain_a_dry_spell_heat_and_wind_over_spans():
     assert any(s.wind_shift > 15 for s in scenarios) and any(s.wind_shift < 0 for s in scenarios)
     spans = {(s.first_step, s.last_step) for s in scenarios}
     assert (1, 12) in spans and any(first > 1 for first, _ in spans) and any(last < 12 for _, last in spans)
+
+
+def test_pair_rain_falls_evenly_in_each_stretch_of_the_rain_response():
+    rng = np.random.default_rng(2)
+    rain = np.array([sampled_rain(rng) for _ in range(3000)])
+    assert rain.min() >= 0.5 and rain.max() <= 40.0
+    shares = [np.mean((rain >= low) & (rain < high)) for low, high in ((0.5, 5.0), (5.0, 10.0), (10.0, 40.0))]
+    assert np.allclose(shares, 1 / 3, atol=0.03), shares     # log-uniform over 0.5-40 gave 5-10 mm/h 16 %
