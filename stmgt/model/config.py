@@ -94,6 +94,7 @@ class STMGTConfig:
     causal_weather: bool = default("causal_weather")
     weather_memory: bool = default("weather_memory")
     weather_past: bool = default("weather_past")
+    weather_bend: bool = default("weather_bend")
     gat_path: str = default("gat_path")
     persistence_anchor: bool = default("persistence_anchor")
 

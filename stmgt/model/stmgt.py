@@ -69,7 +69,8 @@ class STMGT(nn.Module):
             for _ in range(config.num_blocks)
         )
         self.weather_attn = (WeatherCrossAttention(D, config.heads, config.dropout, config.horizon,
-                                                   causal=config.causal_weather, memory=config.weather_memory)
+                                                   causal=config.causal_weather, memory=config.weather_memory,
+                                                   bend=config.weather_bend)
                              if config.use_weather else None)
         self.mixture_head = GaussianMixtureHead(D, config.num_mixtures, zero_means=config.persistence_anchor)
         # Per-horizon σ multiplier fitted on the validation split after training

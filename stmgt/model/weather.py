@@ -31,12 +31,24 @@ class WeatherCrossAttention(nn.Module):
     hour of rain reads like a quarter of an hour, and rain that stopped is forgotten the step it
     stops; traffic's answer to weather builds up and lingers. Given the observed weather of the
     input steps (`past`), the memory runs over it first, so rain already falling at the forecast
-    time is told apart from rain that starts in the horizon."""
+    time is told apart from rain that starts in the horizon.
+
+    With `bend`, each step's weather also passes through a small MLP (its output layer starting at
+    zero, so the module starts as the specification's) before the memory. Everything after the
+    projection is linear in a constant weather up to the final LayerNorm, whose answer saturates
+    smoothly with the intensity; traffic's slowdown does not (flat from light to moderate rain, a
+    jump to heavy rain), and without the MLP models overshot moderate rain and undershot heavy.
+    It runs per step, before the memory, as the rain's effect is per step and then builds up."""
 
     def __init__(self, hidden_dim: int, heads: int, dropout: float, horizon: int, weather_dim: int = 3,
-                 causal: bool = True, memory: bool = True):
+                 causal: bool = True, memory: bool = True, bend: bool = False):
         super().__init__()
         self.weather_proj = nn.Linear(weather_dim, hidden_dim)
+        self.weather_bend = nn.Sequential(nn.Linear(weather_dim, hidden_dim), nn.GELU(),
+                                          nn.Linear(hidden_dim, hidden_dim)) if bend else None
+        if bend:
+            nn.init.zeros_(self.weather_bend[-1].weight)
+            nn.init.zeros_(self.weather_bend[-1].bias)
         # sigmoid(logit) is each channel's share of the previous step's memory it keeps.
         self.memory_logit = nn.Parameter(torch.linspace(-3.0, 2.5, hidden_dim)) if memory else None
         self.step_encoding = SinusoidalEncoding(hidden_dim, horizon)
@@ -64,7 +76,7 @@ class WeatherCrossAttention(nn.Module):
         S = weather.shape[1]
         if past is not None and self.memory_logit is not None:
             weather = torch.cat([past, weather], 1)
-        tokens = self.step_encoding(self.remembered(self.weather_proj(weather))[:, -S:])   # [B, S, D]
+        tokens = self.step_encoding(self.remembered(self.projected(weather))[:, -S:])      # [B, S, D]
         w_q, w_k, w_v = attn.in_proj_weight.chunk(3)
         b_q, b_k, b_v = attn.in_proj_bias.chunk(3)
         q = F.linear(query, w_q, b_q).reshape(B, N * T, H, D // H).transpose(1, 2)  # [B, H, N·T, d]
@@ -76,6 +88,11 @@ class WeatherCrossAttention(nn.Module):
             weights = weights.view(B, H, N, T, S).transpose(1, 2)
         mixed = mixed.transpose(1, 2).reshape(B, N, T, D)
         return attn.out_proj(mixed), weights
+
+    def projected(self, weather: Tensor) -> Tensor:
+        """[B, S, 3] -> [B, S, D]: the specification's linear projection, plus the bend's MLP."""
+        projected = self.weather_proj(weather)
+        return projected if self.weather_bend is None else projected + self.weather_bend(weather)
 
     def remembered(self, projected: Tensor) -> Tensor:
         """[B, S, D] -> m with m_h = a m_(h-1) + (1 - a) projected_h and m_0 = 0 (a per channel),

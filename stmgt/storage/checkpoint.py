@@ -125,7 +125,7 @@ def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> Loa
         # Checkpoints from before the causal weather mask, the weather memory and its start from the
         # past weather were trained without them.
         config = STMGTConfig.from_dict({"causal_weather": False, "weather_memory": False, "weather_past": False,
-                                        **state["model_config"]})
+                                        "weather_bend": False, **state["model_config"]})
         model = STMGT(config)
         model.load_state_dict(state["state_dict"])
         scaler = Scaler.from_dict(state["scaler"])

@@ -165,6 +165,23 @@ def test_weather_memory_is_a_leaky_running_mean_per_channel():
     assert off.memory_logit is None and torch.equal(off.remembered(projected), projected)
 
 
+def test_the_weather_bend_starts_as_the_specification_and_can_bend():
+    """The MLP's output layer starts at zero: the same answers as the linear projection alone,
+    until training moves it; then the projection is no longer affine in the weather."""
+    torch.manual_seed(0)
+    plain = WeatherCrossAttention(8, 2, dropout=0.0, horizon=12)
+    bent = WeatherCrossAttention(8, 2, dropout=0.0, horizon=12, bend=True)
+    bent.load_state_dict(plain.state_dict(), strict=False)
+    traffic, weather = torch.randn(2, 12, 5, 8), torch.randn(2, 12, 3)
+    for a, b in zip(bent(traffic, weather, need_weights=True), plain(traffic, weather, need_weights=True)):
+        assert torch.equal(a, b)
+    torch.nn.init.normal_(bent.weather_bend[-1].weight)
+    light, heavy = torch.zeros(1, 1, 3), torch.tensor([[[0.0, 0.0, 4.0]]])
+    midway = bent.projected((light + heavy) / 2)
+    assert (midway - (bent.projected(light) + bent.projected(heavy)) / 2).abs().amax() > 1e-3
+    assert plain.weather_bend is None
+
+
 def test_the_weather_memory_starts_from_the_past_weather():
     """Rain already falling at the forecast time reads differently from rain starting now."""
     net, batch = model(), inputs()

@@ -25,11 +25,12 @@ def test_a_model_without_weather_memory_loads_and_can_grow_one(data, tmp_path):
     scaler = Scaler.fit(data, split_ranges(data.num_steps)["train"])
     save_checkpoint(tmp_path / "checkpoint.pt", old, scaler, data.graph)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    del state["model_config"]["weather_memory"], state["model_config"]["weather_past"]
+    for newer in ("weather_memory", "weather_past", "weather_bend"):
+        del state["model_config"][newer]
     torch.save(state, tmp_path / "checkpoint.pt")
     loaded = load_checkpoint(tmp_path / "checkpoint.pt", data.graph)
     assert loaded.config.weather_memory is False and loaded.model.weather_attn.memory_logit is None
-    assert loaded.config.weather_past is False
+    assert loaded.config.weather_past is False and loaded.config.weather_bend is False
     (tmp_path / "config.json").write_text(json.dumps({"model": state["model_config"], "data": SPEC}))
     trainer = Trainer(data, SMALL, TrainConfig(device="cpu", init_from=str(tmp_path), compile=False))
     fresh = STMGT(SMALL).weather_attn.memory_logit
