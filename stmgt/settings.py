@@ -157,7 +157,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
            "The weather memory starts from the observed weather of the input window; needs weather_memory."),
     switch("weather_bend", MODEL, False,
            "Each step's weather also passes through a small MLP, so its effect can bend with the intensity "
-           "(light and heavy rain slow traffic by different shares, not in proportion)."),
+           "(light and heavy rain slow traffic by different shares, not in proportion).",
+           label="Weather effect that bends with the intensity", section="inputs"),
     switch("persistence_anchor", MODEL, False,
            "The mixture forecasts the change from each road's last observed speed in the window, so a model that "
            "has learnt nothing forecasts persistence (the last reading held) instead of noise.",

@@ -107,7 +107,8 @@ def take_settings_of(runs: dict[str, Run]) -> None:
     run = runs.get(st.session_state[START_KEY])
     if run is None:
         return
-    for name, value in {"persistence_anchor": False, **run.config["model"]}.items():   # older runs lack it
+    for name, value in {"persistence_anchor": False, "weather_bend": False,       # older runs lack them
+                        **run.config["model"]}.items():
         if name in SHAPE or name in REGULARISERS:
             st.session_state[f"train_{name}"] = value
     st.session_state["train_lr"] = FINE_TUNE_LR

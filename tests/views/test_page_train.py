@@ -256,7 +256,7 @@ def test_a_fine_tune_starts_from_the_chosen_models_weights_and_architecture(app,
     (config, _, model), = started
     assert (config.init_from, config.tune, config.lr) == (str(BUNDLED_RUN), "weather", pytest.approx(3e-4))
     # every architecture setting, hidden ones too (a setting newer than the bundled model: as it loads, off)
-    assert model.to_dict() == {"persistence_anchor": False} | bundled | {"dropout": 0.1}
+    assert model.to_dict() == {"persistence_anchor": False, "weather_bend": False} | bundled | {"dropout": 0.1}
 
     at.selectbox(key="train_start_from").set_value("New model (random weights)").run()
     assert not at.number_input(key="train_hidden_dim").disabled and at.radio(key="train_tune").disabled
