@@ -34,11 +34,12 @@ class WeatherCrossAttention(nn.Module):
     time is told apart from rain that starts in the horizon.
 
     With `bend`, each step's weather also passes through a small MLP (its output layer starting at
-    zero, so the module starts as the specification's) before the memory. Everything after the
-    projection is linear in a constant weather up to the final LayerNorm, whose answer saturates
-    smoothly with the intensity; traffic's slowdown does not (flat from light to moderate rain, a
-    jump to heavy rain), and without the MLP models overshot moderate rain and undershot heavy.
-    It runs per step, before the memory, as the rain's effect is per step and then builds up."""
+    zero, so the module starts as the specification's) before the memory. Without it the values
+    the attention mixes are linear in the weather and the mixture head after it is one linear
+    layer, so the answer to more rain can only grow smoothly and saturate through the LayerNorm;
+    traffic's slowdown does not (flat from light to moderate rain, then a jump to heavy rain), and
+    models without the MLP overshot moderate rain and undershot heavy rain. It runs per step, before
+    the memory, as rain's effect is set per step and then builds up."""
 
     def __init__(self, hidden_dim: int, heads: int, dropout: float, horizon: int, weather_dim: int = 3,
                  causal: bool = True, memory: bool = True, bend: bool = False):
