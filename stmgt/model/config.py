@@ -56,6 +56,11 @@ class STMGTConfig:
       rain onset with a fraction of its effect. No parameters; needs ``weather_memory``.
       Checkpoints written before it existed load with it off.
 
+    * ``weather_bend`` — a small MLP (Linear(3, D), GELU, Linear(D, D), the last starting at zero;
+      +9,696 parameters) beside the weather projection, so the weather's effect can bend with the
+      intensity (`stmgt.model.weather`). The weather recipe's (assets/model/recipe.json); off by
+      default and for every checkpoint written before it existed.
+
     * ``persistence_anchor`` — every component mean is the node's last observed (z-scored) speed in
       the input window plus what the head outputs, and the head's mean outputs start at zero: an
       untrained model forecasts persistence, and training learns the change from it, which on real
