@@ -34,10 +34,10 @@ PRESET_HELP = ("*Recipe*: the settings for this data (`stmgt.training.recipe`). 
                "at its default: up to 100 epochs with early stopping on validation MAE, no weather response taught. "
                "*Estimate duration* measures how long any of them takes on this machine.")
 RECIPE_NOTES = {
-    WEATHER: ": the weather's effect is taught from the first epoch (the what-if "
-                          "loss) and the kept epoch weighs validation MAE and the what-if error alike.",
-    SMALL_DATA: ": a smaller, more regularised model that forecasts the change from the last reading "
-                             "and stops sooner, for imported data of under four weeks."}
+    WEATHER: ": the weather's effect is taught from the first epoch (the what-if loss) and the kept epoch "
+             "weighs validation MAE and the what-if error alike.",
+    SMALL_DATA: ": a smaller, more regularised model that forecasts the change from the last reading and stops "
+                "sooner, for imported data of under four weeks."}
 # The settings a preset sets: every one on the form but the weather input, which follows the data.
 PRESET_SETTINGS = tuple(s.name for s in SETTINGS.values() if s.section and s.name != "use_weather") + ("select",)
 # Fine-tuning (`TrainConfig.init_from`): the starting model fixes the architecture; dropout and
@@ -59,12 +59,12 @@ def unless_set(key: str, **default) -> dict:
 def preset_values(chosen: str) -> dict:
     """The value of every setting a preset sets, under the preset `chosen` on the current data; the
     specification's, said so, where the data's recipe cannot be read."""
+    spec, dataset = state.current_dataset_spec(), state.current_dataset()
     try:
-        sections = default_sections(state.current_dataset_spec(), state.current_dataset(),
-                                    plain=chosen == SPECIFICATION)
+        sections = default_sections(spec, dataset, plain=chosen == SPECIFICATION)
     except DataError as exc:
         st.error(f"{md(exc)}. The form shows the specification's recipe instead.", icon=":material/error:")
-        sections = {MODEL: {}, TRAIN: {}}
+        sections = default_sections(spec, dataset, plain=True)
     recipe = sections[MODEL] | sections[TRAIN]
     values = {name: recipe.get(name, SETTINGS[name].default) for name in PRESET_SETTINGS}
     return values | (QUICK if chosen == QUICK_LOOK else {})

@@ -88,7 +88,8 @@ def weather_recipe() -> dict[str, dict]:
     try:
         sections = json.loads(WEATHER_RECIPE.read_text())
         recipe = {part: dict(sections[part]) for part in (MODEL, TRAIN)}
-        STMGTConfig.from_dict(recipe[MODEL]), TrainConfig.from_dict(recipe[TRAIN])
+        STMGTConfig.from_dict(recipe[MODEL])        # raise on a setting unknown or out of its limits
+        TrainConfig.from_dict(recipe[TRAIN])
         return recipe
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"the weather recipe cannot be read ({type(exc).__name__}: {exc}); restore it with "
