@@ -2,11 +2,12 @@
 
 * The simulator's data with weather (the embedded default): the weather recipe, `WEATHER_RECIPE`
   (assets/model/recipe.json), every model and training setting in one file. It is the
-  specification's architecture and optimiser with the weather's effect taught from the first
-  epoch: the what-if loss (`whatif_weight`) on every step, one cosine period of the learning rate
-  over the run, and the epoch chosen on validation MAE plus the what-if error (`select: "both"`).
-  The specification's plain recipe forecasts as well but answers few what-ifs within their targets
-  (benchmarks/RESULTS.md, *One recipe*); the bundled model is this recipe's output.
+  specification's architecture and optimiser plus a weather MLP (`weather_bend`), with the weather's
+  effect taught from the first epoch: the what-if loss (`whatif_weight`) on every step, one cosine
+  period of the learning rate over the run, and the epoch chosen on validation MAE plus the what-if
+  error (`select: "both"`). The specification's plain recipe forecasts as well but answers few
+  what-ifs within their targets (benchmarks/RESULTS.md, *One recipe*); the bundled model is to
+  become this recipe's output once its seed check passes (docs/bundled-model.md).
 * Imported data: the small-data recipe below, from how much history the training split holds.
 * Anything else (simulated data written to a folder, data without weather): the specification's.
 
