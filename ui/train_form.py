@@ -10,6 +10,7 @@ import torch
 from stmgt.data.dataset import split_anchors
 from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
+from stmgt.model.config import OFF_IN_OLDER_RUNS
 from stmgt.settings import MODEL, SETTINGS, TRAIN, Setting, in_section
 from stmgt.storage.runs import Run
 from stmgt.training.estimate import estimate
@@ -107,8 +108,7 @@ def take_settings_of(runs: dict[str, Run]) -> None:
     run = runs.get(st.session_state[START_KEY])
     if run is None:
         return
-    for name, value in {"persistence_anchor": False, "weather_bend": False,       # older runs lack them
-                        **run.config["model"]}.items():
+    for name, value in (OFF_IN_OLDER_RUNS | run.config["model"]).items():
         if name in SHAPE or name in REGULARISERS:
             st.session_state[f"train_{name}"] = value
     st.session_state["train_lr"] = FINE_TUNE_LR

@@ -18,6 +18,11 @@ SLICES_AT_ONCE = 6
 RECOMPUTED_BLOCK = 1.3      # a recomputed block's activations and their gradients, alive together
 
 
+# Settings added after checkpoints had been written: a run whose config lacks one was trained without it.
+OFF_IN_OLDER_RUNS = {"causal_weather": False, "weather_memory": False, "weather_past": False,
+                     "weather_bend": False, "persistence_anchor": False}
+
+
 @dataclass(frozen=True)
 class STMGTConfig:
     """Hyper-parameters of STMGT (STMGT_SPEC.md §9.1; defaults are the specification's values).

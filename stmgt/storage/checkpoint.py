@@ -19,6 +19,7 @@ from stmgt.data.graph import RoadGraph
 from stmgt.storage.jsonfile import atomic_write_bytes
 from stmgt.limits import LIMITS
 from stmgt.model import STMGT, STMGTConfig
+from stmgt.model.config import OFF_IN_OLDER_RUNS
 from stmgt.settings import MODEL_SIZES
 
 # What torch.load raises for a damaged, truncated or foreign file read with weights_only=True
@@ -122,10 +123,7 @@ def load_checkpoint(source, graph: RoadGraph | None = None, device="cpu") -> Loa
             f"dataset has {graph.num_nodes} nodes or other roads. Train a model on this dataset or pick its data.",
             where)
     try:
-        # Checkpoints from before the causal weather mask, the weather memory and its start from the
-        # past weather were trained without them.
-        config = STMGTConfig.from_dict({"causal_weather": False, "weather_memory": False, "weather_past": False,
-                                        "weather_bend": False, **state["model_config"]})
+        config = STMGTConfig.from_dict(OFF_IN_OLDER_RUNS | state["model_config"])
         model = STMGT(config)
         model.load_state_dict(state["state_dict"])
         scaler = Scaler.from_dict(state["scaler"])
