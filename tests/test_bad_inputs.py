@@ -811,11 +811,12 @@ def test_forecast_warns_about_a_node_never_observed(short_hcmc, tmp_path, capsys
 
 
 def cancelled_run(folder, epochs_done=3):
-    """A run cancelled after `epochs_done` epochs, as `train --resume` finds it (no training needed:
-    every refusal below comes before the data is loaded)."""
+    """A run of 4 epochs cancelled after `epochs_done`, as `train --resume` finds it (no training
+    needed: every refusal below comes before the data is loaded)."""
     run = Run(folder)
     config = json.loads((BUNDLED_RUN / "config.json").read_text())
-    run.write_config({**config, "data": {"kind": "simulator", "seed": 0, "weeks": 1.0}})
+    run.write_config({**config, "train": {**config["train"], "epochs": 4},
+                      "data": {"kind": "simulator", "seed": 0, "weeks": 1.0}})
     run.write_history(pd.DataFrame({"epoch": range(1, epochs_done + 1), "val_mae": 5.0}))
     run.mark_finished("cancelled", "cancelled by the user")
     return run
