@@ -47,7 +47,7 @@ NEW_MODEL = "New model (random weights)"
 START_KEY = "train_start_from"
 SHAPE = tuple(s.name for s in (*in_section("architecture"), *in_section("inputs")))
 REGULARISERS = tuple(s.name for s in in_section("regularisers"))
-FINE_TUNE_LR = 3e-4        # the peak learning rate of the bundled model's fine-tuning stages (docs/bundled-model.md)
+FINE_TUNE_LR = 3e-4        # the peak learning rate the nine-stage model was fine-tuned at (benchmarks/RESULTS.md)
 TUNE_LABELS = {"all": "every weight", "weather": "only the weather response"}
 
 
