@@ -41,7 +41,7 @@ from stmgt.storage.runs import Run, kept_epoch
 from stmgt.training.recipe import weather_recipe
 from stmgt.training.trainer import resolve_device
 
-REFERENCE_MAE_1H = 1.712      # km/h: the nine-stage bundled model's, benchmarks/RESULTS.md (The nine-stage model it replaced)
+REFERENCE_MAE_1H = 1.712      # km/h: the nine-stage model's, benchmarks/RESULTS.md (The nine-stage model it replaced)
 MAE_MARGIN = 0.03
 COVERAGE_80 = (0.78, 0.82)
 SCENARIOS_PER_SEED = 10
