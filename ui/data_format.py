@@ -97,6 +97,9 @@ def format_guide() -> None:
                    "Without weather.csv models train without weather and the Weather what-if page is unavailable. "
                    f"The template is a day of the simulated data on {TEMPLATE_NODES} roads: replace its rows with "
                    "yours, or upload it as it is to try the page.")
+        # No rerun on click: the rerun would replace the button's file id on the server while the
+        # browser is still fetching the file under the old one (a race that lost a download in CI).
         st.download_button("Download a template (.zip)", template_zip, file_name="stmgt-dataset-template.zip",
-                           mime="application/zip", icon=":material/download:", key="data_template")
+                           mime="application/zip", icon=":material/download:", key="data_template",
+                           on_click="ignore")
 
