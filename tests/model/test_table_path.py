@@ -60,21 +60,22 @@ def _grads(gat, x, out):
 
 def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch):
     """A training pass over more step-graphs than `EDGE_SLICE_BYTES` holds goes in slices whose
-    per-edge tensors are recomputed in the backward: outputs and gradients (DropEdge on) as one pass."""
+    per-edge tensors are recomputed in the backward: outputs and gradients (DropEdge on) as one pass.
+    In float64, so that the sums' other order leaves no float32 rounding of the CPU's kernels."""
     for layout in ("mean", "concat"):
-        gat, graph = layer(layout).train(), StepGraph(road_like_edges(50), 50)
+        gat, graph = layer(layout).train().double(), StepGraph(road_like_edges(50), 50)
         gat.dropout = 0.0
-        x = torch.randn(7, 50, 16, requires_grad=True)
+        x = torch.randn(7, 50, 16, dtype=torch.float64, requires_grad=True)
         keep = torch.rand(7, graph.num_real_edges) >= 0.3
         whole, _ = table_gatv2(gat, x, graph, keep)
         expected = _grads(gat, x, whole)
-        per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
+        per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
         monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)      # slices of 3, 3 and 1
         sliced, _ = table_gatv2(gat, x, graph, keep)
         assert sliced.grad_fn is not None
-        torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-6)
+        torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-12)
         for got, want in zip(_grads(gat, x, sliced), expected):
-            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
         monkeypatch.undo()
 
 
