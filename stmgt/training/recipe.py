@@ -6,8 +6,8 @@
   effect taught from the first epoch: the what-if loss (`whatif_weight`) on every step, one cosine
   period of the learning rate over the run, and the epoch chosen on validation MAE plus the what-if
   error (`select: "both"`). The specification's plain recipe forecasts as well but answers few
-  what-ifs within their targets (benchmarks/RESULTS.md, *One recipe*); the bundled model is to
-  become this recipe's output once its seed check passes (docs/bundled-model.md).
+  what-ifs within their targets (benchmarks/RESULTS.md, *One recipe*); the bundled model is this
+  recipe's output, seed 0 (docs/bundled-model.md).
 * Imported data: the small-data recipe below, from how much history the training split holds.
 * Anything else (simulated data written to a folder, data without weather): the specification's.
 
