@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from dataclasses import replace
@@ -24,6 +23,7 @@ from stmgt.forecasting.forecast import QUANTILE_LEVELS, Forecaster
 from stmgt.model import STMGT
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
+from stmgt.training.trainer import device_name
 
 
 def forecaster_on(path: str, loaded, data) -> Forecaster:
@@ -55,7 +55,7 @@ def main() -> None:
                 timings[name]["forward_ms"].append(1000 * (middle - start))
                 timings[name]["quantiles_ms"].append(1000 * (end - middle))
     result = {"benchmark": "forecast_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "machine": device_name(torch.device("cpu")),
               "torch": torch.__version__, "repeats": args.repeats, "quantile_levels": list(QUANTILE_LEVELS)}
     for name, t in timings.items():
         total = [f + q for f, q in zip(t["forward_ms"], t["quantiles_ms"])]

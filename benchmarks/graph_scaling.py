@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
 import subprocess
@@ -49,7 +48,7 @@ from stmgt.forecasting.forecast import QUANTILE_LEVELS
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model.spatial import GAT_PATHS, StepGraph, choose_path, dense_gatv2, table_gatv2
-from stmgt.training.trainer import TrainConfig, mixture_loss
+from stmgt.training.trainer import TrainConfig, device_name, mixture_loss
 
 SIZES = (62, 200, 1000, 5000)
 QUICK_SIZES = (62, 200, 1000)
@@ -203,7 +202,7 @@ def main() -> None:
         return
     config = STMGTConfig()
     result = {"benchmark": "graph_scaling", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "machine": device_name(torch.device("cpu")),
               "torch": torch.__version__, "repeats": repeats, "precision": "fp32, eager",
               "model": {k: getattr(config, k) for k in ("hidden_dim", "num_blocks", "heads", "gat_layout")},
               "quantile_levels": list(QUANTILE_LEVELS)}

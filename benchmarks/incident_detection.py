@@ -35,6 +35,7 @@ from stmgt.operations.alerts import (LEADS, corroborate, earliest_step, episodes
                                      threshold_for_rate)
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
+from stmgt.training.trainer import device_name
 
 WITHIN_STEPS = 2
 SEVERITY_BINS = [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6)]
@@ -187,7 +188,7 @@ def main() -> None:
               "model_scoring_seconds_per_week": [round(s, 1) for s in week_seconds],
               "rates_per_day": args.rates, "within_steps": WITHIN_STEPS, "results": results,
               "seconds": round(time.perf_counter() - began, 1), "machine": platform.platform(),
-              "processor": platform.processor() or platform.machine(),
+              "processor": device_name(torch.device("cpu")),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     text = json.dumps(report, indent=2, default=float)
     print(text)

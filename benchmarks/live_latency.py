@@ -30,12 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from playwright.sync_api import sync_playwright
 
 from stmgt.data.dataset import WEATHER_COLUMNS
 from stmgt.data.live import append_rows, newest_step
 from stmgt.data.sources import parse_data_arg, load_dataset
 from stmgt.paths import CHECKOUT
+from stmgt.training.trainer import device_name
 from ui.state import LIVE_POLL_S, imported_label
 
 TARGET_S = 5.0
@@ -101,9 +103,7 @@ def open_feed(page, url: str, newest: pd.Timestamp) -> None:
 
 
 def machine(load_before: float) -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or platform.machine())
-    return {"processor": model, "cpus": os.cpu_count(), "platform": platform.platform(),
+    return {"processor": device_name(torch.device("cpu")), "cpus": os.cpu_count(), "platform": platform.platform(),
             "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2)}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from datetime import datetime, timezone
 
@@ -19,7 +18,7 @@ import torch
 from stmgt.allocator import reuse_freed_memory
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
-from stmgt.training.trainer import TrainConfig, bf16_native, fit, resolve_device
+from stmgt.training.trainer import TrainConfig, bf16_native, device_name, fit, resolve_device
 
 
 def short_run(data, device, seed: int, bf16: bool, epochs: int, batches: int) -> dict:
@@ -53,8 +52,7 @@ def main() -> None:
     gaps = {seed: bf16[seed] - fp32[seed] for seed in args.seeds}
     print(json.dumps({
         "benchmark": "precision", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                    else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
+        "machine": device_name(device),
         "torch": torch.__version__, "bf16_native": bf16_native(device),
         "short_run": {"epochs": args.epochs, "batches_per_epoch": args.batches, "batch_size": 32},
         "runs": runs, "fp32_seed_spread": spread, "bf16_minus_fp32": gaps,

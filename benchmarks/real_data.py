@@ -42,6 +42,7 @@ from stmgt.errors import DataError
 from stmgt.evaluation.evaluate import BASELINES, best_baseline_verdicts, evaluate, score_split
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.storage.runs import CHECKPOINT, Run
+from stmgt.training.trainer import device_name
 
 MODELS = ("stmgt", *BASELINES)
 MATRIX_FILES = {"speed": "*speed*.csv", "adjacency": "*adj*.csv", "locations": "*location*.csv"}
@@ -150,7 +151,7 @@ def benchmark(args, work: Path) -> dict:
     if not args.validation_only:
         result["test"] = figures(evaluate(run, dataset, parse_data_arg(str(data))), per_kmh)
     result.update({
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "machine": {"platform": platform.platform(), "processor": device_name(torch.device("cpu")),
                     "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})

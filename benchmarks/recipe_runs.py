@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from stmgt.allocator import reuse_freed_memory
 from stmgt.data.sources import load_dataset, parse_data_arg
 from stmgt.evaluation.evaluate import evaluate
 from stmgt.storage.runs import CONFIG, Run, kept_epoch
-from stmgt.training.trainer import TRAINING_STATE, TrainConfig, resolve_device
+from stmgt.training.trainer import TRAINING_STATE, TrainConfig, device_name, resolve_device
 
 HOURS = {"+15 min": 0, "+1 h": 3, "+3 h": 11}             # horizon steps reported one by one
 FIGURES = ["val_mae", "test_mae", *(f"test_mae {name}" for name in HOURS), "test_crps", "coverage_80"]
@@ -234,8 +233,7 @@ def comparison(name: str, doc: str, label: str, plan: Callable[[argparse.Namespa
     seeds = {group: [recipe.seed for g, recipe in runs if g == group] for group in groups}
     print(json.dumps({
         "benchmark": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                    else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
+        "machine": device_name(device),
         "torch": torch.__version__, "recipe": {"epochs": args.epochs, "max_batches": args.max_batches,
                                                "patience": TrainConfig.patience},
         "test_data": test, "runs_kept_in": None if args.out is None else str(args.out),

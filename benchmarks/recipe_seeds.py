@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +38,7 @@ from stmgt.evaluation.evaluate import evaluate
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.storage.runs import Run, kept_epoch
 from stmgt.training.recipe import weather_recipe
-from stmgt.training.trainer import resolve_device
+from stmgt.training.trainer import device_name, resolve_device
 
 REFERENCE_MAE_1H = 1.712      # km/h: the nine-stage model's, benchmarks/RESULTS.md (The nine-stage model it replaced)
 MAE_MARGIN = 0.03
@@ -118,8 +117,7 @@ def main() -> None:
     pending = [r.name for r in recipes if r.name not in {run.name for run in done}]
     print(json.dumps({
         "benchmark": "recipe_seeds", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                    else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"),
+        "machine": device_name(device),
         "torch": torch.__version__, "recipe": weather_recipe(), "epochs": args.epochs, "max_batches": args.max_batches,
         "runs_kept_in": None if args.out is None else str(args.out), "runs": runs, "still_to_train": pending,
         "targets": {"mae_1h_at_most": round(REFERENCE_MAE_1H + MAE_MARGIN, 3), "coverage_80": COVERAGE_80,

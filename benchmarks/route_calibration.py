@@ -35,6 +35,7 @@ from stmgt.forecasting.forecast import Forecaster
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
 from stmgt.routing.trip import SAMPLES, TripPlanner
+from stmgt.training.trainer import device_name
 
 MAX_DEPART_STEPS = 6        # departures 0, 15, …, 75 min after the forecast was made
 LATENCY_REPEATS = 40
@@ -86,7 +87,7 @@ def main() -> None:
         "route_answer_ms": {"median": round(float(np.median(latency_ms)), 1),
                             "p90": round(float(np.percentile(latency_ms, 90)), 1), "n": len(latency_ms)},
         "copula_estimate_s": round(estimate_s, 1),
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "machine": {"platform": platform.platform(), "processor": device_name(torch.device("cpu")),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "load_average": [round(x, 2) for x in os.getloadavg()]},
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import os
 import statistics
 import subprocess
@@ -43,7 +42,7 @@ from stmgt.allocator import reuse_freed_memory
 from stmgt.data.dataset import split_anchors
 from stmgt.data.simulate import simulate
 from stmgt.model import STMGTConfig
-from stmgt.training.trainer import TrainConfig, Trainer, bf16_native
+from stmgt.training.trainer import TrainConfig, Trainer, bf16_native, device_name
 
 SAMPLES = 16_000
 
@@ -124,7 +123,7 @@ def ddp_scaling(args) -> dict:
     device = "cuda" if torch.cuda.device_count() >= 2 else "cpu"
     gpus = f", {torch.cuda.device_count()} × {torch.cuda.get_device_name()}" if device == "cuda" else ""
     result = {"benchmark": "train_speed --ddp", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{gpus}",
+              "machine": f"{device_name(torch.device('cpu'))}, {os.cpu_count()} CPUs{gpus}",
               "torch": torch.__version__, "device": device, "backend": "nccl" if device == "cuda" else "gloo",
               "per_process_batch_size": args.batch_size, "steps": args.steps, "runs": []}
     for processes in (1, 2):
@@ -145,7 +144,7 @@ def whatif_cost(data, rounds: int, steps: int) -> dict:
                   "with_whatif_loss": project_step(data, cpu, 32, compile=True, whatif_weight=3.0)}
     seconds = interleaved(contenders, rounds, steps, cpu)
     return {"benchmark": "train_speed --whatif", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "machine": device_name(torch.device("cpu")),
             "torch": torch.__version__, "batch_size": 32, "whatif_weight": 3.0, "seconds_per_step": seconds,
             "cost_with_loss": seconds["with_whatif_loss"] / seconds["without_whatif_loss"]}
 
@@ -175,7 +174,7 @@ def main() -> None:
         return
     cpu = torch.device("cpu")
     result = {"benchmark": "train_speed", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+              "machine": device_name(cpu),
               "torch": torch.__version__, "nodes": data.num_nodes,
               "training_windows": int(len(split_anchors(data)["train"])), "cpu_batch_size": 32,
               "cpu_bf16_native": bf16_native(torch.device("cpu"))}

@@ -26,6 +26,7 @@ from stmgt.data.sources import load_dataset
 from stmgt.forecasting.forecast import Forecaster
 from stmgt.paths import BUNDLED_RUN
 from stmgt.storage.runs import Run
+from stmgt.training.trainer import device_name
 
 
 def main() -> int:
@@ -45,8 +46,7 @@ def main() -> int:
     started = time.perf_counter()
     result = fidelity.measure(forecaster, sim, args.anchors)
     result.update({"run": run.name, "data": run.config["data"], "device": args.device,
-                   "machine": f"{platform.node()} · {platform.processor() or platform.machine()} · "
-                              f"{torch.get_num_threads()} torch threads",
+                   "machine": f"{platform.node()} · {device_name(torch.device('cpu'))}",
                    "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    "seconds": round(time.perf_counter() - started, 1)})
     result["artifact"] = str(fidelity.save(run.path, result))

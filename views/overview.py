@@ -62,11 +62,13 @@ with st.container(horizontal=True, gap="large"):    # the model card moves under
                 st.error(f"The model's run folder is damaged: {md(exc)}")
                 st.stop()
             model = config.get("model", {})
+            device = config.get("device") or "an unrecorded device"
+            name = config.get("device_name") or device
             st.markdown(
                 f"**{md(choice.label)}**  \n"
                 f"{config.get('parameters', 0):,} parameters · {model.get('num_blocks')} blocks · "
                 f"{attention_heads(model)} · weather {'on' if model.get('use_weather') else 'off'}  \n"
-                f"Trained on {md(config.get('device_name') or config.get('device'))} ({md(config.get('device'))}) "
+                f"Trained on {md(name if name == device else f'{name} ({device})')} "
                 f"on {md(describe(config['data'])) if config.get('data') else 'unrecorded data'}, "
                 f"{moment(config.get('created'))}  \n"
                 f"Forecasts run on **{state.device()}** here.")

@@ -9,6 +9,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -180,6 +181,20 @@ def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: Train
     return recompute
 
 
+def device_name(device: torch.device) -> str:
+    """What the device is, for a run's or a benchmark's record (speed, and what bf16 kernels give, depend
+    on it): the GPU's name, or the CPU's model as Linux names it (`platform.processor()` is empty there)
+    and the threads torch uses."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")]
+    except OSError:
+        models = []
+    return f"{models[0] if models else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -319,8 +334,7 @@ class Trainer:
                 "graph_fingerprint": dataset.graph.fingerprint(), "num_nodes": dataset.num_nodes,
                 "parameters": self.model.count_parameters(), "device": str(device),
                 "precision": "bf16 autocast" if self.bf16 else "fp32", "recompute_blocks": recompute_blocks,
-                "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
-                                else platform.processor() or "cpu"),
+                "device_name": device_name(device),
                 "torch": torch.__version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "distributed": distributed.describe(config.batch_size),
                 "splits": {k: [r.start, r.stop] for k, r in self.ranges.items()}, "scaler": self.scaler.to_dict(),

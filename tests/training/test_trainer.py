@@ -13,7 +13,7 @@ from stmgt.errors import DataError
 from stmgt.model import STMGTConfig
 from stmgt.routing.copula import copula_key, read_copula
 from stmgt.storage.runs import CHECKPOINT, COPULA
-from stmgt.training.trainer import TrainConfig, Trainer, bf16_native, fit, mixture_loss, resolve_device
+from stmgt.training.trainer import TrainConfig, Trainer, bf16_native, device_name, fit, mixture_loss, resolve_device
 from tests.samples import QUICK, SMALL, SPEC
 
 
@@ -32,6 +32,7 @@ def test_smoke_train_writes_a_complete_run(trained, data):
     assert config["data"] == SPEC and config["model"]["hidden_dim"] == 16
     assert config["parameters"] == result.model.count_parameters()
     assert config["precision"] == ("bf16 autocast" if bf16_native(torch.device("cpu")) else "fp32")
+    assert config["device"] == "cpu" and config["device_name"] == device_name(torch.device("cpu"))
     assert result.stopped == "max_epochs"
 
 
@@ -226,6 +227,14 @@ def test_loss_masks_missing_targets():
     masked = mixture_loss(mix, y, mask, TrainConfig())
     only_first = mixture_loss(mix[:1], y[:1], mask[:1], TrainConfig())
     assert masked.item() == pytest.approx(only_first.item(), rel=1e-6)
+
+
+def test_a_cpu_is_recorded_by_its_model_and_threads():
+    """Linux's platform.processor() is empty: the name comes from /proc/cpuinfo, where there is one."""
+    models = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+    name = device_name(torch.device("cpu"))
+    assert name == f"{models[0]}, {torch.get_num_threads()} threads"
+    assert name.split(",")[0] not in ("", "cpu")
 
 
 def test_device_choice():

@@ -28,7 +28,9 @@ def test_overview_shows_the_embedded_data_and_the_bundled_model(app):
     assert card.loc["STMGT", "MAE +60 min"] == saved["stmgt"]["mae"][3]
     assert card.loc["Persistence", "MAE +60 min"] == saved["persistence"]["mae"][3]
     parameters = json.loads((BUNDLED_RUN / "config.json").read_text())["parameters"]
-    assert f"{parameters:,} parameters" in " ".join(m.value for m in at.markdown)
+    card_text = " ".join(m.value for m in at.markdown)
+    assert f"{parameters:,} parameters" in card_text
+    assert "Trained on cpu on simulated HCMC" in card_text        # recorded as device "cpu", named "cpu": said once
 
 
 def test_overview_of_a_dataset_without_model_or_weather(app, isolated_workspace):
