@@ -22,7 +22,7 @@ def training_form(dataset, busy: bool) -> None:
     batch_size = SETTINGS["batch_size"].default
     per_epoch = max(1, len(anchors["train"]) // batch_size)   # whole batches, as Trainer
     st.markdown(f"Trains on **{md(state.dataset_label())}**: {len(anchors['train']):,} training windows "
-                f"({per_epoch} batches of {batch_size} per epoch), early stopping on "
+                f"({per_epoch} batches of {batch_size} per epoch); the epoch kept is chosen on "
                 f"{len(anchors['val']):,} validation windows, then scored on {len(anchors['test']):,} test "
                 "windows against persistence, the historical average and a linear autoregression.")
     preset_picker()

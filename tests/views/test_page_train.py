@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stmgt.storage.checkpoint import save_checkpoint
-from stmgt.data.dataset import Scaler, split_ranges
+from stmgt.data.dataset import Scaler, split_anchors, split_ranges
 from stmgt.data.folder import write_folder
 from stmgt.data.simulate import simulate
 from stmgt.training.estimate import StepCost
@@ -74,6 +74,10 @@ def test_the_form_starts_from_the_weather_recipe_and_offers_the_specifications(a
     the specification's plain recipe is one preset away; Quick look caps the recipe's schedule."""
     at = app(PAGE)
     recipe = weather_recipe()
+    anchors = split_anchors(simulate())
+    assert (f"{len(anchors['train']):,} training windows ({len(anchors['train']) // 32} batches of 32 per epoch); "
+            f"the epoch kept is chosen on {len(anchors['val']):,} validation windows, then scored on "
+            f"{len(anchors['test']):,} test windows") in at.markdown[0].value
     assert at.session_state["train_preset"] == "Recipe"
     assert any("*Recipe* on this data is the weather recipe: the weather's effect" in c.value for c in at.caption)
     shown, settings = form_values(at), recipe[MODEL] | recipe[TRAIN]
