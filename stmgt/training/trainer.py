@@ -188,11 +188,12 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     try:
-        models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")]
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        models = []
-    return f"{models[0] if models else platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
