@@ -13,7 +13,8 @@ Three interchangeable ways to run the same `GATv2Conv` parameters:
 * ``"pyg"``: PyG's own `GATv2Conv` over one disjoint union of the B·T step-graphs — the
   reference the other two are tested against.
 
-``"auto"`` (`choose_path`) picks dense or table per graph and device from a measured cost model.
+``"auto"`` (`choose_path`) picks dense or table per graph, device and pass (with or without
+gradients) from a measured cost model.
 
 DropEdge is a keep-mask over the real edges of every step-graph, shared by all paths: a dropped
 edge gets no attention weight, exactly as if it were removed (self loops always stay).
@@ -38,16 +39,26 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 # head and step-graph, the table's softmax and neighbour sum about N × slots; the dense form wins
 # while N ≤ DENSE_SLOTS_RATIO × slots (slots = max in-degree + 1). Read from the GATv2 layer's
 # dense-against-table turns of benchmarks/graph_scaling.py on a CPU (benchmarks/RESULTS.md,
-# *Graph scaling*); no other device has been measured, so they use the CPU's ratio.
+# *Graph scaling*); no other device has been measured, so they use the CPU's ratio. That is the
+# training pass; without gradients a CPU takes the table path at any size (`choose_path`).
 DENSE_SLOTS_RATIO = {"cpu": 40.0}
-# Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`); in a training
-# pass a slice's are recomputed in the backward pass instead of kept.
+# Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`). With gradients
+# a memory cap: a slice's are recomputed in the backward pass instead of kept. Without them on a CPU,
+# slices small enough to stay in its cache: validation's and evaluation's batches ran 1.7–1.8× as
+# fast as in slices of the memory cap, which stream hundreds of MB per tensor (benchmarks/RESULTS.md).
 EDGE_SLICE_BYTES = 256 * 1024 ** 2
+CACHED_SLICE_BYTES = 8 * 1024 ** 2
 
 
-def choose_path(graph: StepGraph, device: torch.device) -> str:
-    """"dense" or "table" for `graph` on `device`, whichever the cost model says is faster."""
-    ratio = DENSE_SLOTS_RATIO.get(torch.device(device).type, DENSE_SLOTS_RATIO["cpu"])
+def choose_path(graph: StepGraph, device: torch.device, taped: bool = True) -> str:
+    """"dense" or "table" for `graph` on `device`, whichever the cost model says is faster: for a
+    pass with gradients (`taped`) by nodes per slot; without them on a CPU (forecasts, validation)
+    the table path, whose cache-sized slices were level with the dense path at batch 1 on the
+    embedded graph and 2.2–3.3× as fast at validation's batches of every graph measured."""
+    device = torch.device(device)
+    if not taped and device.type == "cpu":
+        return "table"
+    ratio = DENSE_SLOTS_RATIO.get(device.type, DENSE_SLOTS_RATIO["cpu"])
     return "dense" if graph.num_nodes <= ratio * graph.slots else "table"
 
 
@@ -164,15 +175,17 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     `graph.edge_index` order when `need_weights`).
 
     The step-graphs go through in slices when their per-edge features would outgrow a cap, so
-    memory stays bounded on a big graph: slices of `EDGE_SLICE_BYTES` per per-edge tensor, without
-    gradients (a forecast, validation) in eval mode, and with gradients, where a slice's per-edge
-    tensors are not kept but recomputed in the backward pass (activation checkpointing: about one
-    more forward pass of this layer; the random state is replayed, so attention dropout draws the
-    same mask twice). A training-mode pass without gradients runs whole."""
+    memory stays bounded on a big graph: without gradients (a forecast, validation) in eval mode,
+    slices of `CACHED_SLICE_BYTES` per per-edge tensor on a CPU (`EDGE_SLICE_BYTES` elsewhere), and
+    with gradients slices of `EDGE_SLICE_BYTES` whose per-edge tensors are not kept but recomputed
+    in the backward pass (activation checkpointing: about one more forward pass of this layer; the
+    random state is replayed, so attention dropout draws the same mask twice). A training-mode pass
+    without gradients runs whole."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
     taped = torch.is_grad_enabled()
-    size = max(1, EDGE_SLICE_BYTES // per_graph)
+    cap = CACHED_SLICE_BYTES if not taped and x.device.type == "cpu" else EDGE_SLICE_BYTES
+    size = max(1, cap // per_graph)
     if M <= size or (gat.training and not taped):
         return _table_gatv2(gat, x, graph, keep, need_weights)
     layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2
@@ -266,7 +279,7 @@ class SpatialBranch(nn.Module):
         [B·T, E + N, heads] in `graph.edge_index` order when `need_weights`, else None)."""
         B, T, N, D = x.shape
         flat = x.reshape(B * T, N, D)
-        path = choose_path(graph, x.device) if self.path == "auto" else self.path
+        path = choose_path(graph, x.device, torch.is_grad_enabled()) if self.path == "auto" else self.path
         if path == "dense":
             h, attention = dense_gatv2(self.gat, flat, graph, keep, need_weights)
         elif path == "table":

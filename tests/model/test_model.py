@@ -457,6 +457,11 @@ def test_the_neighbour_table_lists_every_incoming_edge_once():
 def test_auto_path_picks_dense_on_the_embedded_graph_and_the_table_on_a_big_sparse_one(monkeypatch):
     assert spatial.choose_path(StepGraph(RoadGraph.hcmc().edge_index, 62), torch.device("cpu")) == "dense"
     assert spatial.choose_path(StepGraph(ring_graph(5000), 5000), torch.device("cpu")) == "table"
+    # Without gradients (forecasts, validation) a CPU takes the table path at any size.
+    assert spatial.choose_path(StepGraph(RoadGraph.hcmc().edge_index, 62), torch.device("cpu"), taped=False) == "table"
+    with monkeypatch.context() as patched, torch.no_grad():
+        patched.setattr("stmgt.model.spatial.dense_gatv2", None)          # would fail if called
+        assert torch.isfinite(model().eval()(**inputs(batch=1, nodes=7))[0]).all()
     net = model(gat_path="dense")                       # a forced path stays forced
     monkeypatch.setattr("stmgt.model.spatial.DENSE_SLOTS_RATIO", {"cpu": 0.0})
     monkeypatch.setattr("stmgt.model.spatial.table_gatv2", None)   # would fail if called

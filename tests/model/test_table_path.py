@@ -20,8 +20,11 @@ def test_slices_without_gradients_give_the_whole_batch_s_output_and_attention(mo
     with torch.no_grad():
         whole, whole_weights = table_gatv2(gat, x, graph, need_weights=True)
         per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
-        monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)     # slices of 3, 3 and 1
+        monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)   # slices of 3, 3 and 1
+        slices = []                                                          # step-graphs per slice
+        gat.lin_l.register_forward_hook(lambda module, args, out: slices.append(len(args[0])))
         sliced, sliced_weights = table_gatv2(gat, x, graph, need_weights=True)
+    assert slices == [3, 3, 1]
     torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-6)
     torch.testing.assert_close(sliced_weights, whole_weights, rtol=0, atol=1e-7)
     assert sliced_weights.shape == (7, graph.edge_index.shape[1], gat.heads)
