@@ -1,7 +1,7 @@
 """Batch-1 forecast latency: one anchor, all nodes, 12 steps, the five quantiles and the
 diagnostics (gate α, GATv2, temporal and weather attention) — what a dashboard scrub computes —
-with the bundled model on the dense GATv2 path against PyG's, taking turns in one process.
-Prints one JSON object.
+with the bundled model on each GATv2 path (`table` is what `auto` takes for a forecast on a CPU),
+taking turns in one process. Prints one JSON object.
 
     .venv/bin/python benchmarks/forecast_speed.py [--repeats 50]
 """
@@ -40,8 +40,8 @@ def main() -> None:
     reuse_freed_memory()
     data = simulate()
     loaded = Run(BUNDLED_RUN).load(data.graph)
-    forecasters = {path: forecaster_on(path, loaded, data) for path in ("dense", "pyg")}
-    anchors = forecasters["dense"].test_anchors()
+    forecasters = {path: forecaster_on(path, loaded, data) for path in ("table", "dense", "pyg")}
+    anchors = forecasters["table"].test_anchors()
     timings = {name: {"forward_ms": [], "quantiles_ms": []} for name in forecasters}
     for i in range(args.repeats + 3):
         anchor = [int(anchors[(17 * i) % len(anchors)])]

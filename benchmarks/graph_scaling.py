@@ -26,6 +26,10 @@ times against nodes / slots (slots = max in-degree + 1) is what `choose_path`'s
 `--layer`: the GATv2 layer's turns only (after the forecasts by head layout: the batch-1 forecast of
 the default `mean` heads and of the specification's `concat` heads on the path `auto` picks, in turns);
 `--forecast`: those forecasts only.
+`--inference`: passes without gradients over a validation-sized batch (about 8,000 node-windows) per
+graph size, in turns: the dense path (where its N×N attention fits), and the table path in slices of
+the memory cap (`EDGE_SLICE_BYTES`) and in cache-sized slices (`CACHED_SLICE_BYTES`, what `auto`
+takes on a CPU without gradients).
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ import torch
 from stmgt.data.graph import RoadGraph
 from stmgt.data.road_like import road_like_edges
 from stmgt.forecasting.forecast import QUANTILE_LEVELS
-from stmgt.model import STMGT, STMGTConfig
+from stmgt.allocator import reuse_freed_memory
+from stmgt.model import STMGT, STMGTConfig, spatial
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model.spatial import GAT_PATHS, StepGraph, choose_path, dense_gatv2, table_gatv2
 from stmgt.training.trainer import TrainConfig, device_name, mixture_loss
@@ -55,6 +60,9 @@ QUICK_SIZES = (62, 200, 1000)
 # Batch per graph size: 32 on the embedded graph (the other benchmarks' batch), then about 2,000
 # node-windows a step, as there, so every path fits a shared machine's memory.
 BATCHES = {62: 32, 200: 8, 1000: 2, 5000: 1}
+# Passes without gradients: validation's batch of 128 windows on the embedded graph, the same number
+# of node-windows on the bigger ones.
+INFERENCE_BATCHES = {62: 128, 200: 40, 1000: 8, 5000: 2}
 # The dense path runs only where its [batch·steps, heads, N, N] attention stays under this many bytes.
 DENSE_MATRIX_CAP = 2 * 1024 ** 3
 
@@ -173,8 +181,42 @@ def forecast_in_turns(nodes: int, repeats: int) -> dict:
                 forecast(model, edge_index, one)
                 if i:                                        # the first call builds the graph's tables
                     times[layout].append(1000 * (time.perf_counter() - start))
-    return {"nodes": nodes, "auto": choose_path(StepGraph(edge_index, nodes), torch.device("cpu")),
+    return {"nodes": nodes, "auto": choose_path(StepGraph(edge_index, nodes), torch.device("cpu"), taped=False),
             **{f"{layout}_forecast_ms": statistics.median(t) for layout, t in times.items()}}
+
+
+def inference_in_turns(nodes: int, batch: int, repeats: int) -> dict:
+    """A pass without gradients over `batch` windows (the mixture and its quantiles, as validation and
+    evaluation run) on the dense path where its N×N attention fits, and on the table path in slices of
+    the memory cap and in cache-sized ones (`auto`), taking turns in one process; medians in ms, and
+    each case's time over the cache-sized slices'."""
+    edge_index = graph_edges(nodes)
+    config = STMGTConfig()
+    windows = inputs(batch, nodes, config.seq_len)
+    cases = {"table_cache_slices": ("table", spatial.CACHED_SLICE_BYTES),
+             "table_memory_cap_slices": ("table", spatial.EDGE_SLICE_BYTES)}
+    if dense_bytes(nodes, batch, config) <= DENSE_MATRIX_CAP:
+        cases["dense"] = ("dense", spatial.CACHED_SLICE_BYTES)
+    models = {}
+    for path in {path for path, _ in cases.values()}:
+        torch.manual_seed(0)                                 # the same weights on every path
+        models[path] = STMGT(STMGTConfig(gat_path=path)).eval()
+    cached, times = spatial.CACHED_SLICE_BYTES, {name: [] for name in cases}
+    try:
+        with torch.no_grad():
+            for i in range(repeats + 1):
+                for name, (path, slice_bytes) in cases.items():
+                    spatial.CACHED_SLICE_BYTES = slice_bytes
+                    start = time.perf_counter()
+                    forecast(models[path], edge_index, windows)
+                    if i:
+                        times[name].append(1000 * (time.perf_counter() - start))
+    finally:
+        spatial.CACHED_SLICE_BYTES = cached
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    return {"nodes": nodes, "batch": batch, **{f"{name}_ms": ms for name, ms in medians.items()},
+            **{f"{name}_over_cache_slices": ms / medians["table_cache_slices"] for name, ms in medians.items()
+               if name != "table_cache_slices"}}
 
 
 def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
@@ -192,10 +234,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default 3, quick 2)")
     parser.add_argument("--layer", action="store_true", help="the GATv2 layer's turns only")
     parser.add_argument("--forecast", action="store_true", help="the batch-1 forecast per head layout only")
+    parser.add_argument("--inference", action="store_true", help="validation-sized passes without gradients only")
     parser.add_argument("--case", nargs=3, metavar=("NODES", "PATH", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 3)
+    reuse_freed_memory()                                     # as the dashboard and the command line run
     if args.case:
         nodes, path, batch = args.case
         print(json.dumps(run_case(int(nodes), path, int(batch), repeats, args.recompute)))
@@ -207,6 +251,10 @@ def main() -> None:
               "model": {k: getattr(config, k) for k in ("hidden_dim", "num_blocks", "heads", "gat_layout")},
               "quantile_levels": list(QUANTILE_LEVELS)}
     sizes = QUICK_SIZES if args.quick else SIZES
+    if args.inference:
+        result["inference"] = [inference_in_turns(nodes, INFERENCE_BATCHES[nodes], repeats) for nodes in sizes]
+        print(json.dumps(result, indent=2))
+        return
     result["forecast_by_layout"] = [forecast_in_turns(nodes, 2 * repeats) for nodes in sizes]
     if args.forecast:
         print(json.dumps(result, indent=2))
