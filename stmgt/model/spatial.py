@@ -44,7 +44,7 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 DENSE_SLOTS_RATIO = {"cpu": 40.0}
 # Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`). With gradients
 # a memory cap: a slice's are recomputed in the backward pass instead of kept. Without them on a CPU,
-# slices small enough to stay in its cache: validation's and evaluation's batches ran 1.7–1.8× as
+# slices small enough to stay in its cache: validation's and evaluation's batches ran 1.3–1.9× as
 # fast as in slices of the memory cap, which stream hundreds of MB per tensor (benchmarks/RESULTS.md).
 EDGE_SLICE_BYTES = 256 * 1024 ** 2
 CACHED_SLICE_BYTES = 8 * 1024 ** 2
