@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from stmgt.model.spatial import EDGE_SLICE_BYTES
+from stmgt.model.spatial import slice_bytes
 from stmgt.settings import MODEL, SETTINGS, check, default
 
 GAT_LAYOUTS = SETTINGS["gat_layout"].choices
@@ -119,26 +119,28 @@ class STMGTConfig:
                              "each output position is read as one horizon step")
 
     def training_bytes(self, batch_size: int, num_nodes: int, num_edges: int, path: str = "dense",
-                       recompute_blocks: bool = False) -> int:
+                       recompute_blocks: bool = False, device: str = "cpu") -> int:
         """About the memory (fp32) one training step keeps for its backward pass. Most of it is per
         edge: GATv2 scores every edge and self loop of the B·T step-graphs in every head's width;
         then the per-token features of the blocks and the temporal attention. Fitted to the peak
         memory of a step on a CPU (resident memory during the step over that before it; the
         measurements in benchmarks/RESULTS.md, *Training memory*); an estimate, not a bound. On the
-        `table` path (`path`: the one the step takes) per-edge tensors beyond `EDGE_SLICE_BYTES` are
-        recomputed slice by slice, not kept: then a few slices' worth at a time instead. With
+        `table` path (`path`: the one the step takes) per-edge tensors beyond one slice on `device`
+        (`spatial.slice_bytes`) are recomputed slice by slice, not kept: then a few slices' worth at a
+        time instead. With
         `recompute_blocks` (`STMGT.recompute_blocks`) every block keeps its input only and one block's
         activations are alive at a time, in its recomputation."""
         graphs = batch_size * self.seq_len
         width = self.hidden_dim * (self.heads if self.gat_layout == "mean" else 1)
         per_edge = graphs * (num_edges + num_nodes) * width
-        sliced = path == "table" and 4 * per_edge > EDGE_SLICE_BYTES
+        cap = slice_bytes(device)
+        sliced = path == "table" and 4 * per_edge > cap
         tokens = graphs * num_nodes * self.hidden_dim
         per_block = (0 if sliced else 3 * per_edge) + TOKEN_COPIES * tokens \
             + 3 * batch_size * num_nodes * self.heads * self.seq_len ** 2
         kept = (self.num_blocks * tokens + RECOMPUTED_BLOCK * per_block if recompute_blocks
                 else self.num_blocks * per_block)
-        return int(4 * kept) + (SLICES_AT_ONCE * EDGE_SLICE_BYTES if sliced else 0)
+        return int(4 * kept) + (SLICES_AT_ONCE * cap if sliced else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -171,7 +171,7 @@ def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: Train
     if path == "auto":
         path = choose_path(StepGraph(dataset.graph.edge_index, dataset.num_nodes), device)
     plain, recomputed = (model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges,
-                                                     path, recompute) for recompute in (False, True))
+                                                     path, recompute, device.type) for recompute in (False, True))
     budget = memory_budget(device)
     recompute = plain > budget and recomputed < plain
     check_memory(recomputed if recompute else plain, budget,

@@ -62,9 +62,10 @@ def _grads(gat, x, out):
 
 
 def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch):
-    """A training pass over more step-graphs than `EDGE_SLICE_BYTES` holds goes in slices whose
-    per-edge tensors are recomputed in the backward: outputs and gradients (DropEdge on) as one pass.
-    In float64, so that the sums' other order leaves no float32 rounding of the CPU's kernels."""
+    """A training pass over more step-graphs than a slice holds (on a CPU `CACHED_SLICE_BYTES`) goes
+    in slices whose per-edge tensors are recomputed in the backward pass (the projections run again):
+    outputs and gradients (DropEdge on) as one pass. In float64, so that the sums' other order leaves
+    no float32 rounding of the CPU's kernels."""
     for layout in ("mean", "concat"):
         gat, graph = layer(layout).train().double(), StepGraph(road_like_edges(50), 50)
         gat.dropout = 0.0
@@ -73,12 +74,16 @@ def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(mo
         whole, _ = table_gatv2(gat, x, graph, keep)
         expected = _grads(gat, x, whole)
         per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
-        monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)      # slices of 3, 3 and 1
+        monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)      # slices of 3, 3 and 1
+        runs = []
+        hook = gat.lin_l.register_forward_hook(lambda module, args, out: runs.append(len(args[0])))
         sliced, _ = table_gatv2(gat, x, graph, keep)
         assert sliced.grad_fn is not None
         torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-12)
         for got, want in zip(_grads(gat, x, sliced), expected):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+        hook.remove()
+        assert runs == [3, 3, 1, 1, 3, 3]          # forward, then each slice again in the backward pass
         monkeypatch.undo()
 
 
@@ -86,7 +91,7 @@ def test_a_recomputed_slice_draws_the_attention_dropout_mask_of_its_forward(monk
     gat, graph = layer().train(), StepGraph(road_like_edges(50), 50)
     x = torch.randn(6, 50, 16, requires_grad=True)
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
-    monkeypatch.setattr(spatial, "EDGE_SLICE_BYTES", 3 * per_graph)
+    monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)
     with monkeypatch.context() as kept_not_recomputed:      # the same slices, their tensors kept
         kept_not_recomputed.setattr(spatial, "checkpoint", lambda layer, *args, use_reentrant: layer(*args))
         torch.manual_seed(1)
