@@ -133,7 +133,7 @@ class STMGTConfig:
         graphs = batch_size * self.seq_len
         width = self.hidden_dim * (self.heads if self.gat_layout == "mean" else 1)
         per_edge = graphs * (num_edges + num_nodes) * width
-        cap = slice_bytes(device)
+        cap = slice_bytes(device, 4 * per_edge, taped=True)
         sliced = path == "table" and 4 * per_edge > cap
         tokens = graphs * num_nodes * self.hidden_dim
         per_block = (0 if sliced else 3 * per_edge) + TOKEN_COPIES * tokens \

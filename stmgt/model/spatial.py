@@ -37,23 +37,29 @@ from stmgt.settings import SETTINGS
 GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto")   # the ways GATv2 runs
 # Beyond the per-edge work both share, the dense path's N×N softmax and matmul cost about N² per
 # head and step-graph, the table's softmax and neighbour sum about N × slots; the dense form wins
-# while N ≤ DENSE_SLOTS_RATIO × slots (slots = max in-degree + 1). Read from the GATv2 layer's
-# dense-against-table turns of benchmarks/graph_scaling.py on a CPU (benchmarks/RESULTS.md,
-# *Graph scaling*); no other device has been measured, so they use the CPU's ratio. That is the
-# training pass; without gradients a CPU takes the table path at any size (`choose_path`).
-DENSE_SLOTS_RATIO = {"cpu": 40.0}
+# while N ≤ DENSE_SLOTS_RATIO × slots (slots = max in-degree + 1). Read from training steps as `fit`
+# runs them on a CPU (compiled, bf16) since the table path's cache-sized slices: dense ahead at 10
+# nodes a slot (the embedded graph: 1.08 against 1.59 s), the table at 25 (1.28 against 1.54 s)
+# (benchmarks/RESULTS.md, *Graph scaling*); no other device has been measured, so they use the
+# CPU's ratio. That is the training pass; without gradients a CPU takes the table path at any size.
+DENSE_SLOTS_RATIO = {"cpu": 16.0}
 # Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`, `slice_bytes`):
 # on a CPU slices small enough to stay in its cache, whose per-edge tensors a taped pass recomputes in
-# the backward pass instead of keeping; elsewhere a memory cap. On a CPU the cache-sized slices ran
-# validation's batches 1.3–1.9× as fast as slices of the cap, and a training step at 1,000 nodes
-# about twice as fast as one whole pass, with 40 % less memory (benchmarks/RESULTS.md).
+# the backward pass instead of keeping; elsewhere, and for a taped pass whose whole per-edge tensors
+# would outgrow it, a memory cap. On a CPU the cache-sized slices ran validation's batches 1.3–1.9×
+# as fast as slices of the cap, and a 1,000-node training step about twice as fast as one whole pass
+# with 40 % less memory; beyond the cap, where the 5,000-node step's memory was measured with slices
+# of the cap, they peaked higher, so such a pass keeps those (benchmarks/RESULTS.md).
 EDGE_SLICE_BYTES = 256 * 1024 ** 2
 CACHED_SLICE_BYTES = 8 * 1024 ** 2
 
 
-def slice_bytes(device: torch.device) -> int:
-    """Per-edge bytes (one tensor's worth) per slice of the table path on `device`."""
-    return CACHED_SLICE_BYTES if torch.device(device).type == "cpu" else EDGE_SLICE_BYTES
+def slice_bytes(device: torch.device, whole: int, taped: bool) -> int:
+    """Per-edge bytes (one tensor's worth) per slice of the table path on `device`, for a pass whose
+    per-edge tensors would take `whole` bytes each in one piece."""
+    if torch.device(device).type != "cpu" or (taped and whole > EDGE_SLICE_BYTES):
+        return EDGE_SLICE_BYTES
+    return CACHED_SLICE_BYTES
 
 
 def choose_path(graph: StepGraph, device: torch.device, taped: bool = True) -> str:
@@ -181,16 +187,16 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     `graph.edge_index` order when `need_weights`).
 
     The step-graphs go through in slices of `slice_bytes` per per-edge tensor, one after another: on
-    a CPU small enough to stay in its cache from one op to the next, elsewhere a memory cap. A pass
-    without gradients drops each slice's per-edge tensors once used; a taped pass does not keep them
-    but recomputes them in the backward pass (activation checkpointing: about one more forward pass
-    of this layer, cheap in the cache; the random state is replayed, so attention dropout draws the
-    same mask twice), so memory stays bounded on a big graph. A training-mode pass without gradients
-    runs whole."""
+    a CPU small enough to stay in its cache from one op to the next, elsewhere (and for a taped pass
+    beyond `EDGE_SLICE_BYTES`) a memory cap. A pass without gradients drops each slice's per-edge
+    tensors once used; a taped pass does not keep them but recomputes them in the backward pass
+    (activation checkpointing: about one more forward pass of this layer, cheap in the cache; the
+    random state is replayed, so attention dropout draws the same mask twice), so memory stays
+    bounded on a big graph. A training-mode pass without gradients runs whole."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
     taped = torch.is_grad_enabled()
-    size = max(1, slice_bytes(x.device) // per_graph)
+    size = max(1, slice_bytes(x.device, M * per_graph, taped) // per_graph)
     if M <= size or (gat.training and not taped):
         return _table_gatv2(gat, x, graph, keep, need_weights)
     layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2

@@ -1,6 +1,7 @@
 """The table GATv2 path where big graphs take it: a forecast's step-graphs in slices (so validation's
 big batches fit in memory) and training under bf16 autocast."""
 
+import pytest
 import torch
 
 from stmgt.data.road_like import road_like_edges
@@ -61,11 +62,13 @@ def _grads(gat, x, out):
     return grads
 
 
-def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch):
-    """A training pass over more step-graphs than a slice holds (on a CPU `CACHED_SLICE_BYTES`) goes
-    in slices whose per-edge tensors are recomputed in the backward pass (the projections run again):
-    outputs and gradients (DropEdge on) as one pass. In float64, so that the sums' other order leaves
-    no float32 rounding of the CPU's kernels."""
+@pytest.mark.parametrize("cap", ["CACHED_SLICE_BYTES", "EDGE_SLICE_BYTES"])
+def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch, cap):
+    """A training pass over more step-graphs than a slice holds (on a CPU `CACHED_SLICE_BYTES`, or
+    `EDGE_SLICE_BYTES` where the whole pass's per-edge tensors would outgrow that) goes in slices
+    whose per-edge tensors are recomputed in the backward pass (the projections run again): outputs
+    and gradients (DropEdge on) as one pass. In float64, so that the sums' other order leaves no
+    float32 rounding of the CPU's kernels."""
     for layout in ("mean", "concat"):
         gat, graph = layer(layout).train().double(), StepGraph(road_like_edges(50), 50)
         gat.dropout = 0.0
@@ -74,7 +77,7 @@ def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(mo
         whole, _ = table_gatv2(gat, x, graph, keep)
         expected = _grads(gat, x, whole)
         per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
-        monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)      # slices of 3, 3 and 1
+        monkeypatch.setattr(spatial, cap, 3 * per_graph)                      # slices of 3, 3 and 1
         runs = []
         hook = gat.lin_l.register_forward_hook(lambda module, args, out: runs.append(len(args[0])))
         sliced, _ = table_gatv2(gat, x, graph, keep)
