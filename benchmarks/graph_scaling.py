@@ -15,10 +15,9 @@ memory is its own:
   its blocks' activations kept and recomputed in the backward pass (`STMGT.recompute_blocks`).
 
 `auto` is the path `stmgt.model.spatial.choose_path` picks for the graph. Beside them, the GATv2
-layer alone (forward + backward with DropEdge, the default config's sizes) on the dense and the
-table path, taking turns in one process so a busier machine slows both alike: the ratio of their
-times against nodes / slots (slots = max in-degree + 1) is what `choose_path`'s
-`DENSE_SLOTS_RATIO` is read from. Prints one JSON object.
+layer alone (forward + backward with DropEdge, the default config's sizes, eager fp32) on the dense
+and the table path, taking turns in one process so a busier machine slows both alike, against
+nodes / slots (slots = max in-degree + 1). Prints one JSON object.
 
     .venv/bin/python benchmarks/graph_scaling.py [--quick] [--repeats 3]
 
@@ -26,6 +25,9 @@ times against nodes / slots (slots = max in-degree + 1) is what `choose_path`'s
 `--layer`: the GATv2 layer's turns only (after the forecasts by head layout: the batch-1 forecast of
 the default `mean` heads and of the specification's `concat` heads on the path `auto` picks, in turns);
 `--forecast`: those forecasts only.
+`--compiled`: training steps as `fit` runs them (compiled, bf16 autocast where the CPU has it) on the
+dense and the table path in turns, at 62 and 200 nodes: what `choose_path`'s `DENSE_SLOTS_RATIO` is
+read from.
 `--inference`: passes without gradients over a validation-sized batch (about 8,000 node-windows) per
 graph size, in turns: the dense path (where its N×N attention fits), and the table path in slices of
 the memory cap (`EDGE_SLICE_BYTES`) and in cache-sized slices (`CACHED_SLICE_BYTES`, what `auto`
@@ -53,7 +55,7 @@ from stmgt.allocator import reuse_freed_memory
 from stmgt.model import STMGT, STMGTConfig, spatial
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model.spatial import GAT_PATHS, StepGraph, choose_path, dense_gatv2, table_gatv2
-from stmgt.training.trainer import TrainConfig, device_name, mixture_loss
+from stmgt.training.trainer import TrainConfig, bf16_native, device_name, mixture_loss
 
 SIZES = (62, 200, 1000, 5000)
 QUICK_SIZES = (62, 200, 1000)
@@ -102,6 +104,24 @@ def forecast(model: STMGT, edge_index: torch.Tensor, inputs: dict) -> torch.Tens
     return GaussianMixture(*model(edge_index=edge_index, **inputs)).quantiles(QUANTILE_LEVELS)
 
 
+def training_step(model: STMGT, forward, edge_index: torch.Tensor, nodes: int, batch: int, bf16: bool = False):
+    """One optimiser step of `model` run through `forward` (the model, or it compiled) on fixed random
+    windows: forward, mixture loss, backward, AdamW; as a function to call once per step."""
+    config = model.config
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = inputs(batch, nodes, config.seq_len, seed=1)
+    target, target_mask = torch.randn(batch, config.horizon, nodes), torch.ones(batch, config.horizon, nodes).bool()
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            params = forward(edge_index=edge_index, **train)
+        loss = mixture_loss(GaussianMixture(*params), target, target_mask, TrainConfig())
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+    return step
+
+
 def run_case(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
     """One graph size on one path, in this process: forecast first, then training steps (with each
     block recomputed in the backward pass if `recompute`, as the trainer does where a step would
@@ -124,17 +144,11 @@ def run_case(nodes: int, path: str, batch: int, repeats: int, recompute: bool = 
                 forecast_ms.append(1000 * (time.perf_counter() - start))
     result.update(forecast_ms=statistics.median(forecast_ms), peak_rss_after_forecast_mb=peak_rss_mb())
     model.train()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    train = inputs(batch, nodes, config.seq_len, seed=1)
-    target, target_mask = torch.randn(batch, config.horizon, nodes), torch.ones(batch, config.horizon, nodes).bool()
+    train_step = training_step(model, model, edge_index, nodes, batch)
     step_s = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        loss = mixture_loss(GaussianMixture(*model(edge_index=edge_index, **train)), target, target_mask,
-                            TrainConfig())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        train_step()
         if i:                                                # the first step warms the allocator
             step_s.append(time.perf_counter() - start)
     step = statistics.median(step_s)
@@ -219,6 +233,33 @@ def inference_in_turns(nodes: int, batch: int, repeats: int) -> dict:
                if name != "table_cache_slices"}}
 
 
+def compiled_steps_in_turns(nodes: int, batch: int, repeats: int) -> dict:
+    """Training steps as `fit` runs them on this CPU (compiled as the trainer compiles, bf16 autocast
+    where the CPU multiplies bf16 natively) on the dense and the table path, in turns after each has
+    compiled; medians in s and dense / table (> 1: the table is faster)."""
+    edge_index = graph_edges(nodes)
+    bf16 = bf16_native(torch.device("cpu"))
+    steps, times = {}, {"dense": [], "table": []}
+    for path in times:
+        torch.manual_seed(0)
+        model = STMGT(STMGTConfig(gat_path=path)).train()
+        model.step_graph(edge_index, nodes)                  # built eagerly, as the trainer does
+        compiled = torch.compile(model, dynamic=False, options={"fallback_random": True})
+        steps[path] = training_step(model, compiled, edge_index, nodes, batch, bf16)
+        steps[path]()                                        # compiles
+    for i in range(repeats + 1):
+        for path, step in steps.items():
+            start = time.perf_counter()
+            step()
+            if i:
+                times[path].append(time.perf_counter() - start)
+    dense, table = statistics.median(times["dense"]), statistics.median(times["table"])
+    graph = StepGraph(edge_index, nodes)
+    return {"nodes": nodes, "batch": batch, "slots": graph.slots, "nodes_per_slot": nodes / graph.slots,
+            "bf16": bf16, "dense_step_s": dense, "table_step_s": table, "dense_over_table": dense / table,
+            "auto": choose_path(graph, torch.device("cpu"))}
+
+
 def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
     command = [sys.executable, "-m", "benchmarks.graph_scaling", "--case", str(nodes), path, str(batch),
                "--repeats", str(repeats)] + (["--recompute"] if recompute else [])
@@ -235,6 +276,7 @@ def main() -> None:
     parser.add_argument("--layer", action="store_true", help="the GATv2 layer's turns only")
     parser.add_argument("--forecast", action="store_true", help="the batch-1 forecast per head layout only")
     parser.add_argument("--inference", action="store_true", help="validation-sized passes without gradients only")
+    parser.add_argument("--compiled", action="store_true", help="compiled training steps, dense against table, only")
     parser.add_argument("--case", nargs=3, metavar=("NODES", "PATH", "BATCH"), help=argparse.SUPPRESS)
     parser.add_argument("--recompute", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -251,6 +293,10 @@ def main() -> None:
               "model": {k: getattr(config, k) for k in ("hidden_dim", "num_blocks", "heads", "gat_layout")},
               "quantile_levels": list(QUANTILE_LEVELS)}
     sizes = QUICK_SIZES if args.quick else SIZES
+    if args.compiled:
+        result["compiled_steps"] = [compiled_steps_in_turns(nodes, BATCHES[nodes], repeats) for nodes in (62, 200)]
+        print(json.dumps(result, indent=2))
+        return
     if args.inference:
         result["inference"] = [inference_in_turns(nodes, INFERENCE_BATCHES[nodes], repeats) for nodes in sizes]
         print(json.dumps(result, indent=2))

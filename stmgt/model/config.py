@@ -127,9 +127,8 @@ class STMGTConfig:
         measurements in benchmarks/RESULTS.md, *Training memory*); an estimate, not a bound. On the
         `table` path (`path`: the one the step takes) per-edge tensors beyond one slice on `device`
         (`spatial.slice_bytes`) are recomputed slice by slice, not kept: then a few slices' worth at a
-        time instead. With
-        `recompute_blocks` (`STMGT.recompute_blocks`) every block keeps its input only and one block's
-        activations are alive at a time, in its recomputation."""
+        time instead. With `recompute_blocks` (`STMGT.recompute_blocks`) every block keeps its input
+        only and one block's activations are alive at a time, in its recomputation."""
         graphs = batch_size * self.seq_len
         width = self.hidden_dim * (self.heads if self.gat_layout == "mean" else 1)
         per_edge = graphs * (num_edges + num_nodes) * width

@@ -38,8 +38,8 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 # Beyond the per-edge work both share, the dense path's N×N softmax and matmul cost about N² per
 # head and step-graph, the table's softmax and neighbour sum about N × slots; the dense form wins
 # while N ≤ DENSE_SLOTS_RATIO × slots (slots = max in-degree + 1). Read from training steps as `fit`
-# runs them on a CPU (compiled, bf16) since the table path's cache-sized slices: dense ahead at 10
-# nodes a slot (the embedded graph: 1.08 against 1.59 s), the table at 25 (1.28 against 1.54 s)
+# runs them on a CPU (compiled, bf16; `benchmarks/graph_scaling.py --compiled`) since the table
+# path's cache-sized slices: dense ahead at 10 nodes a slot (the embedded graph), the table at 25
 # (benchmarks/RESULTS.md, *Graph scaling*); no other device has been measured, so they use the
 # CPU's ratio. That is the training pass; without gradients a CPU takes the table path at any size.
 DENSE_SLOTS_RATIO = {"cpu": 16.0}
