@@ -11,9 +11,10 @@ GAT_LAYOUTS = SETTINGS["gat_layout"].choices
 
 
 # `training_bytes`' fit: per-token [B·T, N, hidden] tensors a block keeps for its backward pass
-# (the temporal FFN's four-times-wider ones among them), and per-edge tensors of one slice alive at
-# once while a sliced table-path block runs or is recomputed.
-TOKEN_COPIES = 26
+# (the temporal FFN's four-times-wider ones among them, and the allocator's leftovers: refitted to
+# the 5,000-node step at batch 8 in cache-sized slices, benchmarks/RESULTS.md, *Training memory*),
+# and per-edge tensors of one slice alive at once while a sliced table-path block runs or is recomputed.
+TOKEN_COPIES = 30
 SLICES_AT_ONCE = 6
 RECOMPUTED_BLOCK = 1.3      # a recomputed block's activations and their gradients, alive together
 
@@ -132,7 +133,7 @@ class STMGTConfig:
         graphs = batch_size * self.seq_len
         width = self.hidden_dim * (self.heads if self.gat_layout == "mean" else 1)
         per_edge = graphs * (num_edges + num_nodes) * width
-        cap = slice_bytes(device, 4 * per_edge, taped=True)
+        cap = slice_bytes(device)
         sliced = path == "table" and 4 * per_edge > cap
         tokens = graphs * num_nodes * self.hidden_dim
         per_block = (0 if sliced else 3 * per_edge) + TOKEN_COPIES * tokens \

@@ -31,6 +31,7 @@ from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import remove_self_loops
 
+from stmgt.allocator import release_free_heap
 from stmgt.model.dropout import Dropout, dropout
 from stmgt.settings import SETTINGS
 
@@ -45,21 +46,23 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 DENSE_SLOTS_RATIO = {"cpu": 16.0}
 # Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`, `slice_bytes`):
 # on a CPU slices small enough to stay in its cache, whose per-edge tensors a taped pass recomputes in
-# the backward pass instead of keeping; elsewhere, and for a taped pass whose whole per-edge tensors
-# would outgrow it, a memory cap. On a CPU the cache-sized slices ran validation's batches 1.3–1.9×
-# as fast as slices of the cap, and a 1,000-node training step about twice as fast as one whole pass
-# with 40 % less memory; beyond the cap, where the 5,000-node step's memory was measured with slices
-# of the cap, they peaked higher, so such a pass keeps those (benchmarks/RESULTS.md).
+# the backward pass instead of keeping; elsewhere a memory cap. On a CPU the cache-sized slices ran
+# validation's batches 1.3–1.9× as fast as slices of the cap, a 1,000-node training step about twice
+# as fast as one whole pass with 40 % less memory, and a 5,000-node step twice as fast as slices of
+# the cap at batch 1 and 1.2× at batch 8, in 0.5 GB less once a big pass hands back the heap its
+# slices freed (`RELEASE_HEAP_BEYOND`; benchmarks/RESULTS.md, *Graph scaling*).
 EDGE_SLICE_BYTES = 256 * 1024 ** 2
 CACHED_SLICE_BYTES = 8 * 1024 ** 2
+# A taped sliced pass on a CPU leaves freed heap resident, about a fifth of its per-edge tensors' size
+# in one piece: 0.8 GB a block at 5,000 nodes and batch 8 (4 GB), 1.8 GB by the end of the forward
+# pass. Beyond this size a pass hands it back (`release_free_heap`); below, reusing it is worth more:
+# handed back after every pass, the 5,000-node step at batch 1 (0.5 GB) ran 20 % slower (page faults).
+RELEASE_HEAP_BEYOND = 1024 ** 3
 
 
-def slice_bytes(device: torch.device, whole: int, taped: bool) -> int:
-    """Per-edge bytes (one tensor's worth) per slice of the table path on `device`, for a pass whose
-    per-edge tensors would take `whole` bytes each in one piece."""
-    if torch.device(device).type != "cpu" or (taped and whole > EDGE_SLICE_BYTES):
-        return EDGE_SLICE_BYTES
-    return CACHED_SLICE_BYTES
+def slice_bytes(device: torch.device) -> int:
+    """Per-edge bytes (one tensor's worth) per slice of the table path on `device`."""
+    return CACHED_SLICE_BYTES if torch.device(device).type == "cpu" else EDGE_SLICE_BYTES
 
 
 def choose_path(graph: StepGraph, device: torch.device, taped: bool = True) -> str:
@@ -187,21 +190,24 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     `graph.edge_index` order when `need_weights`).
 
     The step-graphs go through in slices of `slice_bytes` per per-edge tensor, one after another: on
-    a CPU small enough to stay in its cache from one op to the next, elsewhere (and for a taped pass
-    beyond `EDGE_SLICE_BYTES`) a memory cap. A pass without gradients drops each slice's per-edge
-    tensors once used; a taped pass does not keep them but recomputes them in the backward pass
-    (activation checkpointing: about one more forward pass of this layer, cheap in the cache; the
-    random state is replayed, so attention dropout draws the same mask twice), so memory stays
-    bounded on a big graph. A training-mode pass without gradients runs whole."""
+    a CPU small enough to stay in its cache from one op to the next, elsewhere a memory cap. A pass
+    without gradients drops each slice's per-edge tensors once used; a taped pass does not keep them
+    but recomputes them in the backward pass (activation checkpointing: about one more forward pass
+    of this layer, cheap in the cache; the random state is replayed, so attention dropout draws the
+    same mask twice), so memory stays bounded on a big graph. A training-mode pass without gradients
+    runs whole. On a CPU a taped pass beyond `RELEASE_HEAP_BEYOND` then hands back the heap its
+    slices freed: the autograd records they leave in between would keep it resident."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
     taped = torch.is_grad_enabled()
-    size = max(1, slice_bytes(x.device, M * per_graph, taped) // per_graph)
+    size = max(1, slice_bytes(x.device) // per_graph)
     if M <= size or (gat.training and not taped):
         return _table_gatv2(gat, x, graph, keep, need_weights)
     layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2
     parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
              for i in range(0, M, size)]
+    if taped and x.device.type == "cpu" and M * per_graph > RELEASE_HEAP_BEYOND:
+        release_free_heap()
     return torch.cat([out for out, _ in parts]), torch.cat([w for _, w in parts]) if need_weights else None
 
 

@@ -62,13 +62,11 @@ def _grads(gat, x, out):
     return grads
 
 
-@pytest.mark.parametrize("cap", ["CACHED_SLICE_BYTES", "EDGE_SLICE_BYTES"])
-def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch, cap):
-    """A training pass over more step-graphs than a slice holds (on a CPU `CACHED_SLICE_BYTES`, or
-    `EDGE_SLICE_BYTES` where the whole pass's per-edge tensors would outgrow that) goes in slices
-    whose per-edge tensors are recomputed in the backward pass (the projections run again): outputs
-    and gradients (DropEdge on) as one pass. In float64, so that the sums' other order leaves no
-    float32 rounding of the CPU's kernels."""
+def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(monkeypatch):
+    """A training pass over more step-graphs than a slice holds goes in slices whose per-edge tensors
+    are recomputed in the backward pass (the projections run again): outputs and gradients (DropEdge
+    on) as one pass. In float64, so that the sums' other order leaves no float32 rounding of the
+    CPU's kernels."""
     for layout in ("mean", "concat"):
         gat, graph = layer(layout).train().double(), StepGraph(road_like_edges(50), 50)
         gat.dropout = 0.0
@@ -77,7 +75,7 @@ def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(mo
         whole, _ = table_gatv2(gat, x, graph, keep)
         expected = _grads(gat, x, whole)
         per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
-        monkeypatch.setattr(spatial, cap, 3 * per_graph)                      # slices of 3, 3 and 1
+        monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)     # slices of 3, 3 and 1
         runs = []
         hook = gat.lin_l.register_forward_hook(lambda module, args, out: runs.append(len(args[0])))
         sliced, _ = table_gatv2(gat, x, graph, keep)
@@ -88,6 +86,27 @@ def test_training_slices_recompute_in_the_backward_what_the_whole_batch_gives(mo
         hook.remove()
         assert runs == [3, 3, 1, 1, 3, 3]          # forward, then each slice again in the backward pass
         monkeypatch.undo()
+
+
+def test_a_cpu_slices_for_its_cache_and_other_devices_for_memory():
+    assert spatial.slice_bytes(torch.device("cpu")) == spatial.CACHED_SLICE_BYTES
+    assert spatial.slice_bytes(torch.device("cuda")) == spatial.EDGE_SLICE_BYTES < 64 * spatial.CACHED_SLICE_BYTES
+
+
+@pytest.mark.parametrize("big", [False, True])
+def test_a_big_taped_pass_hands_its_freed_heap_back(monkeypatch, big):
+    """Only there: handing it back costs the next pass a page fault per page it reuses."""
+    gat, graph = layer().train(), StepGraph(road_like_edges(50), 50)
+    x = torch.randn(7, 50, 16, requires_grad=True)
+    per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
+    monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)
+    monkeypatch.setattr(spatial, "RELEASE_HEAP_BEYOND", (6 if big else 7) * per_graph)
+    released = []
+    monkeypatch.setattr(spatial, "release_free_heap", lambda: released.append(True))
+    table_gatv2(gat, x, graph)
+    with torch.no_grad():
+        table_gatv2(gat.eval(), x, graph)
+    assert released == ([True] if big else [])
 
 
 def test_a_recomputed_slice_draws_the_attention_dropout_mask_of_its_forward(monkeypatch):
