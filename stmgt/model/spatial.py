@@ -195,8 +195,8 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     but recomputes them in the backward pass (activation checkpointing: about one more forward pass
     of this layer, cheap in the cache; the random state is replayed, so attention dropout draws the
     same mask twice), so memory stays bounded on a big graph. A training-mode pass without gradients
-    runs whole. On a CPU a taped pass beyond `RELEASE_HEAP_BEYOND` then hands back the heap its
-    slices freed: the autograd records they leave in between would keep it resident."""
+    runs whole. On a CPU an eager taped pass beyond `RELEASE_HEAP_BEYOND` then hands back the heap
+    its slices freed: the autograd records they leave in between would keep it resident."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
     taped = torch.is_grad_enabled()
@@ -206,8 +206,8 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2
     parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
              for i in range(0, M, size)]
-    if taped and x.device.type == "cpu" and M * per_graph > RELEASE_HEAP_BEYOND:
-        release_free_heap()
+    if taped and x.device.type == "cpu" and M * per_graph > RELEASE_HEAP_BEYOND and not torch.compiler.is_compiling():
+        release_free_heap()     # compiled, it would split the graph: 9× the time of compiling and two steps
     return torch.cat([out for out, _ in parts]), torch.cat([w for _, w in parts]) if need_weights else None
 
 
