@@ -55,7 +55,7 @@ from stmgt.allocator import reuse_freed_memory
 from stmgt.model import STMGT, STMGTConfig, spatial
 from stmgt.model.mixture import GaussianMixture
 from stmgt.model.spatial import GAT_PATHS, StepGraph, choose_path, dense_gatv2, table_gatv2
-from stmgt.training.trainer import TrainConfig, bf16_native, device_name, mixture_loss
+from stmgt.training.trainer import TrainConfig, bf16_native, compiled_forward, device_name, mixture_loss
 
 SIZES = (62, 200, 1000, 5000)
 QUICK_SIZES = (62, 200, 1000)
@@ -244,8 +244,7 @@ def compiled_steps_in_turns(nodes: int, batch: int, repeats: int) -> dict:
         torch.manual_seed(0)
         model = STMGT(STMGTConfig(gat_path=path)).train()
         model.step_graph(edge_index, nodes)                  # built eagerly, as the trainer does
-        compiled = torch.compile(model, dynamic=False, options={"fallback_random": True})
-        steps[path] = training_step(model, compiled, edge_index, nodes, batch, bf16)
+        steps[path] = training_step(model, compiled_forward(model, torch.device("cpu")), edge_index, nodes, batch, bf16)
         steps[path]()                                        # compiles
     for i in range(repeats + 1):
         for path, step in steps.items():

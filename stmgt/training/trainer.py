@@ -181,6 +181,12 @@ def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: Train
     return recompute
 
 
+def compiled_forward(model: torch.nn.Module, device: torch.device):
+    """`model` compiled as training steps run it: one shape, and on a CPU dropout's random bits from
+    ATen, not from generated code (stmgt.model.dropout)."""
+    return torch.compile(model, dynamic=False, options={"fallback_random": device.type == "cpu"})
+
+
 def device_name(device: torch.device) -> str:
     """What the device is, for a run's or a benchmark's record (speed, and what bf16 kernels give, depend
     on it): the GPU's name, or the CPU's model as Linux names it (`platform.processor()` is empty there)
@@ -317,10 +323,7 @@ class Trainer:
         if config.max_batches:
             self.num_batches = min(self.num_batches, config.max_batches)
         self.compiled = self._wants_compile()
-        # On a CPU, dropout's random bits come from ATen, not from generated code (stmgt.model.dropout).
-        options = {"fallback_random": device.type == "cpu"}
-        self.forward = (torch.compile(self.replica, dynamic=False, options=options)
-                        if self.compiled else self.replica)
+        self.forward = compiled_forward(self.replica, device) if self.compiled else self.replica
 
         self.run = Run(run_dir) if run_dir is not None and distributed.is_main() else None
         self.history: list[dict] = []
