@@ -99,13 +99,15 @@ class EdgeGather:
     every edge). Compiled for a CPU, the backward is `TableGather`'s: inductor fuses the table sum
     into one vectorised loop, where `index_add` scatters every edge's channels with atomic adds
     (a faster training step, benchmarks/RESULTS.md). Eager, `index_add` is the
-    faster; on a GPU, where atomics are cheap, the table is unmeasured, so it is not used there."""
+    faster; on a GPU, where atomics are cheap, the table is unmeasured, so it is not used there.
+    Eager, the rows are gathered and summed back (`sum_into`) along one flattened node axis."""
 
     def __init__(self, index: Tensor, num_nodes: int):
         counts = torch.bincount(index, minlength=num_nodes)
         order = torch.argsort(index, stable=True)                  # edges grouped by node
         slot = torch.arange(index.numel(), device=index.device) - (counts.cumsum(0) - counts)[index[order]]
         self.index = index
+        self._flat: dict[int, Tensor] = {}
         self.uses = index.new_zeros(num_nodes, int(counts.max()))              # node n's edges, padded with edge 0
         self.used = torch.zeros_like(self.uses, dtype=torch.bool)
         self.uses[index[order], slot] = order
@@ -114,7 +116,26 @@ class EdgeGather:
     def __call__(self, x: Tensor) -> Tensor:
         if torch.compiler.is_compiling() and x.device.type == "cpu":
             return TableGather.apply(x, self.index, self.uses, self.used)
-        return x.index_select(1, self.index)     # not x[:, index]: faster at batch 1 on a CPU (RESULTS.md)
+        M, N = x.shape[:2]
+        rows = x.reshape(M * N, -1).index_select(0, self.flat_index(M, N))
+        return rows.view(M, self.index.numel(), *x.shape[2:])
+
+    def sum_into(self, values: Tensor, num_nodes: int) -> Tensor:
+        """The reverse: per-edge values [M, E, ...] summed into the node each edge names -> [M, N, ...]."""
+        M = values.shape[0]
+        flat = values.reshape(M * self.index.numel(), -1)
+        sums = flat.new_zeros(M * num_nodes, flat.shape[1]).index_add_(0, self.flat_index(M, num_nodes), flat)
+        return sums.view(M, num_nodes, *values.shape[2:])
+
+    def flat_index(self, copies: int, num_nodes: int) -> Tensor:
+        """`index` into `copies` step-graphs flattened into one [copies·N] axis: eager row gathers and
+        sums over one axis of 2-D tensors ran 2–4× as fast on a CPU as along axis 1 of [M, N, H, C]
+        (benchmarks/RESULTS.md, *Graph scaling*)."""
+        flat = self._flat.get(copies)
+        if flat is None:
+            offsets = torch.arange(copies, device=self.index.device).unsqueeze(1) * num_nodes
+            flat = self._flat[copies] = (self.index + offsets).reshape(-1)
+        return flat
 
 
 class StepGraph:
@@ -221,9 +242,7 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
     # Without gradients nothing needs the per-edge tensors again: they are reused in place.
     in_place = not torch.is_grad_enabled() and source.dtype == target.dtype
     pair = F.leaky_relu(target.add_(source) if in_place else source + target, gat.negative_slope, inplace=in_place)
-    # Σ_c att[h, c] · pair[..., h, c] as one product with a block-diagonal [H·C, H] matrix: it reads
-    # the per-edge features once instead of writing their product with `att` first.
-    score = (pair.flatten(2) @ torch.block_diag(*gat.att[0].unsqueeze(-1)))[:, table.edges]   # [M, N, S, H]
+    score = (pair.mul_(gat.att) if in_place else pair * gat.att).sum(-1)[:, table.edges]   # [M, N, S, H]
     if keep is not None:
         kept = torch.cat([keep, keep.new_ones(M, N)], 1)[:, table.edges] & table.present   # [M, N, S]
         score = score.masked_fill(~kept.unsqueeze(-1), float("-inf"))
@@ -237,7 +256,7 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
     else:
         # Under autocast `source` is bf16 and the softmax float32: the messages take the wider type, as PyG's.
         messages = dropped.unsqueeze(-1) * source
-    mixed = messages.new_zeros(M, N, H, C).index_add_(1, graph.edge_index[1], messages)
+    mixed = graph.targets.sum_into(messages, N)
     out = mixed.reshape(M, N, H * C) if gat.concat else mixed.mean(2)
     if gat.bias is not None:
         out = out + gat.bias
