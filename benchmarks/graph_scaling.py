@@ -7,14 +7,16 @@ memory is its own:
 * a training step (default config, eager fp32 on the CPU: forward + mixture loss + backward +
   AdamW) at batch 32 on the embedded graph, smaller batches on the bigger ones (`BATCHES`; the
   JSON says which), as µs per
-  node-window (step time / (batch × nodes)) and its ratio to the 62-node dense step;
+  node-window (step time / (batch × nodes)) and its ratio to the 62-node step on the path `auto`
+  takes there;
 * a batch-1 forecast (no diagnostics) with the five quantiles, in ms;
 * peak resident memory (VmHWM) after the forecasts and after the training steps, beside
   `STMGTConfig.training_bytes`' estimate;
 * without `--quick`, the 5,000-node graph at batch 8 on the table path (issue 29's memory figure),
   its blocks' activations kept and recomputed in the backward pass (`STMGT.recompute_blocks`).
 
-`auto` is the path `stmgt.model.spatial.choose_path` picks for the graph. Beside them, the GATv2
+`auto` is the path `stmgt.model.spatial.choose_path` picks for the graph's eager training step (under
+`--compiled`, for the compiled one). Beside them, the GATv2
 layer alone (forward + backward with DropEdge, the default config's sizes, eager fp32) on the dense
 and the table path, taking turns in one process so a busier machine slows both alike, against
 nodes / slots (slots = max in-degree + 1). Prints one JSON object.
@@ -256,7 +258,7 @@ def compiled_steps_in_turns(nodes: int, batch: int, repeats: int) -> dict:
     graph = StepGraph(edge_index, nodes)
     return {"nodes": nodes, "batch": batch, "slots": graph.slots, "nodes_per_slot": nodes / graph.slots,
             "bf16": bf16, "dense_step_s": dense, "table_step_s": table, "dense_over_table": dense / table,
-            "auto": choose_path(graph, torch.device("cpu"))}
+            "auto": choose_path(graph, torch.device("cpu"), compiled=True)}
 
 
 def case_in_subprocess(nodes: int, path: str, batch: int, repeats: int, recompute: bool = False) -> dict:
@@ -310,7 +312,6 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     result["graphs"] = {}
-    reference = None
     for nodes in sizes:
         edge_index = graph_edges(nodes)
         graph = StepGraph(edge_index, nodes)
@@ -325,13 +326,15 @@ def main() -> None:
                 entry["paths"][path] = {"skipped": f"its N×N attention would take {matrix / 1e9:.0f} GB"}
                 continue
             case = case_in_subprocess(nodes, path, batch, repeats)
-            if reference is None and path == "dense":
-                reference = case["train_us_per_node_window"]
-            if "train_us_per_node_window" in case:
-                case["per_node_window_vs_62_dense"] = case["train_us_per_node_window"] / reference
             entry["paths"][path] = case
             print(f"{nodes} nodes, {path}: {case}", file=sys.stderr, flush=True)
         result["graphs"][str(nodes)] = entry
+    first = result["graphs"][str(sizes[0])]
+    reference = first["paths"][first["auto"]]["train_us_per_node_window"]
+    for entry in result["graphs"].values():
+        for case in entry["paths"].values():
+            if "train_us_per_node_window" in case:
+                case["per_node_window_vs_62_auto"] = case["train_us_per_node_window"] / reference
     if not args.quick:     # issue 29's memory figure: 5,000 nodes at batch 8, as trained with and without recomputing
         result["memory_5000_nodes_batch_8"] = {
             ("recomputed" if flag else "kept"): case_in_subprocess(5000, "table", 8, 1, flag) for flag in (False, True)}

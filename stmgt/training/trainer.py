@@ -167,11 +167,13 @@ def check_fits(dataset: TrafficDataset, model_config: STMGTConfig, config: Train
     to fit (`STMGT.recompute_blocks`: about one more forward pass a step)."""
     LIMITS["nodes"].check(dataset.num_nodes)
     device = resolve_device(config.device)
-    path = model_config.gat_path
-    if path == "auto":
-        path = choose_path(StepGraph(dataset.graph.edge_index, dataset.num_nodes), device)
-    plain, recomputed = (model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges,
-                                                     path, recompute, device.type) for recompute in (False, True))
+    paths = {model_config.gat_path}
+    if model_config.gat_path == "auto":      # the step's path depends on whether it is compiled: both are counted
+        graph = StepGraph(dataset.graph.edge_index, dataset.num_nodes)
+        paths = {choose_path(graph, device, compiled=compiled) for compiled in (False, True)}
+    plain, recomputed = (max(model_config.training_bytes(config.batch_size, dataset.num_nodes, dataset.graph.num_edges,
+                                                         path, recompute, device.type) for path in paths)
+                         for recompute in (False, True))
     budget = memory_budget(device)
     recompute = plain > budget and recomputed < plain
     check_memory(recomputed if recompute else plain, budget,

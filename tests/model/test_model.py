@@ -402,6 +402,7 @@ def test_dense_path_reports_the_same_attention_as_pyg():
 def test_large_graphs_leave_the_dense_path(monkeypatch):
     net = model(gat_path="auto")
     batch = inputs(batch=1, nodes=7)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)     # the ratio rule is the compiled step's
     expected = net(**batch)
     monkeypatch.setattr("stmgt.model.spatial.DENSE_SLOTS_RATIO", {"cpu": 1.0})   # 7 nodes > 1 × 4 slots
     monkeypatch.setattr("stmgt.model.spatial.dense_gatv2", None)   # would fail if called
@@ -455,10 +456,16 @@ def test_the_neighbour_table_lists_every_incoming_edge_once():
 
 
 def test_auto_path_picks_dense_on_the_embedded_graph_and_the_table_on_a_big_sparse_one(monkeypatch):
-    assert spatial.choose_path(StepGraph(RoadGraph.hcmc().edge_index, 62), torch.device("cpu")) == "dense"
-    assert spatial.choose_path(StepGraph(ring_graph(5000), 5000), torch.device("cpu")) == "table"
-    # Without gradients (forecasts, validation) a CPU takes the table path at any size.
-    assert spatial.choose_path(StepGraph(RoadGraph.hcmc().edge_index, 62), torch.device("cpu"), taped=False) == "table"
+    embedded, big = StepGraph(RoadGraph.hcmc().edge_index, 62), StepGraph(ring_graph(5000), 5000)
+    cpu = torch.device("cpu")
+    assert spatial.choose_path(embedded, cpu, compiled=True) == "dense"
+    assert spatial.choose_path(big, cpu, compiled=True) == "table"
+    # Eager or without gradients (forecasts, validation) a CPU takes the table path at any size.
+    assert spatial.choose_path(embedded, cpu) == "table"
+    assert spatial.choose_path(embedded, cpu, taped=False, compiled=True) == "table"
+    # Other devices go by the ratio, compiled or not.
+    assert spatial.choose_path(embedded, torch.device("cuda")) == "dense"
+    assert spatial.choose_path(big, torch.device("cuda")) == "table"
     with monkeypatch.context() as patched, torch.no_grad():
         patched.setattr("stmgt.model.spatial.dense_gatv2", None)          # would fail if called
         assert torch.isfinite(model().eval()(**inputs(batch=1, nodes=7))[0]).all()
