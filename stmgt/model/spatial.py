@@ -109,7 +109,7 @@ class EdgeGather:
         counts = torch.bincount(index, minlength=num_nodes)
         order = torch.argsort(index, stable=True)                  # edges grouped by node
         slot = torch.arange(index.numel(), device=index.device) - (counts.cumsum(0) - counts)[index[order]]
-        self.index = index
+        self.index, self.num_nodes = index, num_nodes
         self._flat: dict[int, Tensor] = {}
         self.uses = index.new_zeros(num_nodes, int(counts.max()))              # node n's edges, padded with edge 0
         self.used = torch.zeros_like(self.uses, dtype=torch.bool)
@@ -119,24 +119,24 @@ class EdgeGather:
     def __call__(self, x: Tensor) -> Tensor:
         if torch.compiler.is_compiling() and x.device.type == "cpu":
             return TableGather.apply(x, self.index, self.uses, self.used)
-        M, N = x.shape[:2]
-        rows = x.reshape(M * N, -1).index_select(0, self.flat_index(M, N))
+        M = x.shape[0]
+        rows = x.reshape(M * self.num_nodes, -1).index_select(0, self.flat_index(M))
         return rows.view(M, self.index.numel(), *x.shape[2:])
 
-    def sum_into(self, values: Tensor, num_nodes: int) -> Tensor:
+    def sum_into(self, values: Tensor) -> Tensor:
         """The reverse: per-edge values [M, E, ...] summed into the node each edge names -> [M, N, ...]."""
         M = values.shape[0]
         flat = values.reshape(M * self.index.numel(), -1)
-        sums = flat.new_zeros(M * num_nodes, flat.shape[1]).index_add_(0, self.flat_index(M, num_nodes), flat)
-        return sums.view(M, num_nodes, *values.shape[2:])
+        sums = flat.new_zeros(M * self.num_nodes, flat.shape[1]).index_add_(0, self.flat_index(M), flat)
+        return sums.view(M, self.num_nodes, *values.shape[2:])
 
-    def flat_index(self, copies: int, num_nodes: int) -> Tensor:
+    def flat_index(self, copies: int) -> Tensor:
         """`index` into `copies` step-graphs flattened into one [copies·N] axis: eager row gathers and
         sums over one axis of 2-D tensors ran 2–4× as fast on a CPU as along axis 1 of [M, N, H, C]
         (benchmarks/RESULTS.md, *Graph scaling*)."""
         flat = self._flat.get(copies)
         if flat is None:
-            offsets = torch.arange(copies, device=self.index.device).unsqueeze(1) * num_nodes
+            offsets = torch.arange(copies, device=self.index.device).unsqueeze(1) * self.num_nodes
             flat = self._flat[copies] = (self.index + offsets).reshape(-1)
         return flat
 
@@ -259,7 +259,7 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
     else:
         # Under autocast `source` is bf16 and the softmax float32: the messages take the wider type, as PyG's.
         messages = dropped.unsqueeze(-1) * source
-    mixed = graph.targets.sum_into(messages, N)
+    mixed = graph.targets.sum_into(messages)
     out = mixed.reshape(M, N, H * C) if gat.concat else mixed.mean(2)
     if gat.bias is not None:
         out = out + gat.bias
