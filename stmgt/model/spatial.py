@@ -218,17 +218,19 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     without gradients drops each slice's per-edge tensors once used; a taped pass does not keep them
     but recomputes them in the backward pass (activation checkpointing: about one more forward pass
     of this layer, cheap in the cache; the random state is replayed, so attention dropout draws the
-    same mask twice), so memory stays bounded on a big graph. A training-mode pass without gradients
-    runs whole. On a CPU an eager taped pass beyond `RELEASE_HEAP_BEYOND` then hands back the heap
-    its slices freed: the autograd records they leave in between would keep it resident."""
+    same mask twice, and the layer's mode is the forward's even where the caller switches it before
+    the backward pass, as the trainer's what-if loss does), so memory stays bounded on a big graph.
+    A training-mode pass without gradients runs whole. On a CPU an eager taped pass beyond
+    `RELEASE_HEAP_BEYOND` then hands back the heap its slices freed: the autograd records they leave
+    in between would keep it resident."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
     taped = torch.is_grad_enabled()
     size = max(1, slice_bytes(x.device) // per_graph)
     if M <= size or (gat.training and not taped):
-        return _table_gatv2(gat, x, graph, keep, need_weights)
+        return _table_gatv2(gat, x, graph, keep, need_weights, gat.training)
     layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2
-    parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
+    parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights, gat.training)
              for i in range(0, M, size)]
     if taped and x.device.type == "cpu" and M * per_graph > RELEASE_HEAP_BEYOND and not torch.compiler.is_compiling():
         release_free_heap()     # compiled, it would split the graph: 9× the time of compiling and two steps
@@ -236,7 +238,7 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
 
 
 def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None,
-                 need_weights: bool) -> tuple[Tensor, Tensor | None]:
+                 need_weights: bool, training: bool) -> tuple[Tensor, Tensor | None]:
     M, N, _ = x.shape
     H, C = gat.heads, gat.out_channels
     table = graph.table
@@ -253,7 +255,7 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
         score = score.masked_fill(~table.present.unsqueeze(-1), float("-inf"))
     # Every row keeps its self loop, so none is all -inf; back to edge order, padding left out.
     weights = torch.softmax(score, dim=2).reshape(M, -1, H)[:, table.slot_of_edge]   # [M, E + N, H]
-    dropped = dropout(weights, gat.dropout) if gat.training and gat.dropout > 0 else weights
+    dropped = dropout(weights, gat.dropout, training)
     if in_place and source.dtype == dropped.dtype:
         messages = source.mul_(dropped.unsqueeze(-1))
     else:

@@ -40,6 +40,19 @@ def last_observed(x: Tensor, mask: Tensor | None) -> Tensor:
     return torch.where(last.squeeze(1) >= 0, value, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
+def in_mode(module: nn.Module, training: bool, *args):
+    """`module(*args)` in train or eval mode as `training` says, for a block recomputed in the backward
+    pass: it must draw the dropout its forward pass drew, even where the caller switched the mode in
+    between (the trainer's what-if loss runs the model in eval mode, then trains)."""
+    if module.training == training:
+        return module(*args)
+    module.train(training)
+    try:
+        return module(*args)
+    finally:
+        module.train(not training)
+
+
 class STMGT(nn.Module):
     """Embedding (+ observed flag, + clock) → num_blocks × STBlock → weather
     cross-attention → Gaussian-mixture head. Works for any number of nodes N.
@@ -163,7 +176,7 @@ class STMGT(nn.Module):
         alphas, spatial, temporal = [], [], []
         recompute = self.recompute_blocks and torch.is_grad_enabled() and not diagnose
         for block in self.blocks:
-            run = partial(checkpoint, block, use_reentrant=False) if recompute else block
+            run = partial(checkpoint, in_mode, block, self.training, use_reentrant=False) if recompute else block
             h, alpha, spatial_attention, temporal_attention = run(h, graph, keep, diagnose)
             if diagnose:
                 alphas.append(alpha.mean(dim=-1))

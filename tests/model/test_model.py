@@ -642,3 +642,18 @@ def test_recomputed_blocks_give_the_same_forecast_and_gradients():
     assert len(recomputed_grads) == len(kept_grads)
     for got, want in zip(recomputed_grads, kept_grads):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("path", ["dense", "table"])
+def test_recomputed_blocks_keep_the_mode_of_their_forward_pass(path):
+    """The trainer's what-if loss runs the model in eval mode with gradients, then switches it back to
+    training before the backward pass: the recomputed blocks must not start dropping."""
+    net = model(dropout=0.3, drop_edge=0.2, gat_path=path).eval()
+    batch = inputs()
+    expected = torch.autograd.grad(net(**batch)[0].square().mean(), list(net.parameters()), allow_unused=True)
+    net.recompute_blocks = True
+    loss = net(**batch)[0].square().mean()
+    net.train()
+    for got, want in zip(torch.autograd.grad(loss, list(net.parameters()), allow_unused=True), expected):
+        if want is not None:
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)

@@ -126,3 +126,18 @@ def test_a_recomputed_slice_draws_the_attention_dropout_mask_of_its_forward(monk
     torch.testing.assert_close(recomputed, kept, rtol=0, atol=0)
     for got, want in zip(_grads(gat, x, recomputed), expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_slice_recomputes_in_the_mode_of_its_forward_pass(monkeypatch):
+    """The trainer's what-if loss runs the model in eval mode with gradients and switches it back to
+    training before the backward pass: the recomputed slices must not start dropping attention."""
+    gat, graph = layer().eval(), StepGraph(road_like_edges(50), 50)
+    x = torch.randn(6, 50, 16, requires_grad=True)
+    whole, _ = table_gatv2(gat, x, graph)
+    expected = _grads(gat, x, whole)
+    per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * 4
+    monkeypatch.setattr(spatial, "CACHED_SLICE_BYTES", 3 * per_graph)
+    sliced, _ = table_gatv2(gat, x, graph)
+    gat.train()
+    for got, want in zip(_grads(gat, x, sliced), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
