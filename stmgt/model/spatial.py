@@ -27,12 +27,12 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import remove_self_loops
 
 from stmgt.allocator import release_free_heap
 from stmgt.model.dropout import Dropout, dropout
+from stmgt.model.recompute import checkpointed
 from stmgt.settings import SETTINGS
 
 GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto")   # the ways GATv2 runs
@@ -101,9 +101,9 @@ class EdgeGather:
     """Per-edge rows of node features, x [M, N, ...] -> [M, E, ...] for `index` [E] (one end of
     every edge). Compiled for a CPU, the backward is `TableGather`'s: inductor fuses the table sum
     into one vectorised loop, where `index_add` scatters every edge's channels with atomic adds
-    (a faster training step, benchmarks/RESULTS.md). Eager, `index_add` is the
-    faster; on a GPU, where atomics are cheap, the table is unmeasured, so it is not used there.
-    Eager, the rows are gathered and summed back (`sum_into`) along one flattened node axis."""
+    (a faster training step, benchmarks/RESULTS.md); on a GPU, where atomics are cheap, the table is
+    unmeasured, so it is not used there. Eager, the rows are gathered, and summed back (`sum_into`),
+    with `index_select` and `index_add` along the step-graphs' nodes flattened into one axis."""
 
     def __init__(self, index: Tensor, num_nodes: int):
         counts = torch.bincount(index, minlength=num_nodes)
@@ -218,8 +218,8 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     without gradients drops each slice's per-edge tensors once used; a taped pass does not keep them
     but recomputes them in the backward pass (activation checkpointing: about one more forward pass
     of this layer, cheap in the cache; the random state is replayed, so attention dropout draws the
-    same mask twice, and the layer's mode is the forward's even where the caller switches it before
-    the backward pass, as the trainer's what-if loss does), so memory stays bounded on a big graph.
+    same mask twice, in the layer's mode of the forward pass: `stmgt.model.recompute`), so memory
+    stays bounded on a big graph.
     A training-mode pass without gradients runs whole. On a CPU an eager taped pass beyond
     `RELEASE_HEAP_BEYOND` then hands back the heap its slices freed: the autograd records they leave
     in between would keep it resident."""
@@ -228,9 +228,9 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     taped = torch.is_grad_enabled()
     size = max(1, slice_bytes(x.device) // per_graph)
     if M <= size or (gat.training and not taped):
-        return _table_gatv2(gat, x, graph, keep, need_weights, gat.training)
-    layer = partial(checkpoint, _table_gatv2, use_reentrant=False) if taped else _table_gatv2
-    parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights, gat.training)
+        return _table_gatv2(gat, x, graph, keep, need_weights)
+    layer = partial(checkpointed, _table_gatv2) if taped else _table_gatv2
+    parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
              for i in range(0, M, size)]
     if taped and x.device.type == "cpu" and M * per_graph > RELEASE_HEAP_BEYOND and not torch.compiler.is_compiling():
         release_free_heap()     # compiled, it would split the graph: 9× the time of compiling and two steps
@@ -238,7 +238,7 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
 
 
 def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None,
-                 need_weights: bool, training: bool) -> tuple[Tensor, Tensor | None]:
+                 need_weights: bool) -> tuple[Tensor, Tensor | None]:
     M, N, _ = x.shape
     H, C = gat.heads, gat.out_channels
     table = graph.table
@@ -255,7 +255,7 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
         score = score.masked_fill(~table.present.unsqueeze(-1), float("-inf"))
     # Every row keeps its self loop, so none is all -inf; back to edge order, padding left out.
     weights = torch.softmax(score, dim=2).reshape(M, -1, H)[:, table.slot_of_edge]   # [M, E + N, H]
-    dropped = dropout(weights, gat.dropout, training)
+    dropped = dropout(weights, gat.dropout, gat.training)
     if in_place and source.dtype == dropped.dtype:
         messages = source.mul_(dropped.unsqueeze(-1))
     else:

@@ -7,12 +7,12 @@ from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from stmgt.model.config import STMGTConfig
 from stmgt.model.embedding import InputEmbedding, TimeEncoding
 from stmgt.model.fusion import STBlock
 from stmgt.model.head import GaussianMixtureHead
+from stmgt.model.recompute import checkpointed
 from stmgt.model.spatial import StepGraph
 from stmgt.model.weather import WeatherCrossAttention
 
@@ -38,19 +38,6 @@ def last_observed(x: Tensor, mask: Tensor | None) -> Tensor:
     last = torch.where(mask, steps, -1).amax(dim=1, keepdim=True)                    # [B, 1, N]
     value = x.gather(1, last.clamp(min=0)).squeeze(1)
     return torch.where(last.squeeze(1) >= 0, value, torch.zeros((), dtype=x.dtype, device=x.device))
-
-
-def in_mode(module: nn.Module, training: bool, *args):
-    """`module(*args)` in train or eval mode as `training` says, for a block recomputed in the backward
-    pass: it must draw the dropout its forward pass drew, even where the caller switched the mode in
-    between (the trainer's what-if loss runs the model in eval mode, then trains)."""
-    if module.training == training:
-        return module(*args)
-    module.train(training)
-    try:
-        return module(*args)
-    finally:
-        module.train(not training)
 
 
 class STMGT(nn.Module):
@@ -176,7 +163,7 @@ class STMGT(nn.Module):
         alphas, spatial, temporal = [], [], []
         recompute = self.recompute_blocks and torch.is_grad_enabled() and not diagnose
         for block in self.blocks:
-            run = partial(checkpoint, in_mode, block, self.training, use_reentrant=False) if recompute else block
+            run = partial(checkpointed, nn.Module.__call__, block) if recompute else block
             h, alpha, spatial_attention, temporal_attention = run(h, graph, keep, diagnose)
             if diagnose:
                 alphas.append(alpha.mean(dim=-1))
