@@ -2,8 +2,7 @@
 MB in every layer. With glibc's defaults each of them is a fresh `mmap` that is handed back to the
 OS when freed, so every forecast page-faults its working memory in again, and forecasts and CPU
 training steps run slower (`benchmarks/scrub_latency.py` measures forecasts both ways; figures in
-benchmarks/RESULTS.md, *Dashboard latency*). The heap can then hold freed memory between blocks
-still in use, which only `release_free_heap` hands back."""
+benchmarks/RESULTS.md, *Dashboard latency*)."""
 
 from __future__ import annotations
 
@@ -24,16 +23,3 @@ def reuse_freed_memory() -> bool:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
-
-def release_free_heap() -> bool:
-    """Hand the freed pages inside the heap back to the OS (`malloc_trim`), not only those at its
-    top. After many short-lived tensors of a few MB, with small allocations that outlive them in
-    between, the heap holds holes too small for the next tensors, resident all the same: gigabytes
-    in the table path's slices at 5,000 nodes (benchmarks/RESULTS.md, *Graph scaling*). Reusing a
-    handed-back page costs a page fault. Returns False where the C library has no `malloc_trim`."""
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):
-        return False
-    malloc_trim(0)
-    return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import torch
+
 from stmgt.model.spatial import slice_bytes
 from stmgt.settings import MODEL, SETTINGS, check, default
 
@@ -126,18 +128,23 @@ class STMGTConfig:
         then the per-token features of the blocks and the temporal attention. Fitted to the peak
         memory of a step on a CPU (resident memory during the step over that before it; the
         measurements in benchmarks/RESULTS.md, *Training memory*); an estimate, not a bound. On the
-        `table` path (`path`: the one the step takes) per-edge tensors beyond one slice on `device`
-        (`spatial.slice_bytes`) are recomputed slice by slice, not kept: then a few slices' worth at a
-        time instead. With `recompute_blocks` (`STMGT.recompute_blocks`) every block keeps its input
-        only and one block's activations are alive at a time, in its recomputation."""
+        `table` path (`path`: the one the step takes) a CPU keeps no per-edge features but both
+        projections of every node and one attention weight and dropout scale per edge and head
+        (`stmgt.model.row_parts`; in a compiled step its slices need less); elsewhere per-edge tensors
+        beyond one slice on `device` (`spatial.slice_bytes`) are recomputed slice by slice, not kept:
+        then a few slices' worth at a time instead. With `recompute_blocks` (`STMGT.recompute_blocks`)
+        every block keeps its input only and one block's activations are alive at a time, in its
+        recomputation."""
         graphs = batch_size * self.seq_len
         width = self.hidden_dim * (self.heads if self.gat_layout == "mean" else 1)
         per_edge = graphs * (num_edges + num_nodes) * width
         cap = slice_bytes(device)
-        sliced = path == "table" and 4 * per_edge > cap
+        rows = path == "table" and torch.device(device).type == "cpu"
+        sliced = path == "table" and not rows and 4 * per_edge > cap
         tokens = graphs * num_nodes * self.hidden_dim
-        per_block = (0 if sliced else 3 * per_edge) + TOKEN_COPIES * tokens \
-            + 3 * batch_size * num_nodes * self.heads * self.seq_len ** 2
+        edge_work = (2 * graphs * (num_nodes * width + (num_edges + num_nodes) * self.heads) if rows
+                     else 0 if sliced else 3 * per_edge)
+        per_block = edge_work + TOKEN_COPIES * tokens + 3 * batch_size * num_nodes * self.heads * self.seq_len ** 2
         kept = (self.num_blocks * tokens + RECOMPUTED_BLOCK * per_block if recompute_blocks
                 else self.num_blocks * per_block)
         return int(4 * kept) + (SLICES_AT_ONCE * cap if sliced else 0)

@@ -9,7 +9,9 @@ Three interchangeable ways to run the same `GATv2Conv` parameters:
 * ``"table"``: the scores are computed per edge as on the dense path, the softmax runs over a
   padded neighbour table, N rows × (max in-degree + 1) slots (the self loop included, a mask for
   the padding), and the neighbour sum is one index_add over the edges. Static shapes too, and
-  cost and memory linear in the edges: the path for graphs where N² outgrows the edges.
+  cost and memory linear in the edges: the path for graphs where N² outgrows the edges. Eager on
+  a CPU it runs in parts of target-node rows sized for the cache, with a hand-written backward
+  pass (`stmgt.model.row_parts`).
 * ``"pyg"``: PyG's own `GATv2Conv` over one disjoint union of the B·T step-graphs — the
   reference the other two are tested against.
 
@@ -30,9 +32,9 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATv2Conv
 from torch_geometric.utils import remove_self_loops
 
-from stmgt.allocator import release_free_heap
 from stmgt.model.dropout import Dropout, dropout
 from stmgt.model.recompute import checkpointed
+from stmgt.model.row_parts import RowOrder, row_parts_attention
 from stmgt.settings import SETTINGS
 
 GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto")   # the ways GATv2 runs
@@ -43,22 +45,20 @@ GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto
 # path's cache-sized slices: dense ahead at 10 nodes a slot (the embedded graph), the table at 25
 # (benchmarks/RESULTS.md, *Graph scaling*); no other device has been measured, so they use the
 # CPU's ratio. That is the compiled training pass; eager or without gradients a CPU takes the table
-# path at any size.
+# path (in row parts) at any size.
 DENSE_SLOTS_RATIO = {"cpu": 16.0}
 # Per-edge features (one tensor's worth) the table path holds at once (`table_gatv2`, `slice_bytes`):
-# on a CPU slices small enough to stay in its cache, whose per-edge tensors a taped pass recomputes in
-# the backward pass instead of keeping; elsewhere a memory cap. On a CPU the cache-sized slices ran
-# validation's batches 1.3–1.9× as fast as slices of the cap, a 1,000-node training step about twice
-# as fast as one whole pass with 40 % less memory, and a 5,000-node step twice as fast as slices of
-# the cap at batch 1 and 1.2× at batch 8, in 0.5 GB less once a big pass hands back the heap its
-# slices freed (`RELEASE_HEAP_BEYOND`; benchmarks/RESULTS.md, *Graph scaling*).
+# on a CPU slices of step-graphs small enough to stay in its cache, elsewhere a memory cap, whose
+# per-edge tensors a taped pass recomputes in the backward pass instead of keeping. On a CPU the
+# cache-sized slices ran validation's batches 1.3–1.9× as fast as slices of the cap
+# (benchmarks/RESULTS.md, *Graph scaling*).
 EDGE_SLICE_BYTES = 256 * 1024 ** 2
 CACHED_SLICE_BYTES = 8 * 1024 ** 2
-# A taped sliced pass on a CPU leaves freed heap resident, about a fifth of its per-edge tensors' size
-# in one piece: 0.8 GB a block at 5,000 nodes and batch 8 (4 GB), 1.8 GB by the end of the forward
-# pass. Beyond this size a pass hands it back (`release_free_heap`); below, reusing it is worth more:
-# handed back after every pass, the 5,000-node step at batch 1 (0.5 GB) ran 20 % slower (page faults).
-RELEASE_HEAP_BEYOND = 1024 ** 3
+# Per-edge features of one part of target-node rows (`stmgt.model.row_parts`), what an eager pass on a
+# CPU runs inside each slice: small enough for a core's 2 MB L2 cache. Against the checkpointed slices
+# they ran training steps 1.2× (62 nodes) to 1.45× (5,000 nodes) as fast, and forecasts as fast to
+# 1.4× (benchmarks/RESULTS.md, *Graph scaling*).
+ROW_PART_BYTES = 2 * 1024 ** 2
 
 
 def slice_bytes(device: torch.device) -> int:
@@ -162,6 +162,14 @@ class StepGraph:
         # Max in-degree + 1 (the self loop): the width of the neighbour table.
         self.slots = int(torch.bincount(self.edge_index[1], minlength=num_nodes).max()) if num_nodes else 0
         self._table: NeighbourTable | None = None
+        self._rows: RowOrder | None = None
+
+    @property
+    def rows(self) -> RowOrder:
+        """The edges sorted by target, built on first use."""
+        if self._rows is None:
+            self._rows = RowOrder(self.edge_index, self.num_nodes)
+        return self._rows
 
     @property
     def table(self) -> NeighbourTable:
@@ -213,27 +221,28 @@ def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
     as `dense_gatv2` without its N×N matrix. -> ([M, N, out], attention [M, E + N, heads] in
     `graph.edge_index` order when `need_weights`).
 
-    The step-graphs go through in slices of `slice_bytes` per per-edge tensor, one after another: on
-    a CPU small enough to stay in its cache from one op to the next, elsewhere a memory cap. A pass
-    without gradients drops each slice's per-edge tensors once used; a taped pass does not keep them
-    but recomputes them in the backward pass (activation checkpointing: about one more forward pass
-    of this layer, cheap in the cache; the random state is replayed, so attention dropout draws the
-    same mask twice, in the layer's mode of the forward pass: `stmgt.model.recompute`), so memory
-    stays bounded on a big graph.
-    A training-mode pass without gradients runs whole. On a CPU an eager taped pass beyond
-    `RELEASE_HEAP_BEYOND` then hands back the heap its slices freed: the autograd records they leave
-    in between would keep it resident."""
+    An eager pass on a CPU runs in parts of target-node rows (`stmgt.model.row_parts`), which keeps no
+    per-edge features for the backward pass: a taped one whole (its step-graphs in slices took 18 %
+    longer and 0.4 GB more at 5,000 nodes and batch 8), one without gradients in the slices below.
+    Otherwise the step-graphs go through in slices of `slice_bytes` per per-edge tensor, one after
+    another: on a CPU small enough to stay in its cache, elsewhere a memory cap. A pass without
+    gradients drops each slice's per-edge tensors once used; a taped pass (compiled, or on another
+    device) does not keep them but recomputes them in the backward pass (activation checkpointing;
+    the random state is replayed, so attention dropout draws the same mask twice, in the layer's mode
+    of the forward pass: `stmgt.model.recompute`), so memory stays bounded on a big graph. A
+    training-mode pass without gradients runs whole."""
     M = x.shape[0]
     per_graph = graph.edge_index.shape[1] * gat.heads * gat.out_channels * x.element_size()
     taped = torch.is_grad_enabled()
+    row_parts = x.device.type == "cpu" and not torch.compiler.is_compiling()
+    layer = _row_parts_gatv2 if row_parts else _table_gatv2
     size = max(1, slice_bytes(x.device) // per_graph)
-    if M <= size or (gat.training and not taped):
-        return _table_gatv2(gat, x, graph, keep, need_weights)
-    layer = partial(checkpointed, _table_gatv2) if taped else _table_gatv2
+    if M <= size or (gat.training and not taped) or (taped and row_parts):
+        return layer(gat, x, graph, keep, need_weights)
+    if taped:
+        layer = partial(checkpointed, layer)
     parts = [layer(gat, x[i:i + size], graph, None if keep is None else keep[i:i + size], need_weights)
              for i in range(0, M, size)]
-    if taped and x.device.type == "cpu" and M * per_graph > RELEASE_HEAP_BEYOND and not torch.compiler.is_compiling():
-        release_free_heap()     # compiled, it would split the graph: 9× the time of compiling and two steps
     return torch.cat([out for out, _ in parts]), torch.cat([w for _, w in parts]) if need_weights else None
 
 
@@ -261,11 +270,31 @@ def _table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | Non
     else:
         # Under autocast `source` is bf16 and the softmax float32: the messages take the wider type, as PyG's.
         messages = dropped.unsqueeze(-1) * source
-    mixed = graph.targets.sum_into(messages)
+    return _heads_out(gat, graph.targets.sum_into(messages)), weights if need_weights else None
+
+
+def _row_parts_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None,
+                     need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """`_table_gatv2`'s output, its per-edge work by `row_parts_attention`."""
+    M, N, _ = x.shape
+    H, C = gat.heads, gat.out_channels
+    order = graph.rows.order
+    source = gat.lin_l(x).view(M * N, H, C)
+    target = gat.lin_r(x).view(M * N, H, C)
+    rows = graph.rows.flat(M, max(1, ROW_PART_BYTES // (H * C * source.element_size())))
+    kept = None if keep is None else torch.cat([keep, keep.new_ones(M, N)], 1)[:, order].reshape(-1)
+    sums, weights = row_parts_attention(source, target, gat.att[0], rows, kept,
+                                        gat.dropout if gat.training else 0.0, gat.negative_slope)
+    if need_weights:                                                        # back to edge order
+        weights = weights.new_empty(M, order.numel(), H).index_copy_(1, order, weights.view(M, -1, H))
+    return _heads_out(gat, sums.view(M, N, H, C)), weights if need_weights else None
+
+
+def _heads_out(gat: GATv2Conv, mixed: Tensor) -> Tensor:
+    """Every head's neighbour sums [M, N, H, C] -> GATv2's output: heads side by side or averaged, + bias."""
+    M, N, H, C = mixed.shape
     out = mixed.reshape(M, N, H * C) if gat.concat else mixed.mean(2)
-    if gat.bias is not None:
-        out = out + gat.bias
-    return out, weights if need_weights else None
+    return out if gat.bias is None else out + gat.bias
 
 
 def dense_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None = None,
@@ -293,10 +322,7 @@ def dense_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None
         attention = weights.new_zeros(M, H, N * N).scatter(2, graph.positions.expand(M, H, -1), dropped)
         attention = attention.view(M, H, N, N)
     mixed = attention @ source.transpose(1, 2)                                        # [M, H, N, C]
-    out = mixed.transpose(1, 2).reshape(M, N, H * C) if gat.concat else mixed.mean(1)
-    if gat.bias is not None:
-        out = out + gat.bias
-    return out, weights.transpose(1, 2) if need_weights else None
+    return _heads_out(gat, mixed.transpose(1, 2)), weights.transpose(1, 2) if need_weights else None
 
 
 class SpatialBranch(nn.Module):
