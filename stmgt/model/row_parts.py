@@ -7,7 +7,7 @@ table path streams main memory, and the same work ran about five times as fast i
 or two (benchmarks/RESULTS.md, *Graph scaling*). The table path's slices are whole step-graphs, too big
 here; a slice of target-node rows would need autograd to sum a full-size gradient of the projected
 features per slice. So this autograd Function runs the rows of the step-graphs, flattened into one
-axis, in consecutive parts whose incoming edges (sorted by target) fill `part_bytes`, and writes the
+axis, in consecutive parts whose incoming edges (sorted by target) fill a budget, and writes the
 backward pass out: it keeps only the attention weights and the dropout mask (one value per edge and
 head), recomputes each part's per-edge features, and sums its gradients straight into the projected
 features' gradient buffers. The maths is `spatial._table_gatv2`'s, term by term."""
@@ -54,7 +54,6 @@ class FlatRows:
         offsets = torch.arange(copies, device=rows.sources.device).unsqueeze(1)
         self.sources = (rows.sources + offsets * N).reshape(-1)
         self.targets = (rows.targets + offsets * N).reshape(-1)
-        self.slot = rows.slot.repeat(copies)
         self.slots = rows.slots
         starts = torch.cat([(rows.starts[:-1] + offsets * E).reshape(-1), rows.starts.new_tensor([copies * E])])
         starts = starts.tolist()
@@ -68,7 +67,7 @@ class FlatRows:
         firsts, sizes = torch.tensor([(first, b - a) for first, _, a, b in self.parts] or [(0, 0)],
                                      dtype=torch.long, device=self.targets.device).T
         self.local = self.targets - firsts.repeat_interleave(sizes)     # each edge's row within its part
-        self.cell = self.local * self.slots + self.slot                 # and its cell in the part's table
+        self.cell = self.local * self.slots + rows.slot.repeat(copies)  # and its cell in the part's table
 
 
 def row_parts_attention(source: Tensor, target: Tensor, att: Tensor, rows: FlatRows, kept: Tensor | None,
