@@ -33,7 +33,7 @@ read from.
 `--inference`: passes without gradients over a validation-sized batch (about 8,000 node-windows) per
 graph size, in turns: the dense path (where its N×N attention fits), and the table path in slices of
 the memory cap (`EDGE_SLICE_BYTES`) and in cache-sized slices (`CACHED_SLICE_BYTES`, what `auto`
-takes on a CPU without gradients).
+takes on a CPU without gradients), each in parts of target-node rows (`stmgt.model.row_parts`).
 """
 
 from __future__ import annotations

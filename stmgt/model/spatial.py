@@ -55,9 +55,9 @@ DENSE_SLOTS_RATIO = {"cpu": 16.0}
 EDGE_SLICE_BYTES = 256 * 1024 ** 2
 CACHED_SLICE_BYTES = 8 * 1024 ** 2
 # Per-edge features of one part of target-node rows (`stmgt.model.row_parts`), what an eager pass on a
-# CPU runs inside each slice: small enough for a core's 2 MB L2 cache. Against the checkpointed slices
-# they ran training steps 1.2× (62 nodes) to 1.45× (5,000 nodes) as fast, and forecasts as fast to
-# 1.4× (benchmarks/RESULTS.md, *Graph scaling*).
+# CPU runs: small enough for a core's 2 MB L2 cache. Against the checkpointed slices they ran training
+# steps 1.2× (62 nodes) to 1.6× (5,000 nodes) as fast, forecasts within 2 % at 62 and 200 nodes and
+# 1.1–1.4× as fast at 1,000 and 5,000 (benchmarks/RESULTS.md, *Graph scaling*).
 ROW_PART_BYTES = 2 * 1024 ** 2
 
 
