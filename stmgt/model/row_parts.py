@@ -21,41 +21,20 @@ from torch import Tensor
 from stmgt.model.dropout import dropout
 
 
-class RowOrder:
-    """A step-graph's edges (its self loops included) sorted by target node, and, for M step-graphs
-    flattened into one [M·N] row axis, the parts of rows each pass goes through."""
-
-    def __init__(self, edge_index: Tensor, num_nodes: int):
-        targets = edge_index[1]
-        self.order = torch.argsort(targets, stable=True)               # sorted position -> edge id
-        self.sources, self.targets = edge_index[0][self.order], targets[self.order]
-        counts = torch.bincount(targets, minlength=num_nodes)
-        self.starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])   # row i's edges: starts[i]:starts[i + 1]
-        self.slot = torch.arange(targets.numel(), device=targets.device) - self.starts[self.targets]
-        self.slots = int(counts.max()) if num_nodes else 0
-        self.num_nodes = num_nodes
-        self._flat: dict[tuple[int, int], FlatRows] = {}
-
-    def flat(self, copies: int, part_edges: int) -> FlatRows:
-        key = (copies, part_edges)
-        if key not in self._flat:
-            self._flat[key] = FlatRows(self, copies, part_edges)
-        return self._flat[key]
-
-
 class FlatRows:
-    """`copies` step-graphs as one graph of copies·N rows: sorted edges' flat sources and targets,
-    each edge's row within its part (`local`) and cell in its part's [rows, slots] table (`cell`),
-    and `parts`, (first row, end row, first edge, end edge) of each run of rows with at most
-    `part_edges` edges (or one row, if it alone has more)."""
+    """`copies` step-graphs as one graph of copies·N rows, from the rows of their neighbour table
+    (`spatial.NeighbourTable`): the sorted edges' flat sources and targets, each edge's row within its
+    part (`local`) and cell in its part's [rows, slots] table (`cell`), and `parts`, (first row, end
+    row, first edge, end edge) of each run of rows with at most `part_edges` edges (or one row, if it
+    alone has more)."""
 
-    def __init__(self, rows: RowOrder, copies: int, part_edges: int):
-        N, E = rows.num_nodes, rows.sources.numel()
-        offsets = torch.arange(copies, device=rows.sources.device).unsqueeze(1)
-        self.sources = (rows.sources + offsets * N).reshape(-1)
-        self.targets = (rows.targets + offsets * N).reshape(-1)
-        self.slots = rows.slots
-        starts = torch.cat([(rows.starts[:-1] + offsets * E).reshape(-1), rows.starts.new_tensor([copies * E])])
+    def __init__(self, table, copies: int, part_edges: int):
+        N, E = table.num_nodes, table.sources.numel()
+        offsets = torch.arange(copies, device=table.sources.device).unsqueeze(1)
+        self.sources = (table.sources + offsets * N).reshape(-1)
+        self.targets = (table.targets + offsets * N).reshape(-1)
+        self.slots = table.slots
+        starts = torch.cat([(table.starts[:-1] + offsets * E).reshape(-1), table.starts.new_tensor([copies * E])])
         starts = starts.tolist()
         self.parts, first = [], 0
         while first < copies * N:
@@ -67,7 +46,7 @@ class FlatRows:
         firsts, sizes = torch.tensor([(first, b - a) for first, _, a, b in self.parts] or [(0, 0)],
                                      dtype=torch.long, device=self.targets.device).T
         self.local = self.targets - firsts.repeat_interleave(sizes)     # each edge's row within its part
-        self.cell = self.local * self.slots + rows.slot.repeat(copies)  # and its cell in the part's table
+        self.cell = self.local * self.slots + table.slot.repeat(copies)  # and its cell in the part's table
 
 
 def row_parts_attention(source: Tensor, target: Tensor, att: Tensor, rows: FlatRows, kept: Tensor | None,

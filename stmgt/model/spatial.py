@@ -34,7 +34,7 @@ from torch_geometric.utils import remove_self_loops
 
 from stmgt.model.dropout import Dropout, dropout
 from stmgt.model.recompute import checkpointed
-from stmgt.model.row_parts import RowOrder, row_parts_attention
+from stmgt.model.row_parts import FlatRows, row_parts_attention
 from stmgt.settings import SETTINGS
 
 GAT_PATHS = tuple(path for path in SETTINGS["gat_path"].choices if path != "auto")   # the ways GATv2 runs
@@ -162,14 +162,6 @@ class StepGraph:
         # Max in-degree + 1 (the self loop): the width of the neighbour table.
         self.slots = int(torch.bincount(self.edge_index[1], minlength=num_nodes).max()) if num_nodes else 0
         self._table: NeighbourTable | None = None
-        self._rows: RowOrder | None = None
-
-    @property
-    def rows(self) -> RowOrder:
-        """The edges sorted by target, built on first use."""
-        if self._rows is None:
-            self._rows = RowOrder(self.edge_index, self.num_nodes)
-        return self._rows
 
     @property
     def table(self) -> NeighbourTable:
@@ -196,22 +188,35 @@ class StepGraph:
 class NeighbourTable:
     """Every node's incoming edges (its self loop included) as one row of a padded table: `edges`
     [N, S] ids into `graph.edge_index`, padded with the node's own self loop, `present` [N, S]
-    False on the padding, `slot_of_edge` [E + N] where each edge sits in the flattened table."""
+    False on the padding, `slot_of_edge` [E + N] where each edge sits in the flattened table.
+    The same rows unpadded, for `stmgt.model.row_parts`: `order` the edge ids sorted by target,
+    `sources`, `targets` and `slot` of the sorted edges, `starts` [N + 1] where each row begins."""
 
     def __init__(self, graph: StepGraph):
         N, S = graph.num_nodes, graph.slots
         targets = graph.edge_index[1]
         loops = graph.num_real_edges + torch.arange(N, device=targets.device)     # node i's self loop id
         counts = torch.bincount(targets, minlength=N)
-        order = torch.argsort(targets, stable=True)                                  # edges grouped by target
-        slot = torch.arange(order.numel(), device=targets.device) - (counts.cumsum(0) - counts)[targets[order]]
+        self.num_nodes, self.slots = N, S
+        self.order = order = torch.argsort(targets, stable=True)                     # edges grouped by target
+        self.sources, self.targets = graph.edge_index[0][order], targets[order]
+        self.starts = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        self.slot = slot = torch.arange(order.numel(), device=targets.device) - self.starts[self.targets]
         self.edges = loops.unsqueeze(1).repeat(1, S)
-        self.edges[targets[order], slot] = order
+        self.edges[self.targets, slot] = order
         self.present = torch.zeros(N, S, dtype=torch.bool, device=targets.device)
-        self.present[targets[order], slot] = True
+        self.present[self.targets, slot] = True
         self.padded = not bool(self.present.all())
         self.slot_of_edge = torch.empty_like(order)
-        self.slot_of_edge[order] = targets[order] * S + slot
+        self.slot_of_edge[order] = self.targets * S + slot
+        self._flat: dict[tuple[int, int], FlatRows] = {}
+
+    def flat(self, copies: int, part_edges: int) -> FlatRows:
+        """The rows of `copies` step-graphs in parts of at most `part_edges` edges, built once."""
+        key = (copies, part_edges)
+        if key not in self._flat:
+            self._flat[key] = FlatRows(self, copies, part_edges)
+        return self._flat[key]
 
 
 def table_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor | None = None,
@@ -278,10 +283,10 @@ def _row_parts_gatv2(gat: GATv2Conv, x: Tensor, graph: StepGraph, keep: Tensor |
     """`_table_gatv2`'s output, its per-edge work by `row_parts_attention`."""
     M, N, _ = x.shape
     H, C = gat.heads, gat.out_channels
-    order = graph.rows.order
+    order = graph.table.order
     source = gat.lin_l(x).view(M * N, H, C)
     target = gat.lin_r(x).view(M * N, H, C)
-    rows = graph.rows.flat(M, max(1, ROW_PART_BYTES // (H * C * source.element_size())))
+    rows = graph.table.flat(M, max(1, ROW_PART_BYTES // (H * C * source.element_size())))
     kept = None if keep is None else torch.cat([keep, keep.new_ones(M, N)], 1)[:, order].reshape(-1)
     sums, weights = row_parts_attention(source, target, gat.att[0], rows, kept,
                                         gat.dropout if gat.training else 0.0, gat.negative_slope)

@@ -9,7 +9,7 @@ import torch
 from stmgt.data.road_like import road_like_edges
 from stmgt.model import STMGT, STMGTConfig
 from stmgt.model import spatial
-from stmgt.model.row_parts import RowOrder, RowPartsAttention, row_parts_attention
+from stmgt.model.row_parts import RowPartsAttention, row_parts_attention
 from stmgt.model.spatial import StepGraph, dense_gatv2, table_gatv2
 
 
@@ -143,14 +143,14 @@ def test_a_slice_recomputes_in_the_mode_of_its_forward_pass(monkeypatch):
 
 def test_parts_cover_the_rows_in_order_within_their_edge_budget():
     graph = StepGraph(road_like_edges(50), 50)
-    rows = graph.rows.flat(3, 40)
+    rows = graph.table.flat(3, 40)
     assert rows.parts[0][:3] == (0, rows.parts[0][1], 0) and rows.parts[-1][1] == 150
     assert rows.parts[-1][3] == rows.sources.numel() == 3 * graph.edge_index.shape[1]
     for (_, end, _, b), (first, _, a, _) in zip(rows.parts, rows.parts[1:]):
         assert (end, b) == (first, a)                                   # consecutive, nothing skipped
     assert all(b - a <= 40 for *_, a, b in rows.parts)
     assert len({first // 50 for first, *_ in rows.parts}) == 3          # parts inside every step-graph
-    lone = RowOrder(graph.edge_index, 50).flat(2, 1)                    # one row is never split
+    lone = graph.table.flat(2, 1)                                       # one row is never split
     assert [end - first for first, end, *_ in lone.parts] == [1] * 100
     for first, end, a, b in rows.parts:                                 # each part's edges end at its rows
         assert ((rows.targets[a:b] >= first) & (rows.targets[a:b] < end)).all()
@@ -184,7 +184,7 @@ def test_the_hand_written_backward_matches_finite_differences_with_dropout_and_d
     """gradcheck against the function itself, the random state reset before every call, so attention
     dropout draws the same mask each time: the backward must use the mask its forward drew."""
     graph = StepGraph(road_like_edges(12), 12)
-    rows = graph.rows.flat(2, 9)
+    rows = graph.table.flat(2, 9)
     assert len(rows.parts) > 2
     torch.manual_seed(0)
     source, target = (torch.randn(24, 2, 3, dtype=torch.float64, requires_grad=True) for _ in range(2))
